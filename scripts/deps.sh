@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bulwark needs to build and test, only when missing.
+# Usage: scripts/deps.sh [build|test]   (test = build + test tools)
+set -euo pipefail
+want=(cmake g++ pkg-config libasio-dev libssl-dev libc-ares-dev libtomlplusplus-dev
+      libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libsodium-dev openssl)
+if [ "${1:-build}" = test ]; then
+  want+=(libgtest-dev googletest python3-pytest swaks clang libclang-rt-14-dev)
+fi
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

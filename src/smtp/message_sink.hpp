@@ -1,0 +1,40 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace bulwark::smtp {
+
+// Collects the bytes of one message (already dot-unstuffed for DATA, raw for
+// BDAT) and checks what RFC 5321/5322 and our limits require of them: only CRLF
+// line endings, text lines of at most `max_line` octets, total size, and the
+// number of Received: header fields (mail loop detection).
+class MessageSink {
+ public:
+  MessageSink(uint64_t max_size, size_t max_line) : max_size_(max_size), max_line_(max_line) {}
+
+  void append(std::string_view bytes);
+  // Call once at the end of the message.
+  void finish();
+
+  bool bare_cr_lf() const { return bare_; }
+  bool line_too_long() const { return too_long_; }
+  bool too_big() const { return too_big_; }
+  uint64_t size() const { return size_; }
+  size_t received_count() const { return received_; }
+  std::string& data() { return data_; }
+
+ private:
+  uint64_t max_size_;
+  size_t max_line_;
+  std::string data_;
+  uint64_t size_ = 0;
+  size_t line_len_ = 0;  // octets of the current line including its CRLF so far
+  bool prev_cr_ = false;
+  bool bare_ = false, too_long_ = false, too_big_ = false;
+  bool in_headers_ = true;
+  std::string line_head_;  // first octets of the current header line
+  size_t received_ = 0;
+};
+
+}  // namespace bulwark::smtp

@@ -1,0 +1,156 @@
+// smtp/: the SMTP protocol without I/O. ServerSession turns bytes from a client into
+// reply bytes and requests (start TLS, commit a message, close); the network shell
+// in net/ moves the bytes. Depends on core/ only, so every byte path is unit-tested
+// and fuzzed without sockets.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/address.hpp"
+#include "smtp/message_sink.hpp"
+#include "smtp/reply.hpp"
+
+namespace bulwark::smtp {
+
+enum class Service { smtp, submission, smtps };
+const char* service_name(Service s);
+
+struct SessionLimits {
+  uint64_t max_message_size = 50ull << 20;  // 0 = no limit
+  size_t max_recipients = 100;              // 0 = no limit
+  size_t max_hops = 30;                     // 0 = no limit
+  size_t max_failed_commands = 10;          // 0 = no limit
+  size_t max_command_line = 512;            // including CRLF (RFC 5321 4.5.3.1.4)
+  size_t max_text_line = 1000;              // including CRLF (RFC 5321 4.5.3.1.6)
+};
+
+struct SessionConfig {
+  std::string hostname;
+  Service service = Service::smtp;
+  bool starttls_available = false;
+  SessionLimits limits;
+};
+
+struct ClientInfo {
+  std::string ip;
+  bool tls = false;  // already TLS (smtps)
+  std::string tls_version, tls_cipher;
+};
+
+// Where one accepted recipient goes.
+struct Recipient {
+  std::string rcpt;     // as given in RCPT TO (normalised form)
+  std::string target;   // final address: a local mailbox or a remote address
+  bool local = true;
+};
+
+struct RecipientLookup {
+  enum Kind { local, unknown, not_local, temp_failure } kind = unknown;
+  std::vector<std::string> mailboxes;  // local users after alias/group expansion
+  std::vector<std::string> remote;     // non-local addresses an alias/group points to
+};
+
+// What the session needs from the rest of the server. Injected, so tests use fakes.
+class SessionHooks {
+ public:
+  virtual ~SessionHooks() = default;
+  virtual RecipientLookup lookup_recipient(const Address& rcpt) = 0;
+  virtual bool may_relay(const Address& rcpt) = 0;
+  virtual std::string new_queue_id() = 0;
+  virtual std::chrono::system_clock::time_point now() = 0;
+};
+
+struct Envelope {
+  std::string id;
+  std::string client_ip;
+  std::string helo;
+  std::string sender;  // "" for the null path
+  bool smtputf8 = false;
+  std::string tls;     // "TLSv1.3/TLS_AES_256_GCM_SHA384" or ""
+  std::vector<Recipient> recipients;
+};
+
+// A message ready to be made durable: Received: header plus the client's bytes.
+struct Transaction {
+  Envelope envelope;
+  std::string received;  // our Received: header field, CRLF-terminated
+  std::string data;      // message as the client sent it (dot-unstuffed)
+};
+
+enum class Next { read, starttls, commit, close };
+
+struct Output {
+  std::string bytes;  // replies to write, in order
+  Next next = Next::read;
+};
+
+enum class State { command, data, bdat, wait_commit, wait_tls, closed };
+
+class ServerSession {
+ public:
+  ServerSession(SessionConfig cfg, SessionHooks& hooks, ClientInfo client);
+
+  Output greet();
+  // Consumes bytes from the client. Whatever cannot be processed yet (a partial line,
+  // or input pipelined behind a commit) stays buffered for the next call.
+  Output feed(std::string_view bytes);
+  // After Next::commit: the transaction to store, then commit_finished() with the result.
+  Transaction& pending() { return pending_; }
+  Output commit_finished(bool ok);
+  // After Next::starttls: the handshake succeeded; the session starts over (RFC 3207).
+  Output tls_started(std::string version, std::string cipher);
+  // Server shutdown or timeout: the 421 to send before closing.
+  Output shutdown(std::string_view why);
+
+  State state() const { return state_; }
+  bool in_transaction() const { return mail_given_; }
+  size_t unknown_recipients() const { return unknown_rcpts_; }
+  size_t buffered() const { return buf_.size() - rpos_; }
+
+ private:
+  Output process(Output out);
+  bool process_command_line(Output& out);
+  bool process_data(Output& out);
+  bool process_bdat(Output& out);
+  void dispatch(std::string_view line, Output& out);
+  void reply(Output& out, const Reply& r);
+  void fail(Output& out, const Reply& r);  // a 5xx that counts toward max_failed_commands
+  void reset_transaction();
+  void set_state(State s) { state_ = s; }
+  bool finish_message(Output& out);
+
+  void cmd_ehlo(std::string_view arg, bool extended, Output& out);
+  void cmd_mail(std::string_view arg, Output& out);
+  void cmd_rcpt(std::string_view arg, Output& out);
+  void cmd_data(std::string_view arg, Output& out);
+  void cmd_bdat(std::string_view arg, Output& out);
+  void cmd_starttls(std::string_view arg, Output& out);
+
+  SessionConfig cfg_;
+  SessionHooks& hooks_;
+  ClientInfo client_;
+  State state_ = State::command;
+  std::string buf_;
+  size_t rpos_ = 0;
+  bool discarding_long_line_ = false;
+  size_t failed_ = 0;
+  size_t unknown_rcpts_ = 0;
+
+  std::string helo_;
+  bool esmtp_ = false;
+  bool mail_given_ = false;
+  bool bdat_used_ = false;
+  bool data_mid_line_ = false;  // DATA: inside an over-long line (no dot handling)
+  uint64_t bdat_remaining_ = 0;
+  bool bdat_last_ = false;
+  bool bdat_failed_ = false;
+  Envelope env_;
+  std::unique_ptr<MessageSink> sink_;
+  Transaction pending_;
+};
+
+}  // namespace bulwark::smtp

@@ -1,0 +1,302 @@
+// Session tests over no transport at all: bytes in, reply bytes out. Every script is
+// also replayed split at every byte offset, which must not change a single reply.
+#include <gtest/gtest.h>
+
+#include "smtp/session.hpp"
+
+using namespace bulwark;
+using namespace bulwark::smtp;
+
+namespace {
+
+struct FakeHooks : SessionHooks {
+  int next_id = 0;
+  RecipientLookup lookup_recipient(const Address& a) override {
+    RecipientLookup r;
+    std::string k = a.lookup_key();
+    if (a.domain != "example.test" && a.domain != "mx.example.test") {
+      r.kind = RecipientLookup::not_local;
+    } else if (k == "demo@example.test" || k == "postmaster@mx.example.test") {
+      r.kind = RecipientLookup::local;
+      r.mailboxes = {k};
+    } else if (k == "team@example.test") {
+      r.kind = RecipientLookup::local;
+      r.mailboxes = {"demo@example.test", "other@example.test"};
+    } else if (k == "tempfail@example.test") {
+      r.kind = RecipientLookup::temp_failure;
+    } else {
+      r.kind = RecipientLookup::unknown;
+    }
+    return r;
+  }
+  bool may_relay(const Address&) override { return false; }
+  std::string new_queue_id() override { return "Q" + std::to_string(++next_id); }
+  std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::time_point{}; }
+};
+
+struct Result {
+  std::string out;
+  std::vector<Transaction> committed;
+  bool closed = false;
+  int tls_handshakes = 0;
+};
+
+SessionConfig config() {
+  SessionConfig c;
+  c.hostname = "mx.example.test";
+  c.starttls_available = true;
+  c.limits.max_message_size = 10000;
+  c.limits.max_recipients = 3;
+  c.limits.max_hops = 5;
+  c.limits.max_failed_commands = 10;
+  return c;
+}
+
+void handle(ServerSession& s, Output o, Result& run) {
+  for (;;) {
+    run.out += o.bytes;
+    if (o.next == Next::commit) {
+      run.committed.push_back(s.pending());
+      o = s.commit_finished(true);
+      continue;
+    }
+    if (o.next == Next::starttls) {
+      ++run.tls_handshakes;
+      o = s.tls_started("TLSv1.3", "TLS_AES_128_GCM_SHA256");
+      continue;
+    }
+    if (o.next == Next::close) run.closed = true;
+    return;
+  }
+}
+
+Result run_chunks(const std::vector<std::string>& chunks, SessionConfig cfg = config()) {
+  FakeHooks hooks;
+  ServerSession s(cfg, hooks, ClientInfo{"192.0.2.9", false, "", ""});
+  Result run;
+  handle(s, s.greet(), run);
+  for (auto& c : chunks) {
+    if (run.closed) break;
+    handle(s, s.feed(c), run);
+  }
+  return run;
+}
+
+Result run_script(const std::string& input, SessionConfig cfg = config()) { return run_chunks({input}, cfg); }
+
+// The property every parser here must have: how TCP splits the input is invisible.
+void expect_split_invariant(const std::string& input, SessionConfig cfg = config()) {
+  Result whole = run_script(input, cfg);
+  for (size_t i = 1; i < input.size(); ++i) {
+    Result split = run_chunks({input.substr(0, i), input.substr(i)}, cfg);
+    ASSERT_EQ(split.out, whole.out) << "split at " << i;
+    ASSERT_EQ(split.committed.size(), whole.committed.size()) << "split at " << i;
+    for (size_t k = 0; k < whole.committed.size(); ++k)
+      ASSERT_EQ(split.committed[k].data, whole.committed[k].data) << "split at " << i;
+  }
+  // and one byte at a time
+  std::vector<std::string> bytes;
+  for (char c : input) bytes.emplace_back(1, c);
+  Result bytewise = run_chunks(bytes, cfg);
+  ASSERT_EQ(bytewise.out, whole.out);
+}
+
+std::vector<std::string> reply_codes(const std::string& out) {
+  std::vector<std::string> codes;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t e = out.find("\r\n", pos);
+    std::string line = out.substr(pos, e - pos);
+    if (line.size() >= 4 && line[3] == ' ') codes.push_back(line.substr(0, 3));
+    pos = e + 2;
+  }
+  return codes;
+}
+
+const std::string kTx =
+    "EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n";
+
+}  // namespace
+
+TEST(Session, GreetsAndAdvertises) {
+  Result r = run_script("EHLO client.test\r\n");
+  EXPECT_EQ(r.out.substr(0, 4), "220 ");
+  for (const char* ext : {"PIPELINING", "SIZE 10000", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING",
+                          "STARTTLS"})
+    EXPECT_NE(r.out.find(std::string("250-") + ext + "\r\n"), std::string::npos) << ext;
+}
+
+TEST(Session, PlainDeliveryWithDotUnstuffing) {
+  std::string in = kTx + "Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\nQUIT\r\n";
+  Result r = run_script(in);
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].data, "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n");
+  EXPECT_EQ(r.committed[0].envelope.sender, "a@remote.test");
+  ASSERT_EQ(r.committed[0].envelope.recipients.size(), 1u);
+  EXPECT_EQ(r.committed[0].envelope.recipients[0].target, "demo@example.test");
+  EXPECT_NE(r.committed[0].received.find("for <demo@example.test>"), std::string::npos);
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "250", "250", "354", "250", "221"}));
+  EXPECT_TRUE(r.closed);
+  expect_split_invariant(in);
+}
+
+TEST(Session, PipelinedTwoMessages) {
+  std::string in = kTx + "one\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<team@example.test>\r\nDATA\r\ntwo\r\n.\r\nQUIT\r\n";
+  Result r = run_script(in);
+  ASSERT_EQ(r.committed.size(), 2u);
+  EXPECT_EQ(r.committed[1].data, "two\r\n");
+  EXPECT_EQ(r.committed[1].envelope.sender, "");
+  EXPECT_EQ(r.committed[1].envelope.recipients.size(), 2u);
+  expect_split_invariant(in);
+}
+
+TEST(Session, SmugglingSequencesNeverEndData) {
+  for (std::string end : {"\n.\n", "\n.\r\n", "\r.\r", "\r.\n", "\r\n.\n", "\n.\r"}) {
+    std::string in = kTx + "Subject: x\r\n\r\nbody" + end +
+                     "MAIL FROM:<evil@remote.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nsmuggled\r\n.\r\n";
+    Result r = run_script(in);
+    // Exactly one end of data is seen (the real CRLF.CRLF) and it is refused: no
+    // message at all is accepted, the smuggled commands are never executed.
+    EXPECT_EQ(r.committed.size(), 0u) << "sequence index";
+    auto codes = reply_codes(r.out);
+    ASSERT_EQ(codes.back(), "550");
+    EXPECT_NE(r.out.find("550 5.6.0"), std::string::npos);
+    EXPECT_EQ(std::count(codes.begin(), codes.end(), "354"), 1);
+    expect_split_invariant(in);
+  }
+}
+
+TEST(Session, BareLfAndCrInCommandsRefused) {
+  Result r = run_script("EHLO client.test\nNOOP\r\nNO\rOP\r\nNOOP\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "500", "250", "500", "250"}));
+  expect_split_invariant("EHLO client.test\nNOOP\r\nNO\rOP\r\nNOOP\r\n");
+}
+
+TEST(Session, CommandLineLimit) {
+  std::string ok = "NOOP " + std::string(512 - 7, 'x') + "\r\n";
+  std::string too_long = "NOOP " + std::string(512 - 6, 'x') + "\r\n";
+  ASSERT_EQ(ok.size(), 512u);
+  EXPECT_EQ(reply_codes(run_script(ok).out).back(), "250");
+  EXPECT_EQ(reply_codes(run_script(too_long).out).back(), "500");
+  std::string huge = "NOOP " + std::string(100000, 'x') + "\r\nNOOP\r\n";
+  auto codes = reply_codes(run_script(huge).out);
+  EXPECT_EQ(codes, (std::vector<std::string>{"220", "500", "250"}));
+  expect_split_invariant(too_long + "NOOP\r\n");
+}
+
+TEST(Session, TextLineLimit) {
+  std::string line998(998, 'a');
+  Result ok = run_script(kTx + line998 + "\r\n.\r\n");
+  EXPECT_EQ(ok.committed.size(), 1u);
+  Result bad = run_script(kTx + line998 + "a\r\n.\r\n");
+  EXPECT_EQ(bad.committed.size(), 0u);
+  EXPECT_NE(bad.out.find("500 5.5.2"), std::string::npos);
+  // A very long line that starts with '.' must not end data when its tail is "."
+  Result tricky = run_script(kTx + std::string(5000, 'b') + ".\r\nstill data\r\n.\r\n");
+  EXPECT_EQ(reply_codes(tricky.out).back(), "500");
+  expect_split_invariant(kTx + line998 + "a\r\n.\r\n");
+}
+
+TEST(Session, MessageSize) {
+  Result r = run_script("EHLO c.test\r\nMAIL FROM:<a@r.test> SIZE=10001\r\nMAIL FROM:<a@r.test> SIZE=10000\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "552", "250"}));
+  Result big = run_script(kTx + std::string(20, 'x') + "\r\n" + std::string(12000, '.') + "\r\n.\r\nNOOP\r\n");
+  auto codes = reply_codes(big.out);
+  EXPECT_EQ(codes[codes.size() - 2], "552");
+  EXPECT_EQ(big.committed.size(), 0u);
+}
+
+TEST(Session, Recipients) {
+  Result r = run_script(
+      "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<x@elsewhere.test>\r\n"
+      "RCPT TO:<tempfail@example.test>\r\nRCPT TO:<Demo@EXAMPLE.test>\r\nRCPT TO:<Postmaster>\r\n"
+      "RCPT TO:<team@example.test>\r\nRCPT TO:<demo@example.test>\r\n");
+  EXPECT_EQ(reply_codes(r.out),
+            (std::vector<std::string>{"220", "250", "250", "550", "554", "451", "250", "250", "250", "452"}));
+  EXPECT_NE(r.out.find("554 5.7.1 Relaying denied"), std::string::npos);
+  EXPECT_NE(r.out.find("550 5.1.1"), std::string::npos);
+}
+
+TEST(Session, SequenceErrors) {
+  Result r = run_script("MAIL FROM:<a@r.test>\r\nEHLO c.test\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
+                     "MAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\nRSET\r\nHELO c.test\r\n"
+                     "MAIL FROM:<a@r.test> SIZE=1\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "503", "250", "503", "503", "250", "503", "554",
+                                                          "250", "250", "501"}));
+}
+
+TEST(Session, TooManyErrorsCloses) {
+  std::string in;
+  for (int i = 0; i < 12; ++i) in += "BOGUS\r\n";
+  Result r = run_script(in);
+  auto codes = reply_codes(r.out);
+  EXPECT_EQ(codes.back(), "421");
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "500"), 10);
+  EXPECT_TRUE(r.closed);
+}
+
+TEST(Session, StarttlsDiscardsPipelinedPlaintext) {
+  Result r = run_script("EHLO c.test\r\nSTARTTLS\r\nQUIT\r\n");
+  EXPECT_EQ(r.tls_handshakes, 1);
+  EXPECT_FALSE(r.closed);  // QUIT was discarded, not executed
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "220"}));
+  Result after = run_chunks({"EHLO c.test\r\nSTARTTLS\r\n", "MAIL FROM:<a@r.test>\r\nEHLO c.test\r\n"});
+  // after TLS the session starts over: MAIL before EHLO is a sequence error, and
+  // STARTTLS is no longer advertised
+  EXPECT_EQ(reply_codes(after.out), (std::vector<std::string>{"220", "250", "220", "503", "250"}));
+  EXPECT_EQ(after.out.rfind("STARTTLS"), after.out.find("STARTTLS"));
+}
+
+TEST(Session, Bdat) {
+  std::string in = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<demo@example.test>\r\nBDAT 6\r\nSub: aBDAT 8 LAST\r\n\r\nbody\r\nQUIT\r\n";
+  Result r = run_script(in);
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].data, "Sub: a\r\nbody\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "250", "250", "250", "250", "221"}));
+  expect_split_invariant(in);
+}
+
+TEST(Session, BdatErrors) {
+  // BDAT without MAIL: the chunk is still consumed, then refused.
+  Result r = run_script("EHLO c.test\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "503", "250"}));
+  // Oversize chunk: 552, transaction over.
+  std::string in = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<demo@example.test>\r\nBDAT 10001 LAST\r\n" +
+                   std::string(10001, 'x') + "NOOP\r\n";
+  EXPECT_EQ(reply_codes(run_script(in.c_str()).out).back(), "250");
+  EXPECT_NE(run_script(in).out.find("552 5.3.4"), std::string::npos);
+  // Unparseable size: the stream is lost, the session closes.
+  Result bad = run_script("EHLO c.test\r\nBDAT x\r\nNOOP\r\n");
+  EXPECT_TRUE(bad.closed);
+  EXPECT_EQ(reply_codes(bad.out), (std::vector<std::string>{"220", "250", "501", "421"}));
+  // DATA after BDAT is a sequence error
+  Result mixed = run_script("EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<demo@example.test>\r\nBDAT 3\r\nabcDATA\r\n");
+  EXPECT_EQ(reply_codes(mixed.out).back(), "503");
+}
+
+TEST(Session, MailLoopDetected) {
+  std::string hdrs;
+  for (int i = 0; i < 5; ++i) hdrs += "Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
+  Result r = run_script(kTx + hdrs + "\r\nbody\r\n.\r\n");
+  EXPECT_NE(r.out.find("554 5.4.6"), std::string::npos);
+  // Received: in the body does not count
+  Result ok = run_script(kTx + "Subject: x\r\n\r\n" + hdrs + ".\r\n");
+  EXPECT_EQ(ok.committed.size(), 1u);
+}
+
+TEST(Session, Smtputf8) {
+  Result r = run_script("EHLO c.test\r\nMAIL FROM:<j\xc3\xb6rg@r.test>\r\nMAIL FROM:<j\xc3\xb6rg@r.test> SMTPUTF8\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "553", "250"}));
+}
+
+TEST(Session, UnknownParamsAndVrfy) {
+  Result r = run_script("EHLO c.test\r\nVRFY demo\r\nMAIL FROM:<a@r.test> RET=FULL\r\nHELP\r\nEXPN x\r\nNOOP\r\n");
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "252", "555", "214", "502", "250"}));
+}
+
+TEST(Session, SubmissionRequiresAuth) {
+  SessionConfig c = config();
+  c.service = Service::submission;
+  Result r = run_script("EHLO c.test\r\nMAIL FROM:<a@r.test>\r\n", c);
+  EXPECT_NE(r.out.find("530 5.7.0"), std::string::npos);
+}
