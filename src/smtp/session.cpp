@@ -288,7 +288,7 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
   if (!parsed.path->params.empty())
     return fail(out, Reply(555, "5.5.4", "Unsupported RCPT parameter"));
   Address a = parsed.path->address;
-  if (a.domain.empty()) a.domain = to_lower(cfg_.hostname);  // <Postmaster>
+  // <Postmaster> keeps an empty domain: the hooks resolve it (RFC 5321 4.5.1).
   if (a.utf8 && !env_.smtputf8) return fail(out, Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
   // Count distinct RCPT commands accepted so far against the limit.
   std::set<std::string> given;
@@ -448,6 +448,7 @@ bool ServerSession::finish_message(Output& out) {
   r += "; " + rfc5322_date(hooks_.now()) + "\r\n";
   pending_.received = std::move(r);
   pending_.data = std::move(sink_->data());
+  pending_id_ = e.id;
   reset_transaction();
   set_state(State::wait_commit);
   out.next = Next::commit;
@@ -456,7 +457,7 @@ bool ServerSession::finish_message(Output& out) {
 
 Output ServerSession::commit_finished(bool ok) {
   Output out;
-  if (ok) reply(out, Reply(250, "2.0.0", "Ok: queued as " + pending_.envelope.id));
+  if (ok) reply(out, Reply(250, "2.0.0", "Ok: queued as " + pending_id_));
   else reply(out, Reply(451, "4.3.0", "Error writing message to disk, try again later"));
   pending_ = Transaction{};
   set_state(State::command);

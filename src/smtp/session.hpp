@@ -58,6 +58,7 @@ struct RecipientLookup {
 class SessionHooks {
  public:
   virtual ~SessionHooks() = default;
+  // `rcpt` has an empty domain for the bare <Postmaster> of RFC 5321 4.5.1.
   virtual RecipientLookup lookup_recipient(const Address& rcpt) = 0;
   virtual bool may_relay(const Address& rcpt) = 0;
   virtual std::string new_queue_id() = 0;
@@ -151,6 +152,7 @@ class ServerSession {
   Envelope env_;
   std::unique_ptr<MessageSink> sink_;
   Transaction pending_;
+  std::string pending_id_;  // survives the shell moving pending_ away
 };
 
 }  // namespace bulwark::smtp

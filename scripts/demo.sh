@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds bulwark and starts it on the demo configuration (demo/bulwark.toml):
+# 127.0.0.1, SMTP 2525, submission 5870, SMTPS 4650, domain example.test, user
+# demo@example.test, data and logs under demo/. Ctrl-C stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh build
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake --build build -j"$(nproc)" --target bulwark
+B=(./build/bulwark --config demo/bulwark.toml)
+"${B[@]}" check-config
+if ! "${B[@]}" domain list | grep -qx example.test; then
+  "${B[@]}" domain add example.test
+fi
+pwfile=demo/data/demo-password
+if ! "${B[@]}" user list | grep -qx demo@example.test; then
+  umask 077
+  pw="demo-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"
+  printf '%s\n' "$pw" | "${B[@]}" user add demo@example.test --password-stdin
+  printf '%s\n' "$pw" > "$pwfile"
+  "${B[@]}" alias add postmaster@example.test demo@example.test
+fi
+cat <<EOT
+
+  bulwark demo: SMTP 127.0.0.1:2525 (STARTTLS), submission 127.0.0.1:5870, SMTPS 127.0.0.1:4650
+  demo user:    demo@example.test   password: $(cat "$pwfile" 2>/dev/null || echo '(see demo/data/demo-password)')
+  mailbox:      demo/data/mail/example.test/demo/new/
+  logs:         demo/log/mail.log, demo/log/security.log
+
+EOT
+exec "${B[@]}" serve

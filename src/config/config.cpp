@@ -1,0 +1,222 @@
+#include "config/config.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/address.hpp"
+#include "core/units.hpp"
+
+namespace bulwark {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const toml::node* n, const std::string& key, const std::string& problem) const {
+    size_t line = n ? n->source().begin.line : 1;
+    throw ConfigError(file_ + ":" + std::to_string(line) + ": " + key + ": " + problem);
+  }
+
+  std::string str(const toml::node& n, const std::string& key) const {
+    if (!n.is_string()) fail(&n, key, "must be a string");
+    return *n.value<std::string>();
+  }
+  bool boolean(const toml::node& n, const std::string& key) const {
+    if (!n.is_boolean()) fail(&n, key, "must be true or false");
+    return *n.value<bool>();
+  }
+  uint64_t count(const toml::node& n, const std::string& key, uint64_t max) const {
+    if (!n.is_integer()) fail(&n, key, "must be a whole number");
+    int64_t v = *n.value<int64_t>();
+    if (v < 0 || uint64_t(v) > max) fail(&n, key, "must be between 0 and " + std::to_string(max));
+    return uint64_t(v);
+  }
+  uint64_t size(const toml::node& n, const std::string& key) const {
+    if (n.is_integer()) return count(n, key, uint64_t(1) << 40);
+    if (!n.is_string()) fail(&n, key, "must be a size like 10485760 or \"10MB\"");
+    auto v = parse_size(*n.value<std::string>());
+    if (!v) fail(&n, key, "bad size \"" + *n.value<std::string>() + "\" (use bytes or KB/MB/GB, e.g. \"10MB\")");
+    return *v;
+  }
+  std::chrono::seconds duration(const toml::node& n, const std::string& key) const {
+    if (n.is_integer() && *n.value<int64_t>() == 0) return std::chrono::seconds(0);
+    if (!n.is_string()) fail(&n, key, "must be a duration like \"30s\", \"5m\", \"1h\", \"2d\"");
+    auto v = parse_duration(*n.value<std::string>());
+    if (!v) fail(&n, key, "bad duration \"" + *n.value<std::string>() + "\" (use s/m/h/d, e.g. \"5m\")");
+    return *v;
+  }
+
+  // Walks a table, calling the handler registered for each key; unknown keys fail.
+  using Handler = std::function<void(const toml::node&, const std::string& key)>;
+  void table(const toml::node& n, const std::string& prefix, const std::map<std::string, Handler>& handlers) const {
+    const toml::table* t = n.as_table();
+    if (!t) fail(&n, prefix, "must be a table");
+    for (auto&& [k, v] : *t) {
+      std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      auto it = handlers.find(std::string(k.str()));
+      if (it == handlers.end()) fail(&v, key, "unknown key (check the spelling; see docs/configuration.md)");
+      it->second(v, key);
+    }
+  }
+
+ private:
+  std::string file_;
+};
+
+bool valid_ip(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+std::string Config::cert_path() const { return (fs::path(server.data_dir) / tls.certificate).string(); }
+std::string Config::key_path() const { return (fs::path(server.data_dir) / tls.private_key).string(); }
+
+Config load_config(const std::string& path) {
+  Reader r(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ":1: config: cannot read the file (" + std::strerror(errno) + ")");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  toml::table root;
+  try {
+    root = toml::parse(ss.str(), path);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(path + ":" + std::to_string(e.source().begin.line) + ": syntax: " + std::string(e.description()));
+  }
+
+  Config c;
+  c.file = path;
+  bool saw_listener = false;
+  r.table(root, "",
+          {
+              {"server",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"hostname",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.server.hostname = r.str(v, k);
+                             if (!valid_domain(c.server.hostname, false))
+                               r.fail(&v, k, "must be a host name like mail.example.com");
+                           }},
+                          {"data_dir",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.server.data_dir = r.str(v, k);
+                             if (c.server.data_dir.empty()) r.fail(&v, k, "must not be empty");
+                           }},
+                          {"log_dir",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.server.log_dir = r.str(v, k);
+                             if (c.server.log_dir.empty()) r.fail(&v, k, "must not be empty");
+                           }},
+                          {"user", [&](const toml::node& v, const std::string& k) { c.server.user = r.str(v, k); }}});
+               }},
+              {"tls",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"certificate",
+                           [&](const toml::node& v, const std::string& k) { c.tls.certificate = r.str(v, k); }},
+                          {"private_key",
+                           [&](const toml::node& v, const std::string& k) { c.tls.private_key = r.str(v, k); }},
+                          {"self_signed",
+                           [&](const toml::node& v, const std::string& k) { c.tls.self_signed = r.boolean(v, k); }},
+                          {"min_version", [&](const toml::node& v, const std::string& k) {
+                             c.tls.min_version = r.str(v, k);
+                             if (c.tls.min_version != "1.2" && c.tls.min_version != "1.3")
+                               r.fail(&v, k, "must be \"1.2\" or \"1.3\" (older TLS versions are not supported)");
+                           }}});
+               }},
+              {"limits",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"max_message_size",
+                           [&](const toml::node& v, const std::string& k) { c.limits.max_message_size = r.size(v, k); }},
+                          {"max_recipients",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_recipients = r.count(v, k, 1000000);
+                           }},
+                          {"max_hops",
+                           [&](const toml::node& v, const std::string& k) { c.limits.max_hops = r.count(v, k, 1000); }},
+                          {"max_failed_commands", [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_failed_commands = r.count(v, k, 1000000);
+                           }}});
+               }},
+              {"timeouts",
+               [&](const toml::node& n, const std::string& p) {
+                 auto positive = [&](std::chrono::seconds& out) {
+                   return [&](const toml::node& v, const std::string& k) {
+                     out = r.duration(v, k);
+                     if (out.count() == 0) r.fail(&v, k, "must be longer than 0s");
+                   };
+                 };
+                 r.table(n, p,
+                         {{"command", positive(c.timeouts.command)},
+                          {"data", positive(c.timeouts.data)},
+                          {"session", positive(c.timeouts.session)},
+                          {"shutdown", positive(c.timeouts.shutdown)}});
+               }},
+              {"listener",
+               [&](const toml::node& n, const std::string& p) {
+                 const toml::array* arr = n.as_array();
+                 if (!arr || !arr->is_array_of_tables())
+                   r.fail(&n, p, "must be written as [[listener]] tables");
+                 saw_listener = true;
+                 for (auto&& item : *arr) {
+                   ListenerConfig l;
+                   bool has_service = false, has_port = false;
+                   r.table(item, p,
+                           {{"service",
+                             [&](const toml::node& v, const std::string& k) {
+                               l.service = r.str(v, k);
+                               has_service = true;
+                               if (l.service == "pop3" || l.service == "pop3s" || l.service == "imap" ||
+                                   l.service == "imaps")
+                                 r.fail(&v, k, "service \"" + l.service + "\" is not available in this version");
+                               if (l.service != "smtp" && l.service != "submission" && l.service != "smtps")
+                                 r.fail(&v, k, "must be \"smtp\", \"submission\" or \"smtps\"");
+                             }},
+                            {"address",
+                             [&](const toml::node& v, const std::string& k) {
+                               l.address = r.str(v, k);
+                               if (!valid_ip(l.address))
+                                 r.fail(&v, k, "must be an IPv4 or IPv6 address (0.0.0.0 or :: for all)");
+                             }},
+                            {"port", [&](const toml::node& v, const std::string& k) {
+                               l.port = uint16_t(r.count(v, k, 65535));
+                               has_port = true;
+                               if (l.port == 0) r.fail(&v, k, "must be between 1 and 65535");
+                             }}});
+                   if (!has_service) r.fail(&item, p + ".service", "missing (smtp, submission or smtps)");
+                   if (l.address.empty()) l.address = "0.0.0.0";
+                   if (!has_port) l.port = l.service == "smtp" ? 25 : l.service == "submission" ? 587 : 465;
+                   for (auto& other : c.listeners)
+                     if (other.address == l.address && other.port == l.port)
+                       r.fail(&item, p + ".port", "port " + std::to_string(l.port) + " on " + l.address +
+                                                      " is used by two listeners");
+                   c.listeners.push_back(l);
+                 }
+               }},
+          });
+  if (!saw_listener)
+    c.listeners = {{"smtp", "0.0.0.0", 25}, {"submission", "0.0.0.0", 587}, {"smtps", "0.0.0.0", 465}};
+
+  // Relative directories are relative to the config file, so a config and its data
+  // can move together (the demo keeps both under the checkout).
+  fs::path base = fs::absolute(fs::path(path)).parent_path();
+  if (fs::path(c.server.data_dir).is_relative()) c.server.data_dir = (base / c.server.data_dir).lexically_normal().string();
+  if (fs::path(c.server.log_dir).is_relative()) c.server.log_dir = (base / c.server.log_dir).lexically_normal().string();
+  return c;
+}
+
+}  // namespace bulwark

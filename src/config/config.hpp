@@ -1,0 +1,65 @@
+// config/: the TOML configuration turned into a typed Config. Every key, its type,
+// default and check live in config.cpp and nowhere else. Depends on core/.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace bulwark {
+
+// "FILE:LINE: key: problem" -- what check-config prints and serve refuses to start with.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ListenerConfig {
+  std::string service;  // smtp | submission | smtps
+  std::string address;
+  uint16_t port = 0;
+};
+
+struct Config {
+  std::string file;  // the path it was read from
+
+  struct {
+    std::string hostname = "localhost";
+    std::string data_dir = "/var/lib/bulwark";
+    std::string log_dir = "/var/log/bulwark";
+    std::string user = "bulwark";
+  } server;
+
+  struct {
+    std::string certificate = "cert.pem";  // resolved against data_dir
+    std::string private_key = "key.pem";
+    bool self_signed = true;
+    std::string min_version = "1.2";
+  } tls;
+
+  struct {
+    uint64_t max_message_size = 50ull << 20;
+    uint64_t max_recipients = 100;
+    uint64_t max_hops = 30;
+    uint64_t max_failed_commands = 10;
+  } limits;
+
+  struct {
+    std::chrono::seconds command{300};   // RFC 5321 4.5.3.2: at least 5 minutes
+    std::chrono::seconds data{600};      // between two reads inside DATA/BDAT
+    std::chrono::seconds session{3600};  // whole connection
+    std::chrono::seconds shutdown{30};   // SIGTERM: how long transactions may finish
+  } timeouts;
+
+  std::vector<ListenerConfig> listeners;
+
+  // Derived absolute paths.
+  std::string cert_path() const;
+  std::string key_path() const;
+};
+
+// Reads and validates. Throws ConfigError.
+Config load_config(const std::string& path);
+
+}  // namespace bulwark

@@ -1,0 +1,342 @@
+#include "directory/directory.hpp"
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/strings.hpp"
+
+namespace bulwark {
+namespace {
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
+      throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(st_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  bool step() {
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db_));
+  }
+  std::string text(int col) {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(st_, col))) : std::string();
+  }
+  int64_t integer(int col) { return sqlite3_column_int64(st_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw DirectoryError("directory: " + m);
+  }
+}
+
+std::string hash_password(const std::string& pw) {
+  if (sodium_init() < 0) throw DirectoryError("libsodium failed to initialise");
+  char out[crypto_pwhash_STRBYTES];
+  // Argon2id, libsodium's INTERACTIVE parameters (2 passes, 64 MiB): see docs/configuration.md.
+  if (crypto_pwhash_str(out, pw.data(), pw.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                        crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+    throw DirectoryError("out of memory while hashing the password");
+  return out;
+}
+
+void check_password(const std::string& pw) {
+  if (pw.empty()) throw DirectoryError("the password is empty");
+  if (pw.size() > 1024) throw DirectoryError("the password is longer than 1024 bytes");
+  if (pw.find_first_of("\r\n") != std::string::npos || pw.find('\0') != std::string::npos)
+    throw DirectoryError("the password contains a line break or NUL byte");
+}
+
+}  // namespace
+
+bool valid_user_local_part(const std::string& local) {
+  if (local.empty() || local.size() > 64 || local.front() == '"') return false;
+  for (unsigned char c : local)
+    if (c == '/' || c == '\\' || c < 0x21 || c == 0x7f) return false;
+  return true;
+}
+
+std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
+  std::filesystem::create_directories(data_dir);
+  std::string path = (std::filesystem::path(data_dir) / "directory.db").string();
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw DirectoryError("cannot open " + path + ": " + m);
+  }
+  std::unique_ptr<Directory> d(new Directory(db));
+  sqlite3_busy_timeout(db, 5000);
+  exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  exec(db,
+       "CREATE TABLE IF NOT EXISTS domains(name TEXT PRIMARY KEY, anti_spoofing INTEGER NOT NULL DEFAULT 1);"
+       "CREATE TABLE IF NOT EXISTS users(key TEXT PRIMARY KEY, address TEXT NOT NULL, domain TEXT NOT NULL,"
+       "  password_hash TEXT NOT NULL);"
+       "CREATE TABLE IF NOT EXISTS aliases(alias TEXT NOT NULL, domain TEXT NOT NULL, target TEXT NOT NULL,"
+       "  PRIMARY KEY(alias, target));"
+       "CREATE TABLE IF NOT EXISTS groups(grp TEXT NOT NULL, domain TEXT NOT NULL, member TEXT NOT NULL,"
+       "  PRIMARY KEY(grp, member));");
+  return d;
+}
+
+Directory::~Directory() { sqlite3_close(db_); }
+
+bool Directory::exists(const char* sql, const std::string& key) {
+  Stmt s(db_, sql);
+  s.bind(1, key);
+  return s.step();
+}
+
+bool Directory::is_local_domain(const std::string& domain) {
+  std::lock_guard lk(mu_);
+  try {
+    return exists("SELECT 1 FROM domains WHERE name=?", to_lower(domain));
+  } catch (const DirectoryError&) {
+    return false;
+  }
+}
+
+void Directory::expand(const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r) {
+  if (depth > 8 || std::find(visited.begin(), visited.end(), key) != visited.end()) return;
+  visited.push_back(key);
+  size_t at = key.rfind('@');
+  std::string domain = at == std::string::npos ? "" : key.substr(at + 1);
+  if (!exists("SELECT 1 FROM domains WHERE name=?", domain)) {
+    if (std::find(r.remote.begin(), r.remote.end(), key) == r.remote.end()) r.remote.push_back(key);
+    return;
+  }
+  if (exists("SELECT 1 FROM users WHERE key=?", key)) {
+    if (std::find(r.mailboxes.begin(), r.mailboxes.end(), key) == r.mailboxes.end()) r.mailboxes.push_back(key);
+    return;
+  }
+  {
+    Stmt s(db_, "SELECT target FROM aliases WHERE alias=?");
+    s.bind(1, key);
+    std::vector<std::string> targets;
+    while (s.step()) targets.push_back(s.text(0));
+    for (auto& t : targets) expand(t, depth + 1, visited, r);
+  }
+  {
+    Stmt s(db_, "SELECT member FROM groups WHERE grp=?");
+    s.bind(1, key);
+    std::vector<std::string> members;
+    while (s.step()) members.push_back(s.text(0));
+    for (auto& m : members) expand(m, depth + 1, visited, r);
+  }
+}
+
+Resolution Directory::resolve(const Address& a) {
+  std::lock_guard lk(mu_);
+  Resolution r;
+  try {
+    if (a.domain_is_literal() || !exists("SELECT 1 FROM domains WHERE name=?", a.domain)) {
+      r.kind = Resolution::not_local;
+      return r;
+    }
+    std::vector<std::string> visited;
+    expand(a.lookup_key(), 0, visited, r);
+    r.kind = (r.mailboxes.empty() && r.remote.empty()) ? Resolution::unknown : Resolution::local;
+  } catch (const DirectoryError&) {
+    r = Resolution{};
+    r.kind = Resolution::temp_failure;
+  }
+  return r;
+}
+
+Resolution Directory::resolve_postmaster(const std::string& server_hostname) {
+  std::vector<std::string> candidates{to_lower(server_hostname)};
+  for (auto& d : list_domains()) candidates.push_back(d.name);
+  for (auto& d : candidates) {
+    Address a{"postmaster", d, false};
+    Resolution r = resolve(a);
+    if (r.kind == Resolution::local || r.kind == Resolution::temp_failure) return r;
+  }
+  Resolution none;
+  none.kind = Resolution::unknown;
+  return none;
+}
+
+void Directory::require_local_domain(const std::string& domain) {
+  if (!exists("SELECT 1 FROM domains WHERE name=?", domain))
+    throw DirectoryError("domain " + domain + " is not a local domain (add it with: bulwark domain add " + domain +
+                         ")");
+}
+
+void Directory::require_free(const std::string& key) {
+  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists("SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
+  if (exists("SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
+}
+
+void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
+  std::lock_guard lk(mu_);
+  std::string d = to_lower(domain);
+  if (!valid_domain(d, false)) throw DirectoryError("\"" + sanitize(domain) + "\" is not a valid domain name");
+  if (exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " already exists");
+  Stmt(db_, "INSERT INTO domains(name, anti_spoofing) VALUES(?, ?)").bind(1, d).bind(2, anti_spoofing ? 1 : 0).step();
+}
+
+void Directory::remove_domain(const std::string& domain) {
+  std::lock_guard lk(mu_);
+  std::string d = to_lower(domain);
+  if (!exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " does not exist");
+  for (const char* sql : {"SELECT 1 FROM users WHERE domain=?", "SELECT 1 FROM aliases WHERE domain=?",
+                          "SELECT 1 FROM groups WHERE domain=?"})
+    if (exists(sql, d))
+      throw DirectoryError("domain " + d + " still has users, aliases or groups; remove them first");
+  Stmt(db_, "DELETE FROM domains WHERE name=?").bind(1, d).step();
+}
+
+std::vector<DomainInfo> Directory::list_domains() {
+  std::lock_guard lk(mu_);
+  Stmt s(db_, "SELECT name, anti_spoofing FROM domains ORDER BY name");
+  std::vector<DomainInfo> out;
+  while (s.step()) out.push_back({s.text(0), s.integer(1) != 0});
+  return out;
+}
+
+void Directory::add_user(const Address& a, const std::string& password) {
+  check_password(password);
+  if (!valid_user_local_part(a.local) || a.domain_is_literal())
+    throw DirectoryError("\"" + sanitize(a.str()) + "\" cannot be a mailbox (use letters, digits and . _ + -)");
+  std::string hash = hash_password(password);  // slow: outside the lock
+  std::lock_guard lk(mu_);
+  require_local_domain(a.domain);
+  require_free(a.lookup_key());
+  Stmt(db_, "INSERT INTO users(key, address, domain, password_hash) VALUES(?,?,?,?)")
+      .bind(1, a.lookup_key())
+      .bind(2, a.str())
+      .bind(3, a.domain)
+      .bind(4, hash)
+      .step();
+}
+
+void Directory::set_password(const Address& a, const std::string& password) {
+  check_password(password);
+  std::string hash = hash_password(password);
+  std::lock_guard lk(mu_);
+  if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
+    throw DirectoryError("user " + a.lookup_key() + " does not exist");
+  Stmt(db_, "UPDATE users SET password_hash=? WHERE key=?").bind(1, hash).bind(2, a.lookup_key()).step();
+}
+
+bool Directory::verify_password(const Address& a, const std::string& password) {
+  std::string hash;
+  {
+    std::lock_guard lk(mu_);
+    Stmt s(db_, "SELECT password_hash FROM users WHERE key=?");
+    s.bind(1, a.lookup_key());
+    if (!s.step()) return false;
+    hash = s.text(0);
+  }
+  return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
+}
+
+void Directory::remove_user(const Address& a) {
+  std::lock_guard lk(mu_);
+  if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
+    throw DirectoryError("user " + a.lookup_key() + " does not exist");
+  Stmt(db_, "DELETE FROM users WHERE key=?").bind(1, a.lookup_key()).step();
+}
+
+std::vector<std::string> Directory::list_users(const std::string& domain_filter) {
+  std::lock_guard lk(mu_);
+  std::vector<std::string> out;
+  Stmt s(db_, domain_filter.empty() ? "SELECT address FROM users ORDER BY domain, key"
+                                    : "SELECT address FROM users WHERE domain=? ORDER BY key");
+  if (!domain_filter.empty()) s.bind(1, to_lower(domain_filter));
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+void Directory::add_alias(const Address& alias, const Address& target) {
+  std::lock_guard lk(mu_);
+  require_local_domain(alias.domain);
+  std::string key = alias.lookup_key();
+  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists("SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
+  if (key == target.lookup_key()) throw DirectoryError("an alias cannot point to itself");
+  Stmt(db_, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)")
+      .bind(1, key)
+      .bind(2, alias.domain)
+      .bind(3, target.lookup_key())
+      .step();
+}
+
+void Directory::remove_alias(const Address& alias) {
+  std::lock_guard lk(mu_);
+  if (!exists("SELECT 1 FROM aliases WHERE alias=?", alias.lookup_key()))
+    throw DirectoryError("alias " + alias.lookup_key() + " does not exist");
+  Stmt(db_, "DELETE FROM aliases WHERE alias=?").bind(1, alias.lookup_key()).step();
+}
+
+std::vector<std::pair<std::string, std::string>> Directory::list_aliases() {
+  std::lock_guard lk(mu_);
+  Stmt s(db_, "SELECT alias, target FROM aliases ORDER BY alias, target");
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) out.emplace_back(s.text(0), s.text(1));
+  return out;
+}
+
+void Directory::add_group(const Address& group, const std::vector<Address>& members) {
+  std::lock_guard lk(mu_);
+  require_local_domain(group.domain);
+  std::string key = group.lookup_key();
+  if (members.empty()) throw DirectoryError("a group needs at least one --member");
+  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists("SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
+  exec(db_, "BEGIN IMMEDIATE");
+  try {
+    for (auto& m : members)
+      Stmt(db_, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)")
+          .bind(1, key)
+          .bind(2, group.domain)
+          .bind(3, m.lookup_key())
+          .step();
+    exec(db_, "COMMIT");
+  } catch (...) {
+    exec(db_, "ROLLBACK");
+    throw;
+  }
+}
+
+void Directory::remove_group(const Address& group) {
+  std::lock_guard lk(mu_);
+  if (!exists("SELECT 1 FROM groups WHERE grp=?", group.lookup_key()))
+    throw DirectoryError("group " + group.lookup_key() + " does not exist");
+  Stmt(db_, "DELETE FROM groups WHERE grp=?").bind(1, group.lookup_key()).step();
+}
+
+std::vector<std::pair<std::string, std::string>> Directory::list_groups() {
+  std::lock_guard lk(mu_);
+  Stmt s(db_, "SELECT grp, member FROM groups ORDER BY grp, member");
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) out.emplace_back(s.text(0), s.text(1));
+  return out;
+}
+
+}  // namespace bulwark

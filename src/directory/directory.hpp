@@ -1,0 +1,85 @@
+// directory/: who and what is local -- domains, users, aliases, groups -- behind the
+// Directory interface, with one implementation on SQLite (WAL, so the admin CLI and
+// a running server share it safely; every lookup reads current data, so changes
+// take effect without restart). Depends on core/.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/address.hpp"
+
+struct sqlite3;
+
+namespace bulwark {
+
+// A directory operation that cannot be done (unknown domain, duplicate, ...).
+class DirectoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Resolution {
+  enum Kind { local, unknown, not_local, temp_failure } kind = unknown;
+  std::vector<std::string> mailboxes;  // local users (lookup keys)
+  std::vector<std::string> remote;     // non-local targets of aliases/groups
+};
+
+struct DomainInfo {
+  std::string name;
+  bool anti_spoofing = true;
+};
+
+class Directory {
+ public:
+  // Opens (creating if needed) <data_dir>/directory.db.
+  static std::unique_ptr<Directory> open(const std::string& data_dir);
+  ~Directory();
+  Directory(const Directory&) = delete;
+  Directory& operator=(const Directory&) = delete;
+
+  // Server side. Never throws: errors become temp_failure.
+  Resolution resolve(const Address& a);
+  // The bare <Postmaster>: postmaster@server_hostname if that resolves, else the
+  // postmaster of the first local domain that has one.
+  Resolution resolve_postmaster(const std::string& server_hostname);
+  bool is_local_domain(const std::string& domain);
+
+  // Admin side. Throw DirectoryError with a message for the operator.
+  void add_domain(const std::string& domain, bool anti_spoofing);
+  void remove_domain(const std::string& domain);
+  std::vector<DomainInfo> list_domains();
+
+  void add_user(const Address& a, const std::string& password);
+  void set_password(const Address& a, const std::string& password);
+  void remove_user(const Address& a);
+  std::vector<std::string> list_users(const std::string& domain_filter = "");
+  bool verify_password(const Address& a, const std::string& password);
+
+  void add_alias(const Address& alias, const Address& target);
+  void remove_alias(const Address& alias);
+  std::vector<std::pair<std::string, std::string>> list_aliases();
+
+  void add_group(const Address& group, const std::vector<Address>& members);
+  void remove_group(const Address& group);
+  std::vector<std::pair<std::string, std::string>> list_groups();
+
+ private:
+  explicit Directory(sqlite3* db) : db_(db) {}
+  bool exists(const char* sql, const std::string& key);
+  void require_local_domain(const std::string& domain);
+  void require_free(const std::string& key);
+  void expand(const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r);
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+// Local-part rules for mailboxes we create: a dot-atom, so the name maps safely
+// onto a directory on disk.
+bool valid_user_local_part(const std::string& local);
+
+}  // namespace bulwark

@@ -1,0 +1,69 @@
+#include "logging/logs.hpp"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <filesystem>
+#include <mutex>
+
+namespace bulwark::logs {
+namespace {
+
+std::mutex mu;
+std::string dir;
+bool to_stderr = true;
+std::shared_ptr<spdlog::logger> mail_l, security_l, main_l;
+
+std::shared_ptr<spdlog::logger> make(const std::string& name, const std::string& file, bool stderr_too) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
+  if (stderr_too || file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto l = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
+  l->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %v",
+                                                               spdlog::pattern_time_type::utc));
+  if (name == "main") l->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+                          "%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc));
+  l->flush_on(spdlog::level::info);
+  return l;
+}
+
+void build() {
+  auto f = [](const char* n) { return dir.empty() ? std::string() : (std::filesystem::path(dir) / n).string(); };
+  mail_l = make("mail", f("mail.log"), false);
+  security_l = make("security", f("security.log"), false);
+  main_l = make("main", f("bulwark.log"), to_stderr);
+}
+
+}  // namespace
+
+void init(const std::string& log_dir, bool also_stderr) {
+  std::lock_guard lk(mu);
+  std::filesystem::create_directories(log_dir);
+  dir = log_dir;
+  to_stderr = also_stderr;
+  build();
+}
+
+std::once_flag default_once;
+
+// init() runs before any thread starts; without it (admin commands) the loggers are
+// built once, on first use, writing to stderr.
+static spdlog::logger& get(std::shared_ptr<spdlog::logger>& l) {
+  std::call_once(default_once, [] {
+    std::lock_guard lk(mu);
+    if (!main_l) build();
+  });
+  return *l;
+}
+
+spdlog::logger& mail() { return get(mail_l); }
+spdlog::logger& security() { return get(security_l); }
+spdlog::logger& main() { return get(main_l); }
+void flush() {
+  if (mail_l) mail_l->flush();
+  if (security_l) security_l->flush();
+  if (main_l) main_l->flush();
+}
+
+}  // namespace bulwark::logs

@@ -1,0 +1,300 @@
+// `bulwark`: `serve` runs the server; every other command administers its state.
+#include <grp.h>
+#include <pwd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "config/config.hpp"
+#include "core/strings.hpp"
+#include "delivery/local.hpp"
+#include "directory/directory.hpp"
+#include "logging/logs.hpp"
+#include "net/server.hpp"
+#include "queue/spool.hpp"
+
+using namespace bulwark;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kOk = 0, kRuntime = 1, kUsage = 2;
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Address mailbox_arg(const std::string& s, const char* what) {
+  auto a = parse_mailbox(s);
+  if (!a) throw UsageError(std::string(what) + " \"" + sanitize(s) + "\" is not a valid address (user@domain)");
+  return *a;
+}
+
+std::string read_password(bool from_stdin) {
+  std::string pw;
+  if (from_stdin) {
+    if (!std::getline(std::cin, pw)) throw UsageError("no password on standard input");
+    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+    return pw;
+  }
+  if (!isatty(STDIN_FILENO)) throw UsageError("give the password on standard input with --password-stdin");
+  auto ask = [](const char* prompt) {
+    std::cerr << prompt << std::flush;
+    termios old{};
+    tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~tcflag_t(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    std::string p;
+    std::getline(std::cin, p);
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::cerr << "\n";
+    return p;
+  };
+  pw = ask("Password: ");
+  if (ask("Again: ") != pw) throw UsageError("the two passwords differ");
+  return pw;
+}
+
+// Started as root: everything under data_dir/log_dir becomes the service user's,
+// then we give up root for good.
+void drop_privileges(const Config& cfg) {
+  if (geteuid() != 0) return;
+  if (cfg.server.user.empty()) {
+    logs::main().warn("running as root because server.user is empty; set server.user to drop privileges");
+    return;
+  }
+  passwd* pw = getpwnam(cfg.server.user.c_str());
+  if (!pw) throw std::runtime_error("server.user \"" + cfg.server.user + "\" does not exist (create it, or set server.user)");
+  for (const auto& top : {cfg.server.data_dir, cfg.server.log_dir}) {
+    ::chown(top.c_str(), pw->pw_uid, pw->pw_gid);
+    for (auto& e : fs::recursive_directory_iterator(top)) ::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid);
+  }
+  if (setgroups(0, nullptr) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+    throw std::runtime_error("cannot switch to user " + cfg.server.user + ": " + std::strerror(errno));
+  if (setuid(0) == 0) throw std::runtime_error("privileges could not be dropped");
+  logs::main().info("running as user {}", cfg.server.user);
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int serve(const Config& cfg) {
+  logs::init(cfg.server.log_dir);
+  raise_fd_limit();
+  fs::create_directories(cfg.server.data_dir);
+  ::chmod(cfg.server.data_dir.c_str(), 0750);
+  auto dir = Directory::open(cfg.server.data_dir);
+  Spool spool(cfg.server.data_dir);
+  spool.recover();
+  Server server(cfg, *dir, spool);
+  server.bind();
+  drop_privileges(cfg);
+  LocalDelivery delivery(spool, cfg.server.data_dir, cfg.server.hostname);
+  spool.on_committed([&delivery](const std::string& id) { delivery.enqueue(id); });
+  spool.start();
+  delivery.start();
+  logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  int rc = server.run(threads);
+  spool.stop();
+  delivery.stop();
+  logs::flush();
+  return rc;
+}
+
+void print_queue_entry(const StoredMessage& m) {
+  std::cout << m.envelope.id << "  " << m.content.size() << " bytes  from <" << sanitize(m.envelope.sender) << ">\n";
+  for (auto& r : m.envelope.recipients) {
+    bool done = std::find(m.done.begin(), m.done.end(), r.target) != m.done.end();
+    std::cout << "    " << (r.local ? "local  " : "remote ") << "<" << sanitize(r.target) << ">"
+              << (done ? "  delivered" : r.local ? "  waiting" : "  waiting (remote delivery)") << "\n";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bulwark: a secure mail server"};
+  app.require_subcommand(1);
+  std::string config_path = "/etc/bulwark/bulwark.toml";
+  app.add_option("--config,-c", config_path, "configuration file")->capture_default_str();
+
+  auto sub = [&](CLI::App* parent, const char* name, const char* help) {
+    auto s = parent->add_subcommand(name, help);
+    s->fallthrough();
+    return s;
+  };
+  auto* serve_cmd = sub(&app, "serve", "run the server in the foreground");
+  auto* check_cmd = sub(&app, "check-config", "validate the configuration and exit");
+
+  std::string arg1, arg2;
+  std::vector<std::string> members;
+  bool no_anti_spoofing = false, password_stdin = false;
+
+  auto* domain = sub(&app, "domain", "local domains");
+  domain->require_subcommand(1);
+  auto* domain_add = sub(domain, "add", "add a local domain");
+  domain_add->add_option("DOMAIN", arg1)->required();
+  domain_add->add_flag("--no-anti-spoofing", no_anti_spoofing, "do not restrict sender addresses of this domain");
+  auto* domain_remove = sub(domain, "remove", "remove a local domain (it must be empty)");
+  domain_remove->add_option("DOMAIN", arg1)->required();
+  auto* domain_list = sub(domain, "list", "list local domains");
+
+  auto* user = sub(&app, "user", "mailbox users");
+  user->require_subcommand(1);
+  auto* user_add = sub(user, "add", "add a user (password from the terminal or --password-stdin)");
+  user_add->add_option("ADDRESS", arg1)->required();
+  user_add->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  auto* user_passwd = sub(user, "passwd", "set a user's password");
+  user_passwd->add_option("ADDRESS", arg1)->required();
+  user_passwd->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  auto* user_remove = sub(user, "remove", "remove a user (the mailbox stays on disk)");
+  user_remove->add_option("ADDRESS", arg1)->required();
+  auto* user_list = sub(user, "list", "list users");
+  user_list->add_option("DOMAIN", arg1, "only this domain");
+
+  auto* alias = sub(&app, "alias", "aliases");
+  alias->require_subcommand(1);
+  auto* alias_add = sub(alias, "add", "add an alias (several targets: add it several times)");
+  alias_add->add_option("ALIAS", arg1)->required();
+  alias_add->add_option("TARGET", arg2)->required();
+  auto* alias_remove = sub(alias, "remove", "remove an alias and all its targets");
+  alias_remove->add_option("ALIAS", arg1)->required();
+  auto* alias_list = sub(alias, "list", "list aliases");
+
+  auto* group = sub(&app, "group", "groups (distribution lists)");
+  group->require_subcommand(1);
+  auto* group_add = sub(group, "add", "add a group or members to it");
+  group_add->add_option("GROUP_ADDRESS", arg1)->required();
+  group_add->add_option("--member", members, "member address (repeatable)")->required();
+  auto* group_remove = sub(group, "remove", "remove a group");
+  group_remove->add_option("GROUP_ADDRESS", arg1)->required();
+  auto* group_list = sub(group, "list", "list groups and members");
+
+  auto* queue = sub(&app, "queue", "the mail queue");
+  queue->require_subcommand(1);
+  auto* queue_list = sub(queue, "list", "list queued messages");
+  auto* queue_show = sub(queue, "show", "show one queued message");
+  queue_show->add_option("ID", arg1)->required();
+  auto* queue_delete = sub(queue, "delete", "delete a queued message");
+  queue_delete->add_option("ID", arg1)->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "bulwark: " << e.what() << " (see bulwark --help)\n";
+    return kUsage;
+  }
+
+  Config cfg;
+  try {
+    cfg = load_config(config_path);
+  } catch (const ConfigError& e) {
+    std::cerr << e.what() << "\n";
+    return kUsage;
+  }
+
+  try {
+    if (check_cmd->parsed()) {
+      std::cout << config_path << ": ok\n";
+      return kOk;
+    }
+    if (serve_cmd->parsed()) return serve(cfg);
+
+    if (queue->parsed()) {
+      Spool spool(cfg.server.data_dir);
+      if (queue_list->parsed()) {
+        size_t n = 0;
+        for (auto& id : spool.list())
+          if (auto m = spool.load(id)) {
+            print_queue_entry(*m);
+            ++n;
+          }
+        std::cout << n << " message(s) queued\n";
+      } else if (queue_show->parsed()) {
+        auto m = spool.load(arg1);
+        if (!m) throw std::runtime_error("no queued message " + sanitize(arg1));
+        print_queue_entry(*m);
+        std::cout << "client " << m->envelope.client_ip << "  helo " << sanitize(m->envelope.helo) << "  tls "
+                  << (m->envelope.tls.empty() ? "none" : m->envelope.tls) << "\n\n";
+        size_t hdr_end = m->content.find("\r\n\r\n");
+        std::cout << m->content.substr(0, hdr_end == std::string::npos ? m->content.size() : hdr_end + 2);
+      } else if (queue_delete->parsed()) {
+        if (!spool.load(arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
+        spool.remove(arg1);
+        std::cout << "deleted " << arg1 << "\n";
+      }
+      return kOk;
+    }
+
+    auto dir = Directory::open(cfg.server.data_dir);
+    if (domain_add->parsed()) {
+      dir->add_domain(arg1, !no_anti_spoofing);
+      std::cout << "added domain " << to_lower(arg1) << "\n";
+    } else if (domain_remove->parsed()) {
+      dir->remove_domain(arg1);
+      std::cout << "removed domain " << to_lower(arg1) << "\n";
+    } else if (domain_list->parsed()) {
+      for (auto& d : dir->list_domains()) std::cout << d.name << (d.anti_spoofing ? "" : "  (no anti-spoofing)") << "\n";
+    } else if (user_add->parsed()) {
+      Address a = mailbox_arg(arg1, "user");
+      dir->add_user(a, read_password(password_stdin));
+      std::cout << "added user " << a.str() << "\n";
+    } else if (user_passwd->parsed()) {
+      Address a = mailbox_arg(arg1, "user");
+      dir->set_password(a, read_password(password_stdin));
+      std::cout << "password changed for " << a.str() << "\n";
+    } else if (user_remove->parsed()) {
+      Address a = mailbox_arg(arg1, "user");
+      dir->remove_user(a);
+      std::cout << "removed user " << a.str() << "\n";
+    } else if (user_list->parsed()) {
+      for (auto& u : dir->list_users(arg1)) std::cout << u << "\n";
+    } else if (alias_add->parsed()) {
+      Address a = mailbox_arg(arg1, "alias"), t = mailbox_arg(arg2, "target");
+      dir->add_alias(a, t);
+      std::cout << "added alias " << a.lookup_key() << " -> " << t.lookup_key() << "\n";
+    } else if (alias_remove->parsed()) {
+      Address a = mailbox_arg(arg1, "alias");
+      dir->remove_alias(a);
+      std::cout << "removed alias " << a.lookup_key() << "\n";
+    } else if (alias_list->parsed()) {
+      for (auto& [a, t] : dir->list_aliases()) std::cout << a << " -> " << t << "\n";
+    } else if (group_add->parsed()) {
+      Address g = mailbox_arg(arg1, "group");
+      std::vector<Address> ms;
+      for (auto& m : members) ms.push_back(mailbox_arg(m, "member"));
+      dir->add_group(g, ms);
+      std::cout << "group " << g.lookup_key() << " has " << ms.size() << " new member(s)\n";
+    } else if (group_remove->parsed()) {
+      Address g = mailbox_arg(arg1, "group");
+      dir->remove_group(g);
+      std::cout << "removed group " << g.lookup_key() << "\n";
+    } else if (group_list->parsed()) {
+      for (auto& [g, m] : dir->list_groups()) std::cout << g << ": " << m << "\n";
+    }
+    return kOk;
+  } catch (const UsageError& e) {
+    std::cerr << "bulwark: " << e.what() << "\n";
+    return kUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "bulwark: " << e.what() << "\n";
+    return kRuntime;
+  }
+}

@@ -1,0 +1,394 @@
+#include "net/server.hpp"
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <chrono>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/strings.hpp"
+#include "directory/directory.hpp"
+#include "logging/logs.hpp"
+#include "net/tls.hpp"
+#include "queue/spool.hpp"
+#include "smtp/session.hpp"
+
+namespace bulwark {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Resumes the awaiting coroutine on its own executor when the spool has synced.
+template <class Token>
+auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& token) {
+  return asio::async_initiate<Token, void(bool)>(
+      [&spool, tx](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        spool.submit(tx, [h, ex](bool ok) { asio::post(ex, [h, ok]() mutable { (*h)(ok); }); });
+      },
+      token);
+}
+
+class Hooks : public smtp::SessionHooks {
+ public:
+  Hooks(Directory& d, Spool& s, std::string ip, std::string hostname)
+      : dir_(d), spool_(s), ip_(std::move(ip)), hostname_(std::move(hostname)) {}
+  smtp::RecipientLookup lookup_recipient(const Address& a) override {
+    Resolution r = a.domain.empty() ? dir_.resolve_postmaster(hostname_) : dir_.resolve(a);
+    smtp::RecipientLookup out;
+    out.kind = static_cast<smtp::RecipientLookup::Kind>(r.kind);
+    out.mailboxes = std::move(r.mailboxes);
+    out.remote = std::move(r.remote);
+    return out;
+  }
+  bool may_relay(const Address& rcpt) override {
+    // Closed by default: relay rights (IP groups, AUTH, POP-before-SMTP) arrive with
+    // the relay policy; until then nobody may relay.
+    logs::security().info("SMTP relay denied from {}: recipient <{}> is not local", ip_, sanitize(rcpt.str()));
+    return false;
+  }
+  std::string new_queue_id() override { return spool_.new_id(); }
+  std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
+
+ private:
+  Directory& dir_;
+  Spool& spool_;
+  std::string ip_;
+  std::string hostname_;
+};
+
+smtp::Service service_of(const std::string& s) {
+  if (s == "submission") return smtp::Service::submission;
+  if (s == "smtps") return smtp::Service::smtps;
+  return smtp::Service::smtp;
+}
+
+}  // namespace
+
+struct Conn {
+  explicit Conn(tcp::socket s) : sock(std::move(s)), timer(sock.get_executor()) {}
+  tcp::socket sock;
+  std::optional<asio::ssl::stream<tcp::socket&>> tls;
+  asio::steady_timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point session_end = Clock::time_point::max();
+  bool timed_out = false;
+  bool finished = false;
+  bool in_transaction = false;
+  std::array<char, 4096> buf;
+
+  void set_deadline(std::chrono::seconds d) { deadline = std::min(Clock::now() + d, session_end); }
+};
+
+struct Server::Impl {
+  std::shared_ptr<const Config> cfg;
+  Directory& dir;
+  Spool& spool;
+  asio::io_context io;
+  std::vector<std::pair<ListenerConfig, std::unique_ptr<tcp::acceptor>>> acceptors;
+  std::shared_ptr<asio::ssl::context> tls;
+  std::mutex mu;  // guards cfg, tls, conns
+  std::list<std::weak_ptr<Conn>> conns;
+  std::atomic<bool> stopping{false};
+
+  Impl(Config c, Directory& d, Spool& s) : cfg(std::make_shared<Config>(std::move(c))), dir(d), spool(s) {}
+
+  std::pair<std::shared_ptr<const Config>, std::shared_ptr<asio::ssl::context>> snapshot() {
+    std::lock_guard lk(mu);
+    return {cfg, tls};
+  }
+
+  awaitable<void> watchdog(std::shared_ptr<Conn> c) {
+    while (!c->finished) {
+      c->timer.expires_at(c->deadline);
+      asio::error_code ec;
+      co_await c->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (c->finished) break;
+      if (Clock::now() < c->deadline) continue;  // deadline moved on
+      if (!c->timed_out) {
+        // First expiry: interrupt the read so the session can say 421; give it a
+        // short while to do so before cutting the connection.
+        c->timed_out = true;
+        c->deadline = Clock::now() + std::chrono::seconds(10);
+        c->sock.cancel(ec);
+      } else {
+        c->sock.close(ec);
+        break;
+      }
+    }
+  }
+
+  awaitable<size_t> read_some(Conn& c, asio::error_code& ec) {
+    if (c.tls) co_return co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, ec));
+    co_return co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, ec));
+  }
+
+  awaitable<void> write(Conn& c, const std::string& bytes) {
+    if (bytes.empty()) co_return;
+    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), use_awaitable);
+    else co_await asio::async_write(c.sock, asio::buffer(bytes), use_awaitable);
+  }
+
+  awaitable<bool> handshake(Conn& c, asio::ssl::context& ctx, const Config& cfg) {
+    c.tls.emplace(c.sock, ctx);
+    c.set_deadline(cfg.timeouts.command);
+    asio::error_code ec;
+    co_await c.tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+    co_return !ec;
+  }
+
+  awaitable<void> session(std::shared_ptr<Conn> c, ListenerConfig lc) {
+    auto [cfg, tls_ctx] = snapshot();
+    asio::error_code ec;
+    auto ep = c->sock.remote_endpoint(ec);
+    if (ec) co_return;
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    std::string ip = addr.to_string();
+    c->session_end = Clock::now() + cfg->timeouts.session;
+    c->set_deadline(cfg->timeouts.command);
+    asio::co_spawn(c->sock.get_executor(), watchdog(c), asio::detached);
+
+    smtp::SessionConfig sc;
+    sc.hostname = cfg->server.hostname;
+    sc.service = service_of(lc.service);
+    sc.starttls_available = tls_ctx != nullptr && sc.service != smtp::Service::smtps;
+    sc.limits.max_message_size = cfg->limits.max_message_size;
+    sc.limits.max_recipients = cfg->limits.max_recipients;
+    sc.limits.max_hops = cfg->limits.max_hops;
+    sc.limits.max_failed_commands = cfg->limits.max_failed_commands;
+    smtp::ClientInfo client{ip, false, "", ""};
+
+    auto tls_names = [&c]() -> std::pair<std::string, std::string> {
+      SSL* s = c->tls->native_handle();
+      return {SSL_get_version(s), SSL_CIPHER_get_name(SSL_get_current_cipher(s))};
+    };
+    try {
+      if (sc.service == smtp::Service::smtps) {
+        if (!tls_ctx || !co_await handshake(*c, *tls_ctx, *cfg)) {
+          logs::main().info("smtps: TLS handshake with {} failed", ip);
+          co_return;
+        }
+        auto [v, ci] = tls_names();
+        client.tls = true;
+        client.tls_version = v;
+        client.tls_cipher = ci;
+      }
+      Hooks hooks(dir, spool, ip, cfg->server.hostname);
+      smtp::ServerSession s(sc, hooks, client);
+      co_await write(*c, s.greet().bytes);
+      for (;;) {
+        bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
+        c->set_deadline(in_data ? cfg->timeouts.data : cfg->timeouts.command);
+        c->in_transaction = s.in_transaction() || in_data;
+        if (stopping && !c->in_transaction) {
+          co_await write(*c, s.shutdown("Server shutting down").bytes);
+          break;
+        }
+        asio::error_code rec;
+        size_t n = co_await read_some(*c, rec);
+        if (rec) {
+          if (rec == asio::error::operation_aborted) {
+            // Woken by the watchdog (timeout) or by shutdown: say why, then close.
+            bool timeout = c->timed_out;
+            c->timed_out = true;  // the watchdog now only allows a short grace period
+            c->deadline = Clock::now() + std::chrono::seconds(5);
+            co_await write(*c, s.shutdown(timeout ? "Timeout" : "Server shutting down").bytes);
+          }
+          break;
+        }
+        smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
+        bool close = false;
+        for (;;) {
+          co_await write(*c, o.bytes);
+          if (o.next == smtp::Next::read) break;
+          if (o.next == smtp::Next::close) {
+            close = true;
+            break;
+          }
+          if (o.next == smtp::Next::starttls) {
+            if (!co_await handshake(*c, *tls_ctx, *cfg)) {
+              logs::main().info("STARTTLS handshake with {} failed", ip);
+              close = true;
+              break;
+            }
+            auto [v, ci] = tls_names();
+            o = s.tls_started(v, ci);
+            continue;
+          }
+          // commit
+          auto tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
+          c->set_deadline(cfg->timeouts.data);
+          bool ok = co_await async_commit(spool, tx, use_awaitable);
+          if (ok) log_accepted(*tx, lc);
+          else logs::main().error("spool commit failed for message from {}", ip);
+          o = s.commit_finished(ok);
+        }
+        if (close) break;
+      }
+    } catch (const std::exception& e) {
+      // One catch at the top of a session closes that session only.
+      logs::main().debug("session {} ended: {}", ip, e.what());
+    }
+    c->finished = true;
+    c->timer.cancel();
+    c->sock.close(ec);
+  }
+
+  void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
+    const auto& e = tx.envelope;
+    std::string rcpts;
+    std::string last;
+    for (auto& r : e.recipients) {
+      if (r.rcpt == last) continue;
+      last = r.rcpt;
+      if (!rcpts.empty()) rcpts += ",";
+      rcpts += "<" + sanitize(r.rcpt) + ">";
+    }
+    logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={}", e.id, e.client_ip,
+                      lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.data.size(),
+                      e.tls.empty() ? "none" : e.tls);
+  }
+
+  awaitable<void> accept_loop(tcp::acceptor& acc, ListenerConfig lc) {
+    for (;;) {
+      asio::error_code ec;
+      tcp::socket sock = co_await acc.async_accept(asio::make_strand(io), asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping) co_return;
+        // EMFILE and friends: back off briefly instead of spinning.
+        logs::main().warn("accept on {}:{} failed: {}", lc.address, lc.port, ec.message());
+        asio::steady_timer t(io, std::chrono::milliseconds(100));
+        co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
+      }
+      sock.set_option(tcp::no_delay(true), ec);
+      auto c = std::make_shared<Conn>(std::move(sock));
+      {
+        std::lock_guard lk(mu);
+        for (auto it = conns.begin(); it != conns.end();) it = it->expired() ? conns.erase(it) : std::next(it);
+        conns.push_back(c);
+      }
+      asio::co_spawn(c->sock.get_executor(), session(c, lc), asio::detached);
+    }
+  }
+
+  void reload() {
+    try {
+      Config next = load_config(cfg->file);
+      ensure_certificate(next);
+      auto ctx = make_server_tls(next);
+      std::lock_guard lk(mu);
+      bool listeners_changed = next.listeners.size() != cfg->listeners.size();
+      for (size_t i = 0; !listeners_changed && i < next.listeners.size(); ++i)
+        listeners_changed = next.listeners[i].address != cfg->listeners[i].address ||
+                            next.listeners[i].port != cfg->listeners[i].port ||
+                            next.listeners[i].service != cfg->listeners[i].service;
+      if (listeners_changed) logs::main().warn("reload: listener changes take effect at the next restart");
+      next.listeners = cfg->listeners;
+      cfg = std::make_shared<Config>(std::move(next));
+      tls = ctx;
+      logs::main().info("reload: configuration and certificate reloaded from {}", cfg->file);
+    } catch (const std::exception& e) {
+      logs::main().error("reload failed, keeping the running configuration: {}", e.what());
+    }
+  }
+
+  void begin_shutdown() {
+    if (stopping.exchange(true)) return;
+    logs::main().info("shutting down: no new connections, finishing transactions in flight");
+    for (auto& [lc, acc] : acceptors) {
+      asio::error_code ec;
+      acc->close(ec);
+    }
+    std::lock_guard lk(mu);
+    for (auto& w : conns) {
+      if (auto c = w.lock()) {
+        // Wake idle sessions so they can say 421; busy ones notice between commands.
+        asio::post(c->sock.get_executor(), [c] {
+          asio::error_code ec;
+          if (!c->in_transaction) c->sock.cancel(ec);
+        });
+      }
+    }
+  }
+
+  size_t live_connections() {
+    std::lock_guard lk(mu);
+    size_t n = 0;
+    for (auto& w : conns)
+      if (auto c = w.lock(); c && !c->finished) ++n;
+    return n;
+  }
+};
+
+Server::Server(Config cfg, Directory& dir, Spool& spool) : impl_(std::make_unique<Impl>(std::move(cfg), dir, spool)) {
+  ensure_certificate(*impl_->cfg);
+  impl_->tls = make_server_tls(*impl_->cfg);
+}
+
+Server::~Server() = default;
+
+void Server::bind() {
+  for (auto& lc : impl_->cfg->listeners) {
+    auto acc = std::make_unique<tcp::acceptor>(impl_->io);
+    asio::error_code ec;
+    tcp::endpoint ep(asio::ip::make_address(lc.address, ec), lc.port);
+    if (!ec) acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && ep.address().is_v6()) acc->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(1024, ec);
+    if (ec)
+      throw std::runtime_error("cannot listen on " + lc.address + " port " + std::to_string(lc.port) + " (" +
+                               lc.service + "): " + ec.message());
+    impl_->acceptors.emplace_back(lc, std::move(acc));
+  }
+}
+
+int Server::run(unsigned threads) {
+  Impl& m = *impl_;
+  for (auto& [lc, acc] : m.acceptors) {
+    asio::co_spawn(m.io, m.accept_loop(*acc, lc), asio::detached);
+    logs::main().info("listening: {} on {} port {}", lc.service, lc.address, lc.port);
+  }
+  asio::signal_set signals(m.io, SIGTERM, SIGINT, SIGHUP);
+  asio::steady_timer drain(m.io);
+  Clock::time_point until;
+  std::function<void(const asio::error_code&)> check = [&](const asio::error_code&) {
+    if (m.live_connections() == 0 || Clock::now() >= until) {
+      m.io.stop();
+      return;
+    }
+    drain.expires_after(std::chrono::milliseconds(50));
+    drain.async_wait(check);
+  };
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      m.reload();
+      signals.async_wait(on_signal);
+      return;
+    }
+    m.begin_shutdown();
+    until = Clock::now() + m.cfg->timeouts.shutdown;
+    check({});
+  };
+  signals.async_wait(on_signal);
+  auto guard = asio::make_work_guard(m.io);
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { m.io.run(); });
+  m.io.run();
+  for (auto& t : pool) t.join();
+  logs::main().info("stopped");
+  return 0;
+}
+
+}  // namespace bulwark

@@ -1,0 +1,81 @@
+// queue/: the durable spool. A message is acknowledged (250) only after its file --
+// envelope and content in one -- is written, synced and renamed into queue/, and the
+// directory synced. Commits of concurrent sessions are grouped: one committer thread
+// writes every waiting message, then syncs the filesystem once for the whole batch.
+// Depends on core/ and smtp/ (for the Envelope/Transaction vocabulary).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "smtp/session.hpp"
+
+namespace bulwark {
+
+struct StoredMessage {
+  smtp::Envelope envelope;
+  int64_t arrival = 0;            // unix seconds
+  std::string content;            // Received: + message, CRLF line ends
+  std::vector<std::string> done;  // targets already delivered
+};
+
+class Spool {
+ public:
+  using Done = std::function<void(bool ok)>;
+
+  explicit Spool(const std::string& data_dir);
+  ~Spool();
+
+  void start();
+  void stop();  // finishes the batch in progress and every waiting commit
+
+  std::string new_id();
+  // Called from any thread; `done` runs on the committer thread after the fsync.
+  void submit(std::shared_ptr<smtp::Transaction> tx, Done done);
+  // Told about each committed message id (the delivery side listens).
+  void on_committed(std::function<void(const std::string& id)> f) { committed_cb_ = std::move(f); }
+
+  std::vector<std::string> list();  // ids in arrival order
+  std::optional<StoredMessage> load(const std::string& id);
+  // Records delivered targets (appended and fsync'd), or removes the message when
+  // nothing is left to do.
+  void record_delivered(const std::string& id, const std::vector<std::string>& targets);
+  void remove(const std::string& id);
+  // Deletes half-written files left by a crash (never acknowledged).
+  void recover();
+
+  const std::string& queue_dir() const { return queue_dir_; }
+  uint64_t batches() const { return batches_; }
+
+ private:
+  struct Job {
+    std::shared_ptr<smtp::Transaction> tx;
+    Done done;
+  };
+  void run();
+  bool commit_batch(std::vector<Job>& jobs);
+
+  std::string data_dir_, queue_dir_, tmp_dir_;
+  int queue_fd_ = -1;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::function<void(const std::string&)> committed_cb_;
+  uint64_t counter_ = 0;
+  uint64_t batches_ = 0;
+};
+
+std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size);
+// Writes all of `data` to fd; false on error.
+bool write_all(int fd, std::string_view data);
+
+}  // namespace bulwark
