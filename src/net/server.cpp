@@ -155,6 +155,16 @@ struct Server::Impl {
     c->session_end = Clock::now() + cfg->timeouts.session;
     c->set_deadline(cfg->timeouts.command);
     asio::co_spawn(c->sock.get_executor(), watchdog(c), asio::detached);
+    // Whatever way the session ends, the watchdog stops and the socket closes.
+    struct Finish {
+      Conn& c;
+      ~Finish() {
+        asio::error_code ec;
+        c.finished = true;
+        c.timer.cancel();
+        c.sock.close(ec);
+      }
+    } finish{*c};
 
     smtp::SessionConfig sc;
     sc.hostname = cfg->server.hostname;
@@ -189,7 +199,7 @@ struct Server::Impl {
         c->set_deadline(in_data ? cfg->timeouts.data : cfg->timeouts.command);
         c->in_transaction = s.in_transaction() || in_data;
         if (stopping && !c->in_transaction) {
-          co_await write(*c, s.shutdown("Server shutting down").bytes);
+          co_await write(*c, s.shutdown(smtp::ServerSession::Closing::shutdown).bytes);
           break;
         }
         asio::error_code rec;
@@ -200,7 +210,7 @@ struct Server::Impl {
             bool timeout = c->timed_out;
             c->timed_out = true;  // the watchdog now only allows a short grace period
             c->deadline = Clock::now() + std::chrono::seconds(5);
-            co_await write(*c, s.shutdown(timeout ? "Timeout" : "Server shutting down").bytes);
+            co_await write(*c, s.shutdown(timeout ? smtp::ServerSession::Closing::timeout : smtp::ServerSession::Closing::shutdown).bytes);
           }
           break;
         }
@@ -237,9 +247,6 @@ struct Server::Impl {
       // One catch at the top of a session closes that session only.
       logs::main().debug("session {} ended: {}", ip, e.what());
     }
-    c->finished = true;
-    c->timer.cancel();
-    c->sock.close(ec);
   }
 
   void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {

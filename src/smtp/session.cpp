@@ -99,9 +99,12 @@ Output ServerSession::greet() {
   return out;
 }
 
-Output ServerSession::shutdown(std::string_view why) {
+Output ServerSession::shutdown(Closing why) {
   Output out;
-  reply(out, Reply(421, "4.3.2", cfg_.hostname + " " + std::string(why) + ", closing connection"));
+  if (why == Closing::timeout)
+    reply(out, Reply(421, "4.4.2", cfg_.hostname + " Timeout, closing connection"));
+  else
+    reply(out, Reply(421, "4.3.2", cfg_.hostname + " Server shutting down, closing connection"));
   out.next = Next::close;
   set_state(State::closed);
   return out;

@@ -105,7 +105,8 @@ class ServerSession {
   // After Next::starttls: the handshake succeeded; the session starts over (RFC 3207).
   Output tls_started(std::string version, std::string cipher);
   // Server shutdown or timeout: the 421 to send before closing.
-  Output shutdown(std::string_view why);
+  enum class Closing { shutdown, timeout };
+  Output shutdown(Closing why);
 
   State state() const { return state_; }
   bool in_transaction() const { return mail_given_; }
