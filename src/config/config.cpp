@@ -193,9 +193,10 @@ Config load_config(const std::string& path) {
                                  r.fail(&v, k, "must be an IPv4 or IPv6 address (0.0.0.0 or :: for all)");
                              }},
                             {"port", [&](const toml::node& v, const std::string& k) {
-                               l.port = uint16_t(r.count(v, k, 65535));
+                               if (!v.is_integer() || *v.value<int64_t>() < 1 || *v.value<int64_t>() > 65535)
+                                 r.fail(&v, k, "must be a port number between 1 and 65535");
+                               l.port = uint16_t(*v.value<int64_t>());
                                has_port = true;
-                               if (l.port == 0) r.fail(&v, k, "must be between 1 and 65535");
                              }}});
                    if (!has_service) r.fail(&item, p + ".service", "missing (smtp, submission or smtps)");
                    if (l.address.empty()) l.address = "0.0.0.0";

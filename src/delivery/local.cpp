@@ -80,9 +80,11 @@ void LocalDelivery::run() {
     {
       std::unique_lock lk(mu_);
       cv_.wait_for(lk, std::chrono::seconds(5), [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;  // what is left stays spooled and is delivered at the next start
+      // At shutdown the waiting local deliveries are finished first (they are quick);
+      // retries and anything that fails stay spooled for the next start.
+      if (stopping_ && queue_.empty()) return;
       auto now = std::chrono::steady_clock::now();
-      for (auto it = retry_.begin(); it != retry_.end();) {
+      for (auto it = retry_.begin(); !stopping_ && it != retry_.end();) {
         if (it->first <= now) {
           queue_.push_back(it->second);
           it = retry_.erase(it);

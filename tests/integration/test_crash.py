@@ -1,0 +1,76 @@
+"""kill -9 under load, restart: every message that got 250 is delivered.
+
+Bounded: 3 rounds of about 1.5 s of load from 8 concurrent senders, at most 400
+messages per sender per round.
+The kill must land while senders are still sending (checked).
+"""
+import re
+import smtplib
+import threading
+import time
+
+ROUNDS = 3
+SENDERS = 8
+LOAD_SECONDS = 1.5
+MAX_PER_SENDER = 3000
+
+
+def load(server, round_no, acked, stop):
+    def sender(n):
+        i = 0
+        while not stop.is_set() and i < MAX_PER_SENDER:
+            subject = f"crash-{round_no}-{n}-{i}"
+            try:
+                with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+                    # several messages per connection, as real clients do
+                    for _ in range(5):
+                        subject = f"crash-{round_no}-{n}-{i}"
+                        s.sendmail("load@remote.test", ["demo@example.test"], (
+                                   f"Subject: {subject}\r\n\r\n" + ("x" * 78 + "\r\n") * 25).encode())
+                        acked.append(subject)  # only after the 250 to DATA
+                        i += 1
+            except (OSError, smtplib.SMTPException):
+                return  # the server died under us: whatever was not acked may be lost
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(SENDERS)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def delivered_subjects(server):
+    subjects = []
+    for m in server.messages():
+        found = re.search(rb"Subject: (crash-[0-9-]+)", m)
+        if found:
+            subjects.append(found.group(1).decode())
+    return subjects
+
+
+def test_kill_9_under_load_loses_no_acknowledged_message(server):
+    acked = []
+    for round_no in range(ROUNDS):
+        stop = threading.Event()
+        before = len(acked)
+        threads = load(server, round_no, acked, stop)
+        time.sleep(LOAD_SECONDS)
+        sending = sum(t.is_alive() for t in threads)
+        server.kill9()  # no warning, mid-transaction
+        assert sending == SENDERS, "senders finished before the kill: raise MAX_PER_SENDER"
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(acked) > before, "no message was acknowledged under load"
+        server.start()  # the restart must pick up the spool
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        got = set(delivered_subjects(server))
+        if all(a in got for a in acked):
+            break
+        time.sleep(0.2)
+    got = delivered_subjects(server)
+    missing = [a for a in acked if a not in set(got)]
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
+    dupes = len(got) - len(set(got))
+    print(f"acknowledged {len(acked)}, delivered {len(set(got))} distinct, {dupes} duplicates, "
+          f"{len(got) - dupes - len(acked)} unacknowledged extra")
