@@ -1,0 +1,83 @@
+// libFuzzer target: the SMTP command parser, DATA/BDAT reader and address parser.
+// The first byte picks how the rest is split into reads, so pipelining and every
+// buffer boundary are explored; invariants are checked after every step.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "core/address.hpp"
+#include "smtp/session.hpp"
+
+using namespace bulwark;
+using namespace bulwark::smtp;
+
+namespace {
+struct Hooks : SessionHooks {
+  RecipientLookup lookup_recipient(const Address& a) override {
+    RecipientLookup r;
+    r.kind = a.domain == "example.test" ? RecipientLookup::local : RecipientLookup::not_local;
+    if (a.local == "x") r.kind = RecipientLookup::unknown;
+    if (r.kind == RecipientLookup::local) r.mailboxes = {a.lookup_key()};
+    return r;
+  }
+  bool may_relay(const Address&) override { return false; }
+  std::string new_queue_id() override { return "ID"; }
+  std::chrono::system_clock::time_point now() override { return {}; }
+};
+
+void check(const Output& o) {
+  // Every reply is a sequence of complete CRLF-terminated lines starting with 3 digits.
+  size_t pos = 0;
+  while (pos < o.bytes.size()) {
+    size_t e = o.bytes.find("\r\n", pos);
+    if (e == std::string::npos || e - pos < 3) abort();
+    for (int i = 0; i < 3; ++i)
+      if (o.bytes[pos + i] < '0' || o.bytes[pos + i] > '9') abort();
+    for (size_t i = pos; i < e; ++i)
+      if (o.bytes[i] == '\r' || o.bytes[i] == '\n') abort();
+    pos = e + 2;
+  }
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  uint8_t split = data[0];
+  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  (void)parse_path(in, true, true);
+  (void)parse_mailbox(in);
+
+  Hooks hooks;
+  SessionConfig cfg;
+  cfg.hostname = "mx.example.test";
+  cfg.starttls_available = true;
+  cfg.limits.max_message_size = 4096;
+  cfg.limits.max_recipients = 5;
+  cfg.limits.max_failed_commands = 50;
+  ServerSession s(cfg, hooks, ClientInfo{"192.0.2.1", false, "", ""});
+  check(s.greet());
+  size_t chunk = split == 0 ? in.size() + 1 : split;
+  for (size_t pos = 0; pos < in.size(); pos += chunk) {
+    Output o = s.feed(in.substr(pos, chunk));
+    for (;;) {
+      check(o);
+      if (o.next == Next::commit) {
+        Transaction& t = s.pending();
+        if (t.data.size() > cfg.limits.max_message_size) abort();
+        if (t.envelope.recipients.empty()) abort();
+        o = s.commit_finished((t.data.size() & 1) == 0);
+        continue;
+      }
+      if (o.next == Next::starttls) {
+        if (s.buffered() != 0) abort();  // plaintext behind STARTTLS must be gone
+        o = s.tls_started("TLSv1.3", "X");
+        continue;
+      }
+      break;
+    }
+    if (o.next == Next::close) break;
+    if (s.buffered() > 70000) abort();  // buffering is bounded
+  }
+  return 0;
+}
