@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: bulwark vs a private Postfix instance on this machine.
+# Installs postfix (for smtp-source/smtp-sink and the comparison) when missing.
+# Usage: bench/compare.sh   (BENCH_MESSAGES, BENCH_SESSIONS to change the load)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh build
+if ! command -v smtp-source >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+fi
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-rel -j"$(nproc)" --target bulwark >/dev/null
+root=${BENCH_ROOT:-/tmp/bulwark-bench}
+export BENCH_ROOT=$root
+bw_port=12525 pf_port=12526
+rm -rf "$root" && mkdir -p "$root/bulwark"
+cat > "$root/bulwark/bulwark.toml" <<EOC
+[server]
+hostname = "bench-bulwark.local"
+data_dir = "data"
+log_dir = "log"
+user = ""
+[[listener]]
+service = "smtp"
+address = "127.0.0.1"
+port = $bw_port
+EOC
+B=(./build-rel/bulwark --config "$root/bulwark/bulwark.toml")
+"${B[@]}" domain add bench.test >/dev/null
+echo 'Bench-Passw0rd-1' | "${B[@]}" user add u@bench.test --password-stdin >/dev/null
+"${B[@]}" serve 2>"$root/bulwark/serve.log" &
+bw_pid=$!
+bench/postfix_instance.sh start "$root/postfix" "$pf_port"
+cleanup() {
+  kill "$bw_pid" 2>/dev/null || true
+  bench/postfix_instance.sh stop "$root/postfix"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$bw_port) 2>/dev/null && break; sleep 0.1; done
+/usr/bin/python3 bench/compare.py "$bw_port" "$pf_port"
+echo
+/usr/bin/python3 bench/idle_connections.py "$bw_pid" "$bw_port"
