@@ -27,7 +27,7 @@ def free_port():
 
 
 class Bulwark:
-    def __init__(self, root, extra_config="", users=("demo@example.test",), listeners=None):
+    def __init__(self, root, extra_config="", users=("demo@example.test",), run_as=""):
         self.root = pathlib.Path(root)
         self.data = self.root / "data"
         self.logs = self.root / "log"
@@ -35,6 +35,7 @@ class Bulwark:
         self.ports = {"smtp": free_port(), "submission": free_port(), "smtps": free_port()}
         self.proc = None
         self.extra_config = extra_config
+        self.run_as = run_as
         self.write_config()
         self.cli("domain", "add", "example.test")
         for u in users:
@@ -48,7 +49,7 @@ class Bulwark:
 hostname = "{HOST}"
 data_dir = "data"
 log_dir = "log"
-user = ""
+user = "{self.run_as}"
 {self.extra_config}
 """
         for svc, port in self.ports.items():

@@ -1,4 +1,6 @@
 """Signals and restarts: SIGTERM finishes what is in flight, SIGHUP reloads."""
+import os
+import pwd
 import smtplib
 import socket
 import ssl
@@ -85,3 +87,20 @@ def test_restart_keeps_mailboxes_and_serves_again(server):
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"]) as s:
         s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: two\r\n\r\n2\r\n")
     assert len(server.wait_messages(2)) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding as root and dropping privileges needs root")
+def test_root_binds_then_drops_to_server_user(make_server):
+    nobody = pwd.getpwnam("nobody")
+    srv = make_server(run_as="nobody")
+    os.chmod(srv.root, 0o755)  # the service user must reach data_dir
+    srv.start()
+    status = open(f"/proc/{srv.proc.pid}/status").read()
+    uid_line = next(l for l in status.splitlines() if l.startswith("Uid:"))
+    assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4  # real, effective, saved, fs
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as s:
+        s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: as nobody\r\n\r\nx\r\n")
+    srv.wait_messages(1)
+    md = srv.maildir()
+    assert all(p.stat().st_uid == nobody.pw_uid for p in md.iterdir())
+    assert "running as user nobody" in srv.log("bulwark.log")
