@@ -102,7 +102,10 @@ int serve(const Config& cfg) {
   server.bind();
   drop_privileges(cfg);
   LocalDelivery delivery(spool, cfg.server.data_dir, cfg.server.hostname);
-  spool.on_committed([&delivery](const std::string& id) { delivery.enqueue(id); });
+  spool.on_committed([&delivery](std::shared_ptr<const smtp::Transaction> tx) {
+    std::string id = tx->envelope.id;  // before tx is moved (argument order is unspecified)
+    delivery.enqueue(id, std::move(tx));
+  });
   spool.start();
   delivery.start();
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);

@@ -61,10 +61,10 @@ void LocalDelivery::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void LocalDelivery::enqueue(const std::string& id) {
+void LocalDelivery::enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx) {
   {
     std::lock_guard lk(mu_);
-    queue_.push_back(id);
+    queue_.push_back({id, std::move(tx)});
   }
   cv_.notify_one();
 }
@@ -76,7 +76,7 @@ bool LocalDelivery::idle() {
 
 void LocalDelivery::run() {
   for (;;) {
-    std::vector<std::string> batch;
+    std::vector<Item> batch;
     {
       std::unique_lock lk(mu_);
       cv_.wait_for(lk, std::chrono::seconds(5), [&] { return stopping_ || !queue_.empty(); });
@@ -86,7 +86,7 @@ void LocalDelivery::run() {
       auto now = std::chrono::steady_clock::now();
       for (auto it = retry_.begin(); !stopping_ && it != retry_.end();) {
         if (it->first <= now) {
-          queue_.push_back(it->second);
+          queue_.push_back({it->second, nullptr});
           it = retry_.erase(it);
         } else {
           ++it;
@@ -104,7 +104,7 @@ void LocalDelivery::run() {
   }
 }
 
-void LocalDelivery::deliver_batch(std::vector<std::string>& ids) {
+void LocalDelivery::deliver_batch(std::vector<Item>& items) {
   struct Copy {
     std::string id, target, tmp, final_path;
     size_t size;
@@ -121,8 +121,17 @@ void LocalDelivery::deliver_batch(std::vector<std::string>& ids) {
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
 
-  for (auto& id : ids) {
-    auto m = spool_.load(id);
+  for (auto& item : items) {
+    const std::string& id = item.id;
+    std::optional<StoredMessage> m;
+    if (item.tx) {
+      m.emplace();
+      m->envelope = item.tx->envelope;
+      m->content = item.tx->received + item.tx->data;
+      item.tx.reset();
+    } else {
+      m = spool_.load(id);
+    }
     if (!m) continue;  // removed meanwhile (queue delete) or unreadable
     Msg msg{id, {}, false, false};
     std::set<std::string> seen(m->done.begin(), m->done.end());

@@ -24,20 +24,25 @@ class LocalDelivery {
   ~LocalDelivery();
   void start();  // also picks up everything already in the spool
   void stop();
-  void enqueue(const std::string& id);
+  // `tx`, when given, is the message just committed (saves reading it back).
+  void enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx = nullptr);
   // For tests and shutdown: true when nothing is waiting or in progress.
   bool idle();
 
  private:
+  struct Item {
+    std::string id;
+    std::shared_ptr<const smtp::Transaction> tx;
+  };
   void run();
-  void deliver_batch(std::vector<std::string>& ids);
+  void deliver_batch(std::vector<Item>& items);
 
   Spool& spool_;
   std::string data_dir_, hostname_;
   int data_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> queue_;
+  std::deque<Item> queue_;
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> retry_;
   std::set<std::string> known_dirs_;
   bool stopping_ = false, busy_ = false;

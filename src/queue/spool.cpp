@@ -156,7 +156,7 @@ void Spool::run() {
     ++batches_;
     for (auto& j : batch) {
       j.done(ok);
-      if (ok && committed_cb_) committed_cb_(j.tx->envelope.id);
+      if (ok && committed_cb_) committed_cb_(std::move(j.tx));
     }
   }
 }

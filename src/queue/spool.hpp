@@ -39,8 +39,10 @@ class Spool {
   std::string new_id();
   // Called from any thread; `done` runs on the committer thread after the fsync.
   void submit(std::shared_ptr<smtp::Transaction> tx, Done done);
-  // Told about each committed message id (the delivery side listens).
-  void on_committed(std::function<void(const std::string& id)> f) { committed_cb_ = std::move(f); }
+  // Told about each committed message (the delivery side listens); the transaction
+  // is handed over so delivery need not read back what was just written.
+  using Committed = std::function<void(std::shared_ptr<const smtp::Transaction>)>;
+  void on_committed(Committed f) { committed_cb_ = std::move(f); }
 
   std::vector<std::string> list();  // ids in arrival order
   std::optional<StoredMessage> load(const std::string& id);
@@ -69,7 +71,7 @@ class Spool {
   std::deque<Job> pending_;
   bool stopping_ = false;
   std::thread thread_;
-  std::function<void(const std::string&)> committed_cb_;
+  Committed committed_cb_;
   uint64_t counter_ = 0;
   uint64_t batches_ = 0;
 };
