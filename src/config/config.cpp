@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -99,6 +100,14 @@ Config load_config(const std::string& path) {
   Config c;
   c.file = path;
   bool saw_listener = false;
+  std::map<std::string, const toml::node*> group_nodes;       // for line numbers
+  std::vector<std::pair<std::string, const toml::node*>> refs;  // group names used by keys
+  auto group_ref = [&](std::string& out) {
+    return [&](const toml::node& v, const std::string& k) {
+      out = r.str(v, k);
+      if (!out.empty()) refs.emplace_back(k, &v);
+    };
+  };
   r.table(root, "",
           {
               {"server",
@@ -137,10 +146,112 @@ Config load_config(const std::string& path) {
                                r.fail(&v, k, "must be \"1.2\" or \"1.3\" (older TLS versions are not supported)");
                            }}});
                }},
+              {"ip_groups",
+               [&](const toml::node& n, const std::string& p) {
+                 const toml::table* t = n.as_table();
+                 if (!t) r.fail(&n, p, "must be a table of name = [addresses]");
+                 for (auto&& [name, v] : *t) {
+                   std::string key = p + "." + std::string(name.str());
+                   const toml::array* arr = v.as_array();
+                   if (!arr) r.fail(&v, key, "must be a list of addresses, CIDR blocks, ranges or \"@group\"");
+                   std::vector<std::string> els;
+                   for (auto&& el : *arr) {
+                     std::string s = r.str(el, key);
+                     if (!s.empty() && s.front() == '@') {
+                       if (s.size() == 1) r.fail(&el, key, "\"@\" needs a group name");
+                     } else {
+                       std::string why;
+                       if (!parse_ip_range(s, &why)) r.fail(&el, key, why);
+                     }
+                     els.push_back(s);
+                   }
+                   c.ip_groups[std::string(name.str())] = std::move(els);
+                   group_nodes[std::string(name.str())] = &v;
+                 }
+               }},
+              {"relay",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"open", [&](const toml::node& v, const std::string& k) { c.relay.open = r.boolean(v, k); }},
+                          {"allow_ip_group", group_ref(c.relay.allow_ip_group)},
+                          {"allow_authenticated",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.relay.allow_authenticated = r.boolean(v, k);
+                           }},
+                          {"pop_before_smtp",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.relay.pop_before_smtp = r.duration(v, k);
+                           }},
+                          {"trusted_ip_group", group_ref(c.relay.trusted_ip_group)}});
+               }},
+              {"dns",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"servers",
+                           [&](const toml::node& v, const std::string& k) {
+                             const toml::array* arr = v.as_array();
+                             if (!arr) r.fail(&v, k, "must be a list like [\"127.0.0.1:5353\"]");
+                             for (auto&& el : *arr) {
+                               std::string s = r.str(el, k);
+                               DnsServer d;
+                               d.address = s;
+                               // "1.2.3.4", "1.2.3.4:53", "[::1]:53" or "::1"
+                               if (s.size() > 1 && s.front() == '[') {
+                                 size_t close = s.find(']');
+                                 if (close == std::string::npos) r.fail(&el, k, "bad server \"" + s + "\"");
+                                 d.address = s.substr(1, close - 1);
+                                 std::string rest = s.substr(close + 1);
+                                 if (!rest.empty()) {
+                                   if (rest.front() != ':') r.fail(&el, k, "bad server \"" + s + "\"");
+                                   d.port = uint16_t(std::atoi(rest.c_str() + 1));
+                                   if (rest.size() < 2 || rest.size() > 6 || d.port == 0) r.fail(&el, k, "bad port in \"" + s + "\"");
+                                 }
+                               } else if (std::count(s.begin(), s.end(), ':') == 1) {
+                                 size_t colon = s.find(':');
+                                 d.address = s.substr(0, colon);
+                                 std::string ps = s.substr(colon + 1);
+                                 d.port = uint16_t(std::atoi(ps.c_str()));
+                                 if (ps.empty() || ps.size() > 5 || ps.find_first_not_of("0123456789") != std::string::npos ||
+                                     d.port == 0)
+                                   r.fail(&el, k, "bad port in \"" + s + "\"");
+                               }
+                               if (!valid_ip(d.address))
+                                 r.fail(&el, k, "\"" + s + "\" is not an IP address with optional :port");
+                               c.dns.servers.push_back(d);
+                             }
+                           }},
+                          {"timeout", [&](const toml::node& v, const std::string& k) {
+                             c.dns.timeout = r.duration(v, k);
+                             if (c.dns.timeout.count() == 0) r.fail(&v, k, "must be longer than 0s");
+                           }}});
+               }},
               {"limits",
                [&](const toml::node& n, const std::string& p) {
                  r.table(n, p,
-                         {{"max_message_size",
+                         {{"max_messages_per_hour",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_messages_per_hour = r.count(v, k, 10000000);
+                           }},
+                          {"max_connections_per_ip",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_connections_per_ip = r.count(v, k, 1000000);
+                           }},
+                          {"max_unknown_recipients",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_unknown_recipients = r.count(v, k, 1000000);
+                           }},
+                          {"harvest_block",
+                           [&](const toml::node& v, const std::string& k) { c.limits.harvest_block = r.duration(v, k); }},
+                          {"exempt_ip_group", group_ref(c.limits.exempt_ip_group)},
+                          {"require_sender_domain_in_dns",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.require_sender_domain_in_dns = r.boolean(v, k);
+                           }},
+                          {"require_client_ptr",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.require_client_ptr = r.boolean(v, k);
+                           }},
+                          {"max_message_size",
                            [&](const toml::node& v, const std::string& k) { c.limits.max_message_size = r.size(v, k); }},
                           {"max_recipients",
                            [&](const toml::node& v, const std::string& k) {
@@ -192,6 +303,11 @@ Config load_config(const std::string& path) {
                                if (!valid_ip(l.address))
                                  r.fail(&v, k, "must be an IPv4 or IPv6 address (0.0.0.0 or :: for all)");
                              }},
+                            {"allowed_ip_group", group_ref(l.allowed_ip_group)},
+                            {"max_connections",
+                             [&](const toml::node& v, const std::string& k) {
+                               l.max_connections = r.count(v, k, 10000000);
+                             }},
                             {"port", [&](const toml::node& v, const std::string& k) {
                                if (!v.is_integer() || *v.value<int64_t>() < 1 || *v.value<int64_t>() > 65535)
                                  r.fail(&v, k, "must be a port number between 1 and 65535");
@@ -209,8 +325,28 @@ Config load_config(const std::string& path) {
                  }
                }},
           });
+  try {
+    c.ip_group_ranges = flatten_ip_groups(c.ip_groups);
+  } catch (const std::invalid_argument& e) {
+    std::string msg = e.what();
+    std::string group = msg.substr(0, msg.find(':'));
+    auto it = group_nodes.find(group);
+    r.fail(it == group_nodes.end() ? nullptr : it->second, "ip_groups." + group, msg.substr(msg.find(':') + 2));
+  }
+  for (auto& [key, node] : refs) {
+    std::string name = *node->value<std::string>();
+    if (!c.ip_groups.count(name))
+      r.fail(node, key, "no [ip_groups] entry named \"" + name + "\"");
+  }
+  if (c.relay.open) c.warnings.push_back("relay.open = true: this server is an OPEN RELAY, anyone may send anywhere");
+  if (!c.relay.allow_ip_group.empty())
+    for (auto& range : c.ip_group_ranges[c.relay.allow_ip_group])
+      if (range.is_everything())
+        c.warnings.push_back("relay.allow_ip_group \"" + c.relay.allow_ip_group +
+                             "\" contains every address: this server is an OPEN RELAY");
+
   if (!saw_listener)
-    c.listeners = {{"smtp", "0.0.0.0", 25}, {"submission", "0.0.0.0", 587}, {"smtps", "0.0.0.0", 465}};
+    c.listeners = {{"smtp", "0.0.0.0", 25, "", 0}, {"submission", "0.0.0.0", 587, "", 0}, {"smtps", "0.0.0.0", 465, "", 0}};
 
   // Relative directories are relative to the config file, so a config and its data
   // can move together (the demo keeps both under the checkout).

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/ip.hpp"
+
 namespace bulwark {
 
 // "FILE:LINE: key: problem" -- what check-config prints and serve refuses to start with.
@@ -19,6 +21,13 @@ struct ListenerConfig {
   std::string service;  // smtp | submission | smtps
   std::string address;
   uint16_t port = 0;
+  std::string allowed_ip_group;  // "" = everyone
+  uint64_t max_connections = 0;  // 0 = no cap
+};
+
+struct DnsServer {
+  std::string address;
+  uint16_t port = 53;
 };
 
 struct Config {
@@ -38,12 +47,36 @@ struct Config {
     std::string min_version = "1.2";
   } tls;
 
+  // name -> elements as written; "local" always exists (default: loopback).
+  RawIpGroups ip_groups{{"local", {"127.0.0.0/8", "::1"}}};
+  IpGroupMap ip_group_ranges;  // flattened, filled by load_config
+
   struct {
-    uint64_t max_message_size = 50ull << 20;
-    uint64_t max_recipients = 100;
-    uint64_t max_hops = 30;
+    bool open = false;
+    std::string allow_ip_group = "local";
+    bool allow_authenticated = true;
+    std::chrono::seconds pop_before_smtp{0};
+    std::string trusted_ip_group;
+  } relay;
+
+  struct {
+    uint64_t max_messages_per_hour = 0;
+    uint64_t max_connections_per_ip = 20;
+    uint64_t max_unknown_recipients = 20;
+    std::chrono::seconds harvest_block{3600};
     uint64_t max_failed_commands = 10;
+    uint64_t max_recipients = 100;
+    uint64_t max_message_size = 50ull << 20;
+    uint64_t max_hops = 30;
+    std::string exempt_ip_group;
+    bool require_sender_domain_in_dns = false;
+    bool require_client_ptr = false;
   } limits;
+
+  struct {
+    std::vector<DnsServer> servers;  // empty = /etc/resolv.conf
+    std::chrono::seconds timeout{5};
+  } dns;
 
   struct {
     std::chrono::seconds command{300};   // RFC 5321 4.5.3.2: at least 5 minutes
@@ -53,6 +86,9 @@ struct Config {
   } timeouts;
 
   std::vector<ListenerConfig> listeners;
+
+  // Warnings for the log at start (e.g. an open relay); not errors.
+  std::vector<std::string> warnings;
 
   // Derived absolute paths.
   std::string cert_path() const;
