@@ -3,6 +3,7 @@
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <chrono>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -12,6 +13,7 @@
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
 #include "net/tls.hpp"
+#include "policy/policy.hpp"
 #include "queue/spool.hpp"
 #include "smtp/session.hpp"
 
@@ -36,10 +38,20 @@ auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& t
       token);
 }
 
+// What the policy layer needs to know about one session.
+struct Policy {
+  std::shared_ptr<const IpGroups> groups;
+  RelaySettings relay;
+  ClientLimits& limits;
+  PopLogins& pop;
+  uint64_t max_messages_per_hour = 0;
+  bool exempt = false;
+};
+
 class Hooks : public smtp::SessionHooks {
  public:
-  Hooks(Directory& d, Spool& s, std::string ip, std::string hostname)
-      : dir_(d), spool_(s), ip_(std::move(ip)), hostname_(std::move(hostname)) {}
+  Hooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname, Policy policy)
+      : dir_(d), spool_(s), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {}
   smtp::RecipientLookup lookup_recipient(const Address& a) override {
     Resolution r = a.domain.empty() ? dir_.resolve_postmaster(hostname_) : dir_.resolve(a);
     smtp::RecipientLookup out;
@@ -49,10 +61,27 @@ class Hooks : public smtp::SessionHooks {
     return out;
   }
   bool may_relay(const Address& rcpt) override {
-    // Closed by default: relay rights (IP groups, AUTH, POP-before-SMTP) arrive with
-    // the relay policy; until then nobody may relay.
+    // AUTH comes with the authentication work: until then no session is authenticated
+    // and none has failed AUTH.
+    RelayInputs in{ipa_, false, false};
+    RelayVerdict v = decide_relay(p_.relay, *p_.groups, p_.pop, in);
+    if (v != RelayVerdict::denied) return true;
     logs::security().info("SMTP relay denied from {}: recipient <{}> is not local", ip_, sanitize(rcpt.str()));
     return false;
+  }
+  std::optional<smtp::Reply> check_sender(const Address&) override {
+    if (p_.exempt || p_.limits.message_allowed(ipa_)) return std::nullopt;
+    logs::security().info("SMTP message from {} refused: more than {} messages in the last hour", ip_,
+                          p_.max_messages_per_hour);
+    return smtp::Reply(450, "4.7.1", "Too many messages from your address in the last hour, try again later");
+  }
+  bool unknown_recipient() override {
+    if (p_.exempt || !p_.limits.unknown_recipient(ipa_)) return false;
+    logs::security().info("SMTP client {} blocked: too many unknown recipients (directory harvest attack)", ip_);
+    return true;
+  }
+  void refused(std::string_view what) override {
+    logs::security().info("SMTP refused from {}: {}", ip_, sanitize(what));
   }
   std::string new_queue_id() override { return spool_.new_id(); }
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
@@ -61,7 +90,9 @@ class Hooks : public smtp::SessionHooks {
   Directory& dir_;
   Spool& spool_;
   std::string ip_;
+  IpAddress ipa_;
   std::string hostname_;
+  Policy p_;
 };
 
 smtp::Service service_of(const std::string& s) {
@@ -94,15 +125,45 @@ struct Server::Impl {
   asio::io_context io;
   std::vector<std::pair<ListenerConfig, std::unique_ptr<tcp::acceptor>>> acceptors;
   std::shared_ptr<asio::ssl::context> tls;
-  std::mutex mu;  // guards cfg, tls, conns
+  std::shared_ptr<const IpGroups> groups;
+  ClientLimits limits;
+  PopLogins pop;
+  std::deque<std::atomic<uint64_t>> listener_conns;  // parallel to acceptors
+  std::mutex mu;  // guards cfg, tls, groups, conns
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
 
-  Impl(Config c, Directory& d, Spool& s) : cfg(std::make_shared<Config>(std::move(c))), dir(d), spool(s) {}
+  Impl(Config c, Directory& d, Spool& s)
+      : cfg(std::make_shared<Config>(std::move(c))),
+        dir(d),
+        spool(s),
+        groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
+        limits(limit_settings(*cfg)) {}
 
-  std::pair<std::shared_ptr<const Config>, std::shared_ptr<asio::ssl::context>> snapshot() {
+  static LimitSettings limit_settings(const Config& c) {
+    LimitSettings s;
+    s.max_messages_per_hour = c.limits.max_messages_per_hour;
+    s.max_connections_per_ip = c.limits.max_connections_per_ip;
+    s.max_unknown_recipients = c.limits.max_unknown_recipients;
+    s.harvest_block = c.limits.harvest_block;
+    return s;
+  }
+
+  struct Snapshot {
+    std::shared_ptr<const Config> cfg;
+    std::shared_ptr<asio::ssl::context> tls;
+    std::shared_ptr<const IpGroups> groups;
+  };
+  Snapshot snapshot() {
     std::lock_guard lk(mu);
-    return {cfg, tls};
+    return {cfg, tls, groups};
+  }
+
+  // Refuses a connection before the greeting: one reply line, then close.
+  awaitable<void> refuse(Conn& c, const smtp::Reply& r) {
+    asio::error_code ec;
+    c.set_deadline(std::chrono::seconds(10));
+    co_await asio::async_write(c.sock, asio::buffer(r.render()), asio::redirect_error(use_awaitable, ec));
   }
 
   awaitable<void> watchdog(std::shared_ptr<Conn> c) {
@@ -144,8 +205,8 @@ struct Server::Impl {
     co_return !ec;
   }
 
-  awaitable<void> session(std::shared_ptr<Conn> c, ListenerConfig lc) {
-    auto [cfg, tls_ctx] = snapshot();
+  awaitable<void> session(std::shared_ptr<Conn> c, ListenerConfig lc, size_t listener_index) {
+    auto [cfg, tls_ctx, groups_now] = snapshot();
     asio::error_code ec;
     auto ep = c->sock.remote_endpoint(ec);
     if (ec) co_return;
@@ -166,14 +227,64 @@ struct Server::Impl {
       }
     } finish{*c};
 
+    // Connection-time policy, before any greeting (SPEC 2 and 7).
+    IpAddress ipa = *IpAddress::parse(ip);
+    const std::string& host = cfg->server.hostname;
+    std::string where = lc.service + " " + lc.address + ":" + std::to_string(lc.port);
+    if (!lc.allowed_ip_group.empty() && !groups_now->contains(lc.allowed_ip_group, ipa)) {
+      logs::security().info("SMTP connection from {} rejected: not in IP group {} allowed on {}", ip,
+                            lc.allowed_ip_group, where);
+      co_await refuse(*c, smtp::Reply(554, "5.7.1", host + " Access denied"));
+      co_return;
+    }
+    auto& listener_count = listener_conns[listener_index];
+    struct Count {
+      std::atomic<uint64_t>& n;
+      ~Count() { --n; }
+    } counted{listener_count};
+    if (++listener_count > lc.max_connections && lc.max_connections) {
+      logs::security().info("SMTP connection from {} rejected: {} connections reached on {}", ip, lc.max_connections,
+                            where);
+      co_await refuse(*c, smtp::Reply(421, "4.7.0", host + " Too many connections to this service, try again later"));
+      co_return;
+    }
+    bool exempt = groups_now->contains(cfg->limits.exempt_ip_group, ipa);
+    bool per_ip_counted = false;
+    if (!exempt) {
+      switch (limits.connect(ipa)) {
+        case ClientLimits::Connect::harvest_blocked:
+          logs::security().info("SMTP connection from {} rejected: directory harvest attack", ip);
+          co_await refuse(*c, smtp::Reply(421, "4.7.1", host + " Too many unknown recipients from your address, try later"));
+          co_return;
+        case ClientLimits::Connect::too_many_connections:
+          logs::security().info("SMTP connection from {} rejected: more than {} connections from this address", ip,
+                                cfg->limits.max_connections_per_ip);
+          co_await refuse(*c, smtp::Reply(421, "4.7.0", host + " Too many connections from your address, try later"));
+          co_return;
+        case ClientLimits::Connect::ok: per_ip_counted = true; break;
+      }
+    }
+    struct Disconnect {
+      ClientLimits& l;
+      IpAddress a;
+      bool on;
+      ~Disconnect() {
+        if (on) l.disconnect(a);
+      }
+    } disconnect{limits, ipa, per_ip_counted};
+
     smtp::SessionConfig sc;
     sc.hostname = cfg->server.hostname;
     sc.service = service_of(lc.service);
     sc.starttls_available = tls_ctx != nullptr && sc.service != smtp::Service::smtps;
-    sc.limits.max_message_size = cfg->limits.max_message_size;
-    sc.limits.max_recipients = cfg->limits.max_recipients;
-    sc.limits.max_hops = cfg->limits.max_hops;
-    sc.limits.max_failed_commands = cfg->limits.max_failed_commands;
+    if (!exempt) {  // the exempt group has none of the limits (SPEC 7)
+      sc.limits.max_message_size = cfg->limits.max_message_size;
+      sc.limits.max_recipients = cfg->limits.max_recipients;
+      sc.limits.max_hops = cfg->limits.max_hops;
+      sc.limits.max_failed_commands = cfg->limits.max_failed_commands;
+    } else {
+      sc.limits.max_message_size = sc.limits.max_recipients = sc.limits.max_hops = sc.limits.max_failed_commands = 0;
+    }
     smtp::ClientInfo client{ip, false, "", ""};
 
     auto tls_names = [&c]() -> std::pair<std::string, std::string> {
@@ -191,7 +302,10 @@ struct Server::Impl {
         client.tls_version = v;
         client.tls_cipher = ci;
       }
-      Hooks hooks(dir, spool, ip, cfg->server.hostname);
+      RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
+                       cfg->relay.pop_before_smtp};
+      Hooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
+                  Policy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt});
       smtp::ServerSession s(sc, hooks, client);
       co_await write(*c, s.greet().bytes);
       for (;;) {
@@ -237,7 +351,10 @@ struct Server::Impl {
           auto tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
           c->set_deadline(cfg->timeouts.data);
           bool ok = co_await async_commit(spool, tx, use_awaitable);
-          if (ok) log_accepted(*tx, lc);
+          if (ok) {
+            log_accepted(*tx, lc);
+            if (!exempt) limits.message_accepted(ipa);
+          }
           else logs::main().error("spool commit failed for message from {}", ip);
           o = s.commit_finished(ok);
         }
@@ -264,7 +381,7 @@ struct Server::Impl {
                       e.tls.empty() ? "none" : e.tls);
   }
 
-  awaitable<void> accept_loop(tcp::acceptor& acc, ListenerConfig lc) {
+  awaitable<void> accept_loop(tcp::acceptor& acc, ListenerConfig lc, size_t index) {
     for (;;) {
       asio::error_code ec;
       tcp::socket sock = co_await acc.async_accept(asio::make_strand(io), asio::redirect_error(use_awaitable, ec));
@@ -278,12 +395,14 @@ struct Server::Impl {
       }
       sock.set_option(tcp::no_delay(true), ec);
       auto c = std::make_shared<Conn>(std::move(sock));
+      ListenerConfig current;
       {
         std::lock_guard lk(mu);
+        current = acceptors[index].first;  // SIGHUP may have changed its access settings
         for (auto it = conns.begin(); it != conns.end();) it = it->expired() ? conns.erase(it) : std::next(it);
         conns.push_back(c);
       }
-      asio::co_spawn(c->sock.get_executor(), session(c, lc), asio::detached);
+      asio::co_spawn(c->sock.get_executor(), session(c, current, index), asio::detached);
     }
   }
 
@@ -299,7 +418,18 @@ struct Server::Impl {
                             next.listeners[i].port != cfg->listeners[i].port ||
                             next.listeners[i].service != cfg->listeners[i].service;
       if (listeners_changed) logs::main().warn("reload: listener changes take effect at the next restart");
+      // Per-listener access groups and caps may change; addresses and ports may not.
+      for (size_t i = 0; i < next.listeners.size() && i < cfg->listeners.size(); ++i) {
+        auto& l = acceptors[i].first;
+        if (!listeners_changed) {
+          l.allowed_ip_group = next.listeners[i].allowed_ip_group;
+          l.max_connections = next.listeners[i].max_connections;
+        }
+      }
       next.listeners = cfg->listeners;
+      for (auto& w : next.warnings) logs::main().warn("{}", w);
+      limits.update(limit_settings(next));
+      groups = std::make_shared<IpGroups>(next.ip_group_ranges);
       cfg = std::make_shared<Config>(std::move(next));
       tls = ctx;
       logs::main().info("reload: configuration and certificate reloaded from {}", cfg->file);
@@ -357,13 +487,16 @@ void Server::bind() {
       throw std::runtime_error("cannot listen on " + lc.address + " port " + std::to_string(lc.port) + " (" +
                                lc.service + "): " + ec.message());
     impl_->acceptors.emplace_back(lc, std::move(acc));
+    impl_->listener_conns.emplace_back(0);
   }
 }
 
 int Server::run(unsigned threads) {
   Impl& m = *impl_;
-  for (auto& [lc, acc] : m.acceptors) {
-    asio::co_spawn(m.io, m.accept_loop(*acc, lc), asio::detached);
+  for (auto& w : m.cfg->warnings) logs::main().warn("{}", w);
+  for (size_t i = 0; i < m.acceptors.size(); ++i) {
+    auto& [lc, acc] = m.acceptors[i];
+    asio::co_spawn(m.io, m.accept_loop(*acc, lc, i), asio::detached);
     logs::main().info("listening: {} on {} port {}", lc.service, lc.address, lc.port);
   }
   asio::signal_set signals(m.io, SIGTERM, SIGINT, SIGHUP);

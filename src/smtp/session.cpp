@@ -87,6 +87,7 @@ void ServerSession::fail(Output& out, const Reply& r) {
   reply(out, r);
   ++failed_;
   if (cfg_.limits.max_failed_commands && failed_ >= cfg_.limits.max_failed_commands) {
+    hooks_.refused("too many failed commands (" + std::to_string(failed_) + ")");
     reply(out, Reply(421, "4.7.0", cfg_.hostname + " Too many errors, closing connection"));
     out.next = Next::close;
     set_state(State::closed);
@@ -257,7 +258,10 @@ void ServerSession::cmd_mail(std::string_view arg, Output& out) {
       auto n = parse_decimal(v);
       if (!n) return fail(out, Reply(501, "5.5.4", "Bad SIZE parameter"));
       if (cfg_.limits.max_message_size && *n > cfg_.limits.max_message_size)
+      {
+        hooks_.refused("declared message size " + std::to_string(*n) + " over the limit");
         return reply(out, Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+      }
     } else if (k == "body") {
       std::string b = to_lower(v);
       if (b != "7bit" && b != "8bitmime") return fail(out, Reply(501, "5.5.4", "Bad BODY parameter"));
@@ -270,6 +274,7 @@ void ServerSession::cmd_mail(std::string_view arg, Output& out) {
   }
   const Address& a = parsed.path->address;
   if (a.utf8 && !smtputf8) return fail(out, Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+  if (auto refusal = hooks_.check_sender(a)) return reply(out, *refusal);
   reset_transaction();
   mail_given_ = true;
   env_.sender = a.str();
@@ -296,8 +301,10 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
   // Count distinct RCPT commands accepted so far against the limit.
   std::set<std::string> given;
   for (auto& r : env_.recipients) given.insert(r.rcpt);
-  if (cfg_.limits.max_recipients && given.size() >= cfg_.limits.max_recipients)
+  if (cfg_.limits.max_recipients && given.size() >= cfg_.limits.max_recipients) {
+    hooks_.refused("more than " + std::to_string(cfg_.limits.max_recipients) + " recipients");
     return reply(out, Reply(452, "4.5.3", "Too many recipients"));
+  }
   RecipientLookup lk = hooks_.lookup_recipient(a);
   std::string rcpt = a.str();
   switch (lk.kind) {
@@ -309,6 +316,12 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
       return reply(out, Reply(250, "2.1.5", "Ok"));
     case RecipientLookup::unknown:
       ++unknown_rcpts_;
+      if (hooks_.unknown_recipient()) {
+        reply(out, Reply(421, "4.7.1", cfg_.hostname + " Too many unknown recipients, closing connection"));
+        out.next = Next::close;
+        set_state(State::closed);
+        return;
+      }
       return reply(out, Reply(550, "5.1.1", "User unknown"));
     case RecipientLookup::temp_failure:
       return reply(out, Reply(451, "4.3.0", "Temporary lookup failure, try again later"));
@@ -405,6 +418,7 @@ bool ServerSession::process_bdat(Output& out) {
   }
   if (sink_->too_big()) {
     // RFC 3030: the transaction fails; remaining chunks are still read and refused.
+    hooks_.refused("message size over the limit");
     reply(out, Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"));
     bdat_failed_ = true;
     sink_.reset();
@@ -422,6 +436,7 @@ bool ServerSession::process_bdat(Output& out) {
 bool ServerSession::finish_message(Output& out) {
   sink_->finish();
   auto fail_tx = [&](const Reply& r) {
+    if (r.code == 552 || r.code == 554) hooks_.refused(r.lines.front());
     reply(out, r);
     reset_transaction();
     return false;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,13 @@ class SessionHooks {
   // `rcpt` has an empty domain for the bare <Postmaster> of RFC 5321 4.5.1.
   virtual RecipientLookup lookup_recipient(const Address& rcpt) = 0;
   virtual bool may_relay(const Address& rcpt) = 0;
+  // MAIL FROM policy (e.g. the hourly message limit): a reply refuses the sender.
+  virtual std::optional<Reply> check_sender(const Address&) { return std::nullopt; }
+  // An unknown local recipient was given; true = the client is now blocked
+  // (directory harvest) and the session must end.
+  virtual bool unknown_recipient() { return false; }
+  // A refusal for a policy reason, for the security log.
+  virtual void refused(std::string_view) {}
   virtual std::string new_queue_id() = 0;
   virtual std::chrono::system_clock::time_point now() = 0;
 };

@@ -52,6 +52,10 @@ log_dir = "log"
 user = "{self.run_as}"
 {self.extra_config}
 """
+        if "[relay]" not in self.extra_config:
+            # Tests connect from loopback, which the default "local" group may relay for;
+            # unless a test is about relaying, nobody may relay.
+            text += '\n[relay]\nallow_ip_group = ""\n'
         for svc, port in self.ports.items():
             text += f'\n[[listener]]\nservice = "{svc}"\naddress = "127.0.0.1"\nport = {port}\n'
         self.config.write_text(text)

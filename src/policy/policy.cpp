@@ -1,0 +1,164 @@
+#include "policy/policy.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace bulwark {
+
+bool IpGroups::contains(const std::string& group, const IpAddress& a) const {
+  if (group.empty()) return false;
+  auto it = groups_.find(group);
+  if (it == groups_.end()) return false;
+  for (auto& r : it->second)
+    if (r.contains(a)) return true;
+  return false;
+}
+
+size_t IpKeyHash::operator()(const IpAddress& a) const noexcept {
+  uint64_t h1, h2;
+  std::memcpy(&h1, a.bytes.data(), 8);
+  std::memcpy(&h2, a.bytes.data() + 8, 8);
+  return std::hash<uint64_t>()(h1 * 0x9E3779B97F4A7C15ull ^ h2);
+}
+
+void PopLogins::record(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  auto now = now_();
+  if (last_.size() > 100000) std::erase_if(last_, [&](auto& kv) { return now - kv.second > std::chrono::hours(24); });
+  last_[ip] = now;
+}
+
+bool PopLogins::within(const IpAddress& ip, std::chrono::seconds window) const {
+  if (window.count() == 0) return false;
+  std::lock_guard lk(mu_);
+  auto it = last_.find(ip);
+  return it != last_.end() && now_() - it->second <= window;
+}
+
+const char* relay_verdict_name(RelayVerdict v) {
+  switch (v) {
+    case RelayVerdict::open_relay: return "open relay";
+    case RelayVerdict::ip_group: return "IP group";
+    case RelayVerdict::authenticated: return "authenticated";
+    case RelayVerdict::pop_before_smtp: return "POP before SMTP";
+    case RelayVerdict::denied: return "denied";
+  }
+  return "?";
+}
+
+RelayVerdict decide_relay(const RelaySettings& s, const IpGroups& groups, const PopLogins& pop,
+                          const RelayInputs& in) {
+  if (s.open) return RelayVerdict::open_relay;
+  if (in.authenticated && s.allow_authenticated) return RelayVerdict::authenticated;
+  if (!in.ip_group_revoked && groups.contains(s.allow_ip_group, in.ip)) return RelayVerdict::ip_group;
+  if (pop.within(in.ip, s.pop_before_smtp)) return RelayVerdict::pop_before_smtp;
+  return RelayVerdict::denied;
+}
+
+ClientLimits::ClientLimits(LimitSettings s, NowFn now) : s_(std::move(s)), now_(std::move(now)) {}
+
+void ClientLimits::update(LimitSettings s) {
+  std::lock_guard lk(mu_);
+  s_ = std::move(s);
+}
+
+void ClientLimits::rotate(Entry& e, int64_t minute) {
+  if (minute - e.minute >= 60) {
+    e.buckets.fill(0);
+  } else {
+    for (int64_t m = e.minute + 1; m <= minute; ++m) e.buckets[size_t(m % 60)] = 0;
+  }
+  e.minute = std::max(e.minute, minute);
+}
+
+ClientLimits::Entry& ClientLimits::entry(const IpAddress& ip, SteadyClock::time_point now) {
+  IpAddress key = limit_key(ip);
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    if (map_.size() >= s_.max_tracked) evict(now);
+    it = map_.emplace(key, Entry{}).first;
+    it->second.minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+  }
+  it->second.last_seen = now;
+  return it->second;
+}
+
+void ClientLimits::evict(SteadyClock::time_point now) {
+  auto hour = std::chrono::hours(1);
+  // First what no longer matters: no connection, no block, nothing in the last hour.
+  std::erase_if(map_, [&](auto& kv) {
+    const Entry& e = kv.second;
+    return e.connections == 0 && e.blocked_until <= now && now - e.last_seen > hour;
+  });
+  if (map_.size() < s_.max_tracked) return;
+  // Still full (many addresses at once): drop the least recently seen tenth.
+  std::vector<std::pair<SteadyClock::time_point, IpAddress>> by_age;
+  by_age.reserve(map_.size());
+  for (auto& [k, e] : map_)
+    if (e.connections == 0) by_age.emplace_back(e.last_seen, k);
+  size_t drop = std::max<size_t>(1, map_.size() / 10);
+  std::nth_element(by_age.begin(), by_age.begin() + std::min(drop, by_age.size()), by_age.end());
+  for (size_t i = 0; i < drop && i < by_age.size(); ++i) map_.erase(by_age[i].second);
+}
+
+ClientLimits::Connect ClientLimits::connect(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  auto now = now_();
+  Entry& e = entry(ip, now);
+  if (e.blocked_until > now) return Connect::harvest_blocked;
+  if (s_.max_connections_per_ip && e.connections >= s_.max_connections_per_ip) return Connect::too_many_connections;
+  ++e.connections;
+  return Connect::ok;
+}
+
+void ClientLimits::disconnect(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(limit_key(ip));
+  if (it != map_.end() && it->second.connections > 0) --it->second.connections;
+}
+
+bool ClientLimits::message_allowed(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  if (!s_.max_messages_per_hour) return true;
+  auto now = now_();
+  Entry& e = entry(ip, now);
+  rotate(e, std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count());
+  uint64_t sum = 0;
+  for (auto b : e.buckets) sum += b;
+  return sum < s_.max_messages_per_hour;
+}
+
+void ClientLimits::message_accepted(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  auto now = now_();
+  Entry& e = entry(ip, now);
+  int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+  rotate(e, minute);
+  ++e.buckets[size_t(minute % 60)];
+}
+
+bool ClientLimits::unknown_recipient(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  if (!s_.max_unknown_recipients) return false;
+  auto now = now_();
+  Entry& e = entry(ip, now);
+  // Unknown recipients count within a window as long as the block would last.
+  if (now - e.unknown_since > s_.harvest_block) {
+    e.unknown = 0;
+    e.unknown_since = now;
+  }
+  if (++e.unknown >= s_.max_unknown_recipients) {
+    e.blocked_until = now + s_.harvest_block;
+    e.unknown = 0;
+    return true;
+  }
+  return false;
+}
+
+size_t ClientLimits::tracked() const {
+  std::lock_guard lk(mu_);
+  return map_.size();
+}
+
+}  // namespace bulwark

@@ -1,0 +1,116 @@
+// policy/: who may do what. IP groups, the relay decision, per-client-IP limits
+// (connections, message rate, directory harvest), the POP-before-SMTP window.
+// Decisions only: no sockets, no session state machine. Depends on core/.
+#pragma once
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "core/ip.hpp"
+
+namespace bulwark {
+
+using SteadyClock = std::chrono::steady_clock;
+using NowFn = std::function<SteadyClock::time_point()>;
+
+class IpGroups {
+ public:
+  IpGroups() = default;
+  explicit IpGroups(IpGroupMap groups) : groups_(std::move(groups)) {}
+  // "" or an unknown name contains nobody.
+  bool contains(const std::string& group, const IpAddress& a) const;
+
+ private:
+  IpGroupMap groups_;
+};
+
+struct IpKeyHash {
+  size_t operator()(const IpAddress& a) const noexcept;
+};
+
+// Successful POP3 logins by client IP, for the POP-before-SMTP relay window.
+class PopLogins {
+ public:
+  explicit PopLogins(NowFn now = SteadyClock::now) : now_(std::move(now)) {}
+  void record(const IpAddress& ip);
+  bool within(const IpAddress& ip, std::chrono::seconds window) const;
+
+ private:
+  NowFn now_;
+  mutable std::mutex mu_;
+  std::unordered_map<IpAddress, SteadyClock::time_point, IpKeyHash> last_;
+};
+
+struct RelaySettings {
+  bool open = false;
+  std::string allow_ip_group;
+  bool allow_authenticated = true;
+  std::chrono::seconds pop_before_smtp{0};
+};
+
+// The inputs of one relay decision. `ip_group_revoked` is set when AUTH failed in
+// the session: a failed login must not leave the IP-group right in place.
+struct RelayInputs {
+  IpAddress ip;
+  bool authenticated = false;
+  bool ip_group_revoked = false;
+};
+
+enum class RelayVerdict { open_relay, ip_group, authenticated, pop_before_smtp, denied };
+const char* relay_verdict_name(RelayVerdict v);
+
+RelayVerdict decide_relay(const RelaySettings& s, const IpGroups& groups, const PopLogins& pop,
+                          const RelayInputs& in);
+
+struct LimitSettings {
+  uint64_t max_messages_per_hour = 0;
+  uint64_t max_connections_per_ip = 20;
+  uint64_t max_unknown_recipients = 20;
+  std::chrono::seconds harvest_block{3600};
+  size_t max_tracked = 100000;  // bound on remembered client addresses
+};
+
+// Per-client-IP state (IPv6 per /64), bounded in size: idle entries expire, and when
+// more than max_tracked addresses are remembered the least recently seen are dropped.
+class ClientLimits {
+ public:
+  explicit ClientLimits(LimitSettings s, NowFn now = SteadyClock::now);
+  void update(LimitSettings s);
+
+  enum class Connect { ok, harvest_blocked, too_many_connections };
+  // On ok the connection is counted; call disconnect() when it ends.
+  Connect connect(const IpAddress& ip);
+  void disconnect(const IpAddress& ip);
+  // At MAIL: may this IP start another message within the hourly limit?
+  bool message_allowed(const IpAddress& ip);
+  void message_accepted(const IpAddress& ip);
+  // An unknown local recipient; true when this makes the IP blocked.
+  bool unknown_recipient(const IpAddress& ip);
+  size_t tracked() const;
+
+ private:
+  struct Entry {
+    uint32_t connections = 0;
+    uint32_t unknown = 0;
+    SteadyClock::time_point unknown_since{};
+    SteadyClock::time_point blocked_until{};
+    SteadyClock::time_point last_seen{};
+    int64_t minute = 0;                   // the minute buckets[minute % 60] holds
+    std::array<uint32_t, 60> buckets{};  // messages per minute, last hour
+  };
+  Entry& entry(const IpAddress& key, SteadyClock::time_point now);
+  static void rotate(Entry& e, int64_t minute);
+  void evict(SteadyClock::time_point now);
+
+  LimitSettings s_;
+  NowFn now_;
+  mutable std::mutex mu_;
+  std::unordered_map<IpAddress, Entry, IpKeyHash> map_;
+};
+
+}  // namespace bulwark

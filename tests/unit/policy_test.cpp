@@ -1,0 +1,123 @@
+#include <gtest/gtest.h>
+
+#include "policy/policy.hpp"
+
+using namespace bulwark;
+using namespace std::chrono_literals;
+
+namespace {
+IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+
+struct FakeClock {
+  SteadyClock::time_point t = SteadyClock::time_point{} + 1000h;
+  NowFn fn() {
+    return [this] { return t; };
+  }
+};
+}  // namespace
+
+TEST(ClientLimits, SlidingHourWindow) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_messages_per_hour = 3;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(l.message_allowed(a));
+    l.message_accepted(a);
+    clock.t += 10min;
+  }
+  EXPECT_FALSE(l.message_allowed(a));           // 3 in the last 30 minutes
+  EXPECT_TRUE(l.message_allowed(ip("192.0.2.2")));  // another address is unaffected
+  clock.t += 31min;                                  // the first one is now 61 minutes old
+  EXPECT_TRUE(l.message_allowed(a));
+  l.message_accepted(a);
+  EXPECT_FALSE(l.message_allowed(a));
+  clock.t += 3h;
+  EXPECT_TRUE(l.message_allowed(a));
+}
+
+TEST(ClientLimits, ConnectionsPerIp) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_connections_per_ip = 2;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::too_many_connections);
+  EXPECT_EQ(l.connect(ip("192.0.2.2")), ClientLimits::Connect::ok);
+  l.disconnect(a);
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);
+}
+
+TEST(ClientLimits, Ipv6CountedPer64) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_connections_per_ip = 1;
+  ClientLimits l(s, clock.fn());
+  EXPECT_EQ(l.connect(ip("2001:db8:0:1::1")), ClientLimits::Connect::ok);
+  EXPECT_EQ(l.connect(ip("2001:db8:0:1::2")), ClientLimits::Connect::too_many_connections);
+  EXPECT_EQ(l.connect(ip("2001:db8:0:2::1")), ClientLimits::Connect::ok);
+}
+
+TEST(ClientLimits, HarvestBlockAndExpiry) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_unknown_recipients = 3;
+  s.harvest_block = 1h;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  EXPECT_FALSE(l.unknown_recipient(a));
+  EXPECT_FALSE(l.unknown_recipient(a));
+  EXPECT_TRUE(l.unknown_recipient(a));
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::harvest_blocked);
+  clock.t += 59min;
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::harvest_blocked);
+  clock.t += 2min;
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);
+}
+
+TEST(ClientLimits, MemoryIsBounded) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_tracked = 1000;
+  s.max_messages_per_hour = 10;
+  ClientLimits l(s, clock.fn());
+  for (uint32_t i = 0; i < 50000; ++i) {
+    IpAddress a = ip("10.0.0.0");
+    a.bytes[13] = uint8_t(i >> 16);
+    a.bytes[14] = uint8_t(i >> 8);
+    a.bytes[15] = uint8_t(i);
+    l.message_accepted(a);
+    clock.t += 1ms;
+  }
+  EXPECT_LE(l.tracked(), 1000u);
+}
+
+TEST(Relay, Decision) {
+  IpGroups groups(flatten_ip_groups({{"local", {"127.0.0.0/8"}}, {"office", {"192.168.1.0/24"}}}));
+  FakeClock clock;
+  PopLogins pop(clock.fn());
+  RelaySettings s;
+  s.allow_ip_group = "office";
+  auto decide = [&](const char* a, bool auth = false, bool revoked = false) {
+    return decide_relay(s, groups, pop, RelayInputs{ip(a), auth, revoked});
+  };
+  EXPECT_EQ(decide("192.168.1.5"), RelayVerdict::ip_group);
+  EXPECT_EQ(decide("::ffff:192.168.1.5"), RelayVerdict::ip_group);
+  EXPECT_EQ(decide("192.168.1.5", false, true), RelayVerdict::denied);  // failed AUTH revokes
+  EXPECT_EQ(decide("203.0.113.1"), RelayVerdict::denied);
+  EXPECT_EQ(decide("203.0.113.1", true), RelayVerdict::authenticated);
+  s.allow_authenticated = false;
+  EXPECT_EQ(decide("203.0.113.1", true), RelayVerdict::denied);
+  s.pop_before_smtp = 30min;
+  pop.record(ip("203.0.113.1"));
+  clock.t += 29min;
+  EXPECT_EQ(decide("203.0.113.1"), RelayVerdict::pop_before_smtp);
+  EXPECT_EQ(decide("203.0.113.2"), RelayVerdict::denied);
+  clock.t += 2min;
+  EXPECT_EQ(decide("203.0.113.1"), RelayVerdict::denied);
+  s.open = true;
+  EXPECT_EQ(decide("203.0.113.9"), RelayVerdict::open_relay);
+}
