@@ -13,6 +13,7 @@
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
 #include "net/tls.hpp"
+#include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
 #include "queue/spool.hpp"
 #include "smtp/session.hpp"
@@ -46,6 +47,9 @@ struct Policy {
   PopLogins& pop;
   uint64_t max_messages_per_hour = 0;
   bool exempt = false;
+  bool trusted = false;  // relay.trusted_ip_group: no DNS checks
+  bool require_ptr = false;
+  bool require_sender_domain = false;
 };
 
 class Hooks : public smtp::SessionHooks {
@@ -74,6 +78,10 @@ class Hooks : public smtp::SessionHooks {
     logs::security().info("SMTP message from {} refused: more than {} messages in the last hour", ip_,
                           p_.max_messages_per_hour);
     return smtp::Reply(450, "4.7.1", "Too many messages from your address in the last hour, try again later");
+  }
+  bool sender_needs_check(const Address& sender) override {
+    if (p_.exempt || p_.trusted) return false;
+    return p_.require_ptr || (p_.require_sender_domain && !sender.empty());
   }
   bool unknown_recipient() override {
     if (p_.exempt || !p_.limits.unknown_recipient(ipa_)) return false;
@@ -118,11 +126,22 @@ struct Conn {
   void set_deadline(std::chrono::seconds d) { deadline = std::min(Clock::now() + d, session_end); }
 };
 
+std::vector<std::string> dns_servers(const Config& c) {
+  std::vector<std::string> out;
+  for (auto& s : c.dns.servers)
+    out.push_back((s.address.find(':') != std::string::npos ? "[" + s.address + "]" : s.address) + ":" +
+                  std::to_string(s.port));
+  return out;
+}
+
 struct Server::Impl {
   std::shared_ptr<const Config> cfg;
   Directory& dir;
   Spool& spool;
   asio::io_context io;
+  // After io: destroyed first, so its last callbacks can still post to io.
+  Resolver resolver;
+  DnsChecks dns;
   std::vector<std::pair<ListenerConfig, std::unique_ptr<tcp::acceptor>>> acceptors;
   std::shared_ptr<asio::ssl::context> tls;
   std::shared_ptr<const IpGroups> groups;
@@ -137,6 +156,8 @@ struct Server::Impl {
       : cfg(std::make_shared<Config>(std::move(c))),
         dir(d),
         spool(s),
+        resolver(dns_servers(*cfg), std::chrono::duration_cast<std::chrono::milliseconds>(cfg->dns.timeout)),
+        dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {}
 
@@ -157,6 +178,51 @@ struct Server::Impl {
   Snapshot snapshot() {
     std::lock_guard lk(mu);
     return {cfg, tls, groups};
+  }
+
+  // The DNS checks of SPEC 7 for one MAIL FROM: client PTR, then sender domain.
+  // Completes on the session's executor with a refusal, or none.
+  template <class Token>
+  auto async_dns_check(std::string ip, Address sender, bool ptr, bool domain, Token&& token) {
+    return asio::async_initiate<Token, void(std::optional<smtp::Reply>)>(
+        [this, ip, sender, ptr, domain](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex = asio::get_associated_executor(*h);
+          auto finish = [h, ex](std::optional<smtp::Reply> r) {
+            asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+          };
+          auto check_domain = [this, ip, sender, domain, finish]() {
+            if (!domain || sender.empty()) return finish(std::nullopt);
+            if (sender.domain_is_literal()) {
+              logs::security().info("SMTP sender <{}> from {} refused: address literal, not a domain",
+                                    sanitize(sender.str()), ip);
+              return finish(smtp::Reply(550, "5.1.8", "Sender address must use a domain name"));
+            }
+            dns.sender_domain(sender.domain, [ip, sender, finish](DnsChecks::Verdict v) {
+              if (v == DnsChecks::Verdict::ok) return finish(std::nullopt);
+              if (v == DnsChecks::Verdict::missing) {
+                logs::security().info("SMTP sender <{}> from {} refused: domain {} has no MX, A or AAAA record",
+                                      sanitize(sender.str()), ip, sanitize(sender.domain));
+                return finish(smtp::Reply(550, "5.1.8", "Sender address domain " + sanitize(sender.domain) +
+                                                            " does not exist in DNS"));
+              }
+              logs::security().info("SMTP sender <{}> from {} deferred: DNS lookup of {} failed",
+                                    sanitize(sender.str()), ip, sanitize(sender.domain));
+              finish(smtp::Reply(451, "4.4.3", "Temporary DNS failure checking the sender domain, try again later"));
+            });
+          };
+          if (!ptr) return check_domain();
+          dns.client_ptr(ip, [ip, finish, check_domain](DnsChecks::Verdict v) {
+            if (v == DnsChecks::Verdict::ok) return check_domain();
+            if (v == DnsChecks::Verdict::missing) {
+              logs::security().info("SMTP client {} refused: no PTR record", ip);
+              return finish(smtp::Reply(550, "5.7.25", "Client host [" + ip + "] has no PTR record"));
+            }
+            logs::security().info("SMTP client {} deferred: PTR lookup failed", ip);
+            finish(smtp::Reply(450, "4.7.25", "Temporary DNS failure looking up the PTR of [" + ip + "]"));
+          });
+        },
+        token);
   }
 
   // Refuses a connection before the greeting: one reply line, then close.
@@ -305,7 +371,9 @@ struct Server::Impl {
       RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
                        cfg->relay.pop_before_smtp};
       Hooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
-                  Policy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt});
+                  Policy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt,
+                         groups_now->contains(cfg->relay.trusted_ip_group, ipa), cfg->limits.require_client_ptr,
+                         cfg->limits.require_sender_domain_in_dns});
       smtp::ServerSession s(sc, hooks, client);
       co_await write(*c, s.greet().bytes);
       for (;;) {
@@ -336,6 +404,13 @@ struct Server::Impl {
           if (o.next == smtp::Next::close) {
             close = true;
             break;
+          }
+          if (o.next == smtp::Next::check) {
+            c->set_deadline(cfg->timeouts.command);
+            auto refusal = co_await async_dns_check(ip, s.checking_sender(), cfg->limits.require_client_ptr,
+                                                    cfg->limits.require_sender_domain_in_dns, use_awaitable);
+            o = s.check_finished(std::move(refusal));
+            continue;
           }
           if (o.next == smtp::Next::starttls) {
             if (!co_await handshake(*c, *tls_ctx, *cfg)) {

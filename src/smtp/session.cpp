@@ -275,6 +275,17 @@ void ServerSession::cmd_mail(std::string_view arg, Output& out) {
   const Address& a = parsed.path->address;
   if (a.utf8 && !smtputf8) return fail(out, Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
   if (auto refusal = hooks_.check_sender(a)) return reply(out, *refusal);
+  if (hooks_.sender_needs_check(a)) {
+    checking_sender_ = a;
+    checking_smtputf8_ = smtputf8;
+    set_state(State::wait_check);
+    out.next = Next::check;
+    return;
+  }
+  accept_mail(a, smtputf8, out);
+}
+
+void ServerSession::accept_mail(const Address& a, bool smtputf8, Output& out) {
   reset_transaction();
   mail_given_ = true;
   env_.sender = a.str();
@@ -282,6 +293,15 @@ void ServerSession::cmd_mail(std::string_view arg, Output& out) {
   env_.helo = helo_;
   env_.client_ip = client_.ip;
   reply(out, Reply(250, "2.1.0", "Ok"));
+}
+
+Output ServerSession::check_finished(std::optional<Reply> refusal) {
+  Output out;
+  set_state(State::command);
+  if (refusal) reply(out, *refusal);
+  else accept_mail(checking_sender_, checking_smtputf8_, out);
+  checking_sender_ = Address{};
+  return process(std::move(out));
 }
 
 void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {

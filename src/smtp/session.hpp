@@ -64,6 +64,9 @@ class SessionHooks {
   virtual bool may_relay(const Address& rcpt) = 0;
   // MAIL FROM policy (e.g. the hourly message limit): a reply refuses the sender.
   virtual std::optional<Reply> check_sender(const Address&) { return std::nullopt; }
+  // True when MAIL FROM needs checks that take time (DNS): the session then returns
+  // Next::check and waits for check_finished().
+  virtual bool sender_needs_check(const Address&) { return false; }
   // An unknown local recipient was given; true = the client is now blocked
   // (directory harvest) and the session must end.
   virtual bool unknown_recipient() { return false; }
@@ -90,14 +93,14 @@ struct Transaction {
   std::string data;      // message as the client sent it (dot-unstuffed)
 };
 
-enum class Next { read, starttls, commit, close };
+enum class Next { read, starttls, commit, check, close };
 
 struct Output {
   std::string bytes;  // replies to write, in order
   Next next = Next::read;
 };
 
-enum class State { command, data, bdat, wait_commit, wait_tls, closed };
+enum class State { command, data, bdat, wait_commit, wait_check, wait_tls, closed };
 
 class ServerSession {
  public:
@@ -110,6 +113,9 @@ class ServerSession {
   // After Next::commit: the transaction to store, then commit_finished() with the result.
   Transaction& pending() { return pending_; }
   Output commit_finished(bool ok);
+  // After Next::check: the sender being checked, then the outcome (a refusal, or none).
+  const Address& checking_sender() const { return checking_sender_; }
+  Output check_finished(std::optional<Reply> refusal);
   // After Next::starttls: the handshake succeeded; the session starts over (RFC 3207).
   Output tls_started(std::string version, std::string cipher);
   // Server shutdown or timeout: the 421 to send before closing.
@@ -162,6 +168,9 @@ class ServerSession {
   std::unique_ptr<MessageSink> sink_;
   Transaction pending_;
   std::string pending_id_;  // survives the shell moving pending_ away
+  Address checking_sender_;
+  bool checking_smtputf8_ = false;
+  void accept_mail(const Address& a, bool smtputf8, Output& out);
 };
 
 }  // namespace bulwark::smtp

@@ -6,7 +6,7 @@ src="$here/../../src"
 out=${FUZZ_BUILD_DIR:-$(mktemp -d)}
 secs=${1:-30}
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$src" \
-  "$here/smtp_fuzz.cpp" "$src/core/address.cpp" "$src/core/units.cpp" "$src/core/ip.cpp" "$src/smtp/reply.cpp" \
+  "$here/smtp_fuzz.cpp" "$src/core/address.cpp" "$src/core/units.cpp" "$src/smtp/reply.cpp" \
   "$src/smtp/message_sink.cpp" "$src/smtp/session.cpp" -o "$out/smtp_fuzz"
 work=$(mktemp -d)
 cp "$here"/corpus/* "$work"/

@@ -21,6 +21,7 @@ struct Hooks : SessionHooks {
     return r;
   }
   bool may_relay(const Address&) override { return false; }
+  bool sender_needs_check(const Address& a) override { return a.domain.size() % 2 == 1; }
   std::string new_queue_id() override { return "ID"; }
   std::chrono::system_clock::time_point now() override { return {}; }
 };
@@ -67,6 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (t.data.size() > cfg.limits.max_message_size) abort();
         if (t.envelope.recipients.empty()) abort();
         o = s.commit_finished((t.data.size() & 1) == 0);
+        continue;
+      }
+      if (o.next == Next::check) {
+        std::optional<Reply> refusal;
+        if (s.checking_sender().local.size() % 2) refusal = Reply(550, "5.1.8", "no");
+        o = s.check_finished(refusal);
         continue;
       }
       if (o.next == Next::starttls) {

@@ -31,6 +31,7 @@ struct FakeHooks : SessionHooks {
     return r;
   }
   bool may_relay(const Address&) override { return false; }
+  bool sender_needs_check(const Address& a) override { return a.domain == "nx.test" || a.domain == "dns.test"; }
   std::string new_queue_id() override { return "Q" + std::to_string(++next_id); }
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::time_point{}; }
 };
@@ -59,6 +60,12 @@ void handle(ServerSession& s, Output o, Result& run) {
     if (o.next == Next::commit) {
       run.committed.push_back(s.pending());
       o = s.commit_finished(true);
+      continue;
+    }
+    if (o.next == Next::check) {
+      std::optional<Reply> refusal;
+      if (s.checking_sender().domain == "nx.test") refusal = Reply(550, "5.1.8", "Sender domain does not exist");
+      o = s.check_finished(refusal);
       continue;
     }
     if (o.next == Next::starttls) {
@@ -300,4 +307,15 @@ TEST(Session, SubmissionRequiresAuth) {
   c.service = Service::submission;
   Result r = run_script("EHLO c.test\r\nMAIL FROM:<a@r.test>\r\n", c);
   EXPECT_NE(r.out.find("530 5.7.0"), std::string::npos);
+}
+
+TEST(Session, AsyncSenderCheckKeepsPipelinedCommands) {
+  std::string in = "EHLO c.test\r\nMAIL FROM:<a@nx.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
+                   "MAIL FROM:<a@dns.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nx\r\n.\r\n";
+  Result r = run_script(in);
+  EXPECT_EQ(reply_codes(r.out),
+            (std::vector<std::string>{"220", "250", "550", "503", "503", "250", "250", "354", "250"}));
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].envelope.sender, "a@dns.test");
+  expect_split_invariant(in);
 }

@@ -1,0 +1,66 @@
+#include "policy/dns_checks.hpp"
+
+#include "core/strings.hpp"
+
+namespace bulwark {
+
+void DnsChecks::cached_query(const std::string& name, DnsType type, Resolver::Callback cb) {
+  auto key = std::make_pair(int(type), to_lower(name));
+  {
+    std::lock_guard lk(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      if (it->second.second > now_()) {
+        DnsResult r = it->second.first;
+        cb(std::move(r));
+        return;
+      }
+      cache_.erase(it);
+    }
+  }
+  r_.query(name, type, [this, key, cb = std::move(cb)](DnsResult r) {
+    std::chrono::seconds keep{0};
+    if (r.status == DnsResult::ok) keep = std::max(r.ttl, std::chrono::seconds(0));
+    else if (r.status == DnsResult::nxdomain || r.status == DnsResult::nodata) keep = std::chrono::seconds(60);
+    if (keep.count() > 0) {
+      std::lock_guard lk(mu_);
+      if (cache_.size() > 50000) {
+        auto now = now_();
+        std::erase_if(cache_, [&](auto& kv) { return kv.second.second <= now; });
+        if (cache_.size() > 50000) cache_.clear();
+      }
+      cache_[key] = {r, now_() + keep};
+    }
+    cb(std::move(r));
+  });
+}
+
+void DnsChecks::sender_domain(const std::string& domain, Done done) {
+  cached_query(domain, DnsType::mx, [this, domain, done](DnsResult mx) {
+    if (mx.status == DnsResult::ok) return done(Verdict::ok);
+    if (mx.status == DnsResult::failure) return done(Verdict::failure);
+    if (mx.status == DnsResult::nxdomain) return done(Verdict::missing);
+    // No MX: the domain may still receive mail at its A/AAAA (RFC 5321 5.1).
+    cached_query(domain, DnsType::a, [this, domain, done](DnsResult a) {
+      if (a.status == DnsResult::ok) return done(Verdict::ok);
+      if (a.status == DnsResult::failure) return done(Verdict::failure);
+      cached_query(domain, DnsType::aaaa, [done](DnsResult aaaa) {
+        if (aaaa.status == DnsResult::ok) return done(Verdict::ok);
+        if (aaaa.status == DnsResult::failure) return done(Verdict::failure);
+        done(Verdict::missing);
+      });
+    });
+  });
+}
+
+void DnsChecks::client_ptr(const std::string& ip, Done done) {
+  std::string name = Resolver::reverse_name(ip);
+  if (name.empty()) return done(Verdict::missing);
+  cached_query(name, DnsType::ptr, [done](DnsResult r) {
+    if (r.status == DnsResult::ok) return done(Verdict::ok);
+    if (r.status == DnsResult::failure) return done(Verdict::failure);
+    done(Verdict::missing);
+  });
+}
+
+}  // namespace bulwark
