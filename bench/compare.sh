@@ -4,7 +4,7 @@
 # Usage: bench/compare.sh   (BENCH_MESSAGES, BENCH_SESSIONS to change the load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh build
+scripts/deps.sh test
 if ! command -v smtp-source >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 fi
@@ -40,3 +40,9 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$bw_port) 2>/dev/null && bre
 /usr/bin/python3 bench/compare.py "$bw_port" "$pf_port"
 echo
 /usr/bin/python3 bench/idle_connections.py "$bw_pid" "$bw_port"
+cleanup
+trap - EXIT
+echo
+/usr/bin/python3 bench/policy_cost.py "$PWD/build-rel/bulwark" "$root/policy"
+echo
+/usr/bin/python3 bench/flood.py "$PWD/build-rel/bulwark" "$root"
