@@ -22,7 +22,9 @@ def rss_kib():
 before = rss_kib()
 socks = []
 for i in range(count):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    # spread over 200 loopback source addresses: per-IP connection limits stay on
+    src = f"127.0.1.{1 + i % 200}"
+    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(src, 0))
     socks.append(s)
 for s in socks:  # every connection got its greeting: it is a live session
     assert s.recv(512).startswith(b"220 ")

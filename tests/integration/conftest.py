@@ -20,10 +20,30 @@ HOST = "mail.example.test"
 PASSWORD = "Correct-Horse-9-Battery"
 
 
+_handed_out = set()
+
+
+def free_ports(n):
+    """n distinct loopback ports, free now and never handed out before in this process.
+    All n sockets are held open together, so the kernel cannot give the same port twice."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class Bulwark:
@@ -32,7 +52,7 @@ class Bulwark:
         self.data = self.root / "data"
         self.logs = self.root / "log"
         self.config = self.root / "bulwark.toml"
-        self.ports = {"smtp": free_port(), "submission": free_port(), "smtps": free_port()}
+        self.ports = dict(zip(("smtp", "submission", "smtps"), free_ports(3)))
         self.proc = None
         self.extra_config = extra_config
         self.run_as = run_as
