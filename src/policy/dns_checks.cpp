@@ -1,23 +1,24 @@
 #include "policy/dns_checks.hpp"
 
+#include <optional>
+
 #include "core/strings.hpp"
 
 namespace bulwark {
 
 void DnsChecks::cached_query(const std::string& name, DnsType type, Resolver::Callback cb) {
   auto key = std::make_pair(int(type), to_lower(name));
+  std::optional<DnsResult> hit;
   {
     std::lock_guard lk(mu_);
     auto it = cache_.find(key);
     if (it != cache_.end()) {
-      if (it->second.second > now_()) {
-        DnsResult r = it->second.first;
-        cb(std::move(r));
-        return;
-      }
-      cache_.erase(it);
+      if (it->second.second > now_()) hit = it->second.first;
+      else cache_.erase(it);
     }
   }
+  // Outside the lock: the callback may start the next cached query.
+  if (hit) return cb(std::move(*hit));
   r_.query(name, type, [this, key, cb = std::move(cb)](DnsResult r) {
     std::chrono::seconds keep{0};
     if (r.status == DnsResult::ok) keep = std::max(r.ttl, std::chrono::seconds(0));

@@ -110,6 +110,16 @@ def test_results_are_cached_by_ttl(make_server, dns):
     assert dns.count("shortttl.test", "MX") == 2  # TTL 1: asked again
 
 
+def test_both_checks_answered_from_cache(make_server, dns):
+    # PTR and sender domain both cached: the second MAIL is answered from the cache
+    # for both checks in a row (this once deadlocked the server).
+    srv = dns_server(make_server, dns, "require_client_ptr = true\nrequire_sender_domain_in_dns = true")
+    for _ in range(3):
+        assert mail_from(srv, "127.0.0.2", "a@good.test")[0] == 250
+    assert dns.count("2.0.0.127.in-addr.arpa", "PTR") == 1
+    assert dns.count("good.test", "MX") == 1
+
+
 def test_slow_dns_does_not_stall_other_sessions(make_server, dns):
     srv = dns_server(make_server, dns, "require_sender_domain_in_dns = true")
     result = {}
