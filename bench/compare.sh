@@ -50,3 +50,5 @@ echo
 /usr/bin/python3 bench/policy_cost.py "$PWD/build-rel/bulwark" "$root/policy"
 echo
 /usr/bin/python3 bench/flood.py "$PWD/build-rel/bulwark" "$root"
+echo
+/usr/bin/python3 bench/auth_bench.py "$PWD/build-rel/bulwark" "$root/auth"

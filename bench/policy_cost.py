@@ -6,7 +6,6 @@ smtp-source. Target: the policy costs under 10% of the acceptance rate.
 Usage: policy_cost.py BULWARK_BIN ROOT"""
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -14,42 +13,18 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from dns_server import PTR, DnsTestServer, mx  # noqa: E402
 
+import benchlib  # noqa: E402
+
 N = int(os.environ.get("BENCH_MESSAGES", "5000"))
 BIN, ROOT = sys.argv[1], pathlib.Path(sys.argv[2])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(name, extra):
-    d = ROOT / name
-    d.mkdir(parents=True)
-    port = free_port()
-    (d / "b.toml").write_text(f'[server]\nhostname = "bench.local"\ndata_dir = "data"\nlog_dir = "log"\nuser = ""\n'
-                              f'[[listener]]\nservice = "smtp"\naddress = "127.0.0.1"\nport = {port}\n{extra}')
-    cli = [BIN, "--config", str(d / "b.toml")]
-    subprocess.run(cli + ["domain", "add", "bench.test"], check=True, capture_output=True)
-    subprocess.run(cli + ["user", "add", "u@bench.test", "--password-stdin"], input=b"Bench-Passw0rd-1\n",
-                   check=True, capture_output=True)
-    proc = subprocess.Popen(cli + ["serve"], stderr=open(d / "serve.log", "wb"))
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, port
+    proc, ports = benchlib.start(BIN, ROOT, name, extra)
+    return proc, ports["smtp"]
 
 
-def rate(port, n):
-    args = ["smtp-source", "-s", "20", "-l", "4096", "-m", str(n), "-f", "sender@remote.test", "-t", "u@bench.test",
-            f"127.0.0.1:{port}"]
-    t = time.monotonic()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-    return n / (time.monotonic() - t)
+rate = benchlib.rate
 
 
 dns = DnsTestServer({("remote.test", "MX"): [(3600, mx("mx.remote.test"))],

@@ -15,7 +15,7 @@ fi
 pwfile=demo/data/demo-password
 if ! "${B[@]}" user list | grep -qx demo@example.test; then
   umask 077
-  pw="demo-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"
+  pw="Pw-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"  # passes [password_policy]
   printf '%s\n' "$pw" | "${B[@]}" user add demo@example.test --password-stdin
   printf '%s\n' "$pw" > "$pwfile"
   "${B[@]}" alias add postmaster@example.test demo@example.test

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <sodium.h>
 #include <filesystem>
 #include <iostream>
 #include <thread>
 
+#include "auth/password.hpp"
 #include "config/config.hpp"
 #include "core/strings.hpp"
 #include "delivery/local.hpp"
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
 
   std::string arg1, arg2;
   std::vector<std::string> members;
-  bool no_anti_spoofing = false, password_stdin = false;
+  bool no_anti_spoofing = false, password_stdin = false, cram_md5 = false;
 
   auto* domain = sub(&app, "domain", "local domains");
   domain->require_subcommand(1);
@@ -160,9 +162,11 @@ int main(int argc, char** argv) {
   auto* user_add = sub(user, "add", "add a user (password from the terminal or --password-stdin)");
   user_add->add_option("ADDRESS", arg1)->required();
   user_add->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  user_add->add_flag("--cram-md5", cram_md5, "also store a CRAM-MD5 secret (legacy clients only)");
   auto* user_passwd = sub(user, "passwd", "set a user's password");
   user_passwd->add_option("ADDRESS", arg1)->required();
   user_passwd->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  user_passwd->add_flag("--cram-md5", cram_md5, "also store a CRAM-MD5 secret (legacy clients only)");
   auto* user_remove = sub(user, "remove", "remove a user (the mailbox stays on disk)");
   user_remove->add_option("ADDRESS", arg1)->required();
   auto* user_list = sub(user, "list", "list users");
@@ -185,6 +189,16 @@ int main(int argc, char** argv) {
   auto* group_remove = sub(group, "remove", "remove a group");
   group_remove->add_option("GROUP_ADDRESS", arg1)->required();
   auto* group_list = sub(group, "list", "list groups and members");
+
+  auto* delegate = sub(&app, "delegate", "delegations: who may send as another address");
+  delegate->require_subcommand(1);
+  auto* delegate_add = sub(delegate, "add", "let USER send as ADDRESS");
+  delegate_add->add_option("--owner", arg1, "the address that is delegated")->required();
+  delegate_add->add_option("--to", arg2, "the user who may send as it")->required();
+  auto* delegate_remove = sub(delegate, "remove", "remove a delegation");
+  delegate_remove->add_option("--owner", arg1)->required();
+  delegate_remove->add_option("--to", arg2)->required();
+  auto* delegate_list = sub(delegate, "list", "list delegations");
 
   auto* queue = sub(&app, "queue", "the mail queue");
   queue->require_subcommand(1);
@@ -255,14 +269,19 @@ int main(int argc, char** argv) {
       std::cout << "removed domain " << to_lower(arg1) << "\n";
     } else if (domain_list->parsed()) {
       for (auto& d : dir->list_domains()) std::cout << d.name << (d.anti_spoofing ? "" : "  (no anti-spoofing)") << "\n";
-    } else if (user_add->parsed()) {
+    } else if (user_add->parsed() || user_passwd->parsed()) {
       Address a = mailbox_arg(arg1, "user");
-      dir->add_user(a, read_password(password_stdin));
-      std::cout << "added user " << a.str() << "\n";
-    } else if (user_passwd->parsed()) {
-      Address a = mailbox_arg(arg1, "user");
-      dir->set_password(a, read_password(password_stdin));
-      std::cout << "password changed for " << a.str() << "\n";
+      std::string pw = read_password(password_stdin);
+      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
+                              cfg.password_policy.forbid_username};
+      if (auto problem = auth::check_password_policy(pw, a.lookup_key(), pp)) {
+        sodium_memzero(pw.data(), pw.size());
+        throw UsageError("password refused: " + *problem + " ([password_policy] in " + config_path + ")");
+      }
+      if (user_add->parsed()) dir->add_user(a, pw, cram_md5);
+      else dir->set_password(a, pw, cram_md5);
+      sodium_memzero(pw.data(), pw.size());
+      std::cout << (user_add->parsed() ? "added user " : "password changed for ") << a.str() << "\n";
     } else if (user_remove->parsed()) {
       Address a = mailbox_arg(arg1, "user");
       dir->remove_user(a);
@@ -291,6 +310,16 @@ int main(int argc, char** argv) {
       std::cout << "removed group " << g.lookup_key() << "\n";
     } else if (group_list->parsed()) {
       for (auto& [g, m] : dir->list_groups()) std::cout << g << ": " << m << "\n";
+    } else if (delegate_add->parsed()) {
+      Address o = mailbox_arg(arg1, "owner"), t = mailbox_arg(arg2, "user");
+      dir->add_delegation(o, t);
+      std::cout << t.lookup_key() << " may now send as " << o.lookup_key() << "\n";
+    } else if (delegate_remove->parsed()) {
+      Address o = mailbox_arg(arg1, "owner"), t = mailbox_arg(arg2, "user");
+      dir->remove_delegation(o, t);
+      std::cout << "removed delegation of " << o.lookup_key() << " to " << t.lookup_key() << "\n";
+    } else if (delegate_list->parsed()) {
+      for (auto& [o, t] : dir->list_delegations()) std::cout << o << " -> " << t << "\n";
     }
     return kOk;
   } catch (const UsageError& e) {

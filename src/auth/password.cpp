@@ -136,6 +136,11 @@ std::string random_bytes(size_t n) {
   return s;
 }
 
+void wipe(std::string& secret) {
+  if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
+  secret.clear();
+}
+
 ScramSecret derive_scram(std::string_view pw, std::string_view salt, uint32_t iterations) {
   ScramSecret s;
   s.salt = std::string(salt);

@@ -59,5 +59,6 @@ bool equal_ct(std::string_view a, std::string_view b);  // constant time for equ
 std::string base64_encode(std::string_view raw);
 std::optional<std::string> base64_decode(std::string_view text);  // strict: no whitespace
 std::string random_bytes(size_t n);
+void wipe(std::string& secret);  // zero the bytes (not optimised away), then clear
 
 }  // namespace bulwark::auth

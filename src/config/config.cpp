@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -223,6 +224,65 @@ Config load_config(const std::string& path) {
                           {"timeout", [&](const toml::node& v, const std::string& k) {
                              c.dns.timeout = r.duration(v, k);
                              if (c.dns.timeout.count() == 0) r.fail(&v, k, "must be longer than 0s");
+                           }}});
+               }},
+              {"policy",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"mode",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.policy.mode = r.str(v, k);
+                             if (c.policy.mode != "none" && c.policy.mode != "secure-auth" &&
+                                 c.policy.mode != "encrypted")
+                               r.fail(&v, k, "must be \"none\", \"secure-auth\" or \"encrypted\"");
+                           }},
+                          {"insecure_auth_ip_group", group_ref(c.policy.insecure_auth_ip_group)},
+                          {"auth_mechanisms",
+                           [&](const toml::node& v, const std::string& k) {
+                             const toml::array* arr = v.as_array();
+                             if (!arr) r.fail(&v, k, "must be a list like [\"SCRAM-SHA-256\", \"PLAIN\"]");
+                             c.policy.auth_mechanisms.clear();
+                             for (auto&& el : *arr) {
+                               std::string m = r.str(el, k);
+                               std::string up = m;
+                               for (auto& ch : up) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+                               if (up != "SCRAM-SHA-256" && up != "PLAIN" && up != "LOGIN" && up != "CRAM-MD5")
+                                 r.fail(&el, k, "unknown mechanism \"" + m +
+                                                    "\" (SCRAM-SHA-256, PLAIN, LOGIN or CRAM-MD5)");
+                               for (auto& seen : c.policy.auth_mechanisms)
+                                 if (seen == up) r.fail(&el, k, "\"" + up + "\" is listed twice");
+                               c.policy.auth_mechanisms.push_back(up);
+                             }
+                           }},
+                          {"anti_spoofing",
+                           [&](const toml::node& v, const std::string& k) { c.policy.anti_spoofing = r.boolean(v, k); }},
+                          {"max_auth_failures",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.policy.max_auth_failures = r.count(v, k, 1000000);
+                           }},
+                          {"auth_failure_delay",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.policy.auth_failure_delay = r.duration(v, k);
+                             if (c.policy.auth_failure_delay > std::chrono::seconds(30))
+                               r.fail(&v, k, "must be at most 30s");
+                           }},
+                          {"received_auth_user", [&](const toml::node& v, const std::string& k) {
+                             c.policy.received_auth_user = r.boolean(v, k);
+                           }}});
+               }},
+              {"password_policy",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"min_length",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.password_policy.min_length = r.count(v, k, 1024);
+                           }},
+                          {"min_classes",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.password_policy.min_classes = r.count(v, k, 4);
+                           }},
+                          {"forbid_username", [&](const toml::node& v, const std::string& k) {
+                             c.password_policy.forbid_username = r.boolean(v, k);
                            }}});
                }},
               {"limits",

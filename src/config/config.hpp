@@ -74,6 +74,22 @@ struct Config {
   } limits;
 
   struct {
+    std::string mode = "secure-auth";  // none | secure-auth | encrypted
+    std::string insecure_auth_ip_group;
+    std::vector<std::string> auth_mechanisms{"SCRAM-SHA-256", "PLAIN", "LOGIN"};
+    bool anti_spoofing = true;
+    uint64_t max_auth_failures = 5;                  // per IP per 15 minutes; 0 = off
+    std::chrono::seconds auth_failure_delay{1};      // extension: wait before a failed-AUTH reply
+    bool received_auth_user = false;                 // extension: name the AUTH user in Received:
+  } policy;
+
+  struct {
+    uint64_t min_length = 10;
+    uint64_t min_classes = 3;
+    bool forbid_username = true;
+  } password_policy;
+
+  struct {
     std::vector<DnsServer> servers;  // empty = /etc/resolv.conf
     std::chrono::seconds timeout{5};
   } dns;

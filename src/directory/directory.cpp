@@ -53,16 +53,6 @@ void exec(sqlite3* db, const char* sql) {
   }
 }
 
-std::string hash_password(const std::string& pw) {
-  if (sodium_init() < 0) throw DirectoryError("libsodium failed to initialise");
-  char out[crypto_pwhash_STRBYTES];
-  // Argon2id, libsodium's INTERACTIVE parameters (2 passes, 64 MiB): see docs/configuration.md.
-  if (crypto_pwhash_str(out, pw.data(), pw.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                        crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-    throw DirectoryError("out of memory while hashing the password");
-  return out;
-}
-
 void check_password(const std::string& pw) {
   if (pw.empty()) throw DirectoryError("the password is empty");
   if (pw.size() > 1024) throw DirectoryError("the password is longer than 1024 bytes");
@@ -99,7 +89,17 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
        "CREATE TABLE IF NOT EXISTS aliases(alias TEXT NOT NULL, domain TEXT NOT NULL, target TEXT NOT NULL,"
        "  PRIMARY KEY(alias, target));"
        "CREATE TABLE IF NOT EXISTS groups(grp TEXT NOT NULL, domain TEXT NOT NULL, member TEXT NOT NULL,"
-       "  PRIMARY KEY(grp, member));");
+       "  PRIMARY KEY(grp, member));"
+       "CREATE TABLE IF NOT EXISTS delegations(owner TEXT NOT NULL, delegate TEXT NOT NULL,"
+       "  PRIMARY KEY(owner, delegate));");
+  // Directories made before authentication existed lack the mechanism secrets.
+  bool has_scram = false;
+  {
+    Stmt s(db, "SELECT name FROM pragma_table_info('users')");
+    while (s.step())
+      if (s.text(0) == "scram") has_scram = true;
+  }
+  if (!has_scram) exec(db, "ALTER TABLE users ADD COLUMN scram TEXT; ALTER TABLE users ADD COLUMN cram_md5 TEXT;");
   return d;
 }
 
@@ -219,41 +219,187 @@ std::vector<DomainInfo> Directory::list_domains() {
   return out;
 }
 
-void Directory::add_user(const Address& a, const std::string& password) {
+namespace {
+struct Secrets {
+  std::string hash, scram, cram;
+};
+Secrets make_secrets(const std::string& password, bool cram_md5) {
+  Secrets s;
+  s.hash = auth::hash_password(password);
+  s.scram = auth::encode_scram(auth::new_scram(password));
+  if (cram_md5) {
+    auth::CramSecret c = auth::derive_cram_md5(password);
+    s.cram = auth::base64_encode(std::string_view(reinterpret_cast<const char*>(c.data()), c.size()));
+  }
+  return s;
+}
+}  // namespace
+
+void Directory::add_user(const Address& a, const std::string& password, bool cram_md5) {
   check_password(password);
   if (!valid_user_local_part(a.local) || a.domain_is_literal())
     throw DirectoryError("\"" + sanitize(a.str()) + "\" cannot be a mailbox (use letters, digits and . _ + -)");
-  std::string hash = hash_password(password);  // slow: outside the lock
+  Secrets sec = make_secrets(password, cram_md5);  // slow: outside the lock
   std::lock_guard lk(mu_);
   require_local_domain(a.domain);
   require_free(a.lookup_key());
-  Stmt(db_, "INSERT INTO users(key, address, domain, password_hash) VALUES(?,?,?,?)")
-      .bind(1, a.lookup_key())
-      .bind(2, a.str())
-      .bind(3, a.domain)
-      .bind(4, hash)
-      .step();
+  Stmt st(db_, "INSERT INTO users(key, address, domain, password_hash, scram, cram_md5) VALUES(?,?,?,?,?,?)");
+  st.bind(1, a.lookup_key()).bind(2, a.str()).bind(3, a.domain).bind(4, sec.hash).bind(5, sec.scram);
+  if (cram_md5) st.bind(6, sec.cram);
+  st.step();
 }
 
-void Directory::set_password(const Address& a, const std::string& password) {
+void Directory::set_password(const Address& a, const std::string& password, bool cram_md5) {
   check_password(password);
-  std::string hash = hash_password(password);
+  Secrets sec = make_secrets(password, cram_md5);
   std::lock_guard lk(mu_);
   if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
-  Stmt(db_, "UPDATE users SET password_hash=? WHERE key=?").bind(1, hash).bind(2, a.lookup_key()).step();
+  Stmt st(db_, "UPDATE users SET password_hash=?, scram=?, cram_md5=? WHERE key=?");
+  st.bind(1, sec.hash).bind(2, sec.scram).bind(4, a.lookup_key());
+  if (cram_md5) st.bind(3, sec.cram);
+  st.step();
 }
 
-bool Directory::verify_password(const Address& a, const std::string& password) {
-  std::string hash;
+std::optional<std::string> Directory::user_key(const std::string& user) {
+  auto a = parse_mailbox(user);
+  if (!a) return std::nullopt;
+  std::lock_guard lk(mu_);
+  try {
+    if (exists("SELECT 1 FROM users WHERE key=?", a->lookup_key())) return a->lookup_key();
+  } catch (const DirectoryError&) {
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Directory::verify_login(const std::string& user, const std::string& password) {
+  auto a = parse_mailbox(user);
+  std::string hash, key = a ? a->lookup_key() : std::string();
+  if (a) {
+    std::lock_guard lk(mu_);
+    try {
+      Stmt s(db_, "SELECT password_hash FROM users WHERE key=?");
+      s.bind(1, key);
+      if (s.step()) hash = s.text(0);
+    } catch (const DirectoryError&) {
+    }
+  }
+  // An unknown user costs the same Argon2id run as a wrong password.
+  bool ok = auth::verify_password(hash.empty() ? auth::dummy_hash() : hash, password) && !hash.empty();
+  if (!ok) return std::nullopt;
+  if (auth::needs_rehash(hash)) {
+    std::string fresh = auth::hash_password(password);
+    std::lock_guard lk(mu_);
+    try {
+      Stmt(db_, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?")
+          .bind(1, fresh)
+          .bind(2, key)
+          .bind(3, hash)
+          .step();
+    } catch (const DirectoryError&) {
+      // The login stands; the upgrade is tried again next time.
+    }
+  }
+  return key;
+}
+
+std::optional<auth::ScramSecret> Directory::scram_secret(const std::string& user) {
+  auto a = parse_mailbox(user);
+  if (!a) return std::nullopt;
+  std::lock_guard lk(mu_);
+  try {
+    Stmt s(db_, "SELECT scram FROM users WHERE key=?");
+    s.bind(1, a->lookup_key());
+    if (s.step()) return auth::decode_scram(s.text(0));
+  } catch (const DirectoryError&) {
+  }
+  return std::nullopt;
+}
+
+std::optional<auth::CramSecret> Directory::cram_md5_secret(const std::string& user) {
+  auto a = parse_mailbox(user);
+  if (!a) return std::nullopt;
+  std::string text;
   {
     std::lock_guard lk(mu_);
-    Stmt s(db_, "SELECT password_hash FROM users WHERE key=?");
-    s.bind(1, a.lookup_key());
-    if (!s.step()) return false;
-    hash = s.text(0);
+    try {
+      Stmt s(db_, "SELECT cram_md5 FROM users WHERE key=?");
+      s.bind(1, a->lookup_key());
+      if (s.step()) text = s.text(0);
+    } catch (const DirectoryError&) {
+    }
   }
-  return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
+  if (text.empty()) return std::nullopt;
+  auto raw = auth::base64_decode(text);
+  if (!raw || raw->size() != 32) return std::nullopt;
+  auth::CramSecret out{};
+  std::copy(raw->begin(), raw->end(), out.begin());
+  return out;
+}
+
+bool Directory::may_send_as(const std::string& user_key, const Address& sender) {
+  if (sender.lookup_key() == user_key) return true;
+  Resolution r = resolve(sender);
+  if (r.kind != Resolution::local) return false;
+  // An alias or group that leads to the user, or an address whose owner delegated.
+  if (std::find(r.mailboxes.begin(), r.mailboxes.end(), user_key) != r.mailboxes.end()) return true;
+  std::lock_guard lk(mu_);
+  try {
+    std::vector<std::string> owners{sender.lookup_key()};
+    owners.insert(owners.end(), r.mailboxes.begin(), r.mailboxes.end());
+    for (auto& o : owners) {
+      Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?");
+      s.bind(1, o).bind(2, user_key);
+      if (s.step()) return true;
+    }
+  } catch (const DirectoryError&) {
+  }
+  return false;
+}
+
+std::optional<bool> Directory::domain_anti_spoofing(const std::string& domain) {
+  std::lock_guard lk(mu_);
+  try {
+    Stmt s(db_, "SELECT anti_spoofing FROM domains WHERE name=?");
+    s.bind(1, to_lower(domain));
+    if (s.step()) return s.integer(0) != 0;
+  } catch (const DirectoryError&) {
+    return true;  // cannot tell: the secure choice
+  }
+  return std::nullopt;
+}
+
+void Directory::add_delegation(const Address& owner, const Address& to) {
+  std::lock_guard lk(mu_);
+  require_local_domain(owner.domain);
+  if (!exists("SELECT 1 FROM users WHERE key=?", to.lookup_key()))
+    throw DirectoryError("user " + to.lookup_key() + " does not exist");
+  if (owner.lookup_key() == to.lookup_key()) throw DirectoryError("a user may always send as itself");
+  Stmt(db_, "INSERT OR IGNORE INTO delegations(owner, delegate) VALUES(?,?)")
+      .bind(1, owner.lookup_key())
+      .bind(2, to.lookup_key())
+      .step();
+}
+
+void Directory::remove_delegation(const Address& owner, const Address& to) {
+  std::lock_guard lk(mu_);
+  {
+    Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?");
+    s.bind(1, owner.lookup_key()).bind(2, to.lookup_key());
+    if (!s.step()) throw DirectoryError("no delegation of " + owner.lookup_key() + " to " + to.lookup_key());
+  }
+  Stmt(db_, "DELETE FROM delegations WHERE owner=? AND delegate=?")
+      .bind(1, owner.lookup_key())
+      .bind(2, to.lookup_key())
+      .step();
+}
+
+std::vector<std::pair<std::string, std::string>> Directory::list_delegations() {
+  std::lock_guard lk(mu_);
+  Stmt s(db_, "SELECT owner, delegate FROM delegations ORDER BY owner, delegate");
+  std::vector<std::pair<std::string, std::string>> out;
+  while (s.step()) out.emplace_back(s.text(0), s.text(1));
+  return out;
 }
 
 void Directory::remove_user(const Address& a) {

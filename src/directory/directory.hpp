@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/password.hpp"
 #include "core/address.hpp"
 
 struct sqlite3;
@@ -53,11 +54,31 @@ class Directory {
   void remove_domain(const std::string& domain);
   std::vector<DomainInfo> list_domains();
 
-  void add_user(const Address& a, const std::string& password);
-  void set_password(const Address& a, const std::string& password);
+  // Stores the Argon2id hash and the SCRAM-SHA-256 keys; with `cram_md5` also the
+  // CRAM-MD5 secret (legacy, off by default). The password policy is the caller's.
+  void add_user(const Address& a, const std::string& password, bool cram_md5 = false);
+  void set_password(const Address& a, const std::string& password, bool cram_md5 = false);
   void remove_user(const Address& a);
   std::vector<std::string> list_users(const std::string& domain_filter = "");
-  bool verify_password(const Address& a, const std::string& password);
+
+  // Login with a password (slow: Argon2id; run it off the I/O threads). `user` is the
+  // address as the client typed it. On success returns the user's lookup key; a
+  // hash made with older Argon2id parameters is replaced by a current one.
+  std::optional<std::string> verify_login(const std::string& user, const std::string& password);
+  std::optional<auth::ScramSecret> scram_secret(const std::string& user);
+  std::optional<auth::CramSecret> cram_md5_secret(const std::string& user);
+  // The lookup key of a user given as typed, if that user exists.
+  std::optional<std::string> user_key(const std::string& user);
+
+  // Sender identity (SPEC 9): may the user (lookup key) use `sender` as its address?
+  // Own address, aliases and groups that lead to it, and delegations to it.
+  bool may_send_as(const std::string& user_key, const Address& sender);
+  // The anti-spoofing switch of a local domain; nothing if the domain is not local.
+  std::optional<bool> domain_anti_spoofing(const std::string& domain);
+
+  void add_delegation(const Address& owner, const Address& to);
+  void remove_delegation(const Address& owner, const Address& to);
+  std::vector<std::pair<std::string, std::string>> list_delegations();
 
   void add_alias(const Address& alias, const Address& target);
   void remove_alias(const Address& alias);

@@ -12,6 +12,7 @@
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
+#include "net/smtp_hooks.hpp"
 #include "net/tls.hpp"
 #include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
@@ -38,70 +39,6 @@ auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& t
       },
       token);
 }
-
-// What the policy layer needs to know about one session.
-struct Policy {
-  std::shared_ptr<const IpGroups> groups;
-  RelaySettings relay;
-  ClientLimits& limits;
-  PopLogins& pop;
-  uint64_t max_messages_per_hour = 0;
-  bool exempt = false;
-  bool trusted = false;  // relay.trusted_ip_group: no DNS checks
-  bool require_ptr = false;
-  bool require_sender_domain = false;
-};
-
-class Hooks : public smtp::SessionHooks {
- public:
-  Hooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname, Policy policy)
-      : dir_(d), spool_(s), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {}
-  smtp::RecipientLookup lookup_recipient(const Address& a) override {
-    Resolution r = a.domain.empty() ? dir_.resolve_postmaster(hostname_) : dir_.resolve(a);
-    smtp::RecipientLookup out;
-    out.kind = static_cast<smtp::RecipientLookup::Kind>(r.kind);
-    out.mailboxes = std::move(r.mailboxes);
-    out.remote = std::move(r.remote);
-    return out;
-  }
-  bool may_relay(const Address& rcpt) override {
-    // AUTH comes with the authentication work: until then no session is authenticated
-    // and none has failed AUTH.
-    RelayInputs in{ipa_, false, false};
-    RelayVerdict v = decide_relay(p_.relay, *p_.groups, p_.pop, in);
-    if (v != RelayVerdict::denied) return true;
-    logs::security().info("SMTP relay denied from {}: recipient <{}> is not local", ip_, sanitize(rcpt.str()));
-    return false;
-  }
-  std::optional<smtp::Reply> check_sender(const Address&) override {
-    if (p_.exempt || p_.limits.message_allowed(ipa_)) return std::nullopt;
-    logs::security().info("SMTP message from {} refused: more than {} messages in the last hour", ip_,
-                          p_.max_messages_per_hour);
-    return smtp::Reply(450, "4.7.1", "Too many messages from your address in the last hour, try again later");
-  }
-  bool sender_needs_check(const Address& sender) override {
-    if (p_.exempt || p_.trusted) return false;
-    return p_.require_ptr || (p_.require_sender_domain && !sender.empty());
-  }
-  bool unknown_recipient() override {
-    if (p_.exempt || !p_.limits.unknown_recipient(ipa_)) return false;
-    logs::security().info("SMTP client {} blocked: too many unknown recipients (directory harvest attack)", ip_);
-    return true;
-  }
-  void refused(std::string_view what) override {
-    logs::security().info("SMTP refused from {}: {}", ip_, sanitize(what));
-  }
-  std::string new_queue_id() override { return spool_.new_id(); }
-  std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
-
- private:
-  Directory& dir_;
-  Spool& spool_;
-  std::string ip_;
-  IpAddress ipa_;
-  std::string hostname_;
-  Policy p_;
-};
 
 smtp::Service service_of(const std::string& s) {
   if (s == "submission") return smtp::Service::submission;
@@ -151,6 +88,7 @@ struct Server::Impl {
   std::mutex mu;  // guards cfg, tls, groups, conns
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
+  asio::thread_pool workers{2};  // password hashing
 
   Impl(Config c, Directory& d, Spool& s)
       : cfg(std::make_shared<Config>(std::move(c))),
@@ -167,6 +105,7 @@ struct Server::Impl {
     s.max_connections_per_ip = c.limits.max_connections_per_ip;
     s.max_unknown_recipients = c.limits.max_unknown_recipients;
     s.harvest_block = c.limits.harvest_block;
+    s.max_auth_failures = c.policy.max_auth_failures;
     return s;
   }
 
@@ -178,6 +117,36 @@ struct Server::Impl {
   Snapshot snapshot() {
     std::lock_guard lk(mu);
     return {cfg, tls, groups};
+  }
+
+  static smtp::AuthSettings auth_settings(const Config& c, const IpGroups& groups, const IpAddress& ip) {
+    smtp::AuthSettings a;
+    a.mode = c.policy.mode == "none"        ? smtp::AuthMode::none
+             : c.policy.mode == "encrypted" ? smtp::AuthMode::encrypted
+                                            : smtp::AuthMode::secure_auth;
+    for (auto& m : c.policy.auth_mechanisms)
+      if (auto mech = auth::mech_from_name(m)) a.mechanisms.push_back(*mech);
+    a.insecure_ok = groups.contains(c.policy.insecure_auth_ip_group, ip);
+    a.failure_delay = std::chrono::duration_cast<std::chrono::milliseconds>(c.policy.auth_failure_delay);
+    a.received_auth_user = c.policy.received_auth_user;
+    return a;
+  }
+
+  // Checks a password on the worker pool (Argon2id takes 64 MiB and ~0.1 s: never on
+  // an I/O thread; the pool's size bounds the memory). Completes on the session's executor.
+  template <class Token>
+  auto async_verify(const smtp::LoginRequest& login, Token&& token) {
+    return asio::async_initiate<Token, void(bool)>(
+        [this, &login](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(workers, [this, h, ex, user = login.user, pw = login.password]() mutable {
+            bool ok = dir.verify_login(user, pw).has_value();
+            auth::wipe(pw);
+            asio::post(ex, [h, ok]() mutable { (*h)(ok); });
+          });
+        },
+        token);
   }
 
   // The DNS checks of SPEC 7 for one MAIL FROM: client PTR, then sender domain.
@@ -351,6 +320,7 @@ struct Server::Impl {
     } else {
       sc.limits.max_message_size = sc.limits.max_recipients = sc.limits.max_hops = sc.limits.max_failed_commands = 0;
     }
+    sc.auth = auth_settings(*cfg, *groups_now, ipa);
     smtp::ClientInfo client{ip, false, "", ""};
 
     auto tls_names = [&c]() -> std::pair<std::string, std::string> {
@@ -370,10 +340,11 @@ struct Server::Impl {
       }
       RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
                        cfg->relay.pop_before_smtp};
-      Hooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
-                  Policy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt,
-                         groups_now->contains(cfg->relay.trusted_ip_group, ipa), cfg->limits.require_client_ptr,
-                         cfg->limits.require_sender_domain_in_dns});
+      SmtpHooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
+                      SessionPolicy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt,
+                                    groups_now->contains(cfg->relay.trusted_ip_group, ipa),
+                                    cfg->limits.require_client_ptr, cfg->limits.require_sender_domain_in_dns,
+                                    cfg->policy.anti_spoofing});
       smtp::ServerSession s(sc, hooks, client);
       co_await write(*c, s.greet().bytes);
       for (;;) {
@@ -399,6 +370,10 @@ struct Server::Impl {
         smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
         bool close = false;
         for (;;) {
+          if (o.delay.count() > 0) {  // a failed AUTH: slow the guesser down
+            asio::steady_timer t(c->sock.get_executor(), o.delay);
+            co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+          }
           co_await write(*c, o.bytes);
           if (o.next == smtp::Next::read) break;
           if (o.next == smtp::Next::close) {
@@ -410,6 +385,12 @@ struct Server::Impl {
             auto refusal = co_await async_dns_check(ip, s.checking_sender(), cfg->limits.require_client_ptr,
                                                     cfg->limits.require_sender_domain_in_dns, use_awaitable);
             o = s.check_finished(std::move(refusal));
+            continue;
+          }
+          if (o.next == smtp::Next::verify) {
+            c->set_deadline(cfg->timeouts.command);
+            bool ok = co_await async_verify(s.pending_login(), use_awaitable);
+            o = s.login_finished(ok);
             continue;
           }
           if (o.next == smtp::Next::starttls) {
@@ -451,9 +432,9 @@ struct Server::Impl {
       if (!rcpts.empty()) rcpts += ",";
       rcpts += "<" + sanitize(r.rcpt) + ">";
     }
-    logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={}", e.id, e.client_ip,
-                      lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.data.size(),
-                      e.tls.empty() ? "none" : e.tls);
+    logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}", e.id,
+                      e.client_ip, lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.data.size(),
+                      e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user));
   }
 
   awaitable<void> accept_loop(tcp::acceptor& acc, ListenerConfig lc, size_t index) {

@@ -63,6 +63,19 @@ void ClientLimits::update(LimitSettings s) {
   s_ = std::move(s);
 }
 
+bool ClientLimits::count_toward_block(uint32_t& count, SteadyClock::time_point& since,
+                                      SteadyClock::time_point& blocked_until, SteadyClock::time_point now,
+                                      std::chrono::seconds window, uint64_t max, std::chrono::seconds block) {
+  if (now - since > window) {
+    count = 0;
+    since = now;
+  }
+  if (++count < max) return false;
+  blocked_until = now + block;
+  count = 0;
+  return true;
+}
+
 void ClientLimits::rotate(Entry& e, int64_t minute) {
   if (minute - e.minute >= 60) {
     e.buckets.fill(0);
@@ -89,7 +102,7 @@ void ClientLimits::evict(SteadyClock::time_point now) {
   // First what no longer matters: no connection, no block, nothing in the last hour.
   std::erase_if(map_, [&](auto& kv) {
     const Entry& e = kv.second;
-    return e.connections == 0 && e.blocked_until <= now && now - e.last_seen > hour;
+    return e.connections == 0 && e.blocked_until <= now && e.auth_blocked_until <= now && now - e.last_seen > hour;
   });
   if (map_.size() < s_.max_tracked) return;
   // Still full (many addresses at once): drop the least recently seen tenth.
@@ -144,16 +157,23 @@ bool ClientLimits::unknown_recipient(const IpAddress& ip) {
   auto now = now_();
   Entry& e = entry(ip, now);
   // Unknown recipients count within a window as long as the block would last.
-  if (now - e.unknown_since > s_.harvest_block) {
-    e.unknown = 0;
-    e.unknown_since = now;
-  }
-  if (++e.unknown >= s_.max_unknown_recipients) {
-    e.blocked_until = now + s_.harvest_block;
-    e.unknown = 0;
-    return true;
-  }
-  return false;
+  return count_toward_block(e.unknown, e.unknown_since, e.blocked_until, now, s_.harvest_block,
+                            s_.max_unknown_recipients, s_.harvest_block);
+}
+
+bool ClientLimits::auth_failure(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  if (!s_.max_auth_failures) return false;
+  auto now = now_();
+  Entry& e = entry(ip, now);
+  return count_toward_block(e.auth_failures, e.auth_since, e.auth_blocked_until, now, s_.auth_window,
+                            s_.max_auth_failures, s_.auth_block);
+}
+
+bool ClientLimits::auth_blocked(const IpAddress& ip) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(limit_key(ip));
+  return it != map_.end() && it->second.auth_blocked_until > now_();
 }
 
 size_t ClientLimits::tracked() const {

@@ -72,6 +72,9 @@ struct LimitSettings {
   uint64_t max_connections_per_ip = 20;
   uint64_t max_unknown_recipients = 20;
   std::chrono::seconds harvest_block{3600};
+  uint64_t max_auth_failures = 5;  // within auth_window, then AUTH refused for auth_block
+  std::chrono::seconds auth_window{900};
+  std::chrono::seconds auth_block{900};
   size_t max_tracked = 100000;  // bound on remembered client addresses
 };
 
@@ -91,6 +94,9 @@ class ClientLimits {
   void message_accepted(const IpAddress& ip);
   // An unknown local recipient; true when this makes the IP blocked.
   bool unknown_recipient(const IpAddress& ip);
+  // SMTP AUTH brute force: a failed login; true when this makes AUTH refused for the IP.
+  bool auth_failure(const IpAddress& ip);
+  bool auth_blocked(const IpAddress& ip);
   size_t tracked() const;
 
  private:
@@ -99,12 +105,19 @@ class ClientLimits {
     uint32_t unknown = 0;
     SteadyClock::time_point unknown_since{};
     SteadyClock::time_point blocked_until{};
+    uint32_t auth_failures = 0;
+    SteadyClock::time_point auth_since{};
+    SteadyClock::time_point auth_blocked_until{};
     SteadyClock::time_point last_seen{};
     int64_t minute = 0;                   // the minute buckets[minute % 60] holds
     std::array<uint32_t, 60> buckets{};  // messages per minute, last hour
   };
   Entry& entry(const IpAddress& key, SteadyClock::time_point now);
   static void rotate(Entry& e, int64_t minute);
+  // One more event in a window; at `max` the IP is blocked for `block` (returns true).
+  static bool count_toward_block(uint32_t& count, SteadyClock::time_point& since, SteadyClock::time_point& blocked_until,
+                                 SteadyClock::time_point now, std::chrono::seconds window, uint64_t max,
+                                 std::chrono::seconds block);
   void evict(SteadyClock::time_point now);
 
   LimitSettings s_;

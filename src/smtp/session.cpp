@@ -67,6 +67,23 @@ std::optional<uint64_t> parse_decimal(std::string_view s) {
   return v;
 }
 
+// Does the header section of `msg` have a field named `name` (lower-case)?
+bool has_header_field(std::string_view msg, std::string_view name) {
+  size_t pos = 0;
+  while (pos < msg.size()) {
+    size_t eol = msg.find("\r\n", pos);
+    std::string_view line = msg.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    if (line.empty()) return false;  // end of the header section
+    size_t colon = line.find(':');
+    if (colon != std::string_view::npos && line[0] != ' ' && line[0] != '\t' &&
+        iequals(trim(line.substr(0, colon)), name))
+      return true;
+    if (eol == std::string_view::npos) break;
+    pos = eol + 2;
+  }
+  return false;
+}
+
 }  // namespace
 
 const char* service_name(Service s) {
@@ -136,6 +153,7 @@ Output ServerSession::process(Output out) {
       case State::command: progressed = process_command_line(out); break;
       case State::data: progressed = process_data(out); break;
       case State::bdat: progressed = process_bdat(out); break;
+      case State::auth: progressed = process_auth_line(out); break;
       default: break;
     }
     if (!progressed) break;
@@ -152,45 +170,61 @@ Output ServerSession::process(Output out) {
   return out;
 }
 
-bool ServerSession::process_command_line(Output& out) {
+ServerSession::LineResult ServerSession::take_line(Output& out, size_t limit, std::string_view& line,
+                                                   const Reply& too_long) {
   std::string_view avail(buf_.data() + rpos_, buf_.size() - rpos_);
   size_t lf = avail.find('\n');
   if (lf == std::string_view::npos) {
-    if (avail.size() > cfg_.limits.max_command_line) {
+    if (avail.size() > limit) {
       // Drop what we have but a trailing CR (it may pair with the next LF).
       size_t keep = avail.back() == '\r' ? 1 : 0;
       rpos_ += avail.size() - keep;
       discarding_long_line_ = true;
     }
-    return false;
+    return LineResult::more;
   }
   std::string_view raw = avail.substr(0, lf + 1);
   rpos_ += lf + 1;
   if (discarding_long_line_) {
     discarding_long_line_ = false;
-    fail(out, Reply(500, "5.5.2", "Line too long"));
-    return true;
+    fail(out, too_long);
+    return LineResult::bad;
   }
   if (raw.size() < 2 || raw[raw.size() - 2] != '\r') {
     fail(out, Reply(500, "5.5.2", "Bare LF not allowed; lines must end with CRLF"));
-    return true;
+    return LineResult::bad;
   }
-  std::string_view line = raw.substr(0, raw.size() - 2);
+  line = raw.substr(0, raw.size() - 2);
   if (line.find('\r') != std::string_view::npos) {
     fail(out, Reply(500, "5.5.2", "Bare CR not allowed"));
-    return true;
+    return LineResult::bad;
   }
-  if (raw.size() > cfg_.limits.max_command_line) {
-    fail(out, Reply(500, "5.5.2", "Line too long"));
-    return true;
+  if (raw.size() > limit) {
+    fail(out, too_long);
+    return LineResult::bad;
   }
-  dispatch(line, out);
+  return LineResult::line;
+}
+
+bool ServerSession::process_command_line(Output& out) {
+  std::string_view avail(buf_.data() + rpos_, buf_.size() - rpos_);
+  // RFC 4954 4: an AUTH command with its initial response may be longer.
+  size_t limit = cfg_.limits.max_command_line;
+  if (istarts_with(avail, "AUTH ") && !cfg_.auth.mechanisms.empty())
+    limit = std::max(limit, cfg_.auth.max_line);
+  std::string_view line;
+  LineResult r = take_line(out, limit, line, Reply(500, "5.5.2", "Line too long"));
+  if (r == LineResult::more) return false;
+  if (r == LineResult::line) dispatch(line, out);
   return true;
 }
 
 void ServerSession::dispatch(std::string_view line, Output& out) {
   auto [verb_sv, arg] = split_verb(line);
   std::string verb = to_lower(verb_sv);
+  if (need_tls_first() && verb != "ehlo" && verb != "helo" && verb != "starttls" && verb != "quit" &&
+      verb != "noop" && verb != "rset" && verb != "help")
+    return fail(out, Reply(530, "5.7.0", "Must issue a STARTTLS command first"));
   if (verb == "ehlo") return cmd_ehlo(trim(arg), true, out);
   if (verb == "helo") return cmd_ehlo(trim(arg), false, out);
   if (verb == "mail") return cmd_mail(arg, out);
@@ -217,8 +251,8 @@ void ServerSession::dispatch(std::string_view line, Output& out) {
   if (verb == "expn") return fail(out, Reply(502, "5.5.1", "EXPN not available"));
   if (verb == "help")
     return reply(out, Reply(214, "2.0.0",
-                            "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS"));
-  if (verb == "auth") return fail(out, Reply(502, "5.5.1", "AUTH not available"));
+                            "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH"));
+  if (verb == "auth") return cmd_auth(arg, out);
   fail(out, Reply(500, "5.5.2", "Command not recognized"));
 }
 
@@ -234,6 +268,10 @@ void ServerSession::cmd_ehlo(std::string_view arg, bool extended, Output& out) {
                                                : std::string("SIZE"));
   lines.insert(lines.end(), {"8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"});
   if (cfg_.starttls_available && !client_.tls) lines.push_back("STARTTLS");
+  std::string mechs;
+  for (auto m : cfg_.auth.mechanisms)
+    if (mechanism_usable(m)) mechs += std::string(" ") + auth::mech_name(m);
+  if (!mechs.empty()) lines.push_back("AUTH" + mechs);
   lines.push_back("HELP");
   reply(out, Reply(250, "", std::move(lines)));
 }
@@ -242,7 +280,7 @@ void ServerSession::cmd_mail(std::string_view arg, Output& out) {
   if (helo_.empty()) return fail(out, Reply(503, "5.5.1", "Send EHLO first"));
   if (mail_given_) return fail(out, Reply(503, "5.5.1", "Nested MAIL command"));
   if (!istarts_with(arg, "from:")) return fail(out, Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
-  if (cfg_.service == Service::submission)
+  if (cfg_.service == Service::submission && auth_user_.empty())
     return fail(out, Reply(530, "5.7.0", "Authentication required"));
   auto parsed = parse_path(trim(arg.substr(5)), true, false);
   if (!parsed.path) {
@@ -292,6 +330,7 @@ void ServerSession::accept_mail(const Address& a, bool smtputf8, Output& out) {
   env_.smtputf8 = smtputf8;
   env_.helo = helo_;
   env_.client_ip = client_.ip;
+  env_.auth_user = auth_user_;
   reply(out, Reply(250, "2.1.0", "Ok"));
 }
 
@@ -467,6 +506,7 @@ bool ServerSession::finish_message(Output& out) {
   if (sink_->line_too_long()) return fail_tx(Reply(500, "5.5.2", "Message contains a line longer than 1000 octets"));
   if (cfg_.limits.max_hops && sink_->received_count() >= cfg_.limits.max_hops)
     return fail_tx(Reply(554, "5.4.6", "Too many hops (mail loop?)"));
+  if (auto refusal = hooks_.check_message(sink_->data())) return fail_tx(*refusal);
 
   pending_ = Transaction{};
   pending_.envelope = std::move(env_);
@@ -476,14 +516,22 @@ bool ServerSession::finish_message(Output& out) {
   std::string proto = esmtp_ ? "ESMTP" : "SMTP";
   if (e.smtputf8) proto = esmtp_ ? "UTF8SMTP" : proto;
   if (client_.tls) proto += "S";
+  if (!auth_user_.empty()) proto += "A";  // RFC 3848
   std::string r = "Received: from " + sanitize(helo_, 255) + " ([" + client_.ip + "])\r\n\tby " + cfg_.hostname +
                   " (bulwark)";
   if (client_.tls) r += " (using " + client_.tls_version + " with cipher " + client_.tls_cipher + ")";
+  if (cfg_.auth.received_auth_user && !auth_user_.empty()) r += "\r\n\t(authenticated as " + auth_user_ + ")";
   r += "\r\n\twith " + proto + " id " + e.id;
   std::set<std::string> rcpts;
   for (auto& rc : e.recipients) rcpts.insert(rc.rcpt);
   if (rcpts.size() == 1) r += "\r\n\tfor <" + *rcpts.begin() + ">";
   r += "; " + rfc5322_date(hooks_.now()) + "\r\n";
+  // Message submission (RFC 6409 8) completes a message that lacks these.
+  if (cfg_.service == Service::submission || !auth_user_.empty()) {
+    const std::string& d = sink_->data();
+    if (!has_header_field(d, "date")) r += "Date: " + rfc5322_date(hooks_.now()) + "\r\n";
+    if (!has_header_field(d, "message-id")) r += "Message-ID: <" + e.id + "@" + cfg_.hostname + ">\r\n";
+  }
   pending_.received = std::move(r);
   pending_.data = std::move(sink_->data());
   pending_id_ = e.id;
@@ -521,6 +569,7 @@ Output ServerSession::tls_started(std::string version, std::string cipher) {
   client_.tls_cipher = std::move(cipher);
   helo_.clear();
   esmtp_ = false;
+  auth_user_.clear();  // RFC 3207 4.2: forget what was learnt before TLS
   reset_transaction();
   buf_.clear();
   rpos_ = 0;

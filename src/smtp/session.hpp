@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/sasl.hpp"
 #include "core/address.hpp"
 #include "smtp/message_sink.hpp"
 #include "smtp/reply.hpp"
@@ -29,11 +30,24 @@ struct SessionLimits {
   size_t max_text_line = 1000;              // including CRLF (RFC 5321 4.5.3.1.6)
 };
 
+// Security policy (SPEC 8): which mechanisms may be used where.
+enum class AuthMode { none, secure_auth, encrypted };
+
+struct AuthSettings {
+  AuthMode mode = AuthMode::secure_auth;
+  std::vector<auth::Mech> mechanisms;  // offered in this order; empty = no AUTH
+  bool insecure_ok = false;            // client is in policy.insecure_auth_ip_group
+  std::chrono::milliseconds failure_delay{0};
+  bool received_auth_user = false;     // name the AUTH user in Received:
+  size_t max_line = 12288;             // RFC 4954 4: AUTH lines may be this long
+};
+
 struct SessionConfig {
   std::string hostname;
   Service service = Service::smtp;
   bool starttls_available = false;
   SessionLimits limits;
+  AuthSettings auth;
 };
 
 struct ClientInfo {
@@ -72,6 +86,18 @@ class SessionHooks {
   virtual bool unknown_recipient() { return false; }
   // A refusal for a policy reason, for the security log.
   virtual void refused(std::string_view) {}
+  // End of data, before the commit: a reply refuses the message (e.g. a From:
+  // address the authenticated user may not use).
+  virtual std::optional<Reply> check_message(std::string_view /*data*/) { return std::nullopt; }
+
+  // SMTP AUTH. Secrets for the challenge-response mechanisms:
+  virtual auth::SecretSource* secrets() { return nullptr; }
+  // True while AUTH is refused to this client (too many failures).
+  virtual bool auth_blocked() { return false; }
+  // A login succeeded: returns the user's canonical name (lookup key).
+  virtual std::string auth_succeeded(auth::Mech, const std::string& user) { return user; }
+  // A login failed (why: for the log); true when the client is now blocked.
+  virtual bool auth_failed(auth::Mech, const std::string& /*user*/, std::string_view /*why*/) { return false; }
   virtual std::string new_queue_id() = 0;
   virtual std::chrono::system_clock::time_point now() = 0;
 };
@@ -83,6 +109,7 @@ struct Envelope {
   std::string sender;  // "" for the null path
   bool smtputf8 = false;
   std::string tls;     // "TLSv1.3/TLS_AES_256_GCM_SHA384" or ""
+  std::string auth_user;  // authenticated user, or ""
   std::vector<Recipient> recipients;
 };
 
@@ -93,14 +120,22 @@ struct Transaction {
   std::string data;      // message as the client sent it (dot-unstuffed)
 };
 
-enum class Next { read, starttls, commit, check, close };
+// What the shell does next. verify: check pending_login() (Argon2id, off the I/O
+// thread), then login_finished().
+enum class Next { read, starttls, commit, check, verify, close };
 
 struct Output {
   std::string bytes;  // replies to write, in order
   Next next = Next::read;
+  std::chrono::milliseconds delay{0};  // wait this long before writing (failed AUTH)
 };
 
-enum class State { command, data, bdat, wait_commit, wait_check, wait_tls, closed };
+enum class State { command, data, bdat, auth, wait_commit, wait_check, wait_verify, wait_tls, closed };
+
+struct LoginRequest {
+  std::string user;
+  std::string password;
+};
 
 class ServerSession {
  public:
@@ -118,6 +153,10 @@ class ServerSession {
   Output check_finished(std::optional<Reply> refusal);
   // After Next::starttls: the handshake succeeded; the session starts over (RFC 3207).
   Output tls_started(std::string version, std::string cipher);
+  // After Next::verify: the credentials to check, then the outcome. The password is
+  // wiped when login_finished() is called.
+  const LoginRequest& pending_login() const { return login_; }
+  Output login_finished(bool ok);
   // Server shutdown or timeout: the 421 to send before closing.
   enum class Closing { shutdown, timeout };
   Output shutdown(Closing why);
@@ -126,9 +165,13 @@ class ServerSession {
   bool in_transaction() const { return mail_given_; }
   size_t unknown_recipients() const { return unknown_rcpts_; }
   size_t buffered() const { return buf_.size() - rpos_; }
+  const std::string& auth_user() const { return auth_user_; }
 
  private:
   Output process(Output out);
+  enum class LineResult { more, line, bad };
+  // One CRLF line of at most `limit` octets; bad = refused, reply written.
+  LineResult take_line(Output& out, size_t limit, std::string_view& line, const Reply& too_long);
   bool process_command_line(Output& out);
   bool process_data(Output& out);
   bool process_bdat(Output& out);
@@ -145,6 +188,13 @@ class ServerSession {
   void cmd_data(std::string_view arg, Output& out);
   void cmd_bdat(std::string_view arg, Output& out);
   void cmd_starttls(std::string_view arg, Output& out);
+  void cmd_auth(std::string_view arg, Output& out);
+  bool process_auth_line(Output& out);
+  void auth_step(auth::Step step, Output& out);
+  void auth_success(const std::string& user, Output& out);
+  void auth_failure(const std::string& user, auth::Step::Why why, Output& out);
+  bool mechanism_usable(auth::Mech m) const;
+  bool need_tls_first() const;
 
   SessionConfig cfg_;
   SessionHooks& hooks_;
@@ -168,6 +218,12 @@ class ServerSession {
   std::unique_ptr<MessageSink> sink_;
   Transaction pending_;
   std::string pending_id_;  // survives the shell moving pending_ away
+  std::unique_ptr<auth::Mechanism> mech_;
+  auth::Mech mech_kind_ = auth::Mech::plain;
+  bool auth_final_ = false;  // waiting for the client's empty reply to our final data
+  std::string auth_pending_user_;
+  std::string auth_user_;
+  LoginRequest login_;
   Address checking_sender_;
   bool checking_smtputf8_ = false;
   void accept_mail(const Address& a, bool smtputf8, Output& out);

@@ -12,7 +12,20 @@ using namespace bulwark;
 using namespace bulwark::smtp;
 
 namespace {
-struct Hooks : SessionHooks {
+struct Hooks : SessionHooks, auth::SecretSource {
+  auth::SecretSource* secrets() override { return this; }
+  std::optional<auth::ScramSecret> scram_secret(const std::string& u) override {
+    static const auth::ScramSecret s = auth::derive_scram("pencil", "salt", 1);
+    if (u == "u@example.test") return s;
+    return std::nullopt;
+  }
+  std::optional<auth::CramSecret> cram_md5_secret(const std::string& u) override {
+    if (u == "u@example.test") return auth::derive_cram_md5("pencil");
+    return std::nullopt;
+  }
+  bool auth_blocked() override { return blocked; }
+  bool auth_failed(auth::Mech, const std::string&, std::string_view) override { return blocked = true; }
+  bool blocked = false;
   RecipientLookup lookup_recipient(const Address& a) override {
     RecipientLookup r;
     r.kind = a.domain == "example.test" ? RecipientLookup::local : RecipientLookup::not_local;
@@ -56,6 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.limits.max_message_size = 4096;
   cfg.limits.max_recipients = 5;
   cfg.limits.max_failed_commands = 50;
+  cfg.auth.mode = AuthMode(split % 3);
+  cfg.auth.mechanisms = {auth::Mech::scram_sha_256, auth::Mech::plain, auth::Mech::login, auth::Mech::cram_md5};
   ServerSession s(cfg, hooks, ClientInfo{"192.0.2.1", false, "", ""});
   check(s.greet());
   size_t chunk = split == 0 ? in.size() + 1 : split;
@@ -74,6 +89,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::optional<Reply> refusal;
         if (s.checking_sender().local.size() % 2) refusal = Reply(550, "5.1.8", "no");
         o = s.check_finished(refusal);
+        continue;
+      }
+      if (o.next == Next::verify) {
+        if (s.state() != State::wait_verify || s.pending_login().password.empty()) abort();
+        o = s.login_finished(s.pending_login().password == "pencil");
         continue;
       }
       if (o.next == Next::starttls) {

@@ -121,3 +121,29 @@ TEST(Relay, Decision) {
   s.open = true;
   EXPECT_EQ(decide("203.0.113.9"), RelayVerdict::open_relay);
 }
+
+TEST(ClientLimits, AuthFailureLockoutAndExpiry) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_auth_failures = 3;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  EXPECT_FALSE(l.auth_failure(a));
+  clock.t += 10min;
+  EXPECT_FALSE(l.auth_failure(a));
+  EXPECT_FALSE(l.auth_blocked(a));
+  EXPECT_TRUE(l.auth_failure(a));  // third within 15 minutes
+  EXPECT_TRUE(l.auth_blocked(a));
+  EXPECT_FALSE(l.auth_blocked(ip("192.0.2.2")));
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);  // mail from it is still taken
+  clock.t += 14min;
+  EXPECT_TRUE(l.auth_blocked(a));
+  clock.t += 2min;
+  EXPECT_FALSE(l.auth_blocked(a));
+  // Failures spread wider than the window never add up to a block.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_FALSE(l.auth_failure(ip("192.0.2.9")));
+    EXPECT_FALSE(l.auth_failure(ip("192.0.2.9")));
+    clock.t += 16min;
+  }
+}

@@ -41,6 +41,7 @@ struct Result {
   std::vector<Transaction> committed;
   bool closed = false;
   int tls_handshakes = 0;
+  std::vector<std::string> logins;
 };
 
 SessionConfig config() {
@@ -66,6 +67,11 @@ void handle(ServerSession& s, Output o, Result& run) {
       std::optional<Reply> refusal;
       if (s.checking_sender().domain == "nx.test") refusal = Reply(550, "5.1.8", "Sender domain does not exist");
       o = s.check_finished(refusal);
+      continue;
+    }
+    if (o.next == Next::verify) {
+      run.logins.push_back(s.pending_login().user);
+      o = s.login_finished(s.pending_login().user == "demo@example.test" && s.pending_login().password == "pencil");
       continue;
     }
     if (o.next == Next::starttls) {
@@ -318,4 +324,96 @@ TEST(Session, AsyncSenderCheckKeepsPipelinedCommands) {
   ASSERT_EQ(r.committed.size(), 1u);
   EXPECT_EQ(r.committed[0].envelope.sender, "a@dns.test");
   expect_split_invariant(in);
+}
+
+namespace {
+SessionConfig auth_config(AuthMode mode, Service svc = Service::submission) {
+  SessionConfig c = config();
+  c.service = svc;
+  c.auth.mode = mode;
+  c.auth.mechanisms = {auth::Mech::scram_sha_256, auth::Mech::plain, auth::Mech::login};
+  return c;
+}
+// "\0demo@example.test\0pencil" and "demo@example.test" / "pencil" in base64
+const std::string kPlain = "AGRlbW9AZXhhbXBsZS50ZXN0AHBlbmNpbA==";
+const std::string kUser = "ZGVtb0BleGFtcGxlLnRlc3Q=", kPass = "cGVuY2ls";
+}  // namespace
+
+TEST(SessionAuth, PlainPipelinedIntoATransaction) {
+  std::string in = "EHLO c.test\r\nAUTH PLAIN " + kPlain +
+                   "\r\nMAIL FROM:<demo@example.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n";
+  SessionConfig c = auth_config(AuthMode::none);
+  Result r = run_script(in, c);
+  EXPECT_EQ(reply_codes(r.out),
+            (std::vector<std::string>{"220", "250", "235", "250", "250", "354", "250", "221"}));
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].envelope.auth_user, "demo@example.test");
+  EXPECT_NE(r.committed[0].received.find("with ESMTPA id"), std::string::npos);
+  EXPECT_NE(r.committed[0].received.find("\r\nMessage-ID: <"), std::string::npos);
+  EXPECT_EQ(r.out.find("authenticated as"), std::string::npos);
+  expect_split_invariant(in, c);
+}
+
+TEST(SessionAuth, LoginExchangeAndFailure) {
+  std::string in = "EHLO c.test\r\nAUTH LOGIN\r\n" + kUser + "\r\nd3Jvbmc=\r\nAUTH LOGIN " + kUser + "\r\n" + kPass +
+                   "\r\nAUTH LOGIN\r\n";
+  SessionConfig c = auth_config(AuthMode::none);
+  Result r = run_script(in, c);
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "334", "334", "535", "334", "235", "503"}));
+  EXPECT_NE(r.out.find("334 VXNlcm5hbWU6\r\n"), std::string::npos);  // "Username:"
+  EXPECT_EQ(r.logins, (std::vector<std::string>{"demo@example.test", "demo@example.test"}));
+  expect_split_invariant(in, c);
+}
+
+TEST(SessionAuth, SecureAuthHidesPlaintextMechanismsUntilTls) {
+  SessionConfig c = auth_config(AuthMode::secure_auth);
+  Result r = run_chunks({"EHLO c.test\r\nAUTH PLAIN " + kPlain + "\r\nSTARTTLS\r\n",
+                         "EHLO c.test\r\nAUTH PLAIN " + kPlain + "\r\n"},
+                        c);
+  EXPECT_NE(r.out.find("250-AUTH SCRAM-SHA-256\r\n"), std::string::npos);
+  EXPECT_NE(r.out.find("538 5.7.11"), std::string::npos);
+  EXPECT_NE(r.out.find("250-AUTH SCRAM-SHA-256 PLAIN LOGIN\r\n"), std::string::npos);
+  EXPECT_EQ(reply_codes(r.out).back(), "235");
+  c.auth.insecure_ok = true;
+  Result lan = run_script("EHLO c.test\r\nAUTH PLAIN " + kPlain + "\r\n", c);
+  EXPECT_EQ(reply_codes(lan.out).back(), "235");
+}
+
+TEST(SessionAuth, EncryptedSubmissionNeedsTlsFirst) {
+  SessionConfig c = auth_config(AuthMode::encrypted);
+  Result r = run_script("EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nAUTH PLAIN " + kPlain + "\r\nNOOP\r\n", c);
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "530", "530", "250"}));
+  EXPECT_EQ(r.out.find("AUTH "), std::string::npos);  // not advertised
+  // Port 25 in encrypted mode: mail yes, AUTH no.
+  SessionConfig smtp = auth_config(AuthMode::encrypted, Service::smtp);
+  Result m = run_script("EHLO c.test\r\nAUTH PLAIN " + kPlain + "\r\nMAIL FROM:<a@r.test>\r\n", smtp);
+  EXPECT_EQ(reply_codes(m.out), (std::vector<std::string>{"220", "250", "530", "250"}));
+}
+
+TEST(SessionAuth, FailedLoginIsDelayedAndCancelWorks) {
+  SessionConfig c = auth_config(AuthMode::none);
+  c.auth.failure_delay = std::chrono::milliseconds(700);
+  FakeHooks hooks;
+  ServerSession s(c, hooks, ClientInfo{"192.0.2.9", false, "", ""});
+  s.greet();
+  s.feed("EHLO c.test\r\n");
+  Output o = s.feed("AUTH PLAIN AHgAeQ==\r\n");  // \0x\0y
+  ASSERT_EQ(o.next, Next::verify);
+  o = s.login_finished(false);
+  EXPECT_EQ(o.delay, std::chrono::milliseconds(700));
+  EXPECT_EQ(o.bytes.substr(0, 9), "535 5.7.8");
+  o = s.feed("AUTH LOGIN\r\n*\r\n");
+  EXPECT_EQ(reply_codes(o.bytes), (std::vector<std::string>{"334", "501"}));
+  EXPECT_EQ(o.delay.count(), 0);
+}
+
+TEST(SessionAuth, AuthLinesMayBeLongOtherCommandsMayNot) {
+  SessionConfig c = auth_config(AuthMode::none);
+  std::string long_b64(4000, 'A');
+  Result r = run_script("EHLO c.test\r\nAUTH PLAIN " + long_b64 + "\r\nNOOP " + std::string(600, 'x') + "\r\n", c);
+  // 4000 'A's decode to NUL bytes: a malformed PLAIN message, not a too-long line.
+  EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "501", "500"}));
+  Result too = run_script("EHLO c.test\r\nAUTH PLAIN\r\n" + std::string(13000, 'A') + "\r\nNOOP\r\n", c);
+  EXPECT_EQ(reply_codes(too.out), (std::vector<std::string>{"220", "250", "334", "500", "250"}));
+  EXPECT_NE(too.out.find("500 5.5.6"), std::string::npos);
 }

@@ -1,0 +1,49 @@
+"""Shared by the bench scripts: start a bulwark server on loopback with a bench
+domain and user, and measure acceptance with Postfix's smtp-source."""
+import pathlib
+import socket
+import subprocess
+import time
+
+PASSWORD = "Bench-Passw0rd-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(bin_, root, name, extra, services=("smtp",)):
+    """Starts `bulwark serve` under root/name; returns (process, {service: port})."""
+    d = pathlib.Path(root) / name
+    d.mkdir(parents=True)
+    ports = {}
+    listeners = ""
+    for svc in services:
+        ports[svc] = free_port()
+        listeners += f'[[listener]]\nservice = "{svc}"\naddress = "127.0.0.1"\nport = {ports[svc]}\n'
+    (d / "b.toml").write_text(f'[server]\nhostname = "bench.local"\ndata_dir = "data"\nlog_dir = "log"\nuser = ""\n'
+                              f'{listeners}{extra}')
+    cli = [bin_, "--config", str(d / "b.toml")]
+    subprocess.run(cli + ["domain", "add", "bench.test"], check=True, capture_output=True)
+    subprocess.run(cli + ["user", "add", "u@bench.test", "--password-stdin"], input=(PASSWORD + "\n").encode(),
+                   check=True, capture_output=True)
+    proc = subprocess.Popen(cli + ["serve"], stderr=open(d / "serve.log", "wb"))
+    first = next(iter(ports.values()))
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", first), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, ports
+
+
+def rate(port, n, sender="sender@remote.test"):
+    """smtp-source, 20 sessions, 4 KiB messages, one per connection: messages/s."""
+    args = ["smtp-source", "-s", "20", "-l", "4096", "-m", str(n), "-f", sender, "-t", "u@bench.test",
+            f"127.0.0.1:{port}"]
+    t = time.monotonic()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return n / (time.monotonic() - t)

@@ -1,0 +1,104 @@
+#include "net/smtp_hooks.hpp"
+
+#include "core/header.hpp"
+#include "core/strings.hpp"
+#include "logging/logs.hpp"
+
+namespace bulwark {
+
+SmtpHooks::SmtpHooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname,
+                     SessionPolicy policy)
+    : dir_(d), spool_(s), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {
+  identity_.domain_switch = [this](const std::string& domain) { return dir_.domain_anti_spoofing(domain); };
+  identity_.may_send_as = [this](const std::string& user, const Address& a) { return dir_.may_send_as(user, a); };
+}
+
+smtp::RecipientLookup SmtpHooks::lookup_recipient(const Address& a) {
+  Resolution r = a.domain.empty() ? dir_.resolve_postmaster(hostname_) : dir_.resolve(a);
+  smtp::RecipientLookup out;
+  out.kind = static_cast<smtp::RecipientLookup::Kind>(r.kind);
+  out.mailboxes = std::move(r.mailboxes);
+  out.remote = std::move(r.remote);
+  return out;
+}
+
+bool SmtpHooks::in_relay_group() const {
+  return !p_.relay.allow_ip_group.empty() && p_.groups->contains(p_.relay.allow_ip_group, ipa_);
+}
+
+bool SmtpHooks::may_relay(const Address& rcpt) {
+  RelayInputs in{ipa_, !auth_user_.empty(), auth_failed_};
+  RelayVerdict v = decide_relay(p_.relay, *p_.groups, p_.pop, in);
+  if (v != RelayVerdict::denied) return true;
+  logs::security().info("SMTP relay denied from {}: recipient <{}> is not local{}", ip_, sanitize(rcpt.str()),
+                        auth_failed_ && in_relay_group() ? " (IP group right revoked by a failed AUTH)" : "");
+  return false;
+}
+
+std::optional<smtp::Reply> SmtpHooks::check_sender(const Address& sender) {
+  if (!sender_allowed(p_.anti_spoofing, auth_user_, in_relay_group() && !auth_failed_, sender, identity_)) {
+    logs::security().info("SMTP sender <{}> from {} refused: not allowed for {}", sanitize(sender.str()), ip_,
+                          auth_user_.empty() ? std::string("an unauthenticated client") : auth_user_);
+    return smtp::Reply(550, "5.7.1", "Sender address not allowed");
+  }
+  if (p_.exempt || p_.limits.message_allowed(ipa_)) return std::nullopt;
+  logs::security().info("SMTP message from {} refused: more than {} messages in the last hour", ip_,
+                        p_.max_messages_per_hour);
+  return smtp::Reply(450, "4.7.1", "Too many messages from your address in the last hour, try again later");
+}
+
+std::optional<smtp::Reply> SmtpHooks::check_message(std::string_view data) {
+  // The From: header is checked for authenticated users (SPEC 9); an unauthenticated
+  // client's From: is the recipient's spam filter's business.
+  if (!p_.anti_spoofing || auth_user_.empty()) return std::nullopt;
+  HeaderAddresses from = header_addresses(data, "from");
+  bool ok = from.ok && from.fields <= 1;
+  std::string bad;
+  for (auto& a : from.addresses)
+    if (ok && !sender_allowed(true, auth_user_, false, a, identity_)) {
+      ok = false;
+      bad = a.str();
+    }
+  if (ok) return std::nullopt;
+  logs::security().info("SMTP message from {} refused: From: {} not allowed for {}", ip_,
+                        bad.empty() ? std::string("header unreadable or repeated") : "<" + sanitize(bad) + ">",
+                        auth_user_);
+  return smtp::Reply(550, "5.7.1", "Sender address not allowed (From: header)");
+}
+
+bool SmtpHooks::sender_needs_check(const Address& sender) {
+  if (p_.exempt || p_.trusted) return false;
+  return p_.require_ptr || (p_.require_sender_domain && !sender.empty());
+}
+
+bool SmtpHooks::unknown_recipient() {
+  if (p_.exempt || !p_.limits.unknown_recipient(ipa_)) return false;
+  logs::security().info("SMTP client {} blocked: too many unknown recipients (directory harvest attack)", ip_);
+  return true;
+}
+
+void SmtpHooks::refused(std::string_view what) { logs::security().info("SMTP refused from {}: {}", ip_, sanitize(what)); }
+
+bool SmtpHooks::auth_blocked() {
+  if (!p_.limits.auth_blocked(ipa_)) return false;
+  logs::security().info("SMTP AUTH from {} refused: blocked after too many failed logins", ip_);
+  return true;
+}
+
+std::string SmtpHooks::auth_succeeded(auth::Mech m, const std::string& user) {
+  auth_user_ = dir_.user_key(user).value_or(to_lower(user));
+  logs::main().info("SMTP AUTH {} from {}: {} logged in", auth::mech_name(m), ip_, sanitize(auth_user_));
+  return auth_user_;
+}
+
+bool SmtpHooks::auth_failed(auth::Mech m, const std::string& user, std::string_view why) {
+  auth_failed_ = true;
+  // The user name is logged (never the password or the exchange itself).
+  logs::security().info("SMTP AUTH {} failed from {}: user <{}>: {}", auth::mech_name(m), ip_,
+                        user.empty() ? std::string("?") : sanitize(user, 100), why);
+  if (!p_.limits.auth_failure(ipa_)) return false;
+  logs::security().info("SMTP AUTH from {} blocked for 15 minutes: too many failed logins", ip_);
+  return true;
+}
+
+}  // namespace bulwark

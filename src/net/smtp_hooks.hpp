@@ -1,0 +1,69 @@
+// net/: what one SMTP session asks of the rest of the server -- directory lookups,
+// relay and limit decisions, authentication, sender identity -- with the security
+// log lines for every refusal. One SmtpHooks per session; it holds that session's
+// authentication state.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "auth/sasl.hpp"
+#include "directory/directory.hpp"
+#include "policy/identity.hpp"
+#include "policy/policy.hpp"
+#include "queue/spool.hpp"
+#include "smtp/session.hpp"
+
+namespace bulwark {
+
+// What the policy layer needs to know about one session.
+struct SessionPolicy {
+  std::shared_ptr<const IpGroups> groups;
+  RelaySettings relay;
+  ClientLimits& limits;
+  PopLogins& pop;
+  uint64_t max_messages_per_hour = 0;
+  bool exempt = false;
+  bool trusted = false;  // relay.trusted_ip_group: no DNS checks
+  bool require_ptr = false;
+  bool require_sender_domain = false;
+  bool anti_spoofing = true;  // policy.anti_spoofing
+};
+
+class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {
+ public:
+  SmtpHooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname, SessionPolicy policy);
+
+  smtp::RecipientLookup lookup_recipient(const Address& a) override;
+  bool may_relay(const Address& rcpt) override;
+  std::optional<smtp::Reply> check_sender(const Address& sender) override;
+  bool sender_needs_check(const Address& sender) override;
+  bool unknown_recipient() override;
+  void refused(std::string_view what) override;
+  std::optional<smtp::Reply> check_message(std::string_view data) override;
+  std::string new_queue_id() override { return spool_.new_id(); }
+  std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
+
+  auth::SecretSource* secrets() override { return this; }
+  bool auth_blocked() override;
+  std::string auth_succeeded(auth::Mech m, const std::string& user) override;
+  bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
+  std::optional<auth::ScramSecret> scram_secret(const std::string& user) override { return dir_.scram_secret(user); }
+  std::optional<auth::CramSecret> cram_md5_secret(const std::string& user) override {
+    return dir_.cram_md5_secret(user);
+  }
+
+ private:
+  bool in_relay_group() const;
+
+  Directory& dir_;
+  Spool& spool_;
+  std::string ip_;
+  IpAddress ipa_;
+  std::string hostname_;
+  SessionPolicy p_;
+  IdentityLookup identity_;
+  std::string auth_user_;    // set by a successful AUTH
+  bool auth_failed_ = false;  // any failed AUTH: the IP-group relay right is gone
+};
+
+}  // namespace bulwark
