@@ -102,6 +102,7 @@ Config load_config(const std::string& path) {
   c.file = path;
   bool saw_listener = false;
   std::map<std::string, const toml::node*> group_nodes;       // for line numbers
+  std::map<std::string, const toml::node*> delivery_nodes;    // for line numbers
   std::vector<std::pair<std::string, const toml::node*>> refs;  // group names used by keys
   auto group_ref = [&](std::string& out) {
     return [&](const toml::node& v, const std::string& k) {
@@ -285,6 +286,88 @@ Config load_config(const std::string& path) {
                              c.password_policy.forbid_username = r.boolean(v, k);
                            }}});
                }},
+              {"delivery",
+               [&](const toml::node& n, const std::string& p) {
+                 auto one_of = [&](std::string& out, std::vector<std::string> allowed) {
+                   return [&, allowed](const toml::node& v, const std::string& k) {
+                     out = r.str(v, k);
+                     std::string list;
+                     for (auto& a : allowed) {
+                       if (a == out) return;
+                       list += (list.empty() ? "\"" : ", \"") + a + "\"";
+                     }
+                     r.fail(&v, k, "must be one of " + list);
+                   };
+                 };
+                 auto port = [&](uint16_t& out) {
+                   return [&](const toml::node& v, const std::string& k) {
+                     if (!v.is_integer() || *v.value<int64_t>() < 1 || *v.value<int64_t>() > 65535)
+                       r.fail(&v, k, "must be a port number between 1 and 65535");
+                     out = uint16_t(*v.value<int64_t>());
+                   };
+                 };
+                 auto positive = [&](std::chrono::seconds& out) {
+                   return [&](const toml::node& v, const std::string& k) {
+                     out = r.duration(v, k);
+                     if (out.count() == 0) r.fail(&v, k, "must be longer than 0s");
+                   };
+                 };
+                 r.table(n, p,
+                         {{"mode", one_of(c.delivery.mode, {"direct", "relay"})},
+                          {"relay_host",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.delivery.relay_host = r.str(v, k);
+                             if (!c.delivery.relay_host.empty() && !valid_domain(c.delivery.relay_host, false) &&
+                                 !valid_ip(c.delivery.relay_host))
+                               r.fail(&v, k, "must be a host name or an IP address");
+                             delivery_nodes["relay_host"] = &v;
+                           }},
+                          {"relay_port", port(c.delivery.relay_port)},
+                          {"relay_auth", one_of(c.delivery.relay_auth, {"none", "smtp", "pop3-before-smtp"})},
+                          {"relay_user", [&](const toml::node& v, const std::string& k) {
+                             c.delivery.relay_user = r.str(v, k);
+                           }},
+                          {"relay_password_file",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.delivery.relay_password_file = r.str(v, k);
+                             delivery_nodes["relay_password_file"] = &v;
+                           }},
+                          {"tls", one_of(c.delivery.tls, {"opportunistic", "required", "off"})},
+                          {"max_delivery_threads",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.delivery.max_delivery_threads = r.count(v, k, 10000);
+                             if (c.delivery.max_delivery_threads == 0) r.fail(&v, k, "must be at least 1");
+                           }},
+                          {"max_per_destination",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.delivery.max_per_destination = r.count(v, k, 1000);
+                             if (c.delivery.max_per_destination == 0) r.fail(&v, k, "must be at least 1");
+                           }},
+                          {"retry_interval", positive(c.delivery.retry_interval)},
+                          {"warn_after", [&](const toml::node& v, const std::string& k) {
+                             c.delivery.warn_after = r.duration(v, k);
+                           }},
+                          {"bounce_after", positive(c.delivery.bounce_after)},
+                          {"report_language",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.delivery.report_language = r.str(v, k);
+                             const std::string& l = c.delivery.report_language;
+                             bool ok = !l.empty() && l.size() <= 16;
+                             for (char ch : l) ok = ok && ((ch >= 'a' && ch <= 'z') || ch == '-' || ch == '_');
+                             if (!ok) r.fail(&v, k, "must be a language name like \"en\" or \"de\"");
+                           }},
+                          {"mx_port", port(c.delivery.mx_port)},
+                          {"relay_pop3_port", port(c.delivery.relay_pop3_port)},
+                          {"tls_ca_file", [&](const toml::node& v, const std::string& k) {
+                             c.delivery.tls_ca_file = r.str(v, k);
+                           }}});
+                 if (c.delivery.mode == "relay" && c.delivery.relay_host.empty())
+                   r.fail(&n, p + ".relay_host", "is required when delivery.mode = \"relay\"");
+                 if (c.delivery.relay_auth == "smtp" &&
+                     (c.delivery.relay_user.empty() || c.delivery.relay_password_file.empty()))
+                   r.fail(&n, p + ".relay_auth",
+                          "\"smtp\" needs relay_user and relay_password_file (the password never goes in this file)");
+               }},
               {"limits",
                [&](const toml::node& n, const std::string& p) {
                  r.table(n, p,
@@ -413,6 +496,14 @@ Config load_config(const std::string& path) {
   fs::path base = fs::absolute(fs::path(path)).parent_path();
   if (fs::path(c.server.data_dir).is_relative()) c.server.data_dir = (base / c.server.data_dir).lexically_normal().string();
   if (fs::path(c.server.log_dir).is_relative()) c.server.log_dir = (base / c.server.log_dir).lexically_normal().string();
+  auto& pwf = c.delivery.relay_password_file;
+  if (!pwf.empty()) {
+    if (fs::path(pwf).is_relative()) pwf = (base / pwf).lexically_normal().string();
+    std::ifstream in(pwf);
+    if (!in) r.fail(delivery_nodes["relay_password_file"], "delivery.relay_password_file", "cannot read " + pwf);
+  }
+  if (!c.delivery.tls_ca_file.empty() && fs::path(c.delivery.tls_ca_file).is_relative())
+    c.delivery.tls_ca_file = (base / c.delivery.tls_ca_file).lexically_normal().string();
   return c;
 }
 

@@ -90,6 +90,26 @@ struct Config {
   } password_policy;
 
   struct {
+    std::string mode = "direct";         // direct | relay
+    std::string relay_host;
+    uint16_t relay_port = 25;
+    std::string relay_auth = "none";     // none | smtp | pop3-before-smtp
+    std::string relay_user;
+    std::string relay_password_file;     // resolved against the config file's directory
+    std::string tls = "opportunistic";   // opportunistic | required | off
+    uint64_t max_delivery_threads = 32;
+    std::chrono::seconds retry_interval{1800};
+    std::chrono::seconds warn_after{4 * 3600};
+    std::chrono::seconds bounce_after{5 * 86400};
+    std::string report_language = "en";
+    uint16_t mx_port = 25;
+    // Extensions of the specification:
+    uint64_t max_per_destination = 4;    // concurrent sessions to one domain / relay host
+    std::string tls_ca_file;             // extra CA for verifying in required mode ("" = system store)
+    uint16_t relay_pop3_port = 110;      // relay_auth = "pop3-before-smtp"
+  } delivery;
+
+  struct {
     std::vector<DnsServer> servers;  // empty = /etc/resolv.conf
     std::chrono::seconds timeout{5};
   } dns;

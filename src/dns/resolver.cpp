@@ -85,7 +85,10 @@ struct Resolver::Impl {
         for (ares_mx_reply* m = mx; m; m = m->next) hosts.emplace_back(m->priority, m->host);
         if (mx) ares_free_data(mx);
         std::stable_sort(hosts.begin(), hosts.end(), [](auto& a, auto& b) { return a.first < b.first; });
-        for (auto& h : hosts) r.names.push_back(h.second);
+        for (auto& h : hosts) {
+          r.names.push_back(h.second);
+          r.preferences.push_back(h.first);
+        }
       } else if (q->type == DnsType::ptr) {
         hostent* h = nullptr;
         rc = ares_parse_ptr_reply(abuf, alen, nullptr, 0, AF_INET, &h);
@@ -99,11 +102,19 @@ struct Resolver::Impl {
         int n = 32;
         rc = ares_parse_a_reply(abuf, alen, nullptr, ttls, &n);
         if (rc == ARES_SUCCESS) r.addresses = size_t(n);
+        for (int i = 0; rc == ARES_SUCCESS && i < n; ++i) {
+          char buf[INET6_ADDRSTRLEN];
+          if (inet_ntop(AF_INET, &ttls[i].ipaddr, buf, sizeof buf)) r.ips.push_back(buf);
+        }
       } else {
         ares_addr6ttl ttls[32];
         int n = 32;
         rc = ares_parse_aaaa_reply(abuf, alen, nullptr, ttls, &n);
         if (rc == ARES_SUCCESS) r.addresses = size_t(n);
+        for (int i = 0; rc == ARES_SUCCESS && i < n; ++i) {
+          char buf[INET6_ADDRSTRLEN];
+          if (inet_ntop(AF_INET6, &ttls[i].ip6addr, buf, sizeof buf)) r.ips.push_back(buf);
+        }
       }
       if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && r.names.empty() && r.addresses == 0)) {
         r.status = DnsResult::nodata;

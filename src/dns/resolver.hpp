@@ -17,7 +17,9 @@ namespace bulwark {
 struct DnsResult {
   enum Status { ok, nxdomain, nodata, failure } status = failure;
   std::vector<std::string> names;  // MX exchanges (by preference) or PTR names
+  std::vector<int> preferences;    // MX: parallel to names
   size_t addresses = 0;            // A/AAAA records
+  std::vector<std::string> ips;    // A/AAAA: the addresses in text form
   std::chrono::seconds ttl{0};     // smallest TTL of the answer (0 when none)
   std::string error;               // for failures: what c-ares said
 };
