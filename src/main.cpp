@@ -9,6 +9,9 @@
 #include <CLI/CLI.hpp>
 #include <sodium.h>
 #include <filesystem>
+#include <ctime>
+#include <fstream>
+#include <set>
 #include <iostream>
 #include <thread>
 
@@ -16,6 +19,7 @@
 #include "config/config.hpp"
 #include "core/strings.hpp"
 #include "delivery/local.hpp"
+#include "delivery/remote.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
 #include "net/server.hpp"
@@ -92,6 +96,38 @@ void raise_fd_limit() {
   }
 }
 
+RemoteSettings remote_settings(const Config& cfg) {
+  RemoteSettings r;
+  const auto& d = cfg.delivery;
+  r.hostname = cfg.server.hostname;
+  r.data_dir = cfg.server.data_dir;
+  r.relay = d.mode == "relay";
+  r.relay_host = d.relay_host;
+  r.relay_port = d.relay_port;
+  if (d.relay_auth == "smtp") {
+    r.relay_user = d.relay_user;
+    std::ifstream in(d.relay_password_file);
+    std::getline(in, r.relay_password);
+    while (!r.relay_password.empty() && (r.relay_password.back() == '\r' || r.relay_password.back() == ' '))
+      r.relay_password.pop_back();
+    if (r.relay_password.empty())
+      throw std::runtime_error("delivery.relay_password_file " + d.relay_password_file + " holds no password");
+  }
+  r.relay_pop_before_smtp = d.relay_auth == "pop3-before-smtp";
+  r.relay_pop3_port = d.relay_pop3_port;
+  r.tls = d.tls == "required" ? smtp::ClientTls::required : d.tls == "off" ? smtp::ClientTls::off
+                                                                           : smtp::ClientTls::opportunistic;
+  r.tls_ca_file = d.tls_ca_file;
+  r.max_sessions = d.max_delivery_threads;
+  r.max_per_destination = d.max_per_destination;
+  r.retry_interval = d.retry_interval;
+  r.warn_after = d.warn_after;
+  r.bounce_after = d.bounce_after;
+  r.report_language = d.report_language;
+  r.mx_port = d.mx_port;
+  return r;
+}
+
 int serve(const Config& cfg) {
   logs::init(cfg.server.log_dir);
   raise_fd_limit();
@@ -104,27 +140,55 @@ int serve(const Config& cfg) {
   server.bind();
   drop_privileges(cfg);
   LocalDelivery delivery(spool, cfg.server.data_dir, cfg.server.hostname);
-  spool.on_committed([&delivery](std::shared_ptr<const smtp::Transaction> tx) {
+  Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
+  RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), [&dir](const std::string& address) {
+    // Where a report to `address` goes: its local mailboxes, or out.
+    std::vector<smtp::Recipient> out;
+    auto a = parse_mailbox(address);
+    if (!a) return out;
+    Resolution r = dir->resolve(*a);
+    if (r.kind == Resolution::not_local) out.push_back({a->str(), a->str(), false});
+    for (auto& m : r.mailboxes) out.push_back({a->str(), m, true});
+    for (auto& x : r.remote) out.push_back({a->str(), x, false});
+    return out;
+  });
+  spool.on_committed([&delivery, &remote](std::shared_ptr<const smtp::Transaction> tx) {
     std::string id = tx->envelope.id;  // before tx is moved (argument order is unspecified)
-    delivery.enqueue(id, std::move(tx));
+    bool local = false, far = false;
+    for (auto& r : tx->envelope.recipients) (r.local ? local : far) = true;
+    if (far) remote.enqueue(id);
+    if (local || !far) delivery.enqueue(id, std::move(tx));
   });
   spool.start();
   delivery.start();
+  remote.start();
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   int rc = server.run(threads);
   spool.stop();
+  remote.stop();
   delivery.stop();
   logs::flush();
   return rc;
 }
 
 void print_queue_entry(const StoredMessage& m) {
-  std::cout << m.envelope.id << "  " << m.content.size() << " bytes  from <" << sanitize(m.envelope.sender) << ">\n";
+  std::cout << m.envelope.id << "  " << m.content.size() << " bytes  from <" << sanitize(m.envelope.sender) << ">";
+  if (m.attempts) {
+    std::time_t next = m.next_attempt;
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&next));
+    std::cout << "  attempts " << m.attempts << ", next " << buf;
+  }
+  std::cout << "\n";
+  std::set<std::string> shown;
   for (auto& r : m.envelope.recipients) {
-    bool done = std::find(m.done.begin(), m.done.end(), r.target) != m.done.end();
-    std::cout << "    " << (r.local ? "local  " : "remote ") << "<" << sanitize(r.target) << ">"
-              << (done ? "  delivered" : r.local ? "  waiting" : "  waiting (remote delivery)") << "\n";
+    if (!shown.insert(r.target).second) continue;
+    std::string state = r.local ? "waiting" : "waiting (remote delivery)";
+    if (std::find(m.done.begin(), m.done.end(), r.target) != m.done.end()) state = "delivered";
+    for (auto& [t, why] : m.failed)
+      if (t == r.target) state = "bounced: " + sanitize(why, 120);
+    std::cout << "    " << (r.local ? "local  " : "remote ") << "<" << sanitize(r.target) << ">  " << state << "\n";
   }
 }
 
@@ -205,6 +269,8 @@ int main(int argc, char** argv) {
   auto* queue_list = sub(queue, "list", "list queued messages");
   auto* queue_show = sub(queue, "show", "show one queued message");
   queue_show->add_option("ID", arg1)->required();
+  auto* queue_retry = sub(queue, "retry", "retry remote delivery now (one message, or all)");
+  queue_retry->add_option("ID", arg1, "queue id (default: every message)");
   auto* queue_delete = sub(queue, "delete", "delete a queued message");
   queue_delete->add_option("ID", arg1)->required();
 
@@ -252,6 +318,11 @@ int main(int argc, char** argv) {
                   << (m->envelope.tls.empty() ? "none" : m->envelope.tls) << "\n\n";
         size_t hdr_end = m->content.find("\r\n\r\n");
         std::cout << m->content.substr(0, hdr_end == std::string::npos ? m->content.size() : hdr_end + 2);
+      } else if (queue_retry->parsed()) {
+        if (!arg1.empty() && !spool.load(arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
+        RemoteDelivery::request_retry(cfg.server.data_dir, arg1);
+        std::cout << "retry requested for " << (arg1.empty() ? std::string("every queued message") : arg1)
+                  << " (a running server picks it up within a second)\n";
       } else if (queue_delete->parsed()) {
         if (!spool.load(arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
         spool.remove(arg1);

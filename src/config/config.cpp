@@ -85,6 +85,14 @@ bool valid_ip(const std::string& s) {
 std::string Config::cert_path() const { return (fs::path(server.data_dir) / tls.certificate).string(); }
 std::string Config::key_path() const { return (fs::path(server.data_dir) / tls.private_key).string(); }
 
+std::vector<std::string> Config::dns_server_list() const {
+  std::vector<std::string> out;
+  for (auto& s : dns.servers)
+    out.push_back((s.address.find(':') != std::string::npos ? "[" + s.address + "]" : s.address) + ":" +
+                  std::to_string(s.port));
+  return out;
+}
+
 Config load_config(const std::string& path) {
   Reader r(path);
   std::ifstream in(path, std::ios::binary);
@@ -360,6 +368,7 @@ Config load_config(const std::string& path) {
                           {"relay_pop3_port", port(c.delivery.relay_pop3_port)},
                           {"tls_ca_file", [&](const toml::node& v, const std::string& k) {
                              c.delivery.tls_ca_file = r.str(v, k);
+                             delivery_nodes["tls_ca_file"] = &v;
                            }}});
                  if (c.delivery.mode == "relay" && c.delivery.relay_host.empty())
                    r.fail(&n, p + ".relay_host", "is required when delivery.mode = \"relay\"");
@@ -502,8 +511,12 @@ Config load_config(const std::string& path) {
     std::ifstream in(pwf);
     if (!in) r.fail(delivery_nodes["relay_password_file"], "delivery.relay_password_file", "cannot read " + pwf);
   }
-  if (!c.delivery.tls_ca_file.empty() && fs::path(c.delivery.tls_ca_file).is_relative())
-    c.delivery.tls_ca_file = (base / c.delivery.tls_ca_file).lexically_normal().string();
+  auto& ca = c.delivery.tls_ca_file;
+  if (!ca.empty()) {
+    if (fs::path(ca).is_relative()) ca = (base / ca).lexically_normal().string();
+    std::ifstream in(ca);
+    if (!in) r.fail(delivery_nodes["tls_ca_file"], "delivery.tls_ca_file", "cannot read " + ca);
+  }
   return c;
 }
 

@@ -126,6 +126,9 @@ struct Config {
   // Warnings for the log at start (e.g. an open relay); not errors.
   std::vector<std::string> warnings;
 
+  // [dns] servers as "ip:port" / "[v6]:port" for the resolver.
+  std::vector<std::string> dns_server_list() const;
+
   // Derived absolute paths.
   std::string cert_path() const;
   std::string key_path() const;

@@ -205,6 +205,8 @@ void LocalDelivery::deliver_batch(std::vector<Item>& items) {
       spool_.remove(m.id);
     } else {
       if (!ok.empty()) spool_.record_delivered(m.id, ok);
+      // Remote delivery may have finished its part already.
+      if (all_done) spool_.finish_if_complete(m.id);
       if (!all_done) {
         std::lock_guard lk(mu_);
         retry_.emplace_back(std::chrono::steady_clock::now() + std::chrono::seconds(30), m.id);

@@ -63,13 +63,6 @@ struct Conn {
   void set_deadline(std::chrono::seconds d) { deadline = std::min(Clock::now() + d, session_end); }
 };
 
-std::vector<std::string> dns_servers(const Config& c) {
-  std::vector<std::string> out;
-  for (auto& s : c.dns.servers)
-    out.push_back((s.address.find(':') != std::string::npos ? "[" + s.address + "]" : s.address) + ":" +
-                  std::to_string(s.port));
-  return out;
-}
 
 struct Server::Impl {
   std::shared_ptr<const Config> cfg;
@@ -94,7 +87,7 @@ struct Server::Impl {
       : cfg(std::make_shared<Config>(std::move(c))),
         dir(d),
         spool(s),
-        resolver(dns_servers(*cfg), std::chrono::duration_cast<std::chrono::milliseconds>(cfg->dns.timeout)),
+        resolver(cfg->dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg->dns.timeout)),
         dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {}

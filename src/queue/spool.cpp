@@ -242,21 +242,80 @@ std::optional<StoredMessage> Spool::load(const std::string& id) {
   }
   m.content = all.substr(end + 2);
   if (m.content.size() != size) return std::nullopt;
+  // <id>.done: one line per event. "TARGET" delivered; "F TARGET REASON" bounced;
+  // "D TARGET REASON" deferred (the last one counts); "W 1" delay notice sent;
+  // "R NEXT ATTEMPTS" retry schedule (the last one counts).
   std::ifstream dn(queue_dir_ + "/" + id + ".done");
-  while (std::getline(dn, line))
-    if (!line.empty()) m.done.push_back(dec(line));
+  while (std::getline(dn, line)) {
+    if (line.empty()) continue;
+    if (line.find(' ') == std::string::npos) {
+      m.done.push_back(dec(line));
+      continue;
+    }
+    std::istringstream ls(line);
+    std::string kind, a, b;
+    ls >> kind >> a >> b;
+    if (kind == "F") m.failed.emplace_back(dec(a), dec(b));
+    else if (kind == "D") {
+      std::string t = dec(a);
+      std::erase_if(m.last_error, [&](auto& e) { return e.first == t; });
+      m.last_error.emplace_back(t, dec(b));
+    }
+    else if (kind == "W") m.warned = true;
+    else if (kind == "R") {
+      m.next_attempt = std::atoll(a.c_str());
+      m.attempts = uint32_t(std::atoll(b.c_str()));
+    }
+  }
   return m;
 }
 
-void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets) {
-  std::string path = queue_dir_ + "/" + id + ".done";
+bool StoredMessage::finished(const std::string& target) const {
+  if (std::find(done.begin(), done.end(), target) != done.end()) return true;
+  for (auto& f : failed)
+    if (f.first == target) return true;
+  return false;
+}
+
+namespace {
+void append_synced(const std::string& path, const std::string& lines) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  std::string lines;
-  for (auto& t : targets) lines += enc(t) + "\n";
   write_all(fd, lines);
   ::fdatasync(fd);
   ::close(fd);
+}
+}  // namespace
+
+void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets) {
+  std::string lines;
+  for (auto& t : targets) lines += enc(t) + "\n";
+  std::lock_guard lk(state_mu_);
+  append_synced(queue_dir_ + "/" + id + ".done", lines);
+}
+
+void Spool::record(const std::string& id, const std::vector<TargetOutcome>& outcomes, bool warned,
+                   int64_t next_attempt, uint32_t attempts) {
+  std::string lines;
+  for (auto& o : outcomes) {
+    if (o.kind == TargetOutcome::delivered) lines += enc(o.target) + "\n";
+    else lines += (o.kind == TargetOutcome::failed ? "F " : "D ") + enc(o.target) + " " + enc(o.reason) + "\n";
+  }
+  if (warned) lines += "W 1\n";
+  lines += "R " + std::to_string(next_attempt) + " " + std::to_string(attempts) + "\n";
+  std::lock_guard lk(state_mu_);
+  if (!fs::exists(queue_dir_ + "/" + id)) return;  // deleted meanwhile
+  append_synced(queue_dir_ + "/" + id + ".done", lines);
+}
+
+bool Spool::finish_if_complete(const std::string& id) {
+  std::lock_guard lk(state_mu_);
+  auto m = load(id);
+  if (!m) return false;
+  for (auto& r : m->envelope.recipients)
+    if (!m->finished(r.target)) return false;
+  remove(id);
+  return true;
 }
 
 void Spool::remove(const std::string& id) {

@@ -24,6 +24,20 @@ struct StoredMessage {
   int64_t arrival = 0;            // unix seconds
   std::string content;            // Received: + message, CRLF line ends
   std::vector<std::string> done;  // targets already delivered
+  std::vector<std::pair<std::string, std::string>> failed;  // bounced targets and why
+  std::vector<std::pair<std::string, std::string>> last_error;  // deferred targets: the latest reason
+  bool warned = false;            // the delay notice went out
+  int64_t next_attempt = 0;       // unix seconds; 0 = now
+  uint32_t attempts = 0;          // remote delivery attempts so far
+
+  bool finished(const std::string& target) const;  // delivered or bounced
+};
+
+// What happened to one target in a delivery attempt, for the state file.
+struct TargetOutcome {
+  enum Kind { delivered, failed, deferred } kind = delivered;
+  std::string target;
+  std::string reason;  // failed/deferred: the reply or why
 };
 
 class Spool {
@@ -46,9 +60,14 @@ class Spool {
 
   std::vector<std::string> list();  // ids in arrival order
   std::optional<StoredMessage> load(const std::string& id);
-  // Records delivered targets (appended and fsync'd), or removes the message when
-  // nothing is left to do.
+  // Records delivered targets (appended to <id>.done and synced).
   void record_delivered(const std::string& id, const std::vector<std::string>& targets);
+  // Remote delivery state: outcomes, the delay notice, the next attempt (synced).
+  void record(const std::string& id, const std::vector<TargetOutcome>& outcomes, bool warned, int64_t next_attempt,
+              uint32_t attempts);
+  // Removes the message if every target is delivered or bounced; true if it did.
+  // Local and remote delivery both call it; it is serialised here.
+  bool finish_if_complete(const std::string& id);
   void remove(const std::string& id);
   // Deletes half-written files left by a crash (never acknowledged).
   void recover();
@@ -74,6 +93,7 @@ class Spool {
   Committed committed_cb_;
   uint64_t counter_ = 0;
   uint64_t batches_ = 0;
+  std::mutex state_mu_;  // the <id>.done files
 };
 
 std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size);

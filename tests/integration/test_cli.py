@@ -1,5 +1,6 @@
 """The admin CLI: domains, users, aliases, groups, queue; passwords never in the clear."""
 import os
+import time
 import subprocess
 
 import pytest
@@ -71,18 +72,32 @@ def test_password_not_from_argv_and_not_stored_in_clear(make_server):
 
 
 def test_queue_commands(make_server):
-    srv = make_server(users=())
-    srv.cli("alias", "add", "fwd@example.test", "far@remote.test")
-    srv.start()
-    import smtplib
-    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as s:
-        s.sendmail("a@remote.test", ["fwd@example.test"], b"Subject: queued\r\n\r\nx\r\n")
-    # a remote target stays in the queue (outbound delivery comes later) and is listed
-    out = run(srv, "queue", "list").stdout
-    assert "1 message(s) queued" in out and "remote <far@remote.test>" in out
-    qid = out.split()[0]
-    shown = run(srv, "queue", "show", qid)
-    assert shown.returncode == 0 and "Subject: queued" in shown.stdout
-    assert run(srv, "queue", "show", "NOPE").returncode == 1
-    assert run(srv, "queue", "delete", qid).returncode == 0
+    from dns_server import DnsTestServer
+    dns = DnsTestServer({})  # names under servfail.test fail: remote delivery defers
+    try:
+        srv = make_server(users=(), extra_config=f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\n'
+                                                 '[delivery]\nretry_interval = "1h"\n')
+        srv.cli("alias", "add", "fwd@example.test", "far@servfail.test")
+        srv.start()
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as s:
+            s.sendmail("a@remote.test", ["fwd@example.test"], b"Subject: queued\r\n\r\nx\r\n")
+        srv.wait_log("mail.log", "deferred id=")
+        # a deferred remote target stays in the queue and is listed with its schedule
+        out = run(srv, "queue", "list").stdout
+        assert "1 message(s) queued" in out and "remote <far@servfail.test>" in out and "attempts 1" in out
+        qid = out.split()[0]
+        shown = run(srv, "queue", "show", qid)
+        assert shown.returncode == 0 and "Subject: queued" in shown.stdout
+        assert run(srv, "queue", "show", "NOPE").returncode == 1
+        assert run(srv, "queue", "retry", "NOPE").returncode == 1
+        # retry now, although the next attempt is an hour away: a running server takes it
+        assert run(srv, "queue", "retry", qid).returncode == 0
+        deadline = time.time() + 10
+        while "attempts 2" not in run(srv, "queue", "list").stdout:
+            assert time.time() < deadline, "queue retry was not picked up"
+            time.sleep(0.1)
+        assert run(srv, "queue", "delete", qid).returncode == 0
+    finally:
+        dns.stop()
     assert "0 message(s) queued" in run(srv, "queue", "list").stdout

@@ -1,0 +1,624 @@
+#include "delivery/remote.hpp"
+
+#include <openssl/ssl.h>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "core/strings.hpp"
+#include "logging/logs.hpp"
+#include "queue/dsn.hpp"
+
+namespace fs = std::filesystem;
+
+namespace bulwark {
+
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+
+namespace {
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string domain_of(const std::string& address) {
+  size_t at = address.rfind('@');
+  return at == std::string::npos ? std::string() : to_lower(address.substr(at + 1));
+}
+
+bool has_8bit(const std::string& s) {
+  for (unsigned char c : s)
+    if (c >= 0x80) return true;
+  return false;
+}
+
+std::string duration_text(std::chrono::seconds d) {
+  auto n = d.count();
+  if (n % 86400 == 0) return std::to_string(n / 86400) + (n == 86400 ? " day" : " days");
+  if (n % 3600 == 0) return std::to_string(n / 3600) + (n == 3600 ? " hour" : " hours");
+  if (n % 60 == 0) return std::to_string(n / 60) + (n == 60 ? " minute" : " minutes");
+  return std::to_string(n) + (n == 1 ? " second" : " seconds");
+}
+
+struct Host {
+  std::string name;  // MX or relay host name (for logs, SNI and verification)
+  std::string ip;
+};
+
+}  // namespace
+
+struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl> {
+  struct Result {
+    std::string target;
+    enum Kind { delivered, failed, deferred } kind = deferred;
+    smtp::ServerReply reply;
+    std::string relay;  // "host[ip]:port" or ""
+  };
+  struct Attempt {
+    std::string id;
+    std::shared_ptr<StoredMessage> msg;
+    size_t open_jobs = 0;
+    std::vector<Result> results;
+  };
+  struct Job {
+    std::shared_ptr<Attempt> attempt;
+    std::vector<std::string> targets;
+  };
+  struct Dest {
+    std::deque<Job> jobs;
+    size_t sessions = 0;
+  };
+  struct Entry {
+    int64_t next = 0;
+    bool busy = false;
+  };
+
+  Spool& spool;
+  Resolver& resolver;
+  RemoteSettings s;
+  Route route;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  asio::steady_timer tick{io};
+  asio::ssl::context tls_plain{asio::ssl::context::tls_client}, tls_verify{asio::ssl::context::tls_client};
+  std::thread thread;
+  std::map<std::string, Entry> entries;
+  std::map<std::string, Dest> dests;
+  size_t sessions = 0, attempts = 0;
+  bool stopping = false;
+
+  Impl(Spool& sp, Resolver& r, RemoteSettings st, Route rt)
+      : spool(sp), resolver(r), s(std::move(st)), route(std::move(rt)) {
+    for (auto* ctx : {&tls_plain, &tls_verify}) {
+      SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+      ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
+    }
+    tls_plain.set_verify_mode(asio::ssl::verify_none);
+    tls_verify.set_verify_mode(asio::ssl::verify_peer);
+    tls_verify.set_default_verify_paths();
+    if (!s.tls_ca_file.empty()) tls_verify.load_verify_file(s.tls_ca_file);
+  }
+
+  // ---- the schedule (everything below runs on the io thread) ----
+
+  void index_spool() {
+    for (auto& id : spool.list()) {
+      auto m = spool.load(id);
+      if (!m) continue;
+      bool pending = false;
+      for (auto& r : m->envelope.recipients) pending |= !r.local && !m->finished(r.target);
+      if (pending) entries[id] = Entry{m->next_attempt, false};
+    }
+    if (!entries.empty()) logs::main().info("remote delivery: {} queued message(s) picked up", entries.size());
+  }
+
+  void on_tick() {
+    if (stopping) return;
+    read_retry_requests();
+    schedule();
+    tick.expires_after(std::chrono::seconds(1));
+    tick.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      if (!ec) self->on_tick();
+    });
+  }
+
+  void read_retry_requests() {
+    fs::path p = fs::path(s.data_dir) / "retry-now";
+    std::error_code ec;
+    if (!fs::exists(p, ec)) return;
+    std::ifstream in(p);
+    std::string line;
+    std::vector<std::string> ids;
+    while (std::getline(in, line))
+      if (!line.empty()) ids.push_back(line);
+    fs::remove(p, ec);
+    for (auto& id : ids) {
+      if (id == "*") {
+        for (auto& [k, e] : entries) e.next = 0;
+      } else if (auto it = entries.find(id); it != entries.end()) {
+        it->second.next = 0;
+      }
+    }
+  }
+
+  void schedule() {
+    if (stopping) return;
+    int64_t now = unix_now();
+    size_t cap = s.max_sessions * 4;  // messages held in memory at once
+    for (auto& [id, e] : entries) {
+      if (attempts >= cap) break;
+      if (e.busy || e.next > now) continue;
+      e.busy = true;
+      begin_attempt(id);
+    }
+  }
+
+  void begin_attempt(const std::string& id) {
+    auto m = spool.load(id);
+    if (!m) {  // delivered meanwhile, or `queue delete`
+      entries.erase(id);
+      return;
+    }
+    auto attempt = std::make_shared<Attempt>();
+    attempt->id = id;
+    attempt->msg = std::make_shared<StoredMessage>(std::move(*m));
+    const StoredMessage& msg = *attempt->msg;
+    std::map<std::string, std::vector<std::string>> by_dest;
+    std::set<std::string> seen;
+    for (auto& r : msg.envelope.recipients) {
+      if (r.local || msg.finished(r.target) || !seen.insert(r.target).second) continue;
+      by_dest[s.relay ? std::string("relay:") + s.relay_host : domain_of(r.target)].push_back(r.target);
+    }
+    ++attempts;
+    if (by_dest.empty()) return finish_attempt(attempt);
+    if (unix_now() - msg.arrival >= s.bounce_after.count()) {
+      for (auto& [d, targets] : by_dest)
+        for (auto& t : targets) {
+          std::string last;
+          for (auto& [target, why] : msg.last_error)
+            if (target == t) last = why;
+          std::string text = "4.4.7 delivery time expired: not delivered within " + duration_text(s.bounce_after);
+          if (!last.empty()) text += "; last error: " + last;
+          attempt->results.push_back({t, Result::failed, {450, text, true}, ""});
+        }
+      return finish_attempt(attempt);
+    }
+    attempt->open_jobs = by_dest.size();
+    for (auto& [d, targets] : by_dest) dests[d].jobs.push_back({attempt, targets});
+    pump();
+  }
+
+  void pump() {
+    if (stopping) return;
+    for (auto& [key, d] : dests) {
+      while (!d.jobs.empty() && d.sessions < s.max_per_destination && sessions < s.max_sessions &&
+             d.sessions < d.jobs.size()) {
+        ++d.sessions;
+        ++sessions;
+        asio::co_spawn(io, session(key), asio::detached);
+      }
+    }
+  }
+
+  void complete_job(Job& job, std::vector<Result> results) {
+    auto& a = *job.attempt;
+    std::vector<std::string> delivered;
+    for (auto& r : results) {
+      if (r.kind == Result::delivered) delivered.push_back(r.target);
+      log_result(a, r);
+    }
+    // Recorded at once: a restart must not send again what a server took with 250.
+    if (!delivered.empty()) spool.record_delivered(a.id, delivered);
+    a.results.insert(a.results.end(), results.begin(), results.end());
+    if (--a.open_jobs == 0) finish_attempt(job.attempt);
+  }
+
+  void log_result(const Attempt& a, const Result& r) {
+    switch (r.kind) {
+      case Result::delivered:
+        logs::mail().info("delivered id={} to=<{}> relay={} reply=\"{}\"", a.id, sanitize(r.target), r.relay,
+                          sanitize(r.reply.str(), 300));
+        break;
+      case Result::failed:
+        logs::mail().info("bounced id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
+                          r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
+        break;
+      case Result::deferred:
+        logs::mail().info("deferred id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
+                          r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
+        break;
+    }
+  }
+
+  void finish_attempt(std::shared_ptr<Attempt> a) {
+    --attempts;
+    const StoredMessage& m = *a->msg;
+    int64_t now = unix_now();
+    std::vector<TargetOutcome> outcomes;
+    std::vector<DsnRecipient> failed, deferred;
+    for (auto& r : a->results) {
+      DsnRecipient d{r.target, r.reply.enhanced(), r.reply.str(), r.relay.substr(0, r.relay.find('['))};
+      if (r.kind == Result::failed) {
+        failed.push_back(d);
+        outcomes.push_back({TargetOutcome::failed, r.target, r.reply.str()});
+      } else if (r.kind == Result::deferred) {
+        deferred.push_back(d);
+        outcomes.push_back({TargetOutcome::deferred, r.target, r.reply.str()});
+      }
+    }
+    bool warn = !deferred.empty() && !m.warned && s.warn_after.count() > 0 && now - m.arrival >= s.warn_after.count();
+    int64_t next = now + s.retry_interval.count();
+    auto record = [this, a, outcomes, warn, next, more = !deferred.empty()](bool dsn_ok) {
+      std::vector<TargetOutcome> out = outcomes;
+      if (!dsn_ok)  // no report could be queued: the failures are tried again next time
+        std::erase_if(out, [](auto& o) { return o.kind == TargetOutcome::failed; });
+      spool.record(a->id, out, warn && dsn_ok, next, a->msg->attempts + 1);
+      if (!more && dsn_ok) {
+        // Remote work is over; if local copies are still pending, LocalDelivery ends it.
+        spool.finish_if_complete(a->id);
+        entries.erase(a->id);
+      } else if (auto it = entries.find(a->id); it != entries.end()) {
+        it->second.next = next;
+        it->second.busy = false;
+      }
+      schedule();
+    };
+    std::vector<std::pair<DsnInput::Kind, std::vector<DsnRecipient>>> reports;
+    if (!failed.empty()) reports.push_back({DsnInput::failed, failed});
+    if (warn) reports.push_back({DsnInput::delayed, deferred});
+    if (reports.empty()) return record(true);
+    if (m.envelope.sender.empty()) {  // never bounce a bounce
+      logs::mail().info("no report for id={}: it has the null sender", a->id);
+      return record(true);
+    }
+    auto pending = std::make_shared<size_t>(reports.size());
+    auto all_ok = std::make_shared<bool>(true);
+    for (auto& [kind, rcpts] : reports) {
+      bool queued = send_report(a, kind, rcpts, [this, pending, all_ok, record](bool ok) {
+        asio::post(io, [pending, all_ok, record, ok] {
+          *all_ok = *all_ok && ok;
+          if (--*pending == 0) record(*all_ok);
+        });
+      });
+      if (!queued && --*pending == 0) record(*all_ok);
+    }
+  }
+
+  // Queues a DSN to the original sender; `done` runs once it is durable (or failed).
+  bool send_report(const std::shared_ptr<Attempt>& a, DsnInput::Kind kind, const std::vector<DsnRecipient>& rcpts,
+                   std::function<void(bool)> done) {
+    const StoredMessage& m = *a->msg;
+    std::vector<smtp::Recipient> to = route(m.envelope.sender);
+    if (to.empty()) {
+      logs::mail().info("no report for id={}: sender <{}> cannot be routed", a->id, sanitize(m.envelope.sender));
+      return false;
+    }
+    auto tx = std::make_shared<smtp::Transaction>();
+    tx->envelope.id = spool.new_id();
+    tx->envelope.sender = "";
+    tx->envelope.client_ip = "127.0.0.1";
+    tx->envelope.helo = s.hostname;
+    tx->envelope.recipients = to;
+    DsnInput in;
+    in.kind = kind;
+    in.reporting_mta = s.hostname;
+    in.original_sender = m.envelope.sender;
+    in.original_id = a->id;
+    in.arrival = m.arrival;
+    in.retry_until = m.arrival + s.bounce_after.count();
+    in.recipients = rcpts;
+    in.original_content = m.content;
+    in.message_id = tx->envelope.id;
+    in.now = std::chrono::system_clock::now();
+    tx->data = build_dsn(in, s.data_dir, s.report_language);
+    tx->received = "Received: by " + s.hostname + " (bulwark) id " + tx->envelope.id + "; " +
+                   rfc5322_date_of(in.now) + "\r\n";
+    logs::mail().info("report id={} kind={} original={} to=<{}>", tx->envelope.id,
+                      kind == DsnInput::failed ? "failed" : "delayed", a->id, sanitize(m.envelope.sender));
+    spool.submit(tx, std::move(done));
+    return true;
+  }
+
+  // ---- one outbound session ----
+
+  template <class Token>
+  auto async_query(std::string name, DnsType type, Token&& token) {
+    return asio::async_initiate<Token, void(DnsResult)>(
+        [this, name, type](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          resolver.query(name, type, [this, h](DnsResult r) {
+            asio::post(io, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+          });
+        },
+        token);
+  }
+
+  struct Hosts {
+    std::vector<Host> list;
+    std::optional<smtp::ServerReply> permanent;  // the destination cannot be reached, ever
+    smtp::ServerReply temporary{451, "4.4.3 no address found for the destination", true};
+  };
+
+  awaitable<void> addresses_of(const std::string& name, Hosts& out) {
+    asio::ip::address ip;
+    asio::error_code ec;
+    ip = asio::ip::make_address(name, ec);
+    if (!ec) {
+      out.list.push_back({name, ip.to_string()});
+      co_return;
+    }
+    bool failed = false;
+    for (DnsType t : {DnsType::a, DnsType::aaaa}) {
+      DnsResult r = co_await async_query(name, t, use_awaitable);
+      for (auto& a : r.ips) out.list.push_back({name, a});
+      failed |= r.status == DnsResult::failure;
+    }
+    if (failed && out.list.empty())
+      out.temporary = {451, "4.4.3 DNS lookup of " + name + " failed", true};
+  }
+
+  awaitable<Hosts> hosts_for(const std::string& dest) {
+    Hosts h;
+    if (s.relay) {
+      co_await addresses_of(s.relay_host, h);
+      co_return h;
+    }
+    if (dest.size() > 2 && dest.front() == '[' && dest.back() == ']') {  // address literal
+      std::string lit = dest.substr(1, dest.size() - 2);
+      if (lit.rfind("IPv6:", 0) == 0 || lit.rfind("ipv6:", 0) == 0) lit = lit.substr(5);
+      co_await addresses_of(lit, h);
+      co_return h;
+    }
+    DnsResult mx = co_await async_query(dest, DnsType::mx, use_awaitable);
+    if (mx.status == DnsResult::nxdomain) {
+      h.permanent = smtp::ServerReply{550, "5.1.2 domain " + dest + " does not exist (NXDOMAIN)", true};
+      co_return h;
+    }
+    if (mx.status == DnsResult::failure) {
+      h.temporary = {451, "4.4.3 MX lookup for " + dest + " failed: " + mx.error, true};
+      co_return h;
+    }
+    if (mx.status == DnsResult::ok && mx.names.size() == 1 && (mx.names[0].empty() || mx.names[0] == ".")) {
+      h.permanent = smtp::ServerReply{556, "5.1.10 domain " + dest + " accepts no mail (null MX, RFC 7505)", true};
+      co_return h;
+    }
+    std::vector<std::string> names = mx.status == DnsResult::ok ? mx.names : std::vector<std::string>{dest};
+    for (auto& n : names) co_await addresses_of(n, h);
+    if (h.list.empty() && mx.status == DnsResult::nodata && !h.temporary.text.starts_with("4.4.3 DNS lookup"))
+      h.permanent = smtp::ServerReply{550, "5.1.2 domain " + dest + " has no MX, A or AAAA record", true};
+    co_return h;
+  }
+
+  std::optional<Job> take_job(const std::string& key) {
+    auto& d = dests[key];
+    if (d.jobs.empty() || stopping) return std::nullopt;
+    Job j = std::move(d.jobs.front());
+    d.jobs.pop_front();
+    return j;
+  }
+
+  void fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind) {
+    while (auto job = take_job(key)) {
+      std::vector<Result> rs;
+      for (auto& t : job->targets) rs.push_back({t, kind, why, ""});
+      complete_job(*job, std::move(rs));
+    }
+  }
+
+  awaitable<void> session(std::string key) {
+    auto self = shared_from_this();
+    Hosts hosts = co_await hosts_for(key);
+    uint16_t port = s.relay ? s.relay_port : s.mx_port;
+    if (hosts.permanent) {
+      fail_all(key, *hosts.permanent, Result::failed);
+    } else if (hosts.list.empty()) {
+      fail_all(key, hosts.temporary, Result::deferred);
+    } else {
+      smtp::ServerReply last = hosts.temporary;
+      size_t permanent_refusals = 0;
+      for (auto& host : hosts.list) {
+        if (dests[key].jobs.empty()) break;
+        bool permanent = false;
+        co_await connection(key, host, port, last, permanent);
+        permanent_refusals += permanent;
+      }
+      if (!dests[key].jobs.empty())
+        fail_all(key, last, permanent_refusals == hosts.list.size() ? Result::failed : Result::deferred);
+    }
+    --dests[key].sessions;
+    --sessions;
+    if (dests[key].jobs.empty() && dests[key].sessions == 0) dests.erase(key);
+    pump();
+  }
+
+  // The state of one outbound TCP connection.
+  struct Conn {
+    Conn(asio::io_context& io, smtp::ClientSettings cs) : sock(io), deadline(io), client(std::move(cs)) {}
+    tcp::socket sock;
+    asio::steady_timer deadline;
+    smtp::ClientSession client;
+    std::optional<asio::ssl::stream<tcp::socket&>> tls;
+    std::string where, host_name, tls_desc = "none";
+    std::array<char, 8192> buf;
+    bool timed_out = false;
+    asio::error_code ec;
+    smtp::ServerReply tls_error;
+    smtp::ClientOutput out;  // what drive() writes next (kept here, not in a coroutine
+                             // parameter: GCC 12 mishandles class-type temporaries there)
+
+    void arm(std::chrono::seconds d) {
+      deadline.expires_after(d);
+      deadline.async_wait([this](const asio::error_code& e) {
+        if (e) return;
+        timed_out = true;
+        asio::error_code ignore;
+        sock.cancel(ignore);
+      });
+    }
+  };
+
+  // Writes c.out, then reads until the client session reports an event.
+  awaitable<smtp::ClientEvent> drive(Conn& c) {
+    smtp::ClientOutput& out = c.out;
+    for (;;) {
+      if (!out.bytes.empty()) {
+        c.arm(s.reply_timeout);
+        if (c.tls)
+          co_await asio::async_write(*c.tls, asio::buffer(out.bytes), asio::redirect_error(use_awaitable, c.ec));
+        else
+          co_await asio::async_write(c.sock, asio::buffer(out.bytes), asio::redirect_error(use_awaitable, c.ec));
+        if (c.ec) co_return smtp::ClientEvent::closed;
+      }
+      if (out.event == smtp::ClientEvent::starttls) {
+        bool verify = s.tls == smtp::ClientTls::required;
+        c.tls.emplace(c.sock, verify ? tls_verify : tls_plain);
+        asio::error_code not_ip;
+        asio::ip::make_address(c.host_name, not_ip);
+        if (not_ip) SSL_set_tlsext_host_name(c.tls->native_handle(), c.host_name.c_str());
+        if (verify) c.tls->set_verify_callback(asio::ssl::host_name_verification(c.host_name));
+        c.arm(s.reply_timeout);
+        co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, c.ec));
+        if (c.ec) {
+          c.tls_error = {451, "4.7.5 TLS handshake with " + c.where + " failed: " + c.ec.message(), true};
+          co_return smtp::ClientEvent::closed;
+        }
+        c.tls_desc = std::string(SSL_get_version(c.tls->native_handle())) + "/" +
+                     SSL_CIPHER_get_name(SSL_get_current_cipher(c.tls->native_handle()));
+        out = c.client.tls_started();
+        continue;
+      }
+      if (out.event != smtp::ClientEvent::none) co_return out.event;
+      c.arm(s.reply_timeout);
+      size_t n = 0;
+      if (c.tls) n = co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
+      else n = co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
+      if (c.ec) co_return smtp::ClientEvent::closed;
+      out = c.client.feed(std::string_view(c.buf.data(), n));
+    }
+  }
+
+  // One TCP connection: deliver queued jobs of `key` until none is left or it fails.
+  awaitable<void> connection(const std::string& key, const Host& host, uint16_t port, smtp::ServerReply& last,
+                             bool& permanent) {
+    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, s.relay ? s.relay_user : "", s.relay ? s.relay_password : ""});
+    c.where = host.name + "[" + host.ip + "]:" + std::to_string(port);
+    c.host_name = host.name;
+    struct Disarm {
+      Conn& c;
+      ~Disarm() {
+        asio::error_code ignore;
+        c.deadline.cancel();
+        c.sock.close(ignore);
+      }
+    } disarm{c};
+    c.arm(s.connect_timeout);
+    co_await c.sock.async_connect(tcp::endpoint(asio::ip::make_address(host.ip), port),
+                                  asio::redirect_error(use_awaitable, c.ec));
+    if (c.ec) {
+      last = {451, "4.4.1 cannot connect to " + c.where + ": " + (c.timed_out ? "timed out" : c.ec.message()), true};
+      co_return;
+    }
+    c.out = {};
+    smtp::ClientEvent ev = co_await drive(c);
+    if (ev != smtp::ClientEvent::ready) {
+      if (ev == smtp::ClientEvent::failed) {
+        last = c.client.failure();
+        permanent = last.permanent() && !last.local;
+        last.text = "(" + c.where + ") " + last.text;
+      } else if (!c.tls_error.text.empty()) {
+        last = c.tls_error;
+      } else {
+        last = {451, "4.4.2 connection to " + c.where + " lost" + (c.timed_out ? " (timeout)" : ""), true};
+      }
+      co_return;
+    }
+    std::string relay_desc = c.where + " tls=" + c.tls_desc;
+    while (auto job = take_job(key)) {
+      const StoredMessage& m = *job->attempt->msg;
+      smtp::OutMessage om{m.envelope.sender, job->targets, m.content, has_8bit(m.content), m.envelope.smtputf8};
+      c.out = c.client.send(om);
+      ev = co_await drive(c);
+      std::vector<Result> rs;
+      if (ev == smtp::ClientEvent::message_done) {
+        for (size_t i = 0; i < job->targets.size(); ++i) {
+          const smtp::ServerReply& r = c.client.results()[i];
+          Result::Kind k = r.positive() ? Result::delivered : r.permanent() ? Result::failed : Result::deferred;
+          rs.push_back({job->targets[i], k, r, relay_desc});
+        }
+        complete_job(*job, std::move(rs));
+        continue;
+      }
+      smtp::ServerReply why = ev == smtp::ClientEvent::failed
+                                  ? c.client.failure()
+                                  : smtp::ServerReply{451, "4.4.2 connection to " + c.where + " lost", true};
+      for (auto& t : job->targets) rs.push_back({t, Result::deferred, why, relay_desc});
+      complete_job(*job, std::move(rs));
+      last = why;
+      co_return;
+    }
+    c.out = c.client.quit();
+    co_await drive(c);
+  }
+};
+
+RemoteDelivery::RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Route route)
+    : impl_(std::make_shared<Impl>(spool, resolver, std::move(settings), std::move(route))) {}
+
+RemoteDelivery::~RemoteDelivery() { stop(); }
+
+void RemoteDelivery::start() {
+  auto impl = impl_;
+  install_report_templates(impl->s.data_dir);
+  asio::post(impl->io, [impl] {
+    impl->index_spool();
+    impl->on_tick();
+  });
+  impl->thread = std::thread([impl] { impl->io.run(); });
+}
+
+void RemoteDelivery::stop() {
+  auto impl = impl_;
+  if (!impl->thread.joinable()) return;
+  asio::post(impl->io, [impl] {
+    impl->stopping = true;
+    impl->tick.cancel();
+  });
+  // Sessions in flight finish their message (bounded), then the thread ends.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  for (;;) {
+    std::promise<size_t> p;
+    auto f = p.get_future();
+    asio::post(impl->io, [impl, &p] { p.set_value(impl->sessions); });
+    if (f.wait_for(std::chrono::seconds(1)) == std::future_status::ready && f.get() == 0) break;
+    if (std::chrono::steady_clock::now() > until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  impl->work.reset();
+  impl->io.stop();
+  impl->thread.join();
+}
+
+void RemoteDelivery::enqueue(const std::string& id) {
+  auto impl = impl_;
+  asio::post(impl->io, [impl, id] {
+    if (impl->stopping) return;
+    impl->entries.emplace(id, Impl::Entry{0, false});
+    impl->schedule();
+  });
+}
+
+void RemoteDelivery::request_retry(const std::string& data_dir, const std::string& id) {
+  std::ofstream(fs::path(data_dir) / "retry-now", std::ios::app) << (id.empty() ? "*" : id) << "\n";
+}
+
+}  // namespace bulwark

@@ -1,0 +1,65 @@
+// delivery/: outbound delivery -- the queue manager for non-local recipients.
+// Messages stay in the durable spool until every recipient is delivered, bounced or
+// expired; per-recipient state is appended to <id>.done (queue/spool.hpp). One
+// outbound session per destination (the recipient domain, or the relay server) at a
+// time up to max_per_destination, at most max_delivery_threads in all; a session
+// delivers every queued message for its destination before QUIT. DNS through the
+// c-ares resolver (MX by preference, A/AAAA fallback, null MX), STARTTLS per
+// delivery.tls, DSNs (queue/dsn.hpp) for failures, delays and expiry.
+// Depends on queue/, smtp/ (client), dns/, logging/.
+#pragma once
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dns/resolver.hpp"
+#include "queue/spool.hpp"
+#include "smtp/client.hpp"
+
+namespace bulwark {
+
+struct RemoteSettings {
+  std::string hostname;  // our EHLO name and Reporting-MTA
+  std::string data_dir;
+  bool relay = false;    // delivery.mode = "relay"
+  std::string relay_host;
+  uint16_t relay_port = 25;
+  std::string relay_user, relay_password;  // AUTH to the relay server (inside TLS only)
+  bool relay_pop_before_smtp = false;
+  uint16_t relay_pop3_port = 110;
+  smtp::ClientTls tls = smtp::ClientTls::opportunistic;
+  std::string tls_ca_file;  // required mode: extra trust anchor ("" = system store only)
+  size_t max_sessions = 32;
+  size_t max_per_destination = 4;
+  std::chrono::seconds retry_interval{1800}, warn_after{4 * 3600}, bounce_after{5 * 86400};
+  std::string report_language = "en";
+  uint16_t mx_port = 25;
+  std::chrono::seconds connect_timeout{30}, reply_timeout{300};
+};
+
+class RemoteDelivery {
+ public:
+  // Where a DSN to `address` goes (local mailboxes and/or remote); empty = nowhere.
+  using Route = std::function<std::vector<smtp::Recipient>(const std::string& address)>;
+
+  RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Route route);
+  ~RemoteDelivery();
+  RemoteDelivery(const RemoteDelivery&) = delete;
+  RemoteDelivery& operator=(const RemoteDelivery&) = delete;
+
+  void start();  // indexes what the spool holds, then runs its own thread
+  void stop();   // lets sessions in flight finish (bounded), records their results
+  // A message just committed; ignored unless it has remote recipients.
+  void enqueue(const std::string& id);
+  // `bulwark queue retry`: <data_dir>/retry-now lists ids ("*" = all); the manager
+  // reads and removes it every second.
+  static void request_retry(const std::string& data_dir, const std::string& id);
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace bulwark

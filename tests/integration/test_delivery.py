@@ -1,0 +1,284 @@
+"""Outbound delivery against real remote servers: python3-aiosmtpd as remote MX and as
+relay server on loopback addresses, a dnslib DNS server giving MX records for the test
+domains, and the DSNs that land in the local sender's mailbox."""
+import email
+import smtplib
+import time
+
+import pytest
+
+from conftest import PASSWORD, free_port
+from dns_server import MX, A, DnsTestServer, mx
+from remote_mx import RemoteMx, CertAuthority
+
+SENDER = "demo@example.test"
+
+ZONE = {
+    ("good.test", "MX"): [(300, mx("mx1.good.test"))],
+    ("mx1.good.test", "A"): [(300, A("127.0.0.50"))],
+    ("other.test", "MX"): [(300, mx("mx.other.test"))],
+    ("mx.other.test", "A"): [(300, A("127.0.0.51"))],
+    ("temp.test", "MX"): [(300, mx("mx.temp.test"))],
+    ("mx.temp.test", "A"): [(300, A("127.0.0.52"))],
+    ("perm.test", "MX"): [(300, mx("mx.perm.test"))],
+    ("mx.perm.test", "A"): [(300, A("127.0.0.53"))],
+    ("plain.test", "MX"): [(300, mx("mx.plain.test"))],
+    ("mx.plain.test", "A"): [(300, A("127.0.0.54"))],
+    ("nomx.test", "A"): [(300, A("127.0.0.50"))],         # no MX: the A record is the MX
+    ("nullmx.test", "MX"): [(300, MX(".", 0))],            # RFC 7505
+    ("relay.test", "A"): [(300, A("127.0.0.60"))],
+}
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return CertAuthority()
+
+
+@pytest.fixture(scope="module")
+def port():
+    return free_port()
+
+
+@pytest.fixture
+def dns():
+    d = DnsTestServer(ZONE)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def remotes(ca, port):
+    made = {}
+
+    def make(ip, **kw):
+        made[ip] = RemoteMx(ip, port, ca, **kw)
+        return made[ip]
+
+    yield make
+    for r in made.values():
+        r.stop()
+
+
+def outbound(make_server, dns, port, delivery="", extra=""):
+    cfg = (f'[dns]\nservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n'
+           '[relay]\nallow_ip_group = "local"\n'
+           f'[delivery]\nmx_port = {port}\n{delivery}\n{extra}')
+    if "retry_interval" not in delivery:
+        cfg = cfg.replace("[delivery]\n", '[delivery]\nretry_interval = "1s"\n')
+    return make_server(extra_config=cfg)
+
+
+def send(srv, rcpts, subject="test", sender=SENDER, body="hello\r\n"):
+    msg = f"From: {sender}\r\nTo: x\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@t>\r\n\r\n{body}"
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail(sender, rcpts, msg)
+
+
+def wait(pred, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def queue_empty(srv):
+    return "0 message(s) queued" in srv.cli("queue", "list").stdout
+
+
+def reports(srv):
+    """DSNs in the sender's (demo's) mailbox, parsed."""
+    return [email.message_from_bytes(m) for m in srv.messages() if b"multipart/report" in m]
+
+
+def status_part(report):
+    for part in report.walk():
+        if part.get_content_type() == "message/delivery-status":
+            return "\n".join(str(p) for p in part.get_payload())
+    return ""
+
+
+def test_delivery_over_starttls_and_logged(make_server, dns, port, remotes):
+    mx1 = remotes("127.0.0.50")
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["rcpt@good.test"], "over tls")
+    m = wait(lambda: mx1.messages, what="delivery")[0]
+    assert m["rcpts"] == ["rcpt@good.test"] and m["sender"] == SENDER and m["tls"]
+    assert b"Subject: over tls" in m["data"] and m["data"].startswith(b"Received: from ")
+    log = srv.wait_log("mail.log", "delivered id=")
+    assert f"to=<rcpt@good.test> relay=mx1.good.test[127.0.0.50]:{port} tls=TLSv1." in log
+    wait(lambda: queue_empty(srv), what="empty queue")
+
+
+def test_one_message_many_domains(make_server, dns, port, remotes):
+    mx1, other = remotes("127.0.0.50"), remotes("127.0.0.51")
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["a@good.test", "b@good.test", "c@other.test", "d@nomx.test", SENDER], "fan out")
+    wait(lambda: len(mx1.messages) == 2 and other.messages, what="deliveries")
+    # One transaction per destination: good.test's two recipients travel together;
+    # nomx.test has no MX, so its A record (the same host) is used, separately.
+    assert sorted(tuple(m["rcpts"]) for m in mx1.messages) == [("a@good.test", "b@good.test"), ("d@nomx.test",)]
+    assert other.messages[0]["rcpts"] == ["c@other.test"]
+    assert len(srv.wait_messages(1)) == 1  # the local copy
+    wait(lambda: queue_empty(srv), what="empty queue")
+
+
+def test_temporary_failure_is_retried(make_server, dns, port, remotes):
+    temp = remotes("127.0.0.52")
+    tries = []
+
+    def flaky(address):
+        tries.append(address)
+        return "451 4.3.0 try again later" if len(tries) < 3 else None
+
+    temp.handler.rcpt_replies["*"] = flaky
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["x@temp.test"], "flaky")
+    wait(lambda: temp.messages, timeout=30, what="delivery after retries")
+    log = srv.log("mail.log")
+    assert log.count("deferred id=") == 2 and "451 4.3.0 try again later" in log
+    assert len(temp.messages) == 1
+    wait(lambda: queue_empty(srv), what="empty queue")
+    assert reports(srv) == []  # no report for a delay shorter than warn_after
+
+
+def test_permanent_failure_bounces_with_a_dsn(make_server, dns, port, remotes):
+    perm = remotes("127.0.0.53")
+    perm.handler.rcpt_replies["nobody@perm.test"] = "550 5.1.1 no such user here"
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["nobody@perm.test", "ok@perm.test"], "half bounce")
+    wait(lambda: perm.messages, what="delivery of the good recipient")
+    report = wait(lambda: reports(srv), what="DSN")[0]
+    assert report["Auto-Submitted"] == "auto-replied"
+    assert report["From"].startswith("Mail Delivery System <MAILER-DAEMON@")
+    assert report.get_content_type() == "multipart/report"
+    assert report.get_param("report-type") == "delivery-status"
+    st = status_part(report)
+    assert "Final-Recipient: rfc822; nobody@perm.test" in st and "Action: failed" in st and "Status: 5.1.1" in st
+    assert "550 5.1.1 no such user here" in st and "ok@perm.test" not in st
+    headers = [p for p in report.walk() if p.get_content_type() == "text/rfc822-headers"][0]
+    assert "Subject: half bounce" in headers.get_payload()
+    raw = srv.messages()[0]
+    assert raw.startswith(b"Return-Path: <>\n")  # null sender: a bounce is never bounced
+    assert perm.messages[0]["rcpts"] == ["ok@perm.test"]
+    wait(lambda: queue_empty(srv), what="empty queue")
+    assert "bounced id=" in srv.log("mail.log")
+
+
+def test_null_mx_and_missing_domain_bounce_at_once(make_server, dns, port):
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["a@nullmx.test"], "null mx")
+    send(srv, ["a@nowhere.test"], "no domain")
+    got = wait(lambda: len(reports(srv)) == 2 and reports(srv), what="two DSNs")
+    statuses = "\n".join(status_part(r) for r in got)
+    assert "Status: 5.1.10" in statuses and "null MX" in statuses
+    assert "Status: 5.1.2" in statuses
+    wait(lambda: queue_empty(srv), what="empty queue")
+
+
+def test_delay_notice_once_then_expiry(make_server, dns, port, remotes):
+    temp = remotes("127.0.0.52")
+    temp.handler.rcpt_replies["*"] = "451 4.2.1 mailbox busy"
+    srv = outbound(make_server, dns, port, 'warn_after = "2s"\nbounce_after = "6s"').start()
+    send(srv, ["slow@temp.test"], "long wait")
+    got = wait(lambda: len(reports(srv)) >= 2 and reports(srv), timeout=40, what="delay notice and bounce")
+    actions = sorted(status_part(r).split("Action: ")[1].split("\n")[0] for r in got)
+    assert actions == ["delayed", "failed"], actions
+    delayed = [r for r in got if "Action: delayed" in status_part(r)][0]
+    assert "Will-Retry-Until:" in status_part(delayed)
+    failed = [r for r in got if "Action: failed" in status_part(r)][0]
+    assert "Status: 4.4.7" in status_part(failed) and "expired" in status_part(failed)
+    wait(lambda: queue_empty(srv), what="empty queue")
+    time.sleep(1.5)
+    assert len(reports(srv)) == 2  # the delay notice went out once
+
+
+def test_required_tls_refused_by_plain_only_remote(make_server, dns, port, remotes):
+    plain = remotes("127.0.0.54", starttls=False)
+    srv = outbound(make_server, dns, port, 'tls = "required"\nbounce_after = "4s"').start()
+    send(srv, ["x@plain.test"], "needs tls")
+    srv.wait_log("mail.log", "4.7.10")
+    assert "deferred id=" in srv.log("mail.log")
+    report = wait(lambda: reports(srv), timeout=30, what="bounce after expiry")[0]
+    assert "TLS is required" in status_part(report)
+    assert plain.messages == []
+
+
+def test_relay_server_with_auth_and_verified_tls(make_server, dns, port, remotes, ca, tmp_path):
+    relay = remotes("127.0.0.60", auth=("relayuser", "Relay-Secret-77"))
+    pw = tmp_path / "relay.pw"
+    pw.write_text("Relay-Secret-77\n")
+    delivery = (f'mode = "relay"\nrelay_host = "relay.test"\nrelay_port = {port}\nrelay_auth = "smtp"\n'
+                f'relay_user = "relayuser"\nrelay_password_file = "{pw}"\ntls = "required"\n'
+                f'tls_ca_file = "{ca.ca}"')
+    srv = outbound(make_server, dns, port, delivery).start()
+    send(srv, ["a@good.test", "b@other.test"], "via relay")
+    m = wait(lambda: relay.messages, what="relayed message")[0]
+    assert sorted(m["rcpts"]) == ["a@good.test", "b@other.test"] and m["tls"] and m["auth"] == "relayuser"
+    assert "relay=relay.test[127.0.0.60]" in srv.wait_log("mail.log", "delivered id=")
+    assert "Relay-Secret-77" not in srv.log("mail.log") + srv.log("bulwark.log")
+
+
+def test_relay_certificate_not_trusted_is_deferred(make_server, dns, port, remotes, ca, tmp_path):
+    relay = remotes("127.0.0.60")
+    delivery = (f'mode = "relay"\nrelay_host = "relay.test"\nrelay_port = {port}\ntls = "required"\n'
+                f'tls_ca_file = "{ca.other_ca}"')
+    srv = outbound(make_server, dns, port, delivery).start()
+    send(srv, ["a@good.test"], "untrusted")
+    log = srv.wait_log("mail.log", "deferred id=")
+    assert "TLS handshake" in log and "certificate verify failed" in log
+    assert relay.messages == []
+
+
+def test_restart_in_the_middle_of_a_queue(make_server, dns, port, remotes):
+    mx1 = remotes("127.0.0.50")
+    mx1.handler.rcpt_replies["*"] = "451 4.3.2 not now"
+    srv = outbound(make_server, dns, port, 'retry_interval = "1h"').start()
+    n = 20
+    for i in range(n):
+        send(srv, [f"r{i}@good.test"], f"queued {i}")
+    wait(lambda: srv.log("mail.log").count("deferred id=") >= n, what="every message deferred")
+    assert srv.stop() == 0
+    out = srv.cli("queue", "list").stdout
+    assert f"{n} message(s) queued" in out and "attempts 1" in out
+    # The remote recovers; the queue resumes after a restart and `queue retry`.
+    mx1.handler.rcpt_replies.clear()
+    srv.start()
+    assert srv.cli("queue", "retry").returncode == 0
+    wait(lambda: len(mx1.messages) >= 5, what="the first deliveries")
+    assert srv.stop() == 0  # in the middle of the queue
+    srv.start()
+    srv.cli("queue", "retry")
+    wait(lambda: queue_empty(srv), timeout=40, what="empty queue")
+    subjects = [m["data"].split(b"Subject: ")[1].split(b"\r\n")[0] for m in mx1.messages]
+    assert len(subjects) == n and len(set(subjects)) == n  # all delivered, none twice
+
+
+def test_report_language_and_admin_templates(make_server, dns, port):
+    srv = outbound(make_server, dns, port, 'report_language = "de"').start()
+    send(srv, ["a@nowhere.test"], "auf deutsch")
+    report = wait(lambda: reports(srv), what="DSN")[0]
+    text = [p for p in report.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True).decode()
+    assert "Ihre Nachricht konnte" in text
+    assert "Unzustellbare Nachricht" in str(email.header.make_header(email.header.decode_header(report["Subject"])))
+    # The templates are in data_dir, where an administrator may edit them.
+    custom = srv.data / "reports" / "de" / "failed.txt"
+    custom.write_text("Subject: Eigener Text\nEigener Bericht von {hostname} für {sender}.\n{recipients}\n")
+    srv.stop()
+    srv.write_config(srv.extra_config.replace('report_language = "de"', 'report_language = "fr"'))
+    srv.start()
+    send(srv, ["b@nowhere.test"], "fallback")   # no French templates: English
+    wait(lambda: len(reports(srv)) == 2, what="second DSN")
+    srv.stop()
+    srv.write_config(srv.extra_config.replace('report_language = "fr"', 'report_language = "de"'))
+    srv.start()
+    send(srv, ["c@nowhere.test"], "edited")
+    got = wait(lambda: len(reports(srv)) == 3 and reports(srv), what="three DSNs")
+    texts = [[p for p in r.walk() if p.get_content_type() == "text/plain"][0].get_payload(decode=True).decode()
+             for r in got]
+    assert any("Your message could not be delivered" in t for t in texts)
+    assert any("Eigener Bericht von mail.example.test für demo@example.test" in t for t in texts)
+    assert custom.read_text().startswith("Subject: Eigener Text")  # never overwritten
