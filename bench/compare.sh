@@ -52,3 +52,5 @@ echo
 /usr/bin/python3 bench/flood.py "$PWD/build-rel/bulwark" "$root"
 echo
 /usr/bin/python3 bench/auth_bench.py "$PWD/build-rel/bulwark" "$root/auth"
+echo
+/usr/bin/python3 bench/outbound.py "$PWD/build-rel/bulwark" "$root/outbound"

@@ -331,7 +331,12 @@ Config load_config(const std::string& path) {
                              delivery_nodes["relay_host"] = &v;
                            }},
                           {"relay_port", port(c.delivery.relay_port)},
-                          {"relay_auth", one_of(c.delivery.relay_auth, {"none", "smtp", "pop3-before-smtp"})},
+                          {"relay_auth",
+                           [&](const toml::node& v, const std::string& k) {
+                             one_of(c.delivery.relay_auth, {"none", "smtp", "pop3-before-smtp"})(v, k);
+                             if (c.delivery.relay_auth == "pop3-before-smtp")
+                               r.fail(&v, k, "\"pop3-before-smtp\" is not available in this version (use \"smtp\")");
+                           }},
                           {"relay_user", [&](const toml::node& v, const std::string& k) {
                              c.delivery.relay_user = r.str(v, k);
                            }},

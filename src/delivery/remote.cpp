@@ -92,10 +92,38 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   asio::steady_timer tick{io};
   asio::ssl::context tls_plain{asio::ssl::context::tls_client}, tls_verify{asio::ssl::context::tls_client};
   std::thread thread;
+  asio::thread_pool disk{1};  // unlinks of finished messages
   std::map<std::string, Entry> entries;
+  std::set<std::pair<int64_t, std::string>> due;  // (next attempt, id) of entries not busy
+
+  void add_entry(const std::string& id, int64_t next) {
+    auto [it, fresh] = entries.emplace(id, Entry{next, false});
+    if (!fresh) return;
+    due.emplace(next, id);
+  }
+  void reschedule(const std::string& id, int64_t next) {
+    auto it = entries.find(id);
+    if (it == entries.end()) return;
+    if (!it->second.busy) due.erase({it->second.next, id});
+    it->second.next = next;
+    it->second.busy = false;
+    due.emplace(next, id);
+  }
+  void drop_entry(const std::string& id) {
+    auto it = entries.find(id);
+    if (it == entries.end()) return;
+    if (!it->second.busy) due.erase({it->second.next, id});
+    entries.erase(it);
+  }
   std::map<std::string, Dest> dests;
   size_t sessions = 0, attempts = 0;
+  size_t in_flight = 0;  // sessions in the middle of a message
+  uint64_t ticks = 0;
   bool stopping = false;
+  // State records waiting for one batched sync; `then` runs after it.
+  std::vector<Spool::StateRecord> records;
+  std::vector<std::function<void()>> after_records;
+  bool flush_posted = false;
 
   Impl(Spool& sp, Resolver& r, RemoteSettings st, Route rt)
       : spool(sp), resolver(r), s(std::move(st)), route(std::move(rt)) {
@@ -111,31 +139,49 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
 
   // ---- the schedule (everything below runs on the io thread) ----
 
+  void add_record(Spool::StateRecord r, std::function<void()> then = {}) {
+    records.push_back(std::move(r));
+    if (then) after_records.push_back(std::move(then));
+    if (flush_posted) return;
+    flush_posted = true;
+    asio::post(io, [self = shared_from_this()] { self->flush_records(); });
+  }
+
+  void flush_records() {
+    flush_posted = false;
+    auto batch = std::move(records);
+    auto thens = std::move(after_records);
+    records.clear();
+    after_records.clear();
+    spool.record_many(batch);
+    for (auto& f : thens) f();
+  }
+
   void index_spool() {
     for (auto& id : spool.list()) {
       auto m = spool.load(id);
       if (!m) continue;
       bool pending = false;
       for (auto& r : m->envelope.recipients) pending |= !r.local && !m->finished(r.target);
-      if (pending) entries[id] = Entry{m->next_attempt, false};
+      if (pending) add_entry(id, m->next_attempt);
     }
     if (!entries.empty()) logs::main().info("remote delivery: {} queued message(s) picked up", entries.size());
   }
 
   void on_tick() {
     if (stopping) return;
-    read_retry_requests();
-    schedule();
-    tick.expires_after(std::chrono::seconds(1));
+    // `queue retry` is noticed within 200 ms; the whole index is looked at once a second.
+    if (read_retry_requests() || ++ticks % 5 == 0) schedule();
+    tick.expires_after(std::chrono::milliseconds(200));
     tick.async_wait([self = shared_from_this()](const asio::error_code& ec) {
       if (!ec) self->on_tick();
     });
   }
 
-  void read_retry_requests() {
+  bool read_retry_requests() {
     fs::path p = fs::path(s.data_dir) / "retry-now";
     std::error_code ec;
-    if (!fs::exists(p, ec)) return;
+    if (!fs::exists(p, ec)) return false;
     std::ifstream in(p);
     std::string line;
     std::vector<std::string> ids;
@@ -144,21 +190,25 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     fs::remove(p, ec);
     for (auto& id : ids) {
       if (id == "*") {
-        for (auto& [k, e] : entries) e.next = 0;
-      } else if (auto it = entries.find(id); it != entries.end()) {
-        it->second.next = 0;
+        for (auto& [k, e] : entries)
+          if (!e.busy) reschedule(k, 0);
+      } else if (auto it = entries.find(id); it != entries.end() && !it->second.busy) {
+        reschedule(id, 0);
       }
     }
+    return true;
   }
 
   void schedule() {
     if (stopping) return;
     int64_t now = unix_now();
     size_t cap = s.max_sessions * 4;  // messages held in memory at once
-    for (auto& [id, e] : entries) {
-      if (attempts >= cap) break;
-      if (e.busy || e.next > now) continue;
-      e.busy = true;
+    while (!due.empty() && attempts < cap && due.begin()->first <= now) {
+      std::string id = due.begin()->second;
+      due.erase(due.begin());
+      auto it = entries.find(id);
+      if (it == entries.end()) continue;
+      it->second.busy = true;
       begin_attempt(id);
     }
   }
@@ -166,7 +216,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   void begin_attempt(const std::string& id) {
     auto m = spool.load(id);
     if (!m) {  // delivered meanwhile, or `queue delete`
-      entries.erase(id);
+      entries.erase(id);  // busy: not in `due`
       return;
     }
     auto attempt = std::make_shared<Attempt>();
@@ -189,7 +239,13 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
             if (target == t) last = why;
           std::string text = "4.4.7 delivery time expired: not delivered within " + duration_text(s.bounce_after);
           if (!last.empty()) text += "; last error: " + last;
-          attempt->results.push_back({t, Result::failed, {450, text, true}, ""});
+          Result r;
+          r.target = t;
+          r.kind = Result::failed;
+          r.reply.code = 450;
+          r.reply.text = std::move(text);
+          r.reply.local = true;
+          attempt->results.push_back(std::move(r));
         }
       return finish_attempt(attempt);
     }
@@ -217,8 +273,14 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       if (r.kind == Result::delivered) delivered.push_back(r.target);
       log_result(a, r);
     }
-    // Recorded at once: a restart must not send again what a server took with 250.
-    if (!delivered.empty()) spool.record_delivered(a.id, delivered);
+    // Recorded right away while other destinations of the message are still open: a
+    // restart must not send again what a server took with 250. (The last job's
+    // results go into finish_attempt's record, or the message is simply removed.)
+    if (!delivered.empty() && a.open_jobs > 1) {
+      Spool::StateRecord rec{a.id, {}, false, -1, 0};
+      for (auto& t : delivered) rec.outcomes.push_back({TargetOutcome::delivered, t, ""});
+      add_record(std::move(rec));
+    }
     a.results.insert(a.results.end(), results.begin(), results.end());
     if (--a.open_jobs == 0) finish_attempt(job.attempt);
   }
@@ -254,6 +316,8 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       } else if (r.kind == Result::deferred) {
         deferred.push_back(d);
         outcomes.push_back({TargetOutcome::deferred, r.target, r.reply.str()});
+      } else {
+        outcomes.push_back({TargetOutcome::delivered, r.target, ""});
       }
     }
     bool warn = !deferred.empty() && !m.warned && s.warn_after.count() > 0 && now - m.arrival >= s.warn_after.count();
@@ -262,16 +326,27 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       std::vector<TargetOutcome> out = outcomes;
       if (!dsn_ok)  // no report could be queued: the failures are tried again next time
         std::erase_if(out, [](auto& o) { return o.kind == TargetOutcome::failed; });
-      spool.record(a->id, out, warn && dsn_ok, next, a->msg->attempts + 1);
-      if (!more && dsn_ok) {
-        // Remote work is over; if local copies are still pending, LocalDelivery ends it.
-        spool.finish_if_complete(a->id);
-        entries.erase(a->id);
-      } else if (auto it = entries.find(a->id); it != entries.end()) {
-        it->second.next = next;
-        it->second.busy = false;
+      bool over = !more && dsn_ok;
+      bool has_local = false;
+      for (auto& r : a->msg->envelope.recipients) has_local |= r.local;
+      if (over && !has_local) {
+        // Every target is done: the message simply goes (the unlink, which can wait
+        // on the disk, happens off this thread).
+        entries.erase(a->id);  // busy: not in `due`
+        asio::post(disk, [this, id = a->id] { spool.remove(id); });
+        schedule();
+        return;
       }
-      schedule();
+      add_record({a->id, out, warn && dsn_ok, next, a->msg->attempts + 1}, [this, a, over, next] {
+        if (over) {
+          // Remote work is over; if local copies are still pending, LocalDelivery ends it.
+          spool.finish_if_complete(a->id);
+          entries.erase(a->id);  // busy: not in `due`
+        } else {
+          reschedule(a->id, next);
+        }
+        schedule();
+      });
     };
     std::vector<std::pair<DsnInput::Kind, std::vector<DsnRecipient>>> reports;
     if (!failed.empty()) reports.push_back({DsnInput::failed, failed});
@@ -547,7 +622,9 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       const StoredMessage& m = *job->attempt->msg;
       smtp::OutMessage om{m.envelope.sender, job->targets, m.content, has_8bit(m.content), m.envelope.smtputf8};
       c.out = c.client.send(om);
+      ++in_flight;
       ev = co_await drive(c);
+      --in_flight;
       std::vector<Result> rs;
       if (ev == smtp::ClientEvent::message_done) {
         for (size_t i = 0; i < job->targets.size(); ++i) {
@@ -593,26 +670,36 @@ void RemoteDelivery::stop() {
     impl->stopping = true;
     impl->tick.cancel();
   });
-  // Sessions in flight finish their message (bounded), then the thread ends.
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  // Sessions in the middle of a message finish it (bounded), then the thread ends;
+  // sessions still resolving or connecting are simply dropped.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
     std::promise<size_t> p;
     auto f = p.get_future();
-    asio::post(impl->io, [impl, &p] { p.set_value(impl->sessions); });
+    asio::post(impl->io, [impl, &p] { p.set_value(impl->in_flight); });
     if (f.wait_for(std::chrono::seconds(1)) == std::future_status::ready && f.get() == 0) break;
     if (std::chrono::steady_clock::now() > until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Whatever results are still waiting for their sync are written now.
+  std::promise<void> flushed;
+  auto f = flushed.get_future();
+  asio::post(impl->io, [impl, &flushed] {
+    impl->flush_records();
+    flushed.set_value();
+  });
+  f.wait_for(std::chrono::seconds(5));
   impl->work.reset();
   impl->io.stop();
   impl->thread.join();
+  impl->disk.join();  // finished messages are gone from the queue before we exit
 }
 
 void RemoteDelivery::enqueue(const std::string& id) {
   auto impl = impl_;
   asio::post(impl->io, [impl, id] {
     if (impl->stopping) return;
-    impl->entries.emplace(id, Impl::Entry{0, false});
+    impl->add_entry(id, 0);
     impl->schedule();
   });
 }

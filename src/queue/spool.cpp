@@ -294,18 +294,25 @@ void Spool::record_delivered(const std::string& id, const std::vector<std::strin
   append_synced(queue_dir_ + "/" + id + ".done", lines);
 }
 
-void Spool::record(const std::string& id, const std::vector<TargetOutcome>& outcomes, bool warned,
-                   int64_t next_attempt, uint32_t attempts) {
-  std::string lines;
-  for (auto& o : outcomes) {
-    if (o.kind == TargetOutcome::delivered) lines += enc(o.target) + "\n";
-    else lines += (o.kind == TargetOutcome::failed ? "F " : "D ") + enc(o.target) + " " + enc(o.reason) + "\n";
-  }
-  if (warned) lines += "W 1\n";
-  lines += "R " + std::to_string(next_attempt) + " " + std::to_string(attempts) + "\n";
+void Spool::record_many(const std::vector<StateRecord>& records) {
   std::lock_guard lk(state_mu_);
-  if (!fs::exists(queue_dir_ + "/" + id)) return;  // deleted meanwhile
-  append_synced(queue_dir_ + "/" + id + ".done", lines);
+  for (auto& r : records) {
+    std::string lines;
+    for (auto& o : r.outcomes) {
+      if (o.kind == TargetOutcome::delivered) lines += enc(o.target) + "\n";
+      else lines += (o.kind == TargetOutcome::failed ? "F " : "D ") + enc(o.target) + " " + enc(o.reason) + "\n";
+    }
+    if (r.warned) lines += "W 1\n";
+    if (r.next_attempt >= 0) lines += "R " + std::to_string(r.next_attempt) + " " + std::to_string(r.attempts) + "\n";
+    if (lines.empty() || !fs::exists(queue_dir_ + "/" + r.id)) continue;  // deleted meanwhile
+    int fd = ::open((queue_dir_ + "/" + r.id + ".done").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) continue;
+    write_all(fd, lines);
+    ::close(fd);
+  }
+  // Not synced: the state survives a crash of the process (it is in the page cache);
+  // after a power loss a message may go out once more, or a report be repeated --
+  // never lost. Postfix does not sync its delivery status either.
 }
 
 bool Spool::finish_if_complete(const std::string& id) {

@@ -62,9 +62,16 @@ class Spool {
   std::optional<StoredMessage> load(const std::string& id);
   // Records delivered targets (appended to <id>.done and synced).
   void record_delivered(const std::string& id, const std::vector<std::string>& targets);
-  // Remote delivery state: outcomes, the delay notice, the next attempt (synced).
-  void record(const std::string& id, const std::vector<TargetOutcome>& outcomes, bool warned, int64_t next_attempt,
-              uint32_t attempts);
+  // Remote delivery state: outcomes, the delay notice, the next attempt.
+  struct StateRecord {
+    std::string id;
+    std::vector<TargetOutcome> outcomes;
+    bool warned = false;
+    int64_t next_attempt = -1;  // -1: no schedule change
+    uint32_t attempts = 0;
+  };
+  // Appends every record (written, not synced: see spool.cpp).
+  void record_many(const std::vector<StateRecord>& records);
   // Removes the message if every target is delivered or bounced; true if it did.
   // Local and remote delivery both call it; it is serialised here.
   bool finish_if_complete(const std::string& id);
