@@ -104,7 +104,7 @@ RemoteSettings remote_settings(const Config& cfg) {
   r.relay = d.mode == "relay";
   r.relay_host = d.relay_host;
   r.relay_port = d.relay_port;
-  if (d.relay_auth == "smtp") {
+  if (d.relay_auth == "smtp" || d.relay_auth == "pop3-before-smtp") {
     r.relay_user = d.relay_user;
     std::ifstream in(d.relay_password_file);
     std::getline(in, r.relay_password);

@@ -331,12 +331,7 @@ Config load_config(const std::string& path) {
                              delivery_nodes["relay_host"] = &v;
                            }},
                           {"relay_port", port(c.delivery.relay_port)},
-                          {"relay_auth",
-                           [&](const toml::node& v, const std::string& k) {
-                             one_of(c.delivery.relay_auth, {"none", "smtp", "pop3-before-smtp"})(v, k);
-                             if (c.delivery.relay_auth == "pop3-before-smtp")
-                               r.fail(&v, k, "\"pop3-before-smtp\" is not available in this version (use \"smtp\")");
-                           }},
+                          {"relay_auth", one_of(c.delivery.relay_auth, {"none", "smtp", "pop3-before-smtp"})},
                           {"relay_user", [&](const toml::node& v, const std::string& k) {
                              c.delivery.relay_user = r.str(v, k);
                            }},
@@ -377,10 +372,15 @@ Config load_config(const std::string& path) {
                            }}});
                  if (c.delivery.mode == "relay" && c.delivery.relay_host.empty())
                    r.fail(&n, p + ".relay_host", "is required when delivery.mode = \"relay\"");
-                 if (c.delivery.relay_auth == "smtp" &&
+                 if (c.delivery.relay_auth != "none" &&
                      (c.delivery.relay_user.empty() || c.delivery.relay_password_file.empty()))
                    r.fail(&n, p + ".relay_auth",
-                          "\"smtp\" needs relay_user and relay_password_file (the password never goes in this file)");
+                          "\"" + c.delivery.relay_auth +
+                              "\" needs relay_user and relay_password_file (the password never goes in this file)");
+                 if (c.delivery.relay_auth != "none" && c.delivery.tls == "off")
+                   r.fail(&n, p + ".tls",
+                          "\"off\" with relay_auth = \"" + c.delivery.relay_auth +
+                              "\" would send the relay password in clear; use \"opportunistic\" or \"required\"");
                }},
               {"limits",
                [&](const toml::node& n, const std::string& p) {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/strings.hpp"
+#include "delivery/pop3_login.hpp"
 #include "logging/logs.hpp"
 #include "queue/dsn.hpp"
 
@@ -516,9 +517,14 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     pump();
   }
 
-  // The state of one outbound TCP connection.
+  // The state of one outbound TCP connection (SMTP, or POP3 before SMTP).
   struct Conn {
     Conn(asio::io_context& io, smtp::ClientSettings cs) : sock(io), deadline(io), client(std::move(cs)) {}
+    ~Conn() {
+      asio::error_code ignore;
+      deadline.cancel();
+      sock.close(ignore);
+    }
     tcp::socket sock;
     asio::steady_timer deadline;
     smtp::ClientSession client;
@@ -542,64 +548,105 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     }
   };
 
+  awaitable<bool> connect(Conn& c, const Host& host, uint16_t port) {
+    c.where = host.name + "[" + host.ip + "]:" + std::to_string(port);
+    c.host_name = host.name;
+    c.arm(s.connect_timeout);
+    co_await c.sock.async_connect(tcp::endpoint(asio::ip::make_address(host.ip), port),
+                                  asio::redirect_error(use_awaitable, c.ec));
+    co_return !c.ec;
+  }
+
+  awaitable<bool> write(Conn& c, const std::string& bytes) {
+    c.arm(s.reply_timeout);
+    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
+    else co_await asio::async_write(c.sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
+    co_return !c.ec;
+  }
+
+  awaitable<size_t> read_some(Conn& c) {
+    c.arm(s.reply_timeout);
+    size_t n = 0;
+    if (c.tls) n = co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
+    else n = co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
+    co_return c.ec ? 0 : n;
+  }
+
+  // The TLS handshake: SNI, and in required mode a certificate valid for the host name.
+  awaitable<bool> start_tls(Conn& c) {
+    bool verify = s.tls == smtp::ClientTls::required;
+    c.tls.emplace(c.sock, verify ? tls_verify : tls_plain);
+    asio::error_code not_ip;
+    asio::ip::make_address(c.host_name, not_ip);
+    if (not_ip) SSL_set_tlsext_host_name(c.tls->native_handle(), c.host_name.c_str());
+    if (verify) c.tls->set_verify_callback(asio::ssl::host_name_verification(c.host_name));
+    c.arm(s.reply_timeout);
+    co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, c.ec));
+    if (c.ec) {
+      c.tls_error = {451, "4.7.5 TLS handshake with " + c.where + " failed: " + c.ec.message(), true};
+      co_return false;
+    }
+    c.tls_desc = std::string(SSL_get_version(c.tls->native_handle())) + "/" +
+                 SSL_CIPHER_get_name(SSL_get_current_cipher(c.tls->native_handle()));
+    co_return true;
+  }
+
   // Writes c.out, then reads until the client session reports an event.
   awaitable<smtp::ClientEvent> drive(Conn& c) {
     smtp::ClientOutput& out = c.out;
     for (;;) {
-      if (!out.bytes.empty()) {
-        c.arm(s.reply_timeout);
-        if (c.tls)
-          co_await asio::async_write(*c.tls, asio::buffer(out.bytes), asio::redirect_error(use_awaitable, c.ec));
-        else
-          co_await asio::async_write(c.sock, asio::buffer(out.bytes), asio::redirect_error(use_awaitable, c.ec));
-        if (c.ec) co_return smtp::ClientEvent::closed;
-      }
+      if (!out.bytes.empty() && !co_await write(c, out.bytes)) co_return smtp::ClientEvent::closed;
       if (out.event == smtp::ClientEvent::starttls) {
-        bool verify = s.tls == smtp::ClientTls::required;
-        c.tls.emplace(c.sock, verify ? tls_verify : tls_plain);
-        asio::error_code not_ip;
-        asio::ip::make_address(c.host_name, not_ip);
-        if (not_ip) SSL_set_tlsext_host_name(c.tls->native_handle(), c.host_name.c_str());
-        if (verify) c.tls->set_verify_callback(asio::ssl::host_name_verification(c.host_name));
-        c.arm(s.reply_timeout);
-        co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, c.ec));
-        if (c.ec) {
-          c.tls_error = {451, "4.7.5 TLS handshake with " + c.where + " failed: " + c.ec.message(), true};
-          co_return smtp::ClientEvent::closed;
-        }
-        c.tls_desc = std::string(SSL_get_version(c.tls->native_handle())) + "/" +
-                     SSL_CIPHER_get_name(SSL_get_current_cipher(c.tls->native_handle()));
+        if (!co_await start_tls(c)) co_return smtp::ClientEvent::closed;
         out = c.client.tls_started();
         continue;
       }
       if (out.event != smtp::ClientEvent::none) co_return out.event;
-      c.arm(s.reply_timeout);
-      size_t n = 0;
-      if (c.tls) n = co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
-      else n = co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
+      size_t n = co_await read_some(c);
       if (c.ec) co_return smtp::ClientEvent::closed;
       out = c.client.feed(std::string_view(c.buf.data(), n));
+    }
+  }
+
+  // POP-before-SMTP: log in to the relay host's POP3 service (STLS, USER, PASS).
+  // Returns "" on success, else why not.
+  awaitable<std::string> pop3_login(const Host& host) {
+    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, "", ""});
+    if (!co_await connect(c, host, s.relay_pop3_port)) co_return "cannot connect to " + c.where + ": " + c.ec.message();
+    Pop3Login login(s.relay_user, s.relay_password);
+    Pop3Login::Out out;
+    for (;;) {
+      if (!out.bytes.empty()) {
+        bool ok = co_await write(c, out.bytes);
+        auth::wipe(out.bytes);
+        if (!ok) co_return "POP3 connection to " + c.where + " lost";
+      }
+      if (out.event == Pop3Login::Out::done) co_return "";
+      if (out.event == Pop3Login::Out::failed) co_return login.error();
+      if (out.event == Pop3Login::Out::starttls) {
+        if (!co_await start_tls(c)) co_return c.tls_error.text;
+        out = login.tls_started();
+        continue;
+      }
+      size_t n = co_await read_some(c);
+      if (c.ec) co_return "POP3 connection to " + c.where + " lost" + (c.timed_out ? " (timeout)" : "");
+      out = login.feed(std::string_view(c.buf.data(), n));
     }
   }
 
   // One TCP connection: deliver queued jobs of `key` until none is left or it fails.
   awaitable<void> connection(const std::string& key, const Host& host, uint16_t port, smtp::ServerReply& last,
                              bool& permanent) {
-    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, s.relay ? s.relay_user : "", s.relay ? s.relay_password : ""});
-    c.where = host.name + "[" + host.ip + "]:" + std::to_string(port);
-    c.host_name = host.name;
-    struct Disarm {
-      Conn& c;
-      ~Disarm() {
-        asio::error_code ignore;
-        c.deadline.cancel();
-        c.sock.close(ignore);
+    if (s.relay && s.relay_pop_before_smtp) {
+      std::string err = co_await pop3_login(host);
+      if (!err.empty()) {
+        last = {454, "4.7.0 POP-before-SMTP login to " + host.name + " failed: " + err, true};
+        co_return;
       }
-    } disarm{c};
-    c.arm(s.connect_timeout);
-    co_await c.sock.async_connect(tcp::endpoint(asio::ip::make_address(host.ip), port),
-                                  asio::redirect_error(use_awaitable, c.ec));
-    if (c.ec) {
+    }
+    bool smtp_auth = s.relay && !s.relay_pop_before_smtp;
+    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, smtp_auth ? s.relay_user : "", smtp_auth ? s.relay_password : ""});
+    if (!co_await connect(c, host, port)) {
       last = {451, "4.4.1 cannot connect to " + c.where + ": " + (c.timed_out ? "timed out" : c.ec.message()), true};
       co_return;
     }

@@ -282,3 +282,31 @@ def test_report_language_and_admin_templates(make_server, dns, port):
     assert any("Your message could not be delivered" in t for t in texts)
     assert any("Eigener Bericht von mail.example.test für demo@example.test" in t for t in texts)
     assert custom.read_text().startswith("Subject: Eigener Text")  # never overwritten
+
+
+def test_relay_with_pop_before_smtp(make_server, dns, port, remotes, ca, tmp_path):
+    from pop3_server import Pop3Server
+    pop_port = free_port()
+    pop = Pop3Server("127.0.0.60", pop_port, ca, "popuser", "Pop-Secret-55")
+    try:
+        relay = remotes("127.0.0.60")
+        pw = tmp_path / "relay.pw"
+        pw.write_text("Pop-Secret-55\n")
+        delivery = (f'mode = "relay"\nrelay_host = "relay.test"\nrelay_port = {port}\n'
+                    f'relay_auth = "pop3-before-smtp"\nrelay_pop3_port = {pop_port}\nrelay_user = "popuser"\n'
+                    f'relay_password_file = "{pw}"\ntls = "required"\ntls_ca_file = "{ca.ca}"')
+        srv = outbound(make_server, dns, port, delivery).start()
+        send(srv, ["a@good.test"], "pop first")
+        wait(lambda: relay.messages, what="relayed message")
+        logins = wait(lambda: pop.logins(), what="the POP3 login in the Dovecot log")
+        assert logins and "user=<popuser>" in logins[0] and "TLS" in logins[0]
+        # A wrong password: the POP3 login fails and the message waits.
+        srv.stop()
+        pw.write_text("Wrong-Secret-1\n")
+        srv.start()
+        send(srv, ["b@good.test"], "pop refused")
+        log = srv.wait_log("mail.log", "POP-before-SMTP login to relay.test failed")
+        assert "POP3 login refused" in log and "Wrong-Secret-1" not in log
+        assert len(relay.messages) == 1
+    finally:
+        pop.stop()
