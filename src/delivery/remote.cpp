@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "core/strings.hpp"
-#include "delivery/pop3_login.hpp"
+#include "delivery/outbound.hpp"
 #include "logging/logs.hpp"
 #include "queue/dsn.hpp"
 
@@ -51,11 +51,6 @@ std::string duration_text(std::chrono::seconds d) {
   return std::to_string(n) + (n == 1 ? " second" : " seconds");
 }
 
-struct Host {
-  std::string name;  // MX or relay host name (for logs, SNI and verification)
-  std::string ip;
-};
-
 }  // namespace
 
 struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl> {
@@ -89,9 +84,9 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   RemoteSettings s;
   Route route;
   asio::io_context io;
+  Outbound net{io, s};
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   asio::steady_timer tick{io};
-  asio::ssl::context tls_plain{asio::ssl::context::tls_client}, tls_verify{asio::ssl::context::tls_client};
   std::thread thread;
   asio::thread_pool disk{1};  // unlinks of finished messages
   std::map<std::string, Entry> entries;
@@ -128,14 +123,6 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
 
   Impl(Spool& sp, Resolver& r, RemoteSettings st, Route rt)
       : spool(sp), resolver(r), s(std::move(st)), route(std::move(rt)) {
-    for (auto* ctx : {&tls_plain, &tls_verify}) {
-      SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-      ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
-    }
-    tls_plain.set_verify_mode(asio::ssl::verify_none);
-    tls_verify.set_verify_mode(asio::ssl::verify_peer);
-    tls_verify.set_default_verify_paths();
-    if (!s.tls_ca_file.empty()) tls_verify.load_verify_file(s.tls_ca_file);
   }
 
   // ---- the schedule (everything below runs on the io thread) ----
@@ -517,141 +504,24 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     pump();
   }
 
-  // The state of one outbound TCP connection (SMTP, or POP3 before SMTP).
-  struct Conn {
-    Conn(asio::io_context& io, smtp::ClientSettings cs) : sock(io), deadline(io), client(std::move(cs)) {}
-    ~Conn() {
-      asio::error_code ignore;
-      deadline.cancel();
-      sock.close(ignore);
-    }
-    tcp::socket sock;
-    asio::steady_timer deadline;
-    smtp::ClientSession client;
-    std::optional<asio::ssl::stream<tcp::socket&>> tls;
-    std::string where, host_name, tls_desc = "none";
-    std::array<char, 8192> buf;
-    bool timed_out = false;
-    asio::error_code ec;
-    smtp::ServerReply tls_error;
-    smtp::ClientOutput out;  // what drive() writes next (kept here, not in a coroutine
-                             // parameter: GCC 12 mishandles class-type temporaries there)
-
-    void arm(std::chrono::seconds d) {
-      deadline.expires_after(d);
-      deadline.async_wait([this](const asio::error_code& e) {
-        if (e) return;
-        timed_out = true;
-        asio::error_code ignore;
-        sock.cancel(ignore);
-      });
-    }
-  };
-
-  awaitable<bool> connect(Conn& c, const Host& host, uint16_t port) {
-    c.where = host.name + "[" + host.ip + "]:" + std::to_string(port);
-    c.host_name = host.name;
-    c.arm(s.connect_timeout);
-    co_await c.sock.async_connect(tcp::endpoint(asio::ip::make_address(host.ip), port),
-                                  asio::redirect_error(use_awaitable, c.ec));
-    co_return !c.ec;
-  }
-
-  awaitable<bool> write(Conn& c, const std::string& bytes) {
-    c.arm(s.reply_timeout);
-    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
-    else co_await asio::async_write(c.sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
-    co_return !c.ec;
-  }
-
-  awaitable<size_t> read_some(Conn& c) {
-    c.arm(s.reply_timeout);
-    size_t n = 0;
-    if (c.tls) n = co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
-    else n = co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
-    co_return c.ec ? 0 : n;
-  }
-
-  // The TLS handshake: SNI, and in required mode a certificate valid for the host name.
-  awaitable<bool> start_tls(Conn& c) {
-    bool verify = s.tls == smtp::ClientTls::required;
-    c.tls.emplace(c.sock, verify ? tls_verify : tls_plain);
-    asio::error_code not_ip;
-    asio::ip::make_address(c.host_name, not_ip);
-    if (not_ip) SSL_set_tlsext_host_name(c.tls->native_handle(), c.host_name.c_str());
-    if (verify) c.tls->set_verify_callback(asio::ssl::host_name_verification(c.host_name));
-    c.arm(s.reply_timeout);
-    co_await c.tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, c.ec));
-    if (c.ec) {
-      c.tls_error = {451, "4.7.5 TLS handshake with " + c.where + " failed: " + c.ec.message(), true};
-      co_return false;
-    }
-    c.tls_desc = std::string(SSL_get_version(c.tls->native_handle())) + "/" +
-                 SSL_CIPHER_get_name(SSL_get_current_cipher(c.tls->native_handle()));
-    co_return true;
-  }
-
-  // Writes c.out, then reads until the client session reports an event.
-  awaitable<smtp::ClientEvent> drive(Conn& c) {
-    smtp::ClientOutput& out = c.out;
-    for (;;) {
-      if (!out.bytes.empty() && !co_await write(c, out.bytes)) co_return smtp::ClientEvent::closed;
-      if (out.event == smtp::ClientEvent::starttls) {
-        if (!co_await start_tls(c)) co_return smtp::ClientEvent::closed;
-        out = c.client.tls_started();
-        continue;
-      }
-      if (out.event != smtp::ClientEvent::none) co_return out.event;
-      size_t n = co_await read_some(c);
-      if (c.ec) co_return smtp::ClientEvent::closed;
-      out = c.client.feed(std::string_view(c.buf.data(), n));
-    }
-  }
-
-  // POP-before-SMTP: log in to the relay host's POP3 service (STLS, USER, PASS).
-  // Returns "" on success, else why not.
-  awaitable<std::string> pop3_login(const Host& host) {
-    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, "", ""});
-    if (!co_await connect(c, host, s.relay_pop3_port)) co_return "cannot connect to " + c.where + ": " + c.ec.message();
-    Pop3Login login(s.relay_user, s.relay_password);
-    Pop3Login::Out out;
-    for (;;) {
-      if (!out.bytes.empty()) {
-        bool ok = co_await write(c, out.bytes);
-        auth::wipe(out.bytes);
-        if (!ok) co_return "POP3 connection to " + c.where + " lost";
-      }
-      if (out.event == Pop3Login::Out::done) co_return "";
-      if (out.event == Pop3Login::Out::failed) co_return login.error();
-      if (out.event == Pop3Login::Out::starttls) {
-        if (!co_await start_tls(c)) co_return c.tls_error.text;
-        out = login.tls_started();
-        continue;
-      }
-      size_t n = co_await read_some(c);
-      if (c.ec) co_return "POP3 connection to " + c.where + " lost" + (c.timed_out ? " (timeout)" : "");
-      out = login.feed(std::string_view(c.buf.data(), n));
-    }
-  }
-
   // One TCP connection: deliver queued jobs of `key` until none is left or it fails.
   awaitable<void> connection(const std::string& key, const Host& host, uint16_t port, smtp::ServerReply& last,
                              bool& permanent) {
     if (s.relay && s.relay_pop_before_smtp) {
-      std::string err = co_await pop3_login(host);
+      std::string err = co_await net.pop3_login(host);
       if (!err.empty()) {
         last = {454, "4.7.0 POP-before-SMTP login to " + host.name + " failed: " + err, true};
         co_return;
       }
     }
     bool smtp_auth = s.relay && !s.relay_pop_before_smtp;
-    Conn c(io, smtp::ClientSettings{s.hostname, s.tls, smtp_auth ? s.relay_user : "", smtp_auth ? s.relay_password : ""});
-    if (!co_await connect(c, host, port)) {
+    Outbound::Conn c(io, smtp::ClientSettings{s.hostname, s.tls, smtp_auth ? s.relay_user : "", smtp_auth ? s.relay_password : ""});
+    if (!co_await net.connect(c, host, port)) {
       last = {451, "4.4.1 cannot connect to " + c.where + ": " + (c.timed_out ? "timed out" : c.ec.message()), true};
       co_return;
     }
     c.out = {};
-    smtp::ClientEvent ev = co_await drive(c);
+    smtp::ClientEvent ev = co_await net.drive(c);
     if (ev != smtp::ClientEvent::ready) {
       if (ev == smtp::ClientEvent::failed) {
         last = c.client.failure();
@@ -670,7 +540,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       smtp::OutMessage om{m.envelope.sender, job->targets, m.content, has_8bit(m.content), m.envelope.smtputf8};
       c.out = c.client.send(om);
       ++in_flight;
-      ev = co_await drive(c);
+      ev = co_await net.drive(c);
       --in_flight;
       std::vector<Result> rs;
       if (ev == smtp::ClientEvent::message_done) {
@@ -691,7 +561,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       co_return;
     }
     c.out = c.client.quit();
-    co_await drive(c);
+    co_await net.drive(c);
   }
 };
 

@@ -1,0 +1,61 @@
+// delivery/: the transport of outbound sessions -- connect with a deadline, read and
+// write with per-reply timeouts, STARTTLS/STLS with SNI and (in required mode)
+// certificate verification, and the two protocol drivers: SMTP (smtp::ClientSession)
+// and the POP3 login of POP-before-SMTP. The queue logic is in remote.cpp.
+#pragma once
+#include <array>
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <optional>
+#include <string>
+
+#include "delivery/remote.hpp"
+#include "smtp/client.hpp"
+
+namespace bulwark {
+
+struct Host {
+  std::string name;  // MX or relay host name (for logs, SNI and verification)
+  std::string ip;
+};
+
+class Outbound {
+ public:
+  Outbound(asio::io_context& io, const RemoteSettings& s);
+
+  // The state of one outbound TCP connection (SMTP, or POP3 before SMTP).
+  struct Conn {
+    Conn(asio::io_context& io, smtp::ClientSettings cs) : sock(io), deadline(io), client(std::move(cs)) {}
+    ~Conn();
+    asio::ip::tcp::socket sock;
+    asio::steady_timer deadline;
+    smtp::ClientSession client;
+    std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
+    std::string where, host_name, tls_desc = "none";
+    std::array<char, 8192> buf;
+    bool timed_out = false;
+    asio::error_code ec;
+    smtp::ServerReply tls_error;
+    smtp::ClientOutput out;  // what drive() writes next (kept here, not in a coroutine
+                             // parameter: GCC 12 mishandles class-type temporaries there)
+    void arm(std::chrono::seconds d);
+  };
+
+  asio::awaitable<bool> connect(Conn& c, const Host& host, uint16_t port);
+  asio::awaitable<bool> write(Conn& c, const std::string& bytes);
+  asio::awaitable<size_t> read_some(Conn& c);
+  // The TLS handshake: SNI, and in required mode a certificate valid for the host name.
+  asio::awaitable<bool> start_tls(Conn& c);
+  // Writes c.out, then reads until the client session reports an event.
+  asio::awaitable<smtp::ClientEvent> drive(Conn& c);
+  // POP-before-SMTP: log in to the relay host's POP3 service (STLS, USER, PASS).
+  // Returns "" on success, else why not.
+  asio::awaitable<std::string> pop3_login(const Host& host);
+
+ private:
+  asio::io_context& io_;
+  const RemoteSettings& s;
+  asio::ssl::context tls_plain{asio::ssl::context::tls_client}, tls_verify{asio::ssl::context::tls_client};
+};
+
+}  // namespace bulwark
