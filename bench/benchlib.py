@@ -1,5 +1,6 @@
 """Shared by the bench scripts: start a bulwark server on loopback with a bench
 domain and user, and measure acceptance with Postfix's smtp-source."""
+import os
 import pathlib
 import socket
 import subprocess
@@ -47,3 +48,16 @@ def rate(port, n, sender="sender@remote.test"):
     t = time.monotonic()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
     return n / (time.monotonic() - t)
+
+
+def settle(root, name, expected, timeout=120):
+    """Waits until `expected` messages are in u@bench.test's Maildir of server `name`,
+    then flushes the page cache, so one run's writes are not paid by the next run's
+    syncs (both servers share the filesystem)."""
+    new = pathlib.Path(root) / name / "data" / "mail" / "bench.test" / "u" / "new"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if new.exists() and sum(1 for _ in os.scandir(new)) >= expected:
+            break
+        time.sleep(0.05)
+    os.sync()

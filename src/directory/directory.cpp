@@ -5,20 +5,61 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <unordered_map>
 
 #include "core/strings.hpp"
 
 namespace bulwark {
+namespace {}  // namespace
+
+// Prepared statements by SQL text (every text is a string literal, so its address is
+// the key), reused across calls: preparing costs more than running these lookups.
+// All use is under Directory::mu_. A statement already in use (a nested lookup) gets
+// a fresh, uncached one.
+struct StmtCache {
+  struct Slot {
+    sqlite3_stmt* st = nullptr;
+    bool busy = false;
+  };
+  std::unordered_map<const char*, Slot> slots;
+  ~StmtCache() {
+    for (auto& [sql, slot] : slots) sqlite3_finalize(slot.st);
+  }
+};
+
 namespace {
 
-// A prepared statement that finalizes itself.
+// A prepared statement, reset (cached) or finalized when it goes out of scope.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
+  Stmt(sqlite3* db, const char* sql, StmtCache* cache = nullptr) : db_(db) {
+    if (cache) {
+      auto& slot = cache->slots[sql];
+      if (!slot.busy) {
+        if (!slot.st && sqlite3_prepare_v2(db, sql, -1, &slot.st, nullptr) != SQLITE_OK) {
+          slot.st = nullptr;
+          throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db));
+        }
+        slot.busy = true;
+        slot_ = &slot;
+        st_ = slot.st;
+        return;
+      }
+    }
     if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
       throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db));
   }
-  ~Stmt() { sqlite3_finalize(st_); }
+  ~Stmt() {
+    if (slot_) {
+      sqlite3_reset(st_);
+      sqlite3_clear_bindings(st_);
+      slot_->busy = false;
+    } else {
+      sqlite3_finalize(st_);
+    }
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   Stmt& bind(int i, const std::string& v) {
     sqlite3_bind_text(st_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -42,6 +83,7 @@ class Stmt {
  private:
   sqlite3* db_;
   sqlite3_stmt* st_ = nullptr;
+  StmtCache::Slot* slot_ = nullptr;
 };
 
 void exec(sqlite3* db, const char* sql) {
@@ -73,8 +115,8 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
   std::filesystem::create_directories(data_dir);
   std::string path = (std::filesystem::path(data_dir) / "directory.db").string();
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
     std::string m = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     throw DirectoryError("cannot open " + path + ": " + m);
@@ -103,10 +145,15 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
   return d;
 }
 
-Directory::~Directory() { sqlite3_close(db_); }
+Directory::Directory(sqlite3* db) : db_(db), cache_(std::make_unique<StmtCache>()) {}
+
+Directory::~Directory() {
+  cache_.reset();  // statements first: sqlite3_close refuses while any is prepared
+  sqlite3_close(db_);
+}
 
 bool Directory::exists(const char* sql, const std::string& key) {
-  Stmt s(db_, sql);
+  Stmt s(db_, sql, cache_.get());
   s.bind(1, key);
   return s.step();
 }
@@ -134,14 +181,14 @@ void Directory::expand(const std::string& key, int depth, std::vector<std::strin
     return;
   }
   {
-    Stmt s(db_, "SELECT target FROM aliases WHERE alias=?");
+    Stmt s(db_, "SELECT target FROM aliases WHERE alias=?", cache_.get());
     s.bind(1, key);
     std::vector<std::string> targets;
     while (s.step()) targets.push_back(s.text(0));
     for (auto& t : targets) expand(t, depth + 1, visited, r);
   }
   {
-    Stmt s(db_, "SELECT member FROM groups WHERE grp=?");
+    Stmt s(db_, "SELECT member FROM groups WHERE grp=?", cache_.get());
     s.bind(1, key);
     std::vector<std::string> members;
     while (s.step()) members.push_back(s.text(0));
@@ -197,7 +244,10 @@ void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
   std::string d = to_lower(domain);
   if (!valid_domain(d, false)) throw DirectoryError("\"" + sanitize(domain) + "\" is not a valid domain name");
   if (exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " already exists");
-  Stmt(db_, "INSERT INTO domains(name, anti_spoofing) VALUES(?, ?)").bind(1, d).bind(2, anti_spoofing ? 1 : 0).step();
+  Stmt(db_, "INSERT INTO domains(name, anti_spoofing) VALUES(?, ?)", cache_.get())
+      .bind(1, d)
+      .bind(2, anti_spoofing ? 1 : 0)
+      .step();
 }
 
 void Directory::remove_domain(const std::string& domain) {
@@ -206,14 +256,13 @@ void Directory::remove_domain(const std::string& domain) {
   if (!exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " does not exist");
   for (const char* sql : {"SELECT 1 FROM users WHERE domain=?", "SELECT 1 FROM aliases WHERE domain=?",
                           "SELECT 1 FROM groups WHERE domain=?"})
-    if (exists(sql, d))
-      throw DirectoryError("domain " + d + " still has users, aliases or groups; remove them first");
-  Stmt(db_, "DELETE FROM domains WHERE name=?").bind(1, d).step();
+    if (exists(sql, d)) throw DirectoryError("domain " + d + " still has users, aliases or groups; remove them first");
+  Stmt(db_, "DELETE FROM domains WHERE name=?", cache_.get()).bind(1, d).step();
 }
 
 std::vector<DomainInfo> Directory::list_domains() {
   std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT name, anti_spoofing FROM domains ORDER BY name");
+  Stmt s(db_, "SELECT name, anti_spoofing FROM domains ORDER BY name", cache_.get());
   std::vector<DomainInfo> out;
   while (s.step()) out.push_back({s.text(0), s.integer(1) != 0});
   return out;
@@ -243,7 +292,8 @@ void Directory::add_user(const Address& a, const std::string& password, bool cra
   std::lock_guard lk(mu_);
   require_local_domain(a.domain);
   require_free(a.lookup_key());
-  Stmt st(db_, "INSERT INTO users(key, address, domain, password_hash, scram, cram_md5) VALUES(?,?,?,?,?,?)");
+  Stmt st(db_, "INSERT INTO users(key, address, domain, password_hash, scram, cram_md5) VALUES(?,?,?,?,?,?)",
+          cache_.get());
   st.bind(1, a.lookup_key()).bind(2, a.str()).bind(3, a.domain).bind(4, sec.hash).bind(5, sec.scram);
   if (cram_md5) st.bind(6, sec.cram);
   st.step();
@@ -255,7 +305,7 @@ void Directory::set_password(const Address& a, const std::string& password, bool
   std::lock_guard lk(mu_);
   if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
-  Stmt st(db_, "UPDATE users SET password_hash=?, scram=?, cram_md5=? WHERE key=?");
+  Stmt st(db_, "UPDATE users SET password_hash=?, scram=?, cram_md5=? WHERE key=?", cache_.get());
   st.bind(1, sec.hash).bind(2, sec.scram).bind(4, a.lookup_key());
   if (cram_md5) st.bind(3, sec.cram);
   st.step();
@@ -278,7 +328,7 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
   if (a) {
     std::lock_guard lk(mu_);
     try {
-      Stmt s(db_, "SELECT password_hash FROM users WHERE key=?");
+      Stmt s(db_, "SELECT password_hash FROM users WHERE key=?", cache_.get());
       s.bind(1, key);
       if (s.step()) hash = s.text(0);
     } catch (const DirectoryError&) {
@@ -291,7 +341,7 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
     std::string fresh = auth::hash_password(password);
     std::lock_guard lk(mu_);
     try {
-      Stmt(db_, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?")
+      Stmt(db_, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?", cache_.get())
           .bind(1, fresh)
           .bind(2, key)
           .bind(3, hash)
@@ -308,7 +358,7 @@ std::optional<auth::ScramSecret> Directory::scram_secret(const std::string& user
   if (!a) return std::nullopt;
   std::lock_guard lk(mu_);
   try {
-    Stmt s(db_, "SELECT scram FROM users WHERE key=?");
+    Stmt s(db_, "SELECT scram FROM users WHERE key=?", cache_.get());
     s.bind(1, a->lookup_key());
     if (s.step()) return auth::decode_scram(s.text(0));
   } catch (const DirectoryError&) {
@@ -323,7 +373,7 @@ std::optional<auth::CramSecret> Directory::cram_md5_secret(const std::string& us
   {
     std::lock_guard lk(mu_);
     try {
-      Stmt s(db_, "SELECT cram_md5 FROM users WHERE key=?");
+      Stmt s(db_, "SELECT cram_md5 FROM users WHERE key=?", cache_.get());
       s.bind(1, a->lookup_key());
       if (s.step()) text = s.text(0);
     } catch (const DirectoryError&) {
@@ -348,7 +398,7 @@ bool Directory::may_send_as(const std::string& user_key, const Address& sender) 
     std::vector<std::string> owners{sender.lookup_key()};
     owners.insert(owners.end(), r.mailboxes.begin(), r.mailboxes.end());
     for (auto& o : owners) {
-      Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?");
+      Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", cache_.get());
       s.bind(1, o).bind(2, user_key);
       if (s.step()) return true;
     }
@@ -360,7 +410,7 @@ bool Directory::may_send_as(const std::string& user_key, const Address& sender) 
 std::optional<bool> Directory::domain_anti_spoofing(const std::string& domain) {
   std::lock_guard lk(mu_);
   try {
-    Stmt s(db_, "SELECT anti_spoofing FROM domains WHERE name=?");
+    Stmt s(db_, "SELECT anti_spoofing FROM domains WHERE name=?", cache_.get());
     s.bind(1, to_lower(domain));
     if (s.step()) return s.integer(0) != 0;
   } catch (const DirectoryError&) {
@@ -375,7 +425,7 @@ void Directory::add_delegation(const Address& owner, const Address& to) {
   if (!exists("SELECT 1 FROM users WHERE key=?", to.lookup_key()))
     throw DirectoryError("user " + to.lookup_key() + " does not exist");
   if (owner.lookup_key() == to.lookup_key()) throw DirectoryError("a user may always send as itself");
-  Stmt(db_, "INSERT OR IGNORE INTO delegations(owner, delegate) VALUES(?,?)")
+  Stmt(db_, "INSERT OR IGNORE INTO delegations(owner, delegate) VALUES(?,?)", cache_.get())
       .bind(1, owner.lookup_key())
       .bind(2, to.lookup_key())
       .step();
@@ -384,11 +434,11 @@ void Directory::add_delegation(const Address& owner, const Address& to) {
 void Directory::remove_delegation(const Address& owner, const Address& to) {
   std::lock_guard lk(mu_);
   {
-    Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?");
+    Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", cache_.get());
     s.bind(1, owner.lookup_key()).bind(2, to.lookup_key());
     if (!s.step()) throw DirectoryError("no delegation of " + owner.lookup_key() + " to " + to.lookup_key());
   }
-  Stmt(db_, "DELETE FROM delegations WHERE owner=? AND delegate=?")
+  Stmt(db_, "DELETE FROM delegations WHERE owner=? AND delegate=?", cache_.get())
       .bind(1, owner.lookup_key())
       .bind(2, to.lookup_key())
       .step();
@@ -396,7 +446,7 @@ void Directory::remove_delegation(const Address& owner, const Address& to) {
 
 std::vector<std::pair<std::string, std::string>> Directory::list_delegations() {
   std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT owner, delegate FROM delegations ORDER BY owner, delegate");
+  Stmt s(db_, "SELECT owner, delegate FROM delegations ORDER BY owner, delegate", cache_.get());
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;
@@ -406,7 +456,7 @@ void Directory::remove_user(const Address& a) {
   std::lock_guard lk(mu_);
   if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM users WHERE key=?").bind(1, a.lookup_key()).step();
+  Stmt(db_, "DELETE FROM users WHERE key=?", cache_.get()).bind(1, a.lookup_key()).step();
 }
 
 std::vector<std::string> Directory::list_users(const std::string& domain_filter) {
@@ -426,7 +476,7 @@ void Directory::add_alias(const Address& alias, const Address& target) {
   if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
   if (exists("SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
   if (key == target.lookup_key()) throw DirectoryError("an alias cannot point to itself");
-  Stmt(db_, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)")
+  Stmt(db_, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)", cache_.get())
       .bind(1, key)
       .bind(2, alias.domain)
       .bind(3, target.lookup_key())
@@ -437,12 +487,12 @@ void Directory::remove_alias(const Address& alias) {
   std::lock_guard lk(mu_);
   if (!exists("SELECT 1 FROM aliases WHERE alias=?", alias.lookup_key()))
     throw DirectoryError("alias " + alias.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM aliases WHERE alias=?").bind(1, alias.lookup_key()).step();
+  Stmt(db_, "DELETE FROM aliases WHERE alias=?", cache_.get()).bind(1, alias.lookup_key()).step();
 }
 
 std::vector<std::pair<std::string, std::string>> Directory::list_aliases() {
   std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT alias, target FROM aliases ORDER BY alias, target");
+  Stmt s(db_, "SELECT alias, target FROM aliases ORDER BY alias, target", cache_.get());
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;
@@ -458,7 +508,7 @@ void Directory::add_group(const Address& group, const std::vector<Address>& memb
   exec(db_, "BEGIN IMMEDIATE");
   try {
     for (auto& m : members)
-      Stmt(db_, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)")
+      Stmt(db_, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)", cache_.get())
           .bind(1, key)
           .bind(2, group.domain)
           .bind(3, m.lookup_key())
@@ -474,12 +524,12 @@ void Directory::remove_group(const Address& group) {
   std::lock_guard lk(mu_);
   if (!exists("SELECT 1 FROM groups WHERE grp=?", group.lookup_key()))
     throw DirectoryError("group " + group.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM groups WHERE grp=?").bind(1, group.lookup_key()).step();
+  Stmt(db_, "DELETE FROM groups WHERE grp=?", cache_.get()).bind(1, group.lookup_key()).step();
 }
 
 std::vector<std::pair<std::string, std::string>> Directory::list_groups() {
   std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT grp, member FROM groups ORDER BY grp, member");
+  Stmt s(db_, "SELECT grp, member FROM groups ORDER BY grp, member", cache_.get());
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;

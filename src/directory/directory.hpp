@@ -89,7 +89,7 @@ class Directory {
   std::vector<std::pair<std::string, std::string>> list_groups();
 
  private:
-  explicit Directory(sqlite3* db) : db_(db) {}
+  explicit Directory(sqlite3* db);
   bool exists(const char* sql, const std::string& key);
   void require_local_domain(const std::string& domain);
   void require_free(const std::string& key);
@@ -97,6 +97,7 @@ class Directory {
 
   std::mutex mu_;
   sqlite3* db_;
+  std::unique_ptr<struct StmtCache> cache_;
 };
 
 // Local-part rules for mailboxes we create: a dot-atom, so the name maps safely
