@@ -2,13 +2,14 @@
 relay server on loopback addresses, a dnslib DNS server giving MX records for the test
 domains, and the DSNs that land in the local sender's mailbox."""
 import email
+import subprocess
 import smtplib
 import time
 
 import pytest
 
 from conftest import PASSWORD, free_port
-from dns_server import MX, A, DnsTestServer, mx
+from dns_server import AAAA, MX, A, DnsTestServer, mx
 from remote_mx import RemoteMx, CertAuthority
 
 SENDER = "demo@example.test"
@@ -27,6 +28,12 @@ ZONE = {
     ("nomx.test", "A"): [(300, A("127.0.0.50"))],         # no MX: the A record is the MX
     ("nullmx.test", "MX"): [(300, MX(".", 0))],            # RFC 7505
     ("relay.test", "A"): [(300, A("127.0.0.60"))],
+    ("v6.test", "MX"): [(300, mx("mx.v6.test"))],
+    ("mx.v6.test", "AAAA"): [(300, AAAA("::1"))],             # IPv6 only
+    ("dual.test", "MX"): [(300, mx("mx.dual.test", 10)), (300, mx("mx1.good.test", 20))],
+    ("mx.dual.test", "A"): [(300, A("127.0.0.59"))],          # nobody listens: next MX
+    ("eight.test", "MX"): [(300, mx("mx.eight.test"))],
+    ("mx.eight.test", "A"): [(300, A("127.0.0.55"))],
 }
 
 
@@ -310,3 +317,30 @@ def test_relay_with_pop_before_smtp(make_server, dns, port, remotes, ca, tmp_pat
         assert len(relay.messages) == 1
     finally:
         pop.stop()
+
+
+def test_ipv6_mx_and_mx_preference_order(make_server, dns, port, remotes):
+    v6 = remotes("::1")
+    mx1 = remotes("127.0.0.50")
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["a@v6.test"], "over ipv6")
+    send(srv, ["b@dual.test"], "second mx")
+    assert wait(lambda: v6.messages, what="IPv6 delivery")[0]["rcpts"] == ["a@v6.test"]
+    assert wait(lambda: mx1.messages, what="delivery to the second MX")[0]["rcpts"] == ["b@dual.test"]
+    log = srv.wait_log("mail.log", "to=<b@dual.test> relay=mx1.good.test")
+    assert f"to=<a@v6.test> relay=mx.v6.test[::1]:{port}" in log
+    wait(lambda: queue_empty(srv), what="empty queue")
+
+
+def test_8bit_message_to_a_server_without_8bitmime_bounces_with_the_reason(make_server, dns, port):
+    # Postfix's smtp-sink, told not to announce 8BITMIME (-8): no 7-bit downgrade is done.
+    sink = subprocess.Popen(["smtp-sink", "-8", "-u", "nobody", f"127.0.0.55:{port}", "64"])
+    try:
+        srv = outbound(make_server, dns, port).start()
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+            s.sendmail(SENDER, ["x@eight.test"], "Subject: caf\u00e9\r\n\r\nd\u00e9j\u00e0 vu\r\n".encode())
+        st = status_part(wait(lambda: reports(srv), what="DSN")[0])
+        assert "Status: 5.6.3" in st and "does not support 8BITMIME" in st
+    finally:
+        sink.terminate()
+        sink.wait()
