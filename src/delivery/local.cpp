@@ -202,7 +202,7 @@ void LocalDelivery::deliver_batch(std::vector<Item>& items) {
                           c.final_path, c.size);
     bool all_done = !m.failed && ok.size() == m.targets.size();
     if (all_done && !m.remote_left) {
-      spool_.remove(m.id);
+      spool_.remove_later(m.id);
     } else {
       if (!ok.empty()) spool_.record_delivered(m.id, ok);
       // Remote delivery may have finished its part already.

@@ -88,7 +88,6 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   asio::steady_timer tick{io};
   std::thread thread;
-  asio::thread_pool disk{1};  // unlinks of finished messages
   std::map<std::string, Entry> entries;
   std::set<std::pair<int64_t, std::string>> due;  // (next attempt, id) of entries not busy
 
@@ -319,9 +318,9 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       for (auto& r : a->msg->envelope.recipients) has_local |= r.local;
       if (over && !has_local) {
         // Every target is done: the message simply goes (the unlink, which can wait
-        // on the disk, happens off this thread).
+        // on the disk, happens on the spool's removal thread).
         entries.erase(a->id);  // busy: not in `due`
-        asio::post(disk, [this, id = a->id] { spool.remove(id); });
+        spool.remove_later(a->id);
         schedule();
         return;
       }
@@ -609,7 +608,6 @@ void RemoteDelivery::stop() {
   impl->work.reset();
   impl->io.stop();
   impl->thread.join();
-  impl->disk.join();  // finished messages are gone from the queue before we exit
 }
 
 void RemoteDelivery::enqueue(const std::string& id) {

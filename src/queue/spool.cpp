@@ -107,6 +107,8 @@ Spool::~Spool() {
 void Spool::start() {
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
+  reap_stopping_ = false;
+  reaper_ = std::thread([this] { reap(); });
 }
 
 void Spool::stop() {
@@ -116,6 +118,37 @@ void Spool::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lk(reap_mu_);
+    reap_stopping_ = true;
+  }
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();  // every pending removal is done first
+}
+
+void Spool::remove_later(const std::string& id) {
+  {
+    std::lock_guard lk(reap_mu_);
+    if (!reap_stopping_) {
+      reap_.push_back(id);
+      reap_cv_.notify_one();
+      return;
+    }
+  }
+  remove(id);
+}
+
+void Spool::reap() {
+  std::unique_lock lk(reap_mu_);
+  for (;;) {
+    reap_cv_.wait(lk, [this] { return reap_stopping_ || !reap_.empty(); });
+    if (reap_.empty() && reap_stopping_) return;
+    std::deque<std::string> batch;
+    batch.swap(reap_);
+    lk.unlock();
+    for (auto& id : batch) remove(id);
+    lk.lock();
+  }
 }
 
 std::string Spool::new_id() {

@@ -76,6 +76,9 @@ class Spool {
   // Local and remote delivery both call it; it is serialised here.
   bool finish_if_complete(const std::string& id);
   void remove(const std::string& id);
+  // The same, on the spool's removal thread: an unlink can wait for the disk (ext4
+  // `discard`), and delivery threads should not. Synchronous once the spool stopped.
+  void remove_later(const std::string& id);
   // Deletes half-written files left by a crash (never acknowledged).
   void recover();
 
@@ -101,6 +104,12 @@ class Spool {
   uint64_t counter_ = 0;
   uint64_t batches_ = 0;
   std::mutex state_mu_;  // the <id>.done files
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::deque<std::string> reap_;
+  bool reap_stopping_ = true;  // until start()
+  std::thread reaper_;
+  void reap();
 };
 
 std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size);
