@@ -1,6 +1,7 @@
 """Real remote SMTP servers for the delivery tests: python3-aiosmtpd on loopback
 addresses, with STARTTLS (a certificate from a test CA made with openssl) and
 optional AUTH, scripted replies per recipient, and a record of what arrived."""
+import asyncio
 import pathlib
 import ssl
 import subprocess
@@ -42,6 +43,7 @@ class Handler:
         self.messages = []        # dicts: sender, rcpts, data (bytes), tls, auth
         self.rcpt_replies = {}    # address -> reply, or callable(address) -> reply/None
         self.data_reply = None
+        self.data_delay = 0.0       # seconds before answering the end of data
         self.lock = threading.Lock()
         self.transactions = 0
 
@@ -55,6 +57,8 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         if self.data_reply:
             return self.data_reply
         with self.lock:
