@@ -1,4 +1,5 @@
-// libFuzzer target: the SMTP command parser, DATA/BDAT reader and address parser.
+// libFuzzer target: the SMTP command parser, DATA/BDAT reader, address parser, AUTH,
+// and the outbound side: the SMTP client and the POP3 login reading hostile replies.
 // The first byte picks how the rest is split into reads, so pipelining and every
 // buffer boundary are explored; invariants are checked after every step.
 #include <cstdint>
@@ -6,6 +7,8 @@
 #include <string>
 
 #include "core/address.hpp"
+#include "delivery/pop3_login.hpp"
+#include "smtp/client.hpp"
 #include "smtp/session.hpp"
 
 using namespace bulwark;
@@ -105,6 +108,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (o.next == Next::close) break;
     if (s.buffered() > 70000) abort();  // buffering is bounded
+  }
+
+  // The same bytes as a hostile remote server's replies to our outbound client.
+  ClientSession client(ClientSettings{"out.example.test", ClientTls(split % 3), split & 4 ? "u" : "", "pw"});
+  OutMessage msg{"a@example.test", {"b@remote.test", "c@remote.test"}, "Subject: x\r\n\r\n.dot\r\n",
+                 (split & 8) != 0, (split & 16) != 0};
+  int sent = 0;
+  for (size_t pos = 0; pos < in.size(); pos += chunk) {
+    ClientOutput co = client.feed(in.substr(pos, chunk));
+    for (int guard = 0; guard < 4; ++guard) {
+      if (co.event == ClientEvent::starttls) co = client.tls_started();
+      else if ((co.event == ClientEvent::ready || co.event == ClientEvent::message_done) && sent < 3) {
+        if (co.event == ClientEvent::message_done && client.results().size() != 2) abort();
+        ++sent;
+        co = client.send(msg);
+      } else {
+        break;
+      }
+    }
+    if (co.event == ClientEvent::failed || co.event == ClientEvent::closed) break;
+  }
+
+  // ...and as a POP3 server's replies to the POP-before-SMTP login.
+  Pop3Login pop("user", "password");
+  bool tls = false;
+  for (size_t pos = 0; pos < in.size(); pos += chunk) {
+    Pop3Login::Out po = pop.feed(in.substr(pos, chunk));
+    // The password is sent only after STLS succeeded.
+    if (!tls && po.bytes.find("password") != std::string::npos) abort();
+    if (po.event == Pop3Login::Out::starttls) {
+      tls = true;
+      po = pop.tls_started();
+    }
+    if (po.event == Pop3Login::Out::failed || po.event == Pop3Login::Out::done) break;
   }
   return 0;
 }
