@@ -15,6 +15,7 @@
 #include <iostream>
 #include <thread>
 
+#include "admin/audit.hpp"
 #include "auth/password.hpp"
 #include "config/config.hpp"
 #include "core/strings.hpp"
@@ -254,6 +255,8 @@ int main(int argc, char** argv) {
   group_remove->add_option("GROUP_ADDRESS", arg1)->required();
   auto* group_list = sub(group, "list", "list groups and members");
 
+  auto* audit_cmd = sub(&app, "audit", "security review of the configuration and directory (exit 1 on warnings)");
+
   auto* delegate = sub(&app, "delegate", "delegations: who may send as another address");
   delegate->require_subcommand(1);
   auto* delegate_add = sub(delegate, "add", "let USER send as ADDRESS");
@@ -332,6 +335,15 @@ int main(int argc, char** argv) {
     }
 
     auto dir = Directory::open(cfg.server.data_dir);
+    if (audit_cmd->parsed()) {
+      size_t warnings = 0;
+      for (auto& f : audit(cfg, *dir)) {
+        warnings += f.level == Finding::warning;
+        std::cout << (f.level == Finding::warning ? "warning: " : "notice:  ") << f.text << "\n";
+      }
+      std::cout << "bulwark audit: " << warnings << " warning(s)\n";
+      return warnings ? kRuntime : kOk;
+    }
     if (domain_add->parsed()) {
       dir->add_domain(arg1, !no_anti_spoofing);
       std::cout << "added domain " << to_lower(arg1) << "\n";

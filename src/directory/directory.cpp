@@ -1,6 +1,9 @@
 #include "directory/directory.hpp"
 
+#include <fcntl.h>
 #include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -112,8 +115,17 @@ bool valid_user_local_part(const std::string& local) {
 }
 
 std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
-  std::filesystem::create_directories(data_dir);
+  // A new data_dir is private from the start (serve() also sets 0750 on it).
+  if (std::filesystem::create_directories(data_dir)) ::chmod(data_dir.c_str(), 0750);
   std::string path = (std::filesystem::path(data_dir) / "directory.db").string();
+  // Password hashes and SCRAM keys: the file is the owner's alone. SQLite gives its
+  // -wal and -shm files the database file's permissions.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::fchmod(fd, 0600);
+    ::close(fd);
+  }
+  for (const char* suffix : {"-wal", "-shm"}) ::chmod((path + suffix).c_str(), 0600);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
@@ -309,6 +321,15 @@ void Directory::set_password(const Address& a, const std::string& password, bool
   st.bind(1, sec.hash).bind(2, sec.scram).bind(4, a.lookup_key());
   if (cram_md5) st.bind(3, sec.cram);
   st.step();
+}
+
+std::vector<Directory::UserSecurity> Directory::user_security() {
+  std::lock_guard lk(mu_);
+  Stmt s(db_, "SELECT address, password_hash, scram, cram_md5 FROM users ORDER BY domain, key", cache_.get());
+  std::vector<UserSecurity> out;
+  while (s.step())
+    out.push_back({s.text(0), !s.text(2).empty(), !s.text(3).empty(), auth::needs_rehash(s.text(1))});
+  return out;
 }
 
 std::optional<std::string> Directory::user_key(const std::string& user) {

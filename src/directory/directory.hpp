@@ -67,6 +67,12 @@ class Directory {
   std::optional<std::string> verify_login(const std::string& user, const std::string& password);
   std::optional<auth::ScramSecret> scram_secret(const std::string& user);
   std::optional<auth::CramSecret> cram_md5_secret(const std::string& user);
+  // For `bulwark audit`: which users lack SCRAM keys, have CRAM-MD5, or an old hash.
+  struct UserSecurity {
+    std::string address;
+    bool has_scram = false, has_cram_md5 = false, old_hash = false;
+  };
+  std::vector<UserSecurity> user_security();
   // The lookup key of a user given as typed, if that user exists.
   std::optional<std::string> user_key(const std::string& user);
 

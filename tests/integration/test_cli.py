@@ -101,3 +101,28 @@ def test_queue_commands(make_server):
     finally:
         dns.stop()
     assert "0 message(s) queued" in run(srv, "queue", "list").stdout
+
+
+def test_audit(make_server):
+    srv = make_server()
+    r = run(srv, "audit")
+    # The test configuration is sound but for one thing: example.test has no postmaster.
+    assert r.returncode == 1 and "warning: domain example.test has no postmaster@ address" in r.stdout
+    assert "bulwark audit: 1 warning(s)" in r.stdout
+    srv.cli("alias", "add", "postmaster@example.test", "demo@example.test")
+    r = run(srv, "audit")
+    assert r.returncode == 0 and "0 warning(s)" in r.stdout
+    # The directory holds password hashes: only its owner may read it.
+    assert (srv.data / "directory.db").stat().st_mode & 0o077 == 0
+    # A dangerous configuration: each problem is named.
+    srv.write_config('[ip_groups]\nworld = ["0.0.0.0/0"]\n[relay]\nallow_ip_group = "world"\n'
+                     '[policy]\nmode = "none"\nmax_auth_failures = 0\n'
+                     '[limits]\nmax_unknown_recipients = 0\n[delivery]\ntls = "off"\n')
+    srv.cli("domain", "add", "weak.test", "--no-anti-spoofing")
+    r = run(srv, "audit")
+    assert r.returncode == 1
+    for needle in ('relay.allow_ip_group "world" contains every address: open relay',
+                   'policy.mode = "none"', "policy.max_auth_failures = 0", "limits.max_unknown_recipients = 0",
+                   'delivery.tls = "off"', "domain weak.test has anti-spoofing off",
+                   "domain weak.test has no postmaster@"):
+        assert "warning: " + needle in r.stdout, needle

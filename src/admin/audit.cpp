@@ -1,0 +1,126 @@
+#include "admin/audit.hpp"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "directory/directory.hpp"
+
+namespace fs = std::filesystem;
+
+namespace bulwark {
+namespace {
+
+bool group_is_everything(const Config& c, const std::string& group) {
+  if (group.empty()) return false;
+  auto it = c.ip_group_ranges.find(group);
+  if (it == c.ip_group_ranges.end()) return false;
+  for (auto& r : it->second)
+    if (r.is_everything()) return true;
+  return false;
+}
+
+void check_certificate(const Config& c, std::vector<Finding>& out) {
+  FILE* f = std::fopen(c.cert_path().c_str(), "r");
+  if (!f) {
+    out.push_back({Finding::notice, "no certificate at " + c.cert_path() +
+                                        (c.tls.self_signed ? " yet (a self-signed one is made at first start)"
+                                                           : ": STARTTLS and SMTPS will not work")});
+    return;
+  }
+  X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (!x) {
+    out.push_back({Finding::warning, "cannot read the certificate " + c.cert_path()});
+    return;
+  }
+  if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(x)) == 0)
+    out.push_back({Finding::notice, "the certificate is self-signed: other servers will use it (opportunistic TLS), "
+                                    "but mail clients will warn; install one from a CA in tls.certificate"});
+  int days = 0, secs = 0;
+  if (ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(x))) {
+    if (days < 0 || (days == 0 && secs < 0))
+      out.push_back({Finding::warning, "the certificate has expired"});
+    else if (days < 30)
+      out.push_back({Finding::warning, "the certificate expires in " + std::to_string(days) + " days"});
+  }
+  X509_free(x);
+}
+
+void check_mode(const std::string& path, const std::string& what, mode_t forbidden, std::vector<Finding>& out) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;
+  if (st.st_mode & forbidden)
+    out.push_back({Finding::warning, what + " " + path + " is readable by other users (chmod o-rwx)"});
+}
+
+}  // namespace
+
+std::vector<Finding> audit(const Config& c, Directory& dir) {
+  std::vector<Finding> out;
+  auto warn = [&](std::string t) { out.push_back({Finding::warning, std::move(t)}); };
+  auto note = [&](std::string t) { out.push_back({Finding::notice, std::move(t)}); };
+
+  // Relay and the groups that open it.
+  if (c.relay.open) warn("relay.open = true: anyone may relay through this server (open relay)");
+  if (group_is_everything(c, c.relay.allow_ip_group))
+    warn("relay.allow_ip_group \"" + c.relay.allow_ip_group + "\" contains every address: open relay");
+  if (group_is_everything(c, c.relay.trusted_ip_group))
+    warn("relay.trusted_ip_group \"" + c.relay.trusted_ip_group + "\" contains every address: DNS checks are off for all");
+  if (group_is_everything(c, c.limits.exempt_ip_group))
+    warn("limits.exempt_ip_group \"" + c.limits.exempt_ip_group + "\" contains every address: no per-IP limits apply");
+  if (group_is_everything(c, c.policy.insecure_auth_ip_group))
+    warn("policy.insecure_auth_ip_group contains every address: passwords may cross the network in clear");
+
+  // Authentication.
+  if (c.policy.mode == "none") warn("policy.mode = \"none\": PLAIN/LOGIN passwords are accepted without TLS");
+  if (c.policy.max_auth_failures == 0) warn("policy.max_auth_failures = 0: no protection against password guessing");
+  for (auto& m : c.policy.auth_mechanisms)
+    if (m == "CRAM-MD5") note("CRAM-MD5 is offered: its stored secret is a password equivalent (legacy clients only)");
+  if (c.password_policy.min_length < 8 || c.password_policy.min_classes < 2)
+    warn("password_policy allows weak passwords (min_length " + std::to_string(c.password_policy.min_length) +
+         ", min_classes " + std::to_string(c.password_policy.min_classes) + ")");
+  if (!c.policy.anti_spoofing) warn("policy.anti_spoofing = false: users may send as any address");
+
+  // Limits.
+  if (c.limits.max_unknown_recipients == 0) warn("limits.max_unknown_recipients = 0: no directory harvest protection");
+  if (c.limits.max_connections_per_ip == 0) warn("limits.max_connections_per_ip = 0: one address may take every connection");
+  if (c.limits.max_message_size == 0) warn("limits.max_message_size = 0: messages of any size are accepted");
+  if (c.limits.max_failed_commands == 0) note("limits.max_failed_commands = 0: broken or hostile clients are never cut off");
+  if (c.limits.max_messages_per_hour == 0)
+    note("limits.max_messages_per_hour = 0: no hourly limit per address (set one if your users relay through you)");
+
+  // Outbound.
+  if (c.delivery.tls == "off") warn("delivery.tls = \"off\": outbound mail never uses TLS");
+  if (!c.delivery.relay_password_file.empty())
+    check_mode(c.delivery.relay_password_file, "delivery.relay_password_file", S_IROTH | S_IWOTH, out);
+
+  // Process and files.
+  if (c.server.user.empty()) note("server.user is empty: the server keeps the user it was started as");
+  check_mode(c.server.data_dir, "data_dir", S_IROTH | S_IWOTH | S_IXOTH, out);
+  check_mode((fs::path(c.server.data_dir) / "directory.db").string(), "the directory", S_IROTH, out);
+  check_mode(c.key_path(), "the private key", S_IROTH | S_IRGRP, out);
+  check_certificate(c, out);
+
+  // The directory.
+  auto domains = dir.list_domains();
+  if (domains.empty()) note("no local domain yet (bulwark domain add DOMAIN)");
+  for (auto& d : domains) {
+    if (!d.anti_spoofing) warn("domain " + d.name + " has anti-spoofing off: its addresses can be forged by anyone");
+    Address pm{"postmaster", d.name, false};
+    if (dir.resolve(pm).kind != Resolution::local)
+      warn("domain " + d.name + " has no postmaster@ address (RFC 5321 4.5.1 requires one; bulwark alias add)");
+  }
+  for (auto& u : dir.user_security()) {
+    if (!u.has_scram) note("user " + u.address + " has no SCRAM-SHA-256 keys (set before SCRAM existed): bulwark user passwd");
+    if (u.has_cram_md5) note("user " + u.address + " has a CRAM-MD5 secret (legacy)");
+    if (u.old_hash) note("user " + u.address + "'s password hash uses old Argon2id parameters (upgraded at the next login)");
+  }
+  return out;
+}
+
+}  // namespace bulwark
