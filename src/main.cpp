@@ -160,6 +160,9 @@ int serve(const Config& cfg) {
     if (far) remote.enqueue(id);
     if (local || !far) delivery.enqueue(id, std::move(tx));
   });
+  // SIGHUP: the queue manager takes the new [delivery] settings too (a relay password
+  // file that cannot be read refuses the reload).
+  server.on_reload([&remote](const Config& next) { remote.reload(remote_settings(next)); });
   spool.start();
   delivery.start();
   remote.start();

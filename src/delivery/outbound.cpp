@@ -11,15 +11,22 @@ using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
 
-Outbound::Outbound(asio::io_context& io, const RemoteSettings& settings) : io_(io), s(settings) {
-  for (auto* ctx : {&tls_plain, &tls_verify}) {
+Outbound::Outbound(asio::io_context& io, const RemoteSettings& settings) : io_(io), s(settings) { reload_tls(); }
+
+void Outbound::reload_tls() {
+  auto plain = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  auto verify = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  for (auto* ctx : {plain.get(), verify.get()}) {
     SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
     ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
   }
-  tls_plain.set_verify_mode(asio::ssl::verify_none);
-  tls_verify.set_verify_mode(asio::ssl::verify_peer);
-  tls_verify.set_default_verify_paths();
-  if (!s.tls_ca_file.empty()) tls_verify.load_verify_file(s.tls_ca_file);
+  plain->set_verify_mode(asio::ssl::verify_none);
+  verify->set_verify_mode(asio::ssl::verify_peer);
+  verify->set_default_verify_paths();
+  if (!s.tls_ca_file.empty()) verify->load_verify_file(s.tls_ca_file);  // throws if unreadable
+  // A connection in its handshake keeps the old context alive through its SSL object.
+  tls_plain = std::move(plain);
+  tls_verify = std::move(verify);
 }
 
 Outbound::Conn::~Conn() {
@@ -64,7 +71,7 @@ awaitable<size_t> Outbound::read_some(Conn& c) {
 
 awaitable<bool> Outbound::start_tls(Conn& c) {
   bool verify = s.tls == smtp::ClientTls::required;
-  c.tls.emplace(c.sock, verify ? tls_verify : tls_plain);
+  c.tls.emplace(c.sock, verify ? *tls_verify : *tls_plain);
   asio::error_code not_ip;
   asio::ip::make_address(c.host_name, not_ip);
   if (not_ip) SSL_set_tlsext_host_name(c.tls->native_handle(), c.host_name.c_str());

@@ -6,6 +6,7 @@
 #include <array>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -22,6 +23,8 @@ struct Host {
 class Outbound {
  public:
   Outbound(asio::io_context& io, const RemoteSettings& s);
+  // Rebuilds the TLS contexts from the settings (tls_ca_file may have changed).
+  void reload_tls();
 
   // The state of one outbound TCP connection (SMTP, or POP3 before SMTP).
   struct Conn {
@@ -55,7 +58,7 @@ class Outbound {
  private:
   asio::io_context& io_;
   const RemoteSettings& s;
-  asio::ssl::context tls_plain{asio::ssl::context::tls_client}, tls_verify{asio::ssl::context::tls_client};
+  std::unique_ptr<asio::ssl::context> tls_plain, tls_verify;
 };
 
 }  // namespace bulwark

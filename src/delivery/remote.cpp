@@ -610,6 +610,25 @@ void RemoteDelivery::stop() {
   impl->thread.join();
 }
 
+void RemoteDelivery::reload(RemoteSettings settings) {
+  auto impl = impl_;
+  asio::post(impl->io, [impl, settings = std::move(settings)]() mutable {
+    RemoteSettings old = impl->s;
+    settings.hostname = old.hostname;  // these need a restart
+    settings.data_dir = old.data_dir;
+    impl->s = std::move(settings);
+    try {
+      impl->net.reload_tls();
+    } catch (const std::exception& e) {
+      impl->s = std::move(old);
+      logs::main().error("reload: delivery settings kept: {}", e.what());
+      return;
+    }
+    logs::main().info("reload: delivery settings updated");
+    impl->schedule();
+  });
+}
+
 void RemoteDelivery::enqueue(const std::string& id) {
   auto impl = impl_;
   asio::post(impl->io, [impl, id] {

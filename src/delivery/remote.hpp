@@ -51,6 +51,9 @@ class RemoteDelivery {
 
   void start();  // indexes what the spool holds, then runs its own thread
   void stop();   // lets sessions in flight finish (bounded), records their results
+  // SIGHUP: new settings (relay, TLS, limits, intervals...). Sessions in flight finish
+  // with what they started with. DNS servers and the hostname need a restart.
+  void reload(RemoteSettings settings);
   // A message just committed; ignored unless it has remote recipients.
   void enqueue(const std::string& id);
   // `bulwark queue retry`: <data_dir>/retry-now lists ids ("*" = all); the manager

@@ -82,6 +82,7 @@ struct Server::Impl {
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
   asio::thread_pool workers{2};  // password hashing
+  std::function<void(const Config&)> reload_hook;
 
   Impl(Config c, Directory& d, Spool& s)
       : cfg(std::make_shared<Config>(std::move(c))),
@@ -476,6 +477,7 @@ struct Server::Impl {
         }
       }
       next.listeners = cfg->listeners;
+      if (reload_hook) reload_hook(next);  // may refuse the reload by throwing
       for (auto& w : next.warnings) logs::main().warn("{}", w);
       limits.update(limit_settings(next));
       groups = std::make_shared<IpGroups>(next.ip_group_ranges);
@@ -521,6 +523,8 @@ Server::Server(Config cfg, Directory& dir, Spool& spool) : impl_(std::make_uniqu
 }
 
 Server::~Server() = default;
+
+void Server::on_reload(std::function<void(const Config&)> f) { impl_->reload_hook = std::move(f); }
 
 void Server::bind() {
   for (auto& lc : impl_->cfg->listeners) {

@@ -3,6 +3,7 @@
 // Depends on smtp/, queue/, directory/, config/, logging/.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,9 @@ class Server {
   void bind();
   // Runs until SIGTERM/SIGINT; SIGHUP reloads config and certificate. Returns the exit code.
   int run(unsigned threads);
+  // Also run at SIGHUP with the new configuration, before it replaces the running one;
+  // an exception refuses the whole reload (the old configuration stays).
+  void on_reload(std::function<void(const Config&)> f);
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@ relay server on loopback addresses, a dnslib DNS server giving MX records for th
 domains, and the DSNs that land in the local sender's mailbox."""
 import email
 import subprocess
+import signal
 import smtplib
 import time
 
@@ -369,3 +370,19 @@ def test_kill_9_during_outbound_delivery_loses_nothing(make_server, dns, port, r
     # (at-least-once, RFC 5321 6.1) -- at most the sessions in flight at that moment.
     assert len(set(subjects)) == n
     assert len(subjects) - n <= 20
+
+
+def test_sighup_reloads_delivery_settings(make_server, dns, port, remotes):
+    relay = remotes("127.0.0.60")
+    closed = free_port()
+    srv = outbound(make_server, dns, port,
+                   f'mode = "relay"\nrelay_host = "127.0.0.60"\nrelay_port = {closed}\nretry_interval = "1h"').start()
+    send(srv, ["a@good.test"], "after reload")
+    srv.wait_log("mail.log", "deferred id=")
+    # The administrator fixes the relay port and sends SIGHUP: no restart.
+    srv.write_config(srv.extra_config.replace(f"relay_port = {closed}", f"relay_port = {port}"))
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log("bulwark.log", "reload: delivery settings updated")
+    srv.cli("queue", "retry")
+    assert wait(lambda: relay.messages, what="delivery after the reload")[0]["rcpts"] == ["a@good.test"]
+    assert srv.proc.poll() is None
