@@ -58,6 +58,17 @@ class Reader {
     return *v;
   }
 
+  std::chrono::seconds positive_duration(const toml::node& n, const std::string& key) const {
+    auto d = duration(n, key);
+    if (d.count() == 0) fail(&n, key, "must be longer than 0s");
+    return d;
+  }
+  uint16_t port(const toml::node& n, const std::string& key) const {
+    if (!n.is_integer() || *n.value<int64_t>() < 1 || *n.value<int64_t>() > 65535)
+      fail(&n, key, "must be a port number between 1 and 65535");
+    return uint16_t(*n.value<int64_t>());
+  }
+
   // Walks a table, calling the handler registered for each key; unknown keys fail.
   using Handler = std::function<void(const toml::node&, const std::string& key)>;
   void table(const toml::node& n, const std::string& prefix, const std::map<std::string, Handler>& handlers) const {
@@ -112,6 +123,13 @@ Config load_config(const std::string& path) {
   std::map<std::string, const toml::node*> group_nodes;       // for line numbers
   std::map<std::string, const toml::node*> delivery_nodes;    // for line numbers
   std::vector<std::pair<std::string, const toml::node*>> refs;  // group names used by keys
+  // Handlers that store a checked value.
+  auto port = [&](uint16_t& out) {
+    return [&](const toml::node& v, const std::string& k) { out = r.port(v, k); };
+  };
+  auto positive = [&](std::chrono::seconds& out) {
+    return [&](const toml::node& v, const std::string& k) { out = r.positive_duration(v, k); };
+  };
   auto group_ref = [&](std::string& out) {
     return [&](const toml::node& v, const std::string& k) {
       out = r.str(v, k);
@@ -231,8 +249,7 @@ Config load_config(const std::string& path) {
                              }
                            }},
                           {"timeout", [&](const toml::node& v, const std::string& k) {
-                             c.dns.timeout = r.duration(v, k);
-                             if (c.dns.timeout.count() == 0) r.fail(&v, k, "must be longer than 0s");
+                             c.dns.timeout = r.positive_duration(v, k);
                            }}});
                }},
               {"policy",
@@ -305,19 +322,6 @@ Config load_config(const std::string& path) {
                        list += (list.empty() ? "\"" : ", \"") + a + "\"";
                      }
                      r.fail(&v, k, "must be one of " + list);
-                   };
-                 };
-                 auto port = [&](uint16_t& out) {
-                   return [&](const toml::node& v, const std::string& k) {
-                     if (!v.is_integer() || *v.value<int64_t>() < 1 || *v.value<int64_t>() > 65535)
-                       r.fail(&v, k, "must be a port number between 1 and 65535");
-                     out = uint16_t(*v.value<int64_t>());
-                   };
-                 };
-                 auto positive = [&](std::chrono::seconds& out) {
-                   return [&](const toml::node& v, const std::string& k) {
-                     out = r.duration(v, k);
-                     if (out.count() == 0) r.fail(&v, k, "must be longer than 0s");
                    };
                  };
                  r.table(n, p,
@@ -422,12 +426,6 @@ Config load_config(const std::string& path) {
                }},
               {"timeouts",
                [&](const toml::node& n, const std::string& p) {
-                 auto positive = [&](std::chrono::seconds& out) {
-                   return [&](const toml::node& v, const std::string& k) {
-                     out = r.duration(v, k);
-                     if (out.count() == 0) r.fail(&v, k, "must be longer than 0s");
-                   };
-                 };
                  r.table(n, p,
                          {{"command", positive(c.timeouts.command)},
                           {"data", positive(c.timeouts.data)},
@@ -466,9 +464,7 @@ Config load_config(const std::string& path) {
                                l.max_connections = r.count(v, k, 10000000);
                              }},
                             {"port", [&](const toml::node& v, const std::string& k) {
-                               if (!v.is_integer() || *v.value<int64_t>() < 1 || *v.value<int64_t>() > 65535)
-                                 r.fail(&v, k, "must be a port number between 1 and 65535");
-                               l.port = uint16_t(*v.value<int64_t>());
+                               l.port = r.port(v, k);
                                has_port = true;
                              }}});
                    if (!has_service) r.fail(&item, p + ".service", "missing (smtp, submission or smtps)");

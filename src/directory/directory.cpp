@@ -343,18 +343,21 @@ std::optional<std::string> Directory::user_key(const std::string& user) {
   return std::nullopt;
 }
 
+std::string Directory::user_column(const char* sql, const std::string& key) {
+  std::lock_guard lk(mu_);
+  try {
+    Stmt s(db_, sql, cache_.get());
+    s.bind(1, key);
+    if (s.step()) return s.text(0);
+  } catch (const DirectoryError&) {
+  }
+  return {};
+}
+
 std::optional<std::string> Directory::verify_login(const std::string& user, const std::string& password) {
   auto a = parse_mailbox(user);
-  std::string hash, key = a ? a->lookup_key() : std::string();
-  if (a) {
-    std::lock_guard lk(mu_);
-    try {
-      Stmt s(db_, "SELECT password_hash FROM users WHERE key=?", cache_.get());
-      s.bind(1, key);
-      if (s.step()) hash = s.text(0);
-    } catch (const DirectoryError&) {
-    }
-  }
+  std::string key = a ? a->lookup_key() : std::string();
+  std::string hash = a ? user_column("SELECT password_hash FROM users WHERE key=?", key) : std::string();
   // An unknown user costs the same Argon2id run as a wrong password.
   bool ok = auth::verify_password(hash.empty() ? auth::dummy_hash() : hash, password) && !hash.empty();
   if (!ok) return std::nullopt;
@@ -377,32 +380,17 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
 std::optional<auth::ScramSecret> Directory::scram_secret(const std::string& user) {
   auto a = parse_mailbox(user);
   if (!a) return std::nullopt;
-  std::lock_guard lk(mu_);
-  try {
-    Stmt s(db_, "SELECT scram FROM users WHERE key=?", cache_.get());
-    s.bind(1, a->lookup_key());
-    if (s.step()) return auth::decode_scram(s.text(0));
-  } catch (const DirectoryError&) {
-  }
-  return std::nullopt;
+  std::string text = user_column("SELECT scram FROM users WHERE key=?", a->lookup_key());
+  if (text.empty()) return std::nullopt;
+  return auth::decode_scram(text);
 }
 
 std::optional<auth::CramSecret> Directory::cram_md5_secret(const std::string& user) {
   auto a = parse_mailbox(user);
   if (!a) return std::nullopt;
-  std::string text;
-  {
-    std::lock_guard lk(mu_);
-    try {
-      Stmt s(db_, "SELECT cram_md5 FROM users WHERE key=?", cache_.get());
-      s.bind(1, a->lookup_key());
-      if (s.step()) text = s.text(0);
-    } catch (const DirectoryError&) {
-    }
-  }
-  if (text.empty()) return std::nullopt;
+  std::string text = user_column("SELECT cram_md5 FROM users WHERE key=?", a->lookup_key());
   auto raw = auth::base64_decode(text);
-  if (!raw || raw->size() != 32) return std::nullopt;
+  if (text.empty() || !raw || raw->size() != 32) return std::nullopt;
   auth::CramSecret out{};
   std::copy(raw->begin(), raw->end(), out.begin());
   return out;

@@ -97,6 +97,8 @@ class Directory {
  private:
   explicit Directory(sqlite3* db);
   bool exists(const char* sql, const std::string& key);
+  // One text column of the user row `key` ("" when there is none or on error).
+  std::string user_column(const char* sql, const std::string& key);
   void require_local_domain(const std::string& domain);
   void require_free(const std::string& key);
   void expand(const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r);

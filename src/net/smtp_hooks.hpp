@@ -47,6 +47,7 @@ class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {
   bool auth_blocked() override;
   std::string auth_succeeded(auth::Mech m, const std::string& user) override;
   bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
+  void auth_reset() override { auth_user_.clear(); }  // a failed AUTH still counts
   std::optional<auth::ScramSecret> scram_secret(const std::string& user) override { return dir_.scram_secret(user); }
   std::optional<auth::CramSecret> cram_md5_secret(const std::string& user) override {
     return dir_.cram_md5_secret(user);

@@ -570,6 +570,7 @@ Output ServerSession::tls_started(std::string version, std::string cipher) {
   helo_.clear();
   esmtp_ = false;
   auth_user_.clear();  // RFC 3207 4.2: forget what was learnt before TLS
+  hooks_.auth_reset();
   reset_transaction();
   buf_.clear();
   rpos_ = 0;

@@ -96,6 +96,8 @@ class SessionHooks {
   virtual bool auth_blocked() { return false; }
   // A login succeeded: returns the user's canonical name (lookup key).
   virtual std::string auth_succeeded(auth::Mech, const std::string& user) { return user; }
+  // STARTTLS completed: the session forgets its login (RFC 3207 4.2).
+  virtual void auth_reset() {}
   // A login failed (why: for the log); true when the client is now blocked.
   virtual bool auth_failed(auth::Mech, const std::string& /*user*/, std::string_view /*why*/) { return false; }
   virtual std::string new_queue_id() = 0;

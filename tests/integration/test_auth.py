@@ -359,3 +359,17 @@ def test_no_password_or_auth_payload_on_disk_or_in_logs(make_server):
             found += [(str(f), n) for n in needles if n in content]
     assert not found
     assert "spy@example.test" in srv.log("security.log")  # the failures were logged, by user name
+
+
+def test_starttls_forgets_a_plaintext_login(make_server):
+    # SCRAM is allowed without TLS; after STARTTLS the session starts over (RFC 3207 4.2):
+    # no relaying or sending on the strength of the earlier login.
+    srv = make_server(extra_config=NO_DELAY).start()
+    r = connect(srv, "smtp")
+    assert scram_login(r)[0] == 235
+    assert r.cmd("STARTTLS")[0] == 220
+    r.sock = tls_context().wrap_socket(r.sock)
+    assert r.cmd("EHLO client.test")[0] == 250
+    assert r.cmd("MAIL FROM:<>")[0] == 250
+    code, text = r.cmd("RCPT TO:<someone@remote.test>")
+    assert code == 554 and "5.7.1" in text

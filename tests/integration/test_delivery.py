@@ -242,14 +242,21 @@ def test_relay_certificate_not_trusted_is_deferred(make_server, dns, port, remot
     assert relay.messages == []
 
 
-def test_restart_in_the_middle_of_a_queue(make_server, dns, port, remotes):
+def deferred_queue(make_server, dns, port, remotes, n, subject):
+    """A server with n messages for good.test, each deferred once (the MX said 451),
+    next attempt in an hour. Returns the server and the MX (still answering 451)."""
     mx1 = remotes("127.0.0.50")
     mx1.handler.rcpt_replies["*"] = "451 4.3.2 not now"
     srv = outbound(make_server, dns, port, 'retry_interval = "1h"').start()
-    n = 20
     for i in range(n):
-        send(srv, [f"r{i}@good.test"], f"queued {i}")
+        send(srv, [f"r{i}@good.test"], f"{subject} {i}")
     wait(lambda: srv.log("mail.log").count("deferred id=") >= n, what="every message deferred")
+    return srv, mx1
+
+
+def test_restart_in_the_middle_of_a_queue(make_server, dns, port, remotes):
+    n = 20
+    srv, mx1 = deferred_queue(make_server, dns, port, remotes, n, "queued")
     assert srv.stop() == 0
     out = srv.cli("queue", "list").stdout
     assert f"{n} message(s) queued" in out and "attempts 1" in out
@@ -349,13 +356,8 @@ def test_8bit_message_to_a_server_without_8bitmime_bounces_with_the_reason(make_
 
 
 def test_kill_9_during_outbound_delivery_loses_nothing(make_server, dns, port, remotes):
-    mx1 = remotes("127.0.0.50")
-    mx1.handler.rcpt_replies["*"] = "451 4.3.2 not now"
-    srv = outbound(make_server, dns, port, 'retry_interval = "1h"').start()
     n = 30
-    for i in range(n):
-        send(srv, [f"k{i}@good.test"], f"kill {i}")
-    wait(lambda: srv.log("mail.log").count("deferred id=") >= n, what="every message deferred")
+    srv, mx1 = deferred_queue(make_server, dns, port, remotes, n, "kill")
     mx1.handler.rcpt_replies.clear()
     mx1.handler.data_delay = 0.1  # a slower remote: the kill lands mid-queue
     srv.cli("queue", "retry")
