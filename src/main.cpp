@@ -1,14 +1,19 @@
 // `bulwark`: `serve` runs the server; every other command administers its state.
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <sodium.h>
 #include <filesystem>
+#include <cstddef>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <set>
@@ -129,7 +134,32 @@ RemoteSettings remote_settings(const Config& cfg) {
   return r;
 }
 
+// systemd's readiness protocol (Type=notify): one datagram to $NOTIFY_SOCKET.
+void sd_notify(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || !*path) return;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  size_t len = std::strlen(path);
+  if (len >= sizeof sa.sun_path) return;
+  std::memcpy(sa.sun_path, path, len);
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';  // abstract namespace
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  ::sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa),
+           socklen_t(offsetof(sockaddr_un, sun_path) + len));
+  ::close(fd);
+}
+
+// The composition root: builds the services, and tears them down in a stated order.
 int serve(const Config& cfg) {
+  // Until the server's signal handlers exist (they are made before any port opens),
+  // SIGTERM/SIGINT/SIGHUP wait instead of killing a half-started server.
+  sigset_t sigs, old;
+  sigemptyset(&sigs);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, sig);
+  pthread_sigmask(SIG_BLOCK, &sigs, &old);
+  ::umask(027);  // logs, queue and mailboxes are nobody else's business
   logs::init(cfg.server.log_dir);
   raise_fd_limit();
   fs::create_directories(cfg.server.data_dir);
@@ -138,6 +168,7 @@ int serve(const Config& cfg) {
   Spool spool(cfg.server.data_dir);
   spool.recover();
   Server server(cfg, *dir, spool);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   server.bind();
   drop_privileges(cfg);
   LocalDelivery delivery(spool, cfg.server.data_dir, cfg.server.hostname);
@@ -167,11 +198,23 @@ int serve(const Config& cfg) {
   delivery.start();
   remote.start();
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
+  logs::main().info("ready: accepting connections");
+  sd_notify("READY=1");
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   int rc = server.run(threads);
-  spool.stop();
+  sd_notify("STOPPING=1");
+  // Teardown, in this order: the sessions are over (run returned); remote delivery
+  // finishes the messages in flight and records their outcomes (its reports still
+  // go into the running spool); local delivery finishes what is waiting; the spool
+  // commits the last messages; then the event loops end, after everything that
+  // posts into them.
   remote.stop();
   delivery.stop();
+  spool.stop();
+  outbound_dns.shutdown();
+  remote.close();
+  server.close();
+  logs::main().info("stopped");
   logs::flush();
   return rc;
 }

@@ -430,6 +430,10 @@ Config load_config(const std::string& path) {
                          {{"command", positive(c.timeouts.command)},
                           {"data", positive(c.timeouts.data)},
                           {"session", positive(c.timeouts.session)},
+                          {"min_data_rate",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.timeouts.min_data_rate = r.count(v, k, uint64_t(1) << 30);
+                           }},
                           {"shutdown", positive(c.timeouts.shutdown)}});
                }},
               {"listener",

@@ -116,7 +116,9 @@ struct Config {
 
   struct {
     std::chrono::seconds command{300};   // RFC 5321 4.5.3.2: at least 5 minutes
-    std::chrono::seconds data{600};      // between two reads inside DATA/BDAT
+    std::chrono::seconds data{600};      // longest wait for data inside DATA/BDAT
+    uint64_t min_data_rate = 500;        // bytes/s a DATA/BDAT phase must average after its first `data`
+                                         // seconds (Postfix's smtpd_min_data_rate); 0 = no minimum
     std::chrono::seconds session{3600};  // whole connection
     std::chrono::seconds shutdown{30};   // SIGTERM: how long transactions may finish
   } timeouts;

@@ -31,6 +31,19 @@ std::optional<IpAddress> IpAddress::parse(std::string_view s) {
   return std::nullopt;
 }
 
+IpAddress IpAddress::from_v4(const std::array<uint8_t, 4>& b) {
+  IpAddress a;
+  a.bytes[10] = a.bytes[11] = 0xff;
+  std::memcpy(a.bytes.data() + 12, b.data(), 4);
+  return a;
+}
+
+IpAddress IpAddress::from_v6(const std::array<uint8_t, 16>& b) {
+  IpAddress a;
+  a.bytes = b;
+  return a;
+}
+
 bool IpRange::is_everything() const {
   IpRange all4{*IpAddress::parse("0.0.0.0"), *IpAddress::parse("255.255.255.255")};
   IpAddress zero{};

@@ -15,7 +15,11 @@ struct IpAddress {
   bool is_v4() const;
   std::string str() const;
   auto operator<=>(const IpAddress&) const = default;
+  // Text form only: "fe80::1%eth0" (a scope id) is not an address here; a socket's
+  // peer goes through from_v4/from_v6 with its bytes instead.
   static std::optional<IpAddress> parse(std::string_view s);
+  static IpAddress from_v4(const std::array<uint8_t, 4>& b);
+  static IpAddress from_v6(const std::array<uint8_t, 16>& b);
 };
 
 // An inclusive range of addresses; a single address, a CIDR block and "a-b" all

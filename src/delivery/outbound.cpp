@@ -37,11 +37,12 @@ Outbound::Conn::~Conn() {
 
 void Outbound::Conn::arm(std::chrono::seconds d) {
   deadline.expires_after(d);
-  deadline.async_wait([this](const asio::error_code& e) {
-    if (e) return;
-    timed_out = true;
+  deadline.async_wait([weak = weak_from_this(), gen = ++armed](const asio::error_code& e) {
+    auto self = weak.lock();
+    if (e || !self || self->armed != gen) return;
+    self->timed_out = true;
     asio::error_code ignore;
-    sock.cancel(ignore);
+    self->sock.cancel(ignore);
   });
 }
 
@@ -104,7 +105,8 @@ awaitable<smtp::ClientEvent> Outbound::drive(Conn& c) {
 }
 
 awaitable<std::string> Outbound::pop3_login(const Host& host) {
-  Conn c(io_, smtp::ClientSettings{s.hostname, s.tls, "", ""});
+  auto conn = std::make_shared<Conn>(io_, smtp::ClientSettings{s.hostname, s.tls, "", ""});
+  Conn& c = *conn;
   if (!co_await connect(c, host, s.relay_pop3_port)) co_return "cannot connect to " + c.where + ": " + c.ec.message();
   Pop3Login login(s.relay_user, s.relay_password);
   Pop3Login::Out out;

@@ -26,8 +26,9 @@ class Outbound {
   // Rebuilds the TLS contexts from the settings (tls_ca_file may have changed).
   void reload_tls();
 
-  // The state of one outbound TCP connection (SMTP, or POP3 before SMTP).
-  struct Conn {
+  // The state of one outbound TCP connection (SMTP, or POP3 before SMTP). Held by a
+  // shared_ptr: the deadline handler keeps only a weak reference to it.
+  struct Conn : std::enable_shared_from_this<Conn> {
     Conn(asio::io_context& io, smtp::ClientSettings cs) : sock(io), deadline(io), client(std::move(cs)) {}
     ~Conn();
     asio::ip::tcp::socket sock;
@@ -41,6 +42,10 @@ class Outbound {
     smtp::ServerReply tls_error;
     smtp::ClientOutput out;  // what drive() writes next (kept here, not in a coroutine
                              // parameter: GCC 12 mishandles class-type temporaries there)
+    uint64_t armed = 0;  // which arm() the pending deadline belongs to
+    // Starts the deadline of the next operation: at expiry the socket is cancelled.
+    // A handler of an earlier arm() that already fired is ignored (no spurious
+    // timeout), and one that outlives the connection finds nothing (weak reference).
     void arm(std::chrono::seconds d);
   };
 

@@ -51,6 +51,9 @@ class RemoteDelivery {
 
   void start();  // indexes what the spool holds, then runs its own thread
   void stop();   // lets sessions in flight finish (bounded), records their results
+  // Ends the manager's event loop and what is left in it. After stop() and after the
+  // resolver has stopped (its callbacks post into the loop). The destructor calls it.
+  void close();
   // SIGHUP: new settings (relay, TLS, limits, intervals...). Sessions in flight finish
   // with what they started with. DNS servers and the hostname need a restart.
   void reload(RemoteSettings settings);

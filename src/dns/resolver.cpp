@@ -192,21 +192,43 @@ Resolver::Resolver(const std::vector<std::string>& servers, std::chrono::millise
 }
 
 Resolver::~Resolver() {
+  shutdown();
+  ::close(impl_->wake_fd);
+}
+
+void Resolver::shutdown() {
+  std::deque<Pending> never_sent;
   {
     std::lock_guard lk(impl_->mu);
+    if (impl_->stopping) return;
     impl_->stopping = true;
+    never_sent.swap(impl_->incoming);
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(impl_->wake_fd, &one, sizeof one);
   impl_->thread.join();
   ares_destroy(impl_->channel);  // pending queries' callbacks run with ARES_EDESTRUCTION
-  ::close(impl_->wake_fd);
+  impl_->channel = nullptr;
+  for (auto& q : never_sent) {
+    DnsResult r;
+    r.error = "resolver stopped";
+    q.cb(std::move(r));
+  }
 }
 
 void Resolver::query(std::string name, DnsType type, Callback cb) {
   {
     std::lock_guard lk(impl_->mu);
-    impl_->incoming.push_back({std::move(name), type, std::move(cb)});
+    if (!impl_->stopping) {
+      impl_->incoming.push_back({std::move(name), type, std::move(cb)});
+      cb = nullptr;
+    }
+  }
+  if (cb) {  // stopped: fail at once (outside the lock: the callback may query again)
+    DnsResult r;
+    r.error = "resolver stopped";
+    cb(std::move(r));
+    return;
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(impl_->wake_fd, &one, sizeof one);

@@ -36,6 +36,10 @@ class Resolver {
 
   using Callback = std::function<void(DnsResult)>;
   void query(std::string name, DnsType type, Callback cb);
+  // Ends the resolver thread; queries still pending get their callback now (status
+  // failure), on the calling thread. Call it while whatever the callbacks post to is
+  // still alive. Idempotent; the destructor calls it. Queries after it fail at once.
+  void shutdown();
 
   // in-addr.arpa / ip6.arpa name for an address in text form; "" if not an address.
   static std::string reverse_name(const std::string& ip);

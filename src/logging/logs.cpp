@@ -4,6 +4,8 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <mutex>
 
@@ -39,10 +41,28 @@ void build() {
 
 void init(const std::string& log_dir, bool also_stderr) {
   std::lock_guard lk(mu);
-  std::filesystem::create_directories(log_dir);
+  if (std::filesystem::create_directories(log_dir)) ::chmod(log_dir.c_str(), 0750);
   dir = log_dir;
   to_stderr = also_stderr;
   build();
+  // spdlog creates the files with the process umask; existing files from older
+  // versions were 0644. Group-readable is enough for log shippers.
+  for (const char* n : {"mail.log", "security.log", "bulwark.log"})
+    ::chmod((std::filesystem::path(dir) / n).c_str(), 0640);
+}
+
+std::optional<uint64_t> Throttle::allow() {
+  std::lock_guard lk(mu_);
+  auto now = std::chrono::steady_clock::now();
+  if (any_ && now - last_ < every_) {
+    ++held_;
+    return std::nullopt;
+  }
+  any_ = true;
+  last_ = now;
+  uint64_t held = held_;
+  held_ = 0;
+  return held;
 }
 
 std::once_flag default_once;

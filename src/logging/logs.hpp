@@ -5,16 +5,39 @@
 #pragma once
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 namespace bulwark::logs {
 
-// Opens the files under log_dir (created if needed). Without init, all three go to stderr.
+// Opens the files under log_dir (created 0750 if needed; the files are made 0640:
+// client addresses and user names are not for everyone). Without init, all three go
+// to stderr.
 void init(const std::string& log_dir, bool also_stderr = true);
 spdlog::logger& mail();
 spdlog::logger& security();
 spdlog::logger& main();
 void flush();
+
+// For a line that a fault can repeat many times a second (accept() failing while
+// the process is out of file descriptors): at most one line per `every`. allow()
+// says whether to write now and, if so, how many were held back since the last one.
+class Throttle {
+ public:
+  explicit Throttle(std::chrono::seconds every = std::chrono::seconds(10)) : every_(every) {}
+  std::optional<uint64_t> allow();
+
+ private:
+  std::chrono::seconds every_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point last_{};
+  bool any_ = false;
+  uint64_t held_ = 0;
+};
 
 }  // namespace bulwark::logs

@@ -12,6 +12,7 @@
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
+#include "net/peer.hpp"
 #include "net/smtp_hooks.hpp"
 #include "net/tls.hpp"
 #include "policy/dns_checks.hpp"
@@ -52,32 +53,48 @@ struct Conn {
   explicit Conn(tcp::socket s) : sock(std::move(s)), timer(sock.get_executor()) {}
   tcp::socket sock;
   std::optional<asio::ssl::stream<tcp::socket&>> tls;
-  asio::steady_timer timer;
+  asio::steady_timer timer;  // the watchdog's; expires at `deadline`
   Clock::time_point deadline = Clock::time_point::max();
   Clock::time_point session_end = Clock::time_point::max();
   bool timed_out = false;
-  bool finished = false;
+  std::atomic<bool> finished{false};  // read by the shutdown drain on another thread
   bool in_transaction = false;
+  bool cut = false;  // the shutdown grace is over: even a transaction ends now
   std::array<char, 4096> buf;
 
-  void set_deadline(std::chrono::seconds d) { deadline = std::min(Clock::now() + d, session_end); }
+  // The deadline of the current step, never past the whole-session bound. A deadline
+  // that moves earlier re-arms the watchdog's timer at once (the watchdog only looks
+  // again when its timer fires, so an earlier deadline would otherwise wait for the
+  // older, later one). Runs on the connection's strand, like the watchdog.
+  void set_deadline_at(Clock::time_point t) {
+    deadline = std::min(t, session_end);
+    if (deadline < timer.expiry()) timer.expires_at(deadline);
+  }
+  void set_deadline(Clock::duration d) { set_deadline_at(Clock::now() + d); }
 };
-
 
 struct Server::Impl {
   std::shared_ptr<const Config> cfg;
   Directory& dir;
   Spool& spool;
-  asio::io_context io;
-  // After io: destroyed first, so its last callbacks can still post to io.
+  // The event loop, owned so that close() can end it at a chosen moment: after the
+  // hashing pool and the resolver (whose callbacks post into it) and before the
+  // tables that session frames still point to.
+  std::unique_ptr<asio::io_context> io_holder = std::make_unique<asio::io_context>();
+  asio::io_context& io = *io_holder;
+  // Made before any port is open: a SIGTERM from the moment a client can connect
+  // ends the server gracefully instead of killing it.
+  std::optional<asio::signal_set> signals{std::in_place, io, SIGTERM, SIGINT, SIGHUP};
   Resolver resolver;
   DnsChecks dns;
   std::vector<std::pair<ListenerConfig, std::unique_ptr<tcp::acceptor>>> acceptors;
+  std::vector<std::unique_ptr<logs::Throttle>> accept_warnings;  // parallel to acceptors
   std::shared_ptr<asio::ssl::context> tls;
   std::shared_ptr<const IpGroups> groups;
   ClientLimits limits;
   PopLogins pop;
   std::deque<std::atomic<uint64_t>> listener_conns;  // parallel to acceptors
+  logs::Throttle table_full{std::chrono::seconds(60)};
   std::mutex mu;  // guards cfg, tls, groups, conns
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
@@ -92,6 +109,22 @@ struct Server::Impl {
         dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {}
+
+  ~Impl() { close(); }
+
+  // The end of the event loop, in order: nothing new arrives (listeners, signals),
+  // the threads that post into the loop finish (hashing pool, resolver), then the
+  // loop goes with whatever session frames are left in it. Members those frames use
+  // (the per-listener counts, ClientLimits) are still alive at that point.
+  void close() {
+    if (!io_holder) return;
+    io.stop();
+    acceptors.clear();
+    signals.reset();
+    workers.join();
+    resolver.shutdown();
+    io_holder.reset();
+  }
 
   static LimitSettings limit_settings(const Config& c) {
     LimitSettings s;
@@ -188,11 +221,14 @@ struct Server::Impl {
         token);
   }
 
-  // Refuses a connection before the greeting: one reply line, then close.
+  // Refuses a connection before the greeting: one reply line, then close. On an
+  // implicit-TLS port it is said inside TLS (a TLS client cannot read plain text).
   awaitable<void> refuse(Conn& c, const smtp::Reply& r) {
     asio::error_code ec;
     c.set_deadline(std::chrono::seconds(10));
-    co_await asio::async_write(c.sock, asio::buffer(r.render()), asio::redirect_error(use_awaitable, ec));
+    std::string bytes = r.render();
+    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+    else co_await asio::async_write(c.sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
   }
 
   awaitable<void> watchdog(std::shared_ptr<Conn> c) {
@@ -201,7 +237,7 @@ struct Server::Impl {
       asio::error_code ec;
       co_await c->timer.async_wait(asio::redirect_error(use_awaitable, ec));
       if (c->finished) break;
-      if (Clock::now() < c->deadline) continue;  // deadline moved on
+      if (Clock::now() < c->deadline) continue;  // moved on, or moved earlier and re-armed
       if (!c->timed_out) {
         // First expiry: interrupt the read so the session can say 421; give it a
         // short while to do so before cutting the connection.
@@ -226,12 +262,61 @@ struct Server::Impl {
     else co_await asio::async_write(c.sock, asio::buffer(bytes), use_awaitable);
   }
 
+  // A TLS handshake is bounded by the command timeout, and by 10 s at most: it is
+  // machine work, and a client that stalls in it holds a connection slot.
   awaitable<bool> handshake(Conn& c, asio::ssl::context& ctx, const Config& cfg) {
     c.tls.emplace(c.sock, ctx);
-    c.set_deadline(cfg.timeouts.command);
+    c.set_deadline(std::min<Clock::duration>(cfg.timeouts.command, std::chrono::seconds(10)));
     asio::error_code ec;
     co_await c.tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
-    co_return !ec;
+    co_return !ec && !c.timed_out;
+  }
+
+  // The connection-time policy of SPEC 2 and 7, decided before any greeting. Returns
+  // the refusal, if any; on success the counts it took are released by `held`.
+  struct Admission {
+    std::optional<smtp::Reply> refusal;
+    bool exempt = false;
+    bool per_ip_counted = false;
+  };
+  Admission admit(const ListenerConfig& lc, size_t listener_index, const Config& cfg, const IpGroups& groups_now,
+                  const IpAddress& ipa, const std::string& ip) {
+    Admission a;
+    const std::string& host = cfg.server.hostname;
+    std::string where = lc.service + " " + lc.address + ":" + std::to_string(lc.port);
+    if (!lc.allowed_ip_group.empty() && !groups_now.contains(lc.allowed_ip_group, ipa)) {
+      logs::security().info("SMTP connection from {} rejected: not in IP group {} allowed on {}", ip,
+                            lc.allowed_ip_group, where);
+      a.refusal = smtp::Reply(554, "5.7.1", host + " Access denied");
+      return a;
+    }
+    if (lc.max_connections && listener_conns[listener_index] > lc.max_connections) {
+      logs::security().info("SMTP connection from {} rejected: {} connections reached on {}", ip, lc.max_connections,
+                            where);
+      a.refusal = smtp::Reply(421, "4.7.0", host + " Too many connections to this service, try again later");
+      return a;
+    }
+    a.exempt = groups_now.contains(cfg.limits.exempt_ip_group, ipa);
+    if (a.exempt) return a;
+    switch (limits.connect(ipa)) {
+      case ClientLimits::Connect::harvest_blocked:
+        logs::security().info("SMTP connection from {} rejected: directory harvest attack", ip);
+        a.refusal = smtp::Reply(421, "4.7.1", host + " Too many unknown recipients from your address, try later");
+        break;
+      case ClientLimits::Connect::too_many_connections:
+        logs::security().info("SMTP connection from {} rejected: more than {} connections from this address", ip,
+                              cfg.limits.max_connections_per_ip);
+        a.refusal = smtp::Reply(421, "4.7.0", host + " Too many connections from your address, try later");
+        break;
+      case ClientLimits::Connect::ok: a.per_ip_counted = true; break;
+      case ClientLimits::Connect::untracked:
+        if (auto held = table_full.allow())
+          logs::security().warn("client table full: {} is served without per-IP limits (AUTH refused to it); "
+                                "{} more such connections since the last warning",
+                                ip, *held);
+        break;
+    }
+    return a;
   }
 
   awaitable<void> session(std::shared_ptr<Conn> c, ListenerConfig lc, size_t listener_index) {
@@ -239,9 +324,8 @@ struct Server::Impl {
     asio::error_code ec;
     auto ep = c->sock.remote_endpoint(ec);
     if (ec) co_return;
-    auto addr = ep.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    std::string ip = addr.to_string();
+    IpAddress ipa = peer_ip(ep.address());
+    std::string ip = ipa.str();
     c->session_end = Clock::now() + cfg->timeouts.session;
     c->set_deadline(cfg->timeouts.command);
     asio::co_spawn(c->sock.get_executor(), watchdog(c), asio::detached);
@@ -250,49 +334,19 @@ struct Server::Impl {
       Conn& c;
       ~Finish() {
         asio::error_code ec;
-        c.finished = true;
         c.timer.cancel();
         c.sock.close(ec);
+        c.finished = true;
       }
     } finish{*c};
 
-    // Connection-time policy, before any greeting (SPEC 2 and 7).
-    IpAddress ipa = *IpAddress::parse(ip);
-    const std::string& host = cfg->server.hostname;
-    std::string where = lc.service + " " + lc.address + ":" + std::to_string(lc.port);
-    if (!lc.allowed_ip_group.empty() && !groups_now->contains(lc.allowed_ip_group, ipa)) {
-      logs::security().info("SMTP connection from {} rejected: not in IP group {} allowed on {}", ip,
-                            lc.allowed_ip_group, where);
-      co_await refuse(*c, smtp::Reply(554, "5.7.1", host + " Access denied"));
-      co_return;
-    }
     auto& listener_count = listener_conns[listener_index];
+    ++listener_count;
     struct Count {
       std::atomic<uint64_t>& n;
       ~Count() { --n; }
     } counted{listener_count};
-    if (++listener_count > lc.max_connections && lc.max_connections) {
-      logs::security().info("SMTP connection from {} rejected: {} connections reached on {}", ip, lc.max_connections,
-                            where);
-      co_await refuse(*c, smtp::Reply(421, "4.7.0", host + " Too many connections to this service, try again later"));
-      co_return;
-    }
-    bool exempt = groups_now->contains(cfg->limits.exempt_ip_group, ipa);
-    bool per_ip_counted = false;
-    if (!exempt) {
-      switch (limits.connect(ipa)) {
-        case ClientLimits::Connect::harvest_blocked:
-          logs::security().info("SMTP connection from {} rejected: directory harvest attack", ip);
-          co_await refuse(*c, smtp::Reply(421, "4.7.1", host + " Too many unknown recipients from your address, try later"));
-          co_return;
-        case ClientLimits::Connect::too_many_connections:
-          logs::security().info("SMTP connection from {} rejected: more than {} connections from this address", ip,
-                                cfg->limits.max_connections_per_ip);
-          co_await refuse(*c, smtp::Reply(421, "4.7.0", host + " Too many connections from your address, try later"));
-          co_return;
-        case ClientLimits::Connect::ok: per_ip_counted = true; break;
-      }
-    }
+    Admission adm = admit(lc, listener_index, *cfg, *groups_now, ipa, ip);
     struct Disconnect {
       ClientLimits& l;
       IpAddress a;
@@ -300,13 +354,13 @@ struct Server::Impl {
       ~Disconnect() {
         if (on) l.disconnect(a);
       }
-    } disconnect{limits, ipa, per_ip_counted};
+    } disconnect{limits, ipa, adm.per_ip_counted};
 
     smtp::SessionConfig sc;
     sc.hostname = cfg->server.hostname;
     sc.service = service_of(lc.service);
     sc.starttls_available = tls_ctx != nullptr && sc.service != smtp::Service::smtps;
-    if (!exempt) {  // the exempt group has none of the limits (SPEC 7)
+    if (!adm.exempt) {  // the exempt group has none of the limits (SPEC 7)
       sc.limits.max_message_size = cfg->limits.max_message_size;
       sc.limits.max_recipients = cfg->limits.max_recipients;
       sc.limits.max_hops = cfg->limits.max_hops;
@@ -323,6 +377,8 @@ struct Server::Impl {
     };
     try {
       if (sc.service == smtp::Service::smtps) {
+        // Implicit TLS: the handshake comes first, also for a client about to be
+        // refused, so that it can read why (bounded by the handshake deadline).
         if (!tls_ctx || !co_await handshake(*c, *tls_ctx, *cfg)) {
           logs::main().info("smtps: TLS handshake with {} failed", ip);
           co_return;
@@ -332,20 +388,46 @@ struct Server::Impl {
         client.tls_version = v;
         client.tls_cipher = ci;
       }
+      if (adm.refusal) {
+        co_await refuse(*c, *adm.refusal);
+        co_return;
+      }
       RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
                        cfg->relay.pop_before_smtp};
       SmtpHooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
-                      SessionPolicy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, exempt,
+                      SessionPolicy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, adm.exempt,
                                     groups_now->contains(cfg->relay.trusted_ip_group, ipa),
                                     cfg->limits.require_client_ptr, cfg->limits.require_sender_domain_in_dns,
                                     cfg->policy.anti_spoofing});
       smtp::ServerSession s(sc, hooks, client);
       co_await write(*c, s.greet().bytes);
+      // Read deadlines (DESIGN 13: a deadline never resets per byte). A command line
+      // must be complete within timeouts.command of the moment we started waiting
+      // for it, however it is split. A DATA/BDAT phase gets timeouts.data for any one
+      // wait, and as a whole must average min_data_rate after its first
+      // timeouts.data: a client dripping a byte at a time is cut either way.
+      bool was_in_data = false;
+      Clock::time_point data_start{};
+      uint64_t data_bytes = 0;
       for (;;) {
         bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
-        c->set_deadline(in_data ? cfg->timeouts.data : cfg->timeouts.command);
+        auto now = Clock::now();
+        if (in_data) {
+          if (!was_in_data) {
+            data_start = now;
+            data_bytes = 0;
+          }
+          auto deadline = now + cfg->timeouts.data;
+          if (uint64_t rate = cfg->timeouts.min_data_rate)
+            deadline = std::min(deadline, data_start + cfg->timeouts.data +
+                                              std::chrono::milliseconds(data_bytes * 1000 / rate));
+          c->set_deadline_at(deadline);
+        } else if (was_in_data || s.buffered() == 0) {
+          c->set_deadline(cfg->timeouts.command);
+        }  // else a command is arriving in pieces: its deadline stands
+        was_in_data = in_data;
         c->in_transaction = s.in_transaction() || in_data;
-        if (stopping && !c->in_transaction) {
+        if (stopping && (!c->in_transaction || c->cut)) {
           co_await write(*c, s.shutdown(smtp::ServerSession::Closing::shutdown).bytes);
           break;
         }
@@ -361,6 +443,7 @@ struct Server::Impl {
           }
           break;
         }
+        if (in_data) data_bytes += n;
         smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
         bool close = false;
         for (;;) {
@@ -403,7 +486,7 @@ struct Server::Impl {
           bool ok = co_await async_commit(spool, tx, use_awaitable);
           if (ok) {
             log_accepted(*tx, lc);
-            if (!exempt) limits.message_accepted(ipa);
+            if (!adm.exempt) limits.message_accepted(ipa);
           }
           else logs::main().error("spool commit failed for message from {}", ip);
           o = s.commit_finished(ok);
@@ -437,8 +520,11 @@ struct Server::Impl {
       tcp::socket sock = co_await acc.async_accept(asio::make_strand(io), asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || stopping) co_return;
-        // EMFILE and friends: back off briefly instead of spinning.
-        logs::main().warn("accept on {}:{} failed: {}", lc.address, lc.port, ec.message());
+        // EMFILE and friends: back off briefly instead of spinning, and say so at
+        // most once per 10 s (it repeats every 100 ms while the condition lasts).
+        if (auto held = accept_warnings[index]->allow())
+          logs::main().warn("accept on {}:{} failed: {}{}", lc.address, lc.port, ec.message(),
+                            *held ? fmt::format(" ({} more since the last warning)", *held) : std::string());
         asio::steady_timer t(io, std::chrono::milliseconds(100));
         co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
         continue;
@@ -496,16 +582,29 @@ struct Server::Impl {
       asio::error_code ec;
       acc->close(ec);
     }
+    // Wake idle sessions so they can say 421; busy ones notice between commands.
+    for_each_conn([](Conn& c) {
+      asio::error_code ec;
+      if (!c.in_transaction) c.sock.cancel(ec);
+    });
+  }
+
+  // The shutdown grace is over: every session says 421 and ends now, also one in the
+  // middle of a transaction (its message was not acknowledged, so nothing is lost).
+  void cut_all() {
+    for_each_conn([](Conn& c) {
+      asio::error_code ec;
+      c.cut = true;
+      c.sock.cancel(ec);
+    });
+  }
+
+  // Runs f on each live connection's own strand.
+  template <class F>
+  void for_each_conn(F f) {
     std::lock_guard lk(mu);
-    for (auto& w : conns) {
-      if (auto c = w.lock()) {
-        // Wake idle sessions so they can say 421; busy ones notice between commands.
-        asio::post(c->sock.get_executor(), [c] {
-          asio::error_code ec;
-          if (!c->in_transaction) c->sock.cancel(ec);
-        });
-      }
-    }
+    for (auto& w : conns)
+      if (auto c = w.lock()) asio::post(c->sock.get_executor(), [c, f] { f(*c); });
   }
 
   size_t live_connections() {
@@ -540,6 +639,7 @@ void Server::bind() {
       throw std::runtime_error("cannot listen on " + lc.address + " port " + std::to_string(lc.port) + " (" +
                                lc.service + "): " + ec.message());
     impl_->acceptors.emplace_back(lc, std::move(acc));
+    impl_->accept_warnings.push_back(std::make_unique<logs::Throttle>());
     impl_->listener_conns.emplace_back(0);
   }
 }
@@ -552,13 +652,29 @@ int Server::run(unsigned threads) {
     asio::co_spawn(m.io, m.accept_loop(*acc, lc, i), asio::detached);
     logs::main().info("listening: {} on {} port {}", lc.service, lc.address, lc.port);
   }
-  asio::signal_set signals(m.io, SIGTERM, SIGINT, SIGHUP);
+  // Shutdown: stop accepting, let transactions in flight finish for
+  // timeouts.shutdown, then cut what is left and give it 10 s to say 421 and go.
+  // run() returns once every session has ended (or, should one hang, after that).
   asio::steady_timer drain(m.io);
   Clock::time_point until;
+  bool cutting = false;
   std::function<void(const asio::error_code&)> check = [&](const asio::error_code&) {
-    if (m.live_connections() == 0 || Clock::now() >= until) {
+    size_t live = m.live_connections();
+    if (live == 0) {
       m.io.stop();
       return;
+    }
+    if (Clock::now() >= until) {
+      if (cutting) {
+        logs::main().error("shutdown: {} session(s) did not end; stopping anyway", live);
+        m.io.stop();
+        return;
+      }
+      logs::main().info("shutdown: {} session(s) still busy after {}s, closing them", live,
+                        std::chrono::duration_cast<std::chrono::seconds>(m.cfg->timeouts.shutdown).count());
+      m.cut_all();
+      cutting = true;
+      until = Clock::now() + std::chrono::seconds(10);
     }
     drain.expires_after(std::chrono::milliseconds(50));
     drain.async_wait(check);
@@ -567,21 +683,24 @@ int Server::run(unsigned threads) {
     if (ec) return;
     if (sig == SIGHUP) {
       m.reload();
-      signals.async_wait(on_signal);
+      m.signals->async_wait(on_signal);
       return;
     }
     m.begin_shutdown();
     until = Clock::now() + m.cfg->timeouts.shutdown;
     check({});
   };
-  signals.async_wait(on_signal);
+  m.signals->async_wait(on_signal);
   auto guard = asio::make_work_guard(m.io);
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { m.io.run(); });
   m.io.run();
   for (auto& t : pool) t.join();
-  logs::main().info("stopped");
+  drain.cancel();
+  logs::main().info("stopped accepting; {} session(s) left", m.live_connections());
   return 0;
 }
+
+void Server::close() { impl_->close(); }
 
 }  // namespace bulwark

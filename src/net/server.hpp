@@ -16,12 +16,18 @@ class Spool;
 
 class Server {
  public:
+  // Installs the SIGTERM/SIGINT/SIGHUP handlers (before any port is open).
   Server(Config cfg, Directory& dir, Spool& spool);
-  ~Server();
+  ~Server();  // close()
   // Binds every listener (throws std::runtime_error naming the address on failure).
   void bind();
-  // Runs until SIGTERM/SIGINT; SIGHUP reloads config and certificate. Returns the exit code.
+  // Runs until SIGTERM/SIGINT, then drains: no new connections, transactions in
+  // flight get timeouts.shutdown, then every session is told 421 and ends. Returns
+  // (the exit code) when no session is left. SIGHUP reloads config and certificate.
   int run(unsigned threads);
+  // Ends the event loop and whatever is left in it. Call it after the spool and
+  // delivery have stopped (their completions post into the loop). Idempotent.
+  void close();
   // Also run at SIGHUP with the new configuration, before it replaces the running one;
   // an exception refuses the whole reload (the old configuration stays).
   void on_reload(std::function<void(const Config&)> f);

@@ -85,43 +85,49 @@ void ClientLimits::rotate(Entry& e, int64_t minute) {
   e.minute = std::max(e.minute, minute);
 }
 
-ClientLimits::Entry& ClientLimits::entry(const IpAddress& ip, SteadyClock::time_point now) {
+ClientLimits::Entry* ClientLimits::entry(const IpAddress& ip, SteadyClock::time_point now) {
   IpAddress key = limit_key(ip);
   auto it = map_.find(key);
   if (it == map_.end()) {
-    if (map_.size() >= s_.max_tracked) evict(now);
+    if (map_.size() >= s_.max_tracked) {
+      if (now >= next_evict_) evict(now);
+      if (map_.size() >= s_.max_tracked) {
+        ++untracked_;
+        return nullptr;
+      }
+    }
     it = map_.emplace(key, Entry{}).first;
     it->second.minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
   }
   it->second.last_seen = now;
-  return it->second;
+  return &it->second;
+}
+
+bool ClientLimits::live(const Entry& e, SteadyClock::time_point now) const {
+  if (e.connections > 0 || e.blocked_until > now || e.auth_blocked_until > now) return true;
+  if (e.auth_failures > 0 && now - e.auth_since <= s_.auth_window) return true;
+  if (e.unknown > 0 && now - e.unknown_since <= s_.harvest_block) return true;
+  int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+  if (minute - e.minute < 60)
+    for (auto b : e.buckets)
+      if (b) return true;
+  return false;
 }
 
 void ClientLimits::evict(SteadyClock::time_point now) {
-  auto hour = std::chrono::hours(1);
-  // First what no longer matters: no connection, no block, nothing in the last hour.
-  std::erase_if(map_, [&](auto& kv) {
-    const Entry& e = kv.second;
-    return e.connections == 0 && e.blocked_until <= now && e.auth_blocked_until <= now && now - e.last_seen > hour;
-  });
-  if (map_.size() < s_.max_tracked) return;
-  // Still full (many addresses at once): drop the least recently seen tenth.
-  std::vector<std::pair<SteadyClock::time_point, IpAddress>> by_age;
-  by_age.reserve(map_.size());
-  for (auto& [k, e] : map_)
-    if (e.connections == 0) by_age.emplace_back(e.last_seen, k);
-  size_t drop = std::max<size_t>(1, map_.size() / 10);
-  std::nth_element(by_age.begin(), by_age.begin() + std::min(drop, by_age.size()), by_age.end());
-  for (size_t i = 0; i < drop && i < by_age.size(); ++i) map_.erase(by_age[i].second);
+  // Only what holds no state that matters: forgetting it changes no decision.
+  std::erase_if(map_, [&](auto& kv) { return !live(kv.second, now); });
+  if (map_.size() >= s_.max_tracked) next_evict_ = now + std::chrono::seconds(1);
 }
 
 ClientLimits::Connect ClientLimits::connect(const IpAddress& ip) {
   std::lock_guard lk(mu_);
   auto now = now_();
-  Entry& e = entry(ip, now);
-  if (e.blocked_until > now) return Connect::harvest_blocked;
-  if (s_.max_connections_per_ip && e.connections >= s_.max_connections_per_ip) return Connect::too_many_connections;
-  ++e.connections;
+  Entry* e = entry(ip, now);
+  if (!e) return Connect::untracked;
+  if (e->blocked_until > now) return Connect::harvest_blocked;
+  if (s_.max_connections_per_ip && e->connections >= s_.max_connections_per_ip) return Connect::too_many_connections;
+  ++e->connections;
   return Connect::ok;
 }
 
@@ -135,29 +141,33 @@ bool ClientLimits::message_allowed(const IpAddress& ip) {
   std::lock_guard lk(mu_);
   if (!s_.max_messages_per_hour) return true;
   auto now = now_();
-  Entry& e = entry(ip, now);
-  rotate(e, std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count());
+  Entry* e = entry(ip, now);
+  if (!e) return true;
+  rotate(*e, std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count());
   uint64_t sum = 0;
-  for (auto b : e.buckets) sum += b;
+  for (auto b : e->buckets) sum += b;
   return sum < s_.max_messages_per_hour;
 }
 
 void ClientLimits::message_accepted(const IpAddress& ip) {
   std::lock_guard lk(mu_);
+  if (!s_.max_messages_per_hour) return;  // nothing to count toward
   auto now = now_();
-  Entry& e = entry(ip, now);
+  Entry* e = entry(ip, now);
+  if (!e) return;
   int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
-  rotate(e, minute);
-  ++e.buckets[size_t(minute % 60)];
+  rotate(*e, minute);
+  ++e->buckets[size_t(minute % 60)];
 }
 
 bool ClientLimits::unknown_recipient(const IpAddress& ip) {
   std::lock_guard lk(mu_);
   if (!s_.max_unknown_recipients) return false;
   auto now = now_();
-  Entry& e = entry(ip, now);
+  Entry* e = entry(ip, now);
+  if (!e) return false;
   // Unknown recipients count within a window as long as the block would last.
-  return count_toward_block(e.unknown, e.unknown_since, e.blocked_until, now, s_.harvest_block,
+  return count_toward_block(e->unknown, e->unknown_since, e->blocked_until, now, s_.harvest_block,
                             s_.max_unknown_recipients, s_.harvest_block);
 }
 
@@ -165,20 +175,28 @@ bool ClientLimits::auth_failure(const IpAddress& ip) {
   std::lock_guard lk(mu_);
   if (!s_.max_auth_failures) return false;
   auto now = now_();
-  Entry& e = entry(ip, now);
-  return count_toward_block(e.auth_failures, e.auth_since, e.auth_blocked_until, now, s_.auth_window,
+  Entry* e = entry(ip, now);
+  if (!e) return true;
+  return count_toward_block(e->auth_failures, e->auth_since, e->auth_blocked_until, now, s_.auth_window,
                             s_.max_auth_failures, s_.auth_block);
 }
 
 bool ClientLimits::auth_blocked(const IpAddress& ip) {
   std::lock_guard lk(mu_);
-  auto it = map_.find(limit_key(ip));
-  return it != map_.end() && it->second.auth_blocked_until > now_();
+  if (!s_.max_auth_failures) return false;
+  auto now = now_();
+  Entry* e = entry(ip, now);
+  return !e || e->auth_blocked_until > now;
 }
 
 size_t ClientLimits::tracked() const {
   std::lock_guard lk(mu_);
   return map_.size();
+}
+
+uint64_t ClientLimits::untracked() const {
+  std::lock_guard lk(mu_);
+  return untracked_;
 }
 
 }  // namespace bulwark

@@ -78,15 +78,21 @@ struct LimitSettings {
   size_t max_tracked = 100000;  // bound on remembered client addresses
 };
 
-// Per-client-IP state (IPv6 per /64), bounded in size: idle entries expire, and when
-// more than max_tracked addresses are remembered the least recently seen are dropped.
+// Per-client-IP state (IPv6 per /64), bounded in size. An entry is only ever
+// forgotten when it holds nothing that matters: no open connection, no block, no
+// count inside its window (auth failures, unknown recipients, messages in the last
+// hour). When max_tracked entries all hold such state, a new address is not tracked:
+// it may connect and send mail (no limit can be counted for it), but AUTH is refused
+// to it (454, "try later") because its failures could not be counted. The table is
+// then looked through again at most once a second.
 class ClientLimits {
  public:
   explicit ClientLimits(LimitSettings s, NowFn now = SteadyClock::now);
   void update(LimitSettings s);
 
-  enum class Connect { ok, harvest_blocked, too_many_connections };
-  // On ok the connection is counted; call disconnect() when it ends.
+  enum class Connect { ok, harvest_blocked, too_many_connections, untracked };
+  // On ok the connection is counted; call disconnect() when it ends. untracked: the
+  // table is full (see above); the connection may go on, uncounted.
   Connect connect(const IpAddress& ip);
   void disconnect(const IpAddress& ip);
   // At MAIL: may this IP start another message within the hourly limit?
@@ -96,8 +102,11 @@ class ClientLimits {
   bool unknown_recipient(const IpAddress& ip);
   // SMTP AUTH brute force: a failed login; true when this makes AUTH refused for the IP.
   bool auth_failure(const IpAddress& ip);
+  // True while AUTH is refused to the IP: blocked, or not trackable (table full).
   bool auth_blocked(const IpAddress& ip);
   size_t tracked() const;
+  // Times a new address could not be tracked because the table was full.
+  uint64_t untracked() const;
 
  private:
   struct Entry {
@@ -112,7 +121,9 @@ class ClientLimits {
     int64_t minute = 0;                   // the minute buckets[minute % 60] holds
     std::array<uint32_t, 60> buckets{};  // messages per minute, last hour
   };
-  Entry& entry(const IpAddress& key, SteadyClock::time_point now);
+  // The entry for ip, made if needed; nullptr when the table is full of live state.
+  Entry* entry(const IpAddress& ip, SteadyClock::time_point now);
+  bool live(const Entry& e, SteadyClock::time_point now) const;
   static void rotate(Entry& e, int64_t minute);
   // One more event in a window; at `max` the IP is blocked for `block` (returns true).
   static bool count_toward_block(uint32_t& count, SteadyClock::time_point& since, SteadyClock::time_point& blocked_until,
@@ -124,6 +135,8 @@ class ClientLimits {
   NowFn now_;
   mutable std::mutex mu_;
   std::unordered_map<IpAddress, Entry, IpKeyHash> map_;
+  SteadyClock::time_point next_evict_{};  // a full table is not scanned again before this
+  uint64_t untracked_ = 0;
 };
 
 }  // namespace bulwark

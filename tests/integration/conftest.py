@@ -18,6 +18,18 @@ import pytest
 BIN = os.environ.get("BULWARK_BIN") or str(pathlib.Path(__file__).resolve().parents[2] / "build" / "bulwark")
 HOST = "mail.example.test"
 PASSWORD = "Correct-Horse-9-Battery"
+READY = "ready: accepting connections"
+# What AddressSanitizer, LeakSanitizer and UBSan print (the CI's sanitizer pass runs
+# every suite against an instrumented binary): any of it fails the test.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: UndefinedBehavior")
+
+
+def sanitizer_report(text):
+    for mark in SANITIZER_MARKS:
+        i = text.find(mark)
+        if i >= 0:
+            return text[max(0, i - 200):i + 3000]
+    return None
 
 
 _handed_out = set()
@@ -83,24 +95,28 @@ user = "{self.run_as}"
     def cli(self, *args, input=None, check=True):
         r = subprocess.run([BIN, "--config", str(self.config), *args], input=input, capture_output=True,
                            text=True, timeout=60)
+        report = sanitizer_report(r.stderr)
+        assert report is None, f"bulwark {' '.join(args)}: sanitizer report:\n{report}"
         if check and r.returncode != 0:
             raise AssertionError(f"bulwark {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r
 
-    def start(self):
-        self.stderr = open(self.root / "serve.stderr", "ab")
+    def start(self, preexec_fn=None):
+        """Starts `bulwark serve` and waits for its readiness line (written once the
+        listeners are open, privileges dropped and signal handlers in place)."""
+        out = self.root / "serve.stderr"
+        offset = out.stat().st_size if out.exists() else 0
+        self.stderr = open(out, "ab")
         self.proc = subprocess.Popen([BIN, "serve", "--config", str(self.config)], stdout=self.stderr,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        deadline = time.time() + 30
         while time.time() < deadline:
+            if READY in out.read_text(errors="replace")[offset:]:
+                return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}: {self.serve_output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("server did not start listening")
+            time.sleep(0.02)
+        raise AssertionError("server did not become ready")
 
     def serve_output(self):
         return (self.root / "serve.stderr").read_text(errors="replace")
@@ -114,7 +130,12 @@ user = "{self.run_as}"
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("server did not stop after SIGTERM")
+        self.check_sanitizers()
         return self.proc.returncode if self.proc else None
+
+    def check_sanitizers(self):
+        report = sanitizer_report(self.serve_output()) if (self.root / "serve.stderr").exists() else None
+        assert report is None, f"sanitizer report from the server:\n{report}"
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -204,6 +225,14 @@ class Raw:
     def cmd(self, line):
         self.send(line.encode() + b"\r\n")
         return self.reply()
+
+    def begin_data(self, sender="a@remote.test", rcpt="demo@example.test"):
+        """EHLO, MAIL, RCPT, DATA: leaves the session inside DATA (after the 354)."""
+        self.cmd("EHLO client.test")
+        self.cmd(f"MAIL FROM:<{sender}>")
+        self.cmd(f"RCPT TO:<{rcpt}>")
+        code, text = self.cmd("DATA")
+        assert code == 354, text
 
     def closed(self, timeout=5):
         self.sock.settimeout(timeout)

@@ -6,8 +6,11 @@ import socket
 import ssl
 import time
 
+import subprocess
+
 import pytest
 
+import conftest
 from conftest import HOST, Raw
 
 
@@ -104,3 +107,173 @@ def test_root_binds_then_drops_to_server_user(make_server):
     md = srv.maildir()
     assert all(p.stat().st_uid == nobody.pw_uid for p in md.iterdir())
     assert "running as user nobody" in srv.log("bulwark.log")
+
+
+def test_sigterm_while_a_client_stays_in_data_past_the_shutdown_timeout(make_server):
+    """Issue 8.1: the session is told 421 and ends; the server exits cleanly (under the
+    sanitizer pass this is where ~io_context used to touch destroyed tables)."""
+    srv = make_server(extra_config='[timeouts]\nshutdown = "1s"\n').start()
+    busy = Raw(srv.ports["smtp"])
+    busy.reply()
+    busy.begin_data()
+    busy.send(b"Subject: never finished\r\n\r\nhalf\r\n")
+    t0 = time.time()
+    srv.proc.send_signal(15)
+    code, text = busy.reply()
+    assert code == 421 and "4.3.2" in text
+    assert busy.closed()
+    srv.proc.wait(timeout=20)
+    assert srv.proc.returncode == 0
+    assert time.time() - t0 < 8
+    assert srv.messages() == []  # never acknowledged, never delivered
+    out = srv.serve_output()
+    assert "closing them" in out and "stopped" in out
+
+
+def test_sigterm_as_soon_as_the_port_opens_is_a_clean_shutdown(make_server):
+    """Issue 8.16: signal handlers exist before any port is open."""
+    srv = make_server()
+    for _ in range(8):
+        proc = subprocess.Popen([conftest.BIN, "serve", "--config", str(srv.config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", srv.ports["smtp"]), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.001)
+        proc.send_signal(15)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+        assert conftest.sanitizer_report(err.decode(errors="replace")) is None
+
+
+def _timeouts_server(make_server, **t):
+    cfg = "[timeouts]\n" + "".join(f'{k} = {v!r}\n'.replace("'", '"') for k, v in t.items())
+    return make_server(extra_config=cfg).start()
+
+
+def _until_closed(conn, limit):
+    """Reads until the server closes; returns (seconds, what it said)."""
+    t0 = time.time()
+    conn.sock.settimeout(limit)
+    got = b""
+    try:
+        while True:
+            chunk = conn.sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except OSError:
+        pass
+    return time.time() - t0, got
+
+
+def test_idle_after_a_slow_data_phase_gets_the_command_timeout(make_server):
+    """Issue 8.9: a deadline that moves earlier is honoured (it used to wait for the
+    later DATA deadline)."""
+    srv = _timeouts_server(make_server, command="2s", data="12s")
+    c = Raw(srv.ports["smtp"])
+    c.reply()
+    c.begin_data()
+    for i in range(4):  # a slow but steady DATA phase
+        c.send(b"line %d\r\n" % i)
+        time.sleep(1)
+    code, _ = c.cmd(".")
+    assert code == 250
+    took, said = _until_closed(c, 15)
+    assert b"421 4.4.2" in said
+    assert took < 4.5, f"idle client cut after {took:.1f}s, command timeout is 2s"
+
+
+def test_a_command_dripped_byte_by_byte_is_cut_at_the_command_timeout(make_server):
+    """Issue 8.9b: a command line must be complete within timeouts.command, however
+    it is split."""
+    srv = _timeouts_server(make_server, command="3s")
+    c = Raw(srv.ports["smtp"])
+    c.reply()
+    t0 = time.time()
+    cut = None
+    for ch in b"NOOP NOOP NOOP NOOP NOOP":
+        try:
+            c.send(bytes([ch]))
+        except OSError:
+            cut = time.time() - t0
+            break
+        c.sock.settimeout(0.7)
+        try:
+            data = c.sock.recv(4096)
+            if b"421" in data or not data:
+                cut = time.time() - t0
+                break
+        except socket.timeout:
+            pass
+    assert cut is not None, "a dripping client kept its session"
+    assert cut < 5.5, f"cut after {cut:.1f}s"
+
+
+def test_data_dripped_byte_by_byte_is_cut_by_the_minimum_rate(make_server):
+    """Issue 8.9b: inside DATA each byte arrives well within timeouts.data, but the
+    phase must average min_data_rate after its first timeouts.data."""
+    srv = _timeouts_server(make_server, command="30s", data="3s", min_data_rate=1000)
+    c = Raw(srv.ports["smtp"])
+    c.reply()
+    c.begin_data()
+    t0 = time.time()
+    said = b""
+    while time.time() - t0 < 20:
+        try:
+            c.send(b"x")
+        except OSError:
+            break
+        c.sock.settimeout(0.5)
+        try:
+            data = c.sock.recv(4096)
+            said += data
+            if not data or b"421" in said:
+                break
+        except socket.timeout:
+            pass
+    took = time.time() - t0
+    assert b"421 4.4.2" in said
+    assert took < 6, f"dripping DATA cut after {took:.1f}s"
+    assert srv.messages() == []
+
+
+def test_the_whole_session_bound_holds_for_a_busy_client(make_server):
+    srv = _timeouts_server(make_server, command="10s", session="3s")
+    c = Raw(srv.ports["smtp"])
+    c.reply()
+    t0 = time.time()
+    with pytest.raises((EOFError, OSError, AssertionError)):
+        while time.time() - t0 < 15:
+            code, _ = c.cmd("NOOP")
+            assert code == 250
+            time.sleep(0.3)
+    assert time.time() - t0 < 5
+
+
+def test_accept_failures_are_logged_at_most_once_per_10_seconds(make_server):
+    """Issue 8.21: out of file descriptors, accept() fails every 100 ms; the warning
+    is not repeated each time."""
+    import resource
+    srv = make_server(extra_config="[limits]\nmax_connections_per_ip = 0\n")
+    srv.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+    held = []
+    try:
+        for _ in range(60):
+            try:
+                s = socket.create_connection(("127.0.0.1", srv.ports["smtp"]), timeout=2)
+            except OSError:
+                break
+            held.append(s)
+        time.sleep(3)
+        lines = [l for l in srv.log("bulwark.log").splitlines() if "accept on" in l]
+        assert 1 <= len(lines) <= 2, lines
+    finally:
+        for s in held:
+            s.close()
+    # Descriptors back: it serves again.
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        assert s.noop()[0] == 250

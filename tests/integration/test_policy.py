@@ -211,3 +211,26 @@ def test_listener_allowed_group_and_cap(make_server):
     assert code == 421 and "4.7.0" in text
     log = srv.wait_log("security.log", "not in IP group office")
     assert "127.0.0.3 rejected: not in IP group office allowed on submission" in log
+
+
+def test_smtps_refusals_are_said_inside_tls(make_server):
+    """Issue 8.18: on the implicit-TLS port a refused client still gets its reply --
+    after the handshake, inside TLS -- instead of a TLS error on plain text."""
+    import ssl
+    srv = make_server(extra_config="[limits]\nmax_connections_per_ip = 1\n").start()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def smtps(src):
+        sock = socket.create_connection(("127.0.0.1", srv.ports["smtps"]), timeout=10, source_address=(src, 0))
+        return ctx.wrap_socket(sock)
+
+    first = smtps("127.0.0.2")
+    assert first.recv(512).startswith(b"220 ")
+    second = smtps("127.0.0.2")
+    line = second.recv(512)
+    assert line.startswith(b"421 4.7.0") and b"Too many connections" in line, line
+    assert second.recv(512) == b""
+    first.close()
+    second.close()

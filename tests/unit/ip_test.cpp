@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/ip.hpp"
+#include "net/peer.hpp"
 
 using namespace bulwark;
 
@@ -74,4 +75,18 @@ TEST(Ip, LimitKeyIsPer64ForV6) {
   EXPECT_EQ(limit_key(ip("2001:db8:1:2:aaaa::1")), limit_key(ip("2001:db8:1:2:bbbb::2")));
   EXPECT_NE(limit_key(ip("2001:db8:1:2::1")), limit_key(ip("2001:db8:1:3::1")));
   EXPECT_NE(limit_key(ip("192.0.2.1")), limit_key(ip("192.0.2.2")));
+}
+
+// Issue 8.4: a link-local peer with a scope id used to dereference an empty optional.
+TEST(PeerIp, ScopeIdAndMappedAddresses) {
+  auto scoped = asio::ip::make_address("fe80::1%1");
+  ASSERT_TRUE(scoped.is_v6());
+  EXPECT_NE(scoped.to_v6().scope_id(), 0u);
+  EXPECT_FALSE(IpAddress::parse(scoped.to_string()).has_value());  // why text cannot be used
+  IpAddress a = peer_ip(scoped);
+  EXPECT_EQ(a.str(), "fe80::1");
+  EXPECT_EQ(a, *IpAddress::parse("fe80::1"));
+  EXPECT_EQ(peer_ip(asio::ip::make_address("::ffff:192.0.2.7")), *IpAddress::parse("192.0.2.7"));
+  EXPECT_EQ(peer_ip(asio::ip::make_address("192.0.2.7")).str(), "192.0.2.7");
+  EXPECT_EQ(limit_key(peer_ip(scoped)), limit_key(*IpAddress::parse("fe80::2")));
 }

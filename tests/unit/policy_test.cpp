@@ -95,6 +95,45 @@ TEST(ClientLimits, MemoryIsBounded) {
   EXPECT_LE(l.tracked(), 1000u);
 }
 
+// A /48 rotating through its /64s must not flush other clients' blocks out of a full
+// table, nor reset its own partly spent failure budget (eviction keeps live state).
+TEST(ClientLimits, FullTableNeverLiftsABlockOrACount) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_tracked = 100;
+  s.max_auth_failures = 3;
+  s.max_unknown_recipients = 2;
+  ClientLimits l(s, clock.fn());
+  auto victim = ip("192.0.2.1");
+  EXPECT_FALSE(l.unknown_recipient(victim));
+  EXPECT_TRUE(l.unknown_recipient(victim));  // harvest block
+  auto attacker = ip("2001:db8:1:1::1");
+  EXPECT_FALSE(l.auth_failure(attacker));
+  EXPECT_FALSE(l.auth_failure(attacker));  // 2 of 3 spent
+  for (uint32_t i = 2; i < 10000; ++i) {
+    IpAddress a = ip("2001:db8:1::1");
+    a.bytes[6] = uint8_t(i >> 8);
+    a.bytes[7] = uint8_t(i);
+    if (l.connect(a) == ClientLimits::Connect::ok) l.disconnect(a);
+    l.auth_failure(a);
+    clock.t += 1ms;
+  }
+  EXPECT_LE(l.tracked(), 100u);
+  EXPECT_GT(l.untracked(), 0u);
+  EXPECT_EQ(l.connect(victim), ClientLimits::Connect::harvest_blocked);
+  EXPECT_TRUE(l.auth_failure(attacker));  // the third failure still counts
+  EXPECT_TRUE(l.auth_blocked(attacker));
+  // A newcomer while the table is full of live state: served, uncounted, no AUTH.
+  auto newcomer = ip("203.0.113.5");
+  EXPECT_EQ(l.connect(newcomer), ClientLimits::Connect::untracked);
+  EXPECT_TRUE(l.auth_blocked(newcomer));
+  // Once the windows have passed the entries hold nothing and make room again.
+  clock.t += 2h;
+  EXPECT_EQ(l.connect(newcomer), ClientLimits::Connect::ok);
+  EXPECT_FALSE(l.auth_blocked(newcomer));
+  EXPECT_EQ(l.connect(victim), ClientLimits::Connect::ok);
+}
+
 TEST(Relay, Decision) {
   IpGroups groups(flatten_ip_groups({{"local", {"127.0.0.0/8"}}, {"office", {"192.168.1.0/24"}}}));
   FakeClock clock;
