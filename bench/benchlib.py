@@ -30,6 +30,7 @@ def start(bin_, root, name, extra, services=("smtp",)):
     subprocess.run(cli + ["domain", "add", "bench.test"], check=True, capture_output=True)
     subprocess.run(cli + ["user", "add", "u@bench.test", "--password-stdin"], input=(PASSWORD + "\n").encode(),
                    check=True, capture_output=True)
+    subprocess.run(cli + ["alias", "add", "postmaster@bench.test", "u@bench.test"], check=True, capture_output=True)
     proc = subprocess.Popen(cli + ["serve"], stderr=open(d / "serve.log", "wb"))
     first = next(iter(ports.values()))
     for _ in range(100):

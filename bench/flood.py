@@ -29,6 +29,7 @@ cli = [BIN, "--config", str(ROOT / "b.toml")]
 subprocess.run(cli + ["domain", "add", "bench.test"], check=True, capture_output=True)
 subprocess.run(cli + ["user", "add", "u@bench.test", "--password-stdin"], input=b"Bench-Passw0rd-1\n", check=True,
                capture_output=True)
+subprocess.run(cli + ["alias", "add", "postmaster@bench.test", "u@bench.test"], check=True, capture_output=True)
 proc = subprocess.Popen(cli + ["serve"], stderr=open(ROOT / "serve.log", "wb"))
 time.sleep(0.5)
 MSG = b"Subject: x\r\n\r\n" + b"y" * 76 + b"\r\n"

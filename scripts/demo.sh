@@ -18,7 +18,9 @@ if ! "${B[@]}" user list | grep -qx demo@example.test; then
   pw="Pw-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"  # passes [password_policy]
   printf '%s\n' "$pw" | "${B[@]}" user add demo@example.test --password-stdin
   printf '%s\n' "$pw" > "$pwfile"
-  "${B[@]}" alias add postmaster@example.test demo@example.test
+fi
+if ! "${B[@]}" alias list | grep -q '^postmaster@example.test '; then
+  "${B[@]}" alias add postmaster@example.test demo@example.test  # RFC 5321 4.5.1
 fi
 cat <<EOT
 

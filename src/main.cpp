@@ -165,6 +165,13 @@ int serve(const Config& cfg) {
   fs::create_directories(cfg.server.data_dir);
   ::chmod(cfg.server.data_dir.c_str(), 0750);
   auto dir = Directory::open(cfg.server.data_dir);
+  // RFC 5321 4.5.1: mail to postmaster must be taken. Once there is a domain to take
+  // mail for, there must be somewhere for it to go.
+  if (!dir->list_domains().empty() &&
+      dir->resolve_postmaster(cfg.server.hostname, cfg.server.postmaster).kind == Resolution::unknown)
+    throw std::runtime_error(
+        "no postmaster: mail to postmaster@ must be accepted (RFC 5321 4.5.1); add one with "
+        "`bulwark alias add postmaster@DOMAIN USER@DOMAIN`, or set server.postmaster in " + cfg.file);
   Spool spool(cfg.server.data_dir);
   spool.recover();
   Server server(cfg, *dir, spool);

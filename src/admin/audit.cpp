@@ -109,11 +109,18 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
   // The directory.
   auto domains = dir.list_domains();
   if (domains.empty()) note("no local domain yet (bulwark domain add DOMAIN)");
+  bool fallback = dir.resolve_postmaster(c.server.hostname, c.server.postmaster).kind == Resolution::local;
+  if (!c.server.postmaster.empty() && !fallback)
+    warn("server.postmaster " + c.server.postmaster + " does not resolve to a mailbox or remote address");
   for (auto& d : domains) {
     if (!d.anti_spoofing) warn("domain " + d.name + " has anti-spoofing off: its addresses can be forged by anyone");
     Address pm{"postmaster", d.name, false};
-    if (dir.resolve(pm).kind != Resolution::local)
-      warn("domain " + d.name + " has no postmaster@ address (RFC 5321 4.5.1 requires one; bulwark alias add)");
+    if (dir.resolve(pm).kind == Resolution::local) continue;
+    if (fallback)
+      note("domain " + d.name + " has no postmaster@ of its own: its postmaster mail goes to the server's postmaster");
+    else
+      warn("domain " + d.name + " has no postmaster@ address (RFC 5321 4.5.1 requires one; bulwark alias add; "
+           "the server does not start without one)");
   }
   for (auto& u : dir.user_security()) {
     if (!u.has_scram) note("user " + u.address + " has no SCRAM-SHA-256 keys (set before SCRAM existed): bulwark user passwd");

@@ -157,7 +157,12 @@ Config load_config(const std::string& path) {
                              c.server.log_dir = r.str(v, k);
                              if (c.server.log_dir.empty()) r.fail(&v, k, "must not be empty");
                            }},
-                          {"user", [&](const toml::node& v, const std::string& k) { c.server.user = r.str(v, k); }}});
+                          {"user", [&](const toml::node& v, const std::string& k) { c.server.user = r.str(v, k); }},
+                          {"postmaster", [&](const toml::node& v, const std::string& k) {
+                             c.server.postmaster = r.str(v, k);
+                             if (!c.server.postmaster.empty() && !parse_mailbox(c.server.postmaster))
+                               r.fail(&v, k, "must be an address like admin@example.com");
+                           }}});
                }},
               {"tls",
                [&](const toml::node& n, const std::string& p) {

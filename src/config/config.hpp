@@ -38,6 +38,9 @@ struct Config {
     std::string data_dir = "/var/lib/bulwark";
     std::string log_dir = "/var/log/bulwark";
     std::string user = "bulwark";
+    // Extension: where postmaster@ mail goes for a domain without a postmaster of its
+    // own ("" = postmaster@hostname, else the first domain's postmaster).
+    std::string postmaster;
   } server;
 
   struct {

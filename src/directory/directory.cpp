@@ -226,7 +226,15 @@ Resolution Directory::resolve(const Address& a) {
   return r;
 }
 
-Resolution Directory::resolve_postmaster(const std::string& server_hostname) {
+Resolution Directory::resolve_postmaster(const std::string& server_hostname, const std::string& configured) {
+  if (auto a = parse_mailbox(configured)) {
+    Resolution r = resolve(*a);
+    if (r.kind == Resolution::not_local) {  // a remote address: it is sent there
+      r.kind = Resolution::local;
+      r.remote = {a->str()};
+    }
+    if (r.kind == Resolution::local || r.kind == Resolution::temp_failure) return r;
+  }
   std::vector<std::string> candidates{to_lower(server_hostname)};
   for (auto& d : list_domains()) candidates.push_back(d.name);
   for (auto& d : candidates) {

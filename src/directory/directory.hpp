@@ -44,9 +44,11 @@ class Directory {
 
   // Server side. Never throws: errors become temp_failure.
   Resolution resolve(const Address& a);
-  // The bare <Postmaster>: postmaster@server_hostname if that resolves, else the
-  // postmaster of the first local domain that has one.
-  Resolution resolve_postmaster(const std::string& server_hostname);
+  // Where postmaster mail goes when the domain has no postmaster of its own (and for
+  // the bare <Postmaster> of RFC 5321 4.5.1): `configured` (server.postmaster, a
+  // local or remote address) if set and valid, else postmaster@server_hostname, else
+  // the postmaster of the first local domain that has one. unknown: none at all.
+  Resolution resolve_postmaster(const std::string& server_hostname, const std::string& configured = "");
   bool is_local_domain(const std::string& domain);
 
   // Admin side. Throw DirectoryError with a message for the operator.

@@ -398,7 +398,7 @@ struct Server::Impl {
                       SessionPolicy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, adm.exempt,
                                     groups_now->contains(cfg->relay.trusted_ip_group, ipa),
                                     cfg->limits.require_client_ptr, cfg->limits.require_sender_domain_in_dns,
-                                    cfg->policy.anti_spoofing});
+                                    cfg->policy.anti_spoofing, cfg->server.postmaster});
       smtp::ServerSession s(sc, hooks, client);
       co_await write(*c, s.greet().bytes);
       // Read deadlines (DESIGN 13: a deadline never resets per byte). A command line

@@ -9,12 +9,31 @@ namespace bulwark {
 SmtpHooks::SmtpHooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname,
                      SessionPolicy policy)
     : dir_(d), spool_(s), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {
-  identity_.domain_switch = [this](const std::string& domain) { return dir_.domain_anti_spoofing(domain); };
+  // The server's own host name is ours even when it is no mail domain: nobody may
+  // use it as a sender from outside (anti-spoofing as for a local domain).
+  identity_.domain_switch = [this](const std::string& domain) -> std::optional<bool> {
+    auto on = dir_.domain_anti_spoofing(domain);
+    if (!on && iequals(domain, hostname_)) return true;
+    return on;
+  };
   identity_.may_send_as = [this](const std::string& user, const Address& a) { return dir_.may_send_as(user, a); };
 }
 
 smtp::RecipientLookup SmtpHooks::lookup_recipient(const Address& a) {
-  Resolution r = a.domain.empty() ? dir_.resolve_postmaster(hostname_) : dir_.resolve(a);
+  // RFC 5321 4.5.1: postmaster@ every domain we accept, our host name and the bare
+  // <Postmaster> must be taken. A domain without its own goes to the fallback.
+  bool postmaster = iequals(a.local, "postmaster") &&
+                    (a.domain.empty() || iequals(a.domain, hostname_) || dir_.is_local_domain(a.domain));
+  Resolution r = a.domain.empty() ? Resolution{Resolution::unknown, {}, {}} : dir_.resolve(a);
+  if (postmaster && (r.kind == Resolution::unknown || r.kind == Resolution::not_local)) {
+    r = dir_.resolve_postmaster(hostname_, p_.postmaster);
+    if (r.kind == Resolution::unknown) {
+      // Not ours to lose: the sender tries again while the administrator fixes it.
+      logs::main().error("mail for <{}> has nowhere to go: add a postmaster alias or set server.postmaster",
+                         sanitize(a.str()));
+      r.kind = Resolution::temp_failure;
+    }
+  }
   smtp::RecipientLookup out;
   out.kind = static_cast<smtp::RecipientLookup::Kind>(r.kind);
   out.mailboxes = std::move(r.mailboxes);
@@ -50,8 +69,13 @@ std::optional<smtp::Reply> SmtpHooks::check_sender(const Address& sender) {
 std::optional<smtp::Reply> SmtpHooks::check_message(std::string_view data) {
   // The From: header is checked for authenticated users (SPEC 9); an unauthenticated
   // client's From: is the recipient's spam filter's business.
-  if (!p_.anti_spoofing || auth_user_.empty()) return std::nullopt;
+  if (auth_user_.empty()) return std::nullopt;
   HeaderAddresses from = header_addresses(data, "from");
+  if (from.fields == 0) {  // RFC 5322 3.6: required; without it there is nothing to check
+    logs::security().info("SMTP message from {} refused: no From: header ({})", ip_, auth_user_);
+    return smtp::Reply(550, "5.6.0", "Message has no From: header field (RFC 5322 3.6)");
+  }
+  if (!p_.anti_spoofing) return std::nullopt;
   bool ok = from.ok && from.fields <= 1;
   std::string bad;
   for (auto& a : from.addresses)

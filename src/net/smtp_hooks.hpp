@@ -27,6 +27,7 @@ struct SessionPolicy {
   bool require_ptr = false;
   bool require_sender_domain = false;
   bool anti_spoofing = true;  // policy.anti_spoofing
+  std::string postmaster;     // server.postmaster
 };
 
 class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {

@@ -222,6 +222,12 @@ bool ServerSession::process_command_line(Output& out) {
 void ServerSession::dispatch(std::string_view line, Output& out) {
   auto [verb_sv, arg] = split_verb(line);
   std::string verb = to_lower(verb_sv);
+  if (data_refused_) {
+    data_refused_ = false;
+    static const std::set<std::string> verbs{"ehlo", "helo", "mail", "rcpt", "data",  "bdat", "starttls",
+                                             "rset", "noop", "quit", "vrfy", "expn", "help", "auth"};
+    if (!verbs.count(verb)) return drop_pipelined_body(out);  // a header line, not a command
+  }
   if (need_tls_first() && verb != "ehlo" && verb != "helo" && verb != "starttls" && verb != "quit" &&
       verb != "noop" && verb != "rset" && verb != "help")
     return fail(out, Reply(530, "5.7.0", "Must issue a STARTTLS command first"));
@@ -362,7 +368,7 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
   for (auto& r : env_.recipients) given.insert(r.rcpt);
   if (cfg_.limits.max_recipients && given.size() >= cfg_.limits.max_recipients) {
     hooks_.refused("more than " + std::to_string(cfg_.limits.max_recipients) + " recipients");
-    return reply(out, Reply(452, "4.5.3", "Too many recipients"));
+    return fail(out, Reply(452, "4.5.3", "Too many recipients"));  // counts: a client that goes on is broken
   }
   RecipientLookup lk = hooks_.lookup_recipient(a);
   std::string rcpt = a.str();
@@ -385,17 +391,34 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
     case RecipientLookup::temp_failure:
       return reply(out, Reply(451, "4.3.0", "Temporary lookup failure, try again later"));
     case RecipientLookup::not_local:
-      if (!hooks_.may_relay(a)) return reply(out, Reply(554, "5.7.1", "Relaying denied"));
+      if (!hooks_.may_relay(a)) return fail(out, Reply(554, "5.7.1", "Relaying denied"));  // counts, like Postfix
       env_.recipients.push_back({rcpt, rcpt, false});
       return reply(out, Reply(250, "2.1.5", "Ok"));
   }
 }
 
+void ServerSession::refuse_data(Output& out, const Reply& r) {
+  fail(out, r);
+  if (state_ == State::closed) return;
+  // RFC 2920 3.1: a client waits for the reply to DATA before it sends the message.
+  // Bytes already behind a refused DATA are a message body that would otherwise run
+  // as commands (a nested MAIL/RCPT/DATA in it would be executed): end the session.
+  if (buffered() > 0) return drop_pipelined_body(out);
+  data_refused_ = true;  // and if it arrives a moment later, its first line tells
+}
+
+void ServerSession::drop_pipelined_body(Output& out) {
+  hooks_.refused("message content sent without waiting for the reply to DATA");
+  reply(out, Reply(421, "4.5.0", cfg_.hostname + " Message content sent before DATA was accepted, closing"));
+  out.next = Next::close;
+  set_state(State::closed);
+}
+
 void ServerSession::cmd_data(std::string_view arg, Output& out) {
-  if (!trim(arg).empty()) return fail(out, Reply(501, "5.5.4", "Syntax: DATA"));
-  if (!mail_given_) return fail(out, Reply(503, "5.5.1", "Need MAIL command"));
-  if (bdat_used_) return fail(out, Reply(503, "5.5.1", "DATA not allowed after BDAT"));
-  if (env_.recipients.empty()) return fail(out, Reply(554, "5.5.1", "No valid recipients"));
+  if (!trim(arg).empty()) return refuse_data(out, Reply(501, "5.5.4", "Syntax: DATA"));
+  if (!mail_given_) return refuse_data(out, Reply(503, "5.5.1", "Need MAIL command"));
+  if (bdat_used_) return refuse_data(out, Reply(503, "5.5.1", "DATA not allowed after BDAT"));
+  if (env_.recipients.empty()) return refuse_data(out, Reply(554, "5.5.1", "No valid recipients"));
   sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line);
   data_mid_line_ = false;
   reply(out, Reply(354, "", "End data with <CR><LF>.<CR><LF>"));

@@ -188,6 +188,8 @@ class ServerSession {
   void cmd_mail(std::string_view arg, Output& out);
   void cmd_rcpt(std::string_view arg, Output& out);
   void cmd_data(std::string_view arg, Output& out);
+  void refuse_data(Output& out, const Reply& r);
+  void drop_pipelined_body(Output& out);
   void cmd_bdat(std::string_view arg, Output& out);
   void cmd_starttls(std::string_view arg, Output& out);
   void cmd_auth(std::string_view arg, Output& out);
@@ -205,6 +207,7 @@ class ServerSession {
   std::string buf_;
   size_t rpos_ = 0;
   bool discarding_long_line_ = false;
+  bool data_refused_ = false;  // the last command was a refused DATA
   size_t failed_ = 0;
   size_t unknown_rcpts_ = 0;
 

@@ -72,6 +72,8 @@ class Bulwark:
         self.cli("domain", "add", "example.test")
         for u in users:
             self.cli("user", "add", u, "--password-stdin", input=PASSWORD + "\n")
+        if users:  # RFC 5321 4.5.1: serve refuses to start without a postmaster
+            self.cli("alias", "add", "postmaster@example.test", users[0])
 
     def write_config(self, extra=None):
         if extra is not None:

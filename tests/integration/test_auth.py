@@ -110,7 +110,7 @@ def test_submission_login_over_starttls_and_send(make_server):
             s.user, s.password = USER, PASSWORD
             code, _ = s.auth(mech, s.auth_plain if mech == "PLAIN" else s.auth_login)
             assert code == 235
-            s.sendmail(USER, ["demo@example.test"], f"Subject: via {mech}\r\n\r\nhello\r\n")
+            s.sendmail(USER, ["demo@example.test"], f"From: {USER}\r\nSubject: via {mech}\r\n\r\nhello\r\n")
     msgs = srv.wait_messages(2)
     assert all(b"with ESMTPSA id" in m for m in msgs)
     # Message submission completes what the client left out (RFC 6409 8).
@@ -313,7 +313,7 @@ def test_received_names_the_user_only_when_enabled(make_server):
     srv = make_server(extra_config='[policy]\nreceived_auth_user = true\n').start()
     with smtplib.SMTP_SSL("127.0.0.1", srv.ports["smtps"], timeout=20, context=tls_context()) as s:
         s.login(USER, PASSWORD)
-        s.sendmail(USER, [USER], "Subject: x\r\nDate: Mon, 23 Nov 2026 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nx\r\n")
+        s.sendmail(USER, [USER], f"From: {USER}\r\nSubject: x\r\nDate: Mon, 23 Nov 2026 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nx\r\n")
     msg = srv.wait_messages(1)[0]
     assert b"(authenticated as demo@example.test)" in msg
     assert msg.count(b"Message-ID:") == 1 and msg.count(b"\nDate:") == 1  # the client's are kept

@@ -4,7 +4,7 @@ import smtplib
 
 import pytest
 
-from conftest import PASSWORD
+from conftest import HOST, PASSWORD
 from test_auth import NO_DELAY, connect, plain, tls_context
 
 USER = "demo@example.test"
@@ -108,3 +108,21 @@ def test_anti_spoofing_off_globally(make_server):
     assert mail_from(r, "demo@example.test")[0] == 250
     r = logged_in(srv)
     assert mail_from(r, "other@example.test")[0] == 250
+
+
+def test_server_hostname_is_protected_and_from_is_required(make_server):
+    """Issue 8.20: our own host name cannot be used as a sender from outside, and an
+    authenticated submission needs a From: header field (RFC 5322 3.6)."""
+    srv = make_server(extra_config=NO_DELAY).start()
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as s:
+        s.ehlo("client.test")
+        code, msg = s.mail("root@" + HOST)
+        assert code == 550 and b"5.7.1" in msg
+    with smtplib.SMTP("127.0.0.1", srv.ports["submission"]) as s:
+        s.starttls(context=tls_context())
+        s.login("demo@example.test", PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("demo@example.test", ["demo@example.test"], b"Subject: no from\r\n\r\nbody\r\n")
+        assert e.value.smtp_code == 550 and b"From:" in e.value.smtp_error
+        code, msg = s.mail("root@" + HOST)  # not the user's either
+        assert code == 550

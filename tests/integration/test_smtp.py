@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import conftest
 from conftest import HOST, Raw
 
 
@@ -357,3 +358,62 @@ def test_session_bound_stops_slow_drip(make_server):
             r.cmd("NOOP")  # each command is answered, but the whole session is bounded
             time.sleep(0.5)
     assert time.time() - t < 6
+
+
+def test_postmaster_without_an_alias_goes_to_server_postmaster(make_server):
+    """Issue 8.20: RFC 5321 4.5.1 -- postmaster@ every local domain, of our host name
+    and the bare <Postmaster> are taken even when the domain has no postmaster alias."""
+    srv = make_server(users=("demo@example.test", "ann@example.test"),
+                      extra_config='postmaster = "ann@example.test"\n')
+    srv.cli("alias", "remove", "postmaster@example.test")
+    srv.cli("domain", "add", "other.test")
+    srv.start()
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"]) as s:
+        s.sendmail("x@remote.test", ["Postmaster"], b"Subject: pm1\r\n\r\n1\r\n")
+        s.sendmail("x@remote.test", ["postmaster@other.test"], b"Subject: pm2\r\n\r\n2\r\n")
+        s.sendmail("x@remote.test", ["PostMaster@" + HOST], b"Subject: pm3\r\n\r\n3\r\n")
+    assert len(srv.wait_messages(3, user="ann")) == 3
+    assert srv.messages("demo") == []
+
+
+def test_serve_refuses_to_start_without_any_postmaster(make_server):
+    srv = make_server()
+    srv.cli("alias", "remove", "postmaster@example.test")
+    r = subprocess.run([conftest.BIN, "serve", "--config", str(srv.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "no postmaster" in r.stderr and "bulwark alias add postmaster@" in r.stderr
+
+
+def test_five_hundred_relay_attempts_end_the_session(server):
+    """Issue 8.7: refused relaying counts toward max_failed_commands (10)."""
+    c = Raw(server.ports["smtp"])
+    c.reply()
+    c.cmd("EHLO client.test")
+    c.cmd("MAIL FROM:<a@remote.test>")
+    codes = []
+    with pytest.raises((EOFError, OSError)):
+        for i in range(500):
+            code, text = c.cmd(f"RCPT TO:<x{i}@elsewhere.test>")
+            codes.append(code)
+            if "421" in text:
+                codes.append(421)
+    assert codes.count(554) == 10 and codes[-1] == 421
+    assert server.log("security.log").count("relay denied") == 10
+
+
+def test_message_pipelined_behind_a_refused_data_never_runs_as_commands(server):
+    """Issue 8.19: the nested MAIL/RCPT/DATA in the body used to store a message."""
+    c = Raw(server.ports["smtp"])
+    c.reply()
+    c.send(b"EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n"
+           b"Subject: hi\r\n\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
+           b"smuggled\r\n.\r\n")
+    codes = []
+    with pytest.raises(EOFError):
+        while True:
+            codes.append(c.reply()[0])
+    assert codes == [250, 250, 550, 554, 421]
+    time.sleep(0.5)
+    assert server.messages() == []
+    assert "message content sent without waiting" in server.log("security.log")

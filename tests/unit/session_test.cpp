@@ -231,12 +231,51 @@ TEST(Session, Recipients) {
   EXPECT_NE(r.out.find("550 5.1.1"), std::string::npos);
 }
 
+// Issue 8.7: refusals a client cannot sensibly go on after count as failed commands.
+TEST(Session, RelayDeniedAndTooManyRecipientsCountAsFailures) {
+  std::string in = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\n";
+  for (int i = 0; i < 500; ++i) in += "RCPT TO:<x" + std::to_string(i) + "@elsewhere.test>\r\n";
+  Result r = run_script(in);
+  auto codes = reply_codes(r.out);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "554"), 10);
+  EXPECT_EQ(codes.back(), "421");
+  EXPECT_TRUE(r.closed);
+  std::string many = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\n";
+  for (int i = 0; i < 20; ++i) many += "RCPT TO:<demo@example.test>\r\nRCPT TO:<team@example.test>\r\n"
+                                        "RCPT TO:<postmaster@example.test>\r\nRCPT TO:<Postmaster>\r\n";
+  Result m = run_script(many);
+  auto mc = reply_codes(m.out);
+  EXPECT_EQ(std::count(mc.begin(), mc.end(), "452"), 10);
+  EXPECT_TRUE(m.closed);
+}
+
 TEST(Session, SequenceErrors) {
-  Result r = run_script("MAIL FROM:<a@r.test>\r\nEHLO c.test\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
-                     "MAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\nRSET\r\nHELO c.test\r\n"
-                     "MAIL FROM:<a@r.test> SIZE=1\r\n");
+  // A refused DATA ends each chunk: a client waits for that reply (RFC 2920).
+  Result r = run_chunks({"MAIL FROM:<a@r.test>\r\nEHLO c.test\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n",
+                         "MAIL FROM:<a@r.test>\r\nMAIL FROM:<a@r.test>\r\nDATA\r\n",
+                         "RSET\r\nHELO c.test\r\nMAIL FROM:<a@r.test> SIZE=1\r\n"});
   EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "503", "250", "503", "503", "250", "503", "554",
                                                           "250", "250", "501"}));
+}
+
+// Issue 8.19: a message pipelined behind a DATA that is refused is never run as
+// commands -- neither when it is already buffered nor when it arrives a moment later.
+TEST(Session, BodyBehindARefusedDataIsNotExecuted) {
+  const std::string body =
+      "Subject: x\r\n\r\nMAIL FROM:<evil@r.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nsmuggled\r\n.\r\n";
+  const std::string tx = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\n";
+  for (auto chunks : {std::vector<std::string>{tx + body}, std::vector<std::string>{tx, body}}) {
+    Result r = run_chunks(chunks);
+    auto codes = reply_codes(r.out);
+    EXPECT_EQ(codes, (std::vector<std::string>{"220", "250", "250", "554", "554", "421"})) << r.out;
+    EXPECT_NE(r.out.find("421 4.5.0"), std::string::npos);
+    EXPECT_TRUE(r.closed);
+    EXPECT_TRUE(r.committed.empty());
+  }
+  // A client that waits, then goes on with commands, is fine.
+  Result ok = run_chunks({tx, "RSET\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n",
+                          "hi\r\n.\r\n"});
+  EXPECT_EQ(ok.committed.size(), 1u);
 }
 
 TEST(Session, TooManyErrorsCloses) {
@@ -316,14 +355,16 @@ TEST(Session, SubmissionRequiresAuth) {
 }
 
 TEST(Session, AsyncSenderCheckKeepsPipelinedCommands) {
-  std::string in = "EHLO c.test\r\nMAIL FROM:<a@nx.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n"
-                   "MAIL FROM:<a@dns.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nx\r\n.\r\n";
-  Result r = run_script(in);
+  // The first group ends with DATA (refused: the sender failed its check), and the
+  // client waits for that reply before it goes on (RFC 2920).
+  std::string first = "EHLO c.test\r\nMAIL FROM:<a@nx.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\n";
+  std::string second = "MAIL FROM:<a@dns.test>\r\nRCPT TO:<demo@example.test>\r\nDATA\r\nx\r\n.\r\n";
+  Result r = run_chunks({first, second});
   EXPECT_EQ(reply_codes(r.out),
             (std::vector<std::string>{"220", "250", "550", "503", "503", "250", "250", "354", "250"}));
   ASSERT_EQ(r.committed.size(), 1u);
   EXPECT_EQ(r.committed[0].envelope.sender, "a@dns.test");
-  expect_split_invariant(in);
+  expect_split_invariant("EHLO c.test\r\n" + second);
 }
 
 namespace {
