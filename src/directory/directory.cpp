@@ -17,16 +17,26 @@ namespace {}  // namespace
 
 // Prepared statements by SQL text (every text is a string literal, so its address is
 // the key), reused across calls: preparing costs more than running these lookups.
-// All use is under Directory::mu_. A statement already in use (a nested lookup) gets
-// a fresh, uncached one.
+// One cache per connection, used by one thread at a time (the writer under
+// Directory::mu_, a reader while leased). A statement already in use (a nested
+// lookup) gets a fresh, uncached one.
 struct StmtCache {
   struct Slot {
     sqlite3_stmt* st = nullptr;
     bool busy = false;
   };
   std::unordered_map<const char*, Slot> slots;
-  ~StmtCache() {
-    for (auto& [sql, slot] : slots) sqlite3_finalize(slot.st);
+};
+
+// One SQLite connection and its statements.
+struct DbConn {
+  sqlite3* db = nullptr;
+  StmtCache cache;
+  explicit DbConn(sqlite3* d) : db(d) {}
+  ~DbConn() {
+    for (auto& [sql, slot] : cache.slots) sqlite3_finalize(slot.st);  // before close: it refuses otherwise
+    cache.slots.clear();
+    sqlite3_close(db);
   }
 };
 
@@ -126,15 +136,8 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
     ::close(fd);
   }
   for (const char* suffix : {"-wal", "-shm"}) ::chmod((path + suffix).c_str(), 0600);
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
-    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    throw DirectoryError("cannot open " + path + ": " + m);
-  }
-  std::unique_ptr<Directory> d(new Directory(db));
-  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Directory> d(new Directory(path, connect(path, true)));
+  sqlite3* db = d->writer_->db;
   exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   exec(db,
        "CREATE TABLE IF NOT EXISTS domains(name TEXT PRIMARY KEY, anti_spoofing INTEGER NOT NULL DEFAULT 1);"
@@ -157,67 +160,104 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
   return d;
 }
 
-Directory::Directory(sqlite3* db) : db_(db), cache_(std::make_unique<StmtCache>()) {}
-
-Directory::~Directory() {
-  cache_.reset();  // statements first: sqlite3_close refuses while any is prepared
-  sqlite3_close(db_);
+std::unique_ptr<DbConn> Directory::connect(const std::string& path, bool writer) {
+  sqlite3* db = nullptr;
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw DirectoryError("cannot open " + path + ": " + m);
+  }
+  auto c = std::make_unique<DbConn>(db);
+  // The writer waits for another process's write (the admin CLI) up to 5 s. A reader
+  // in WAL mode never waits for a writer; the short timeout only covers the moment
+  // a checkpoint or recovery holds the WAL index.
+  sqlite3_busy_timeout(db, writer ? 5000 : 500);
+  if (!writer) exec(db, "PRAGMA query_only=1;");
+  return c;
 }
 
-bool Directory::exists(const char* sql, const std::string& key) {
-  Stmt s(db_, sql, cache_.get());
+Directory::Directory(std::string path, std::unique_ptr<DbConn> writer)
+    : path_(std::move(path)), writer_(std::move(writer)) {}
+
+Directory::~Directory() = default;
+
+Directory::Lease Directory::reader() {
+  {
+    std::lock_guard lk(pool_mu_);
+    if (!idle_.empty()) {
+      Lease l{this, std::move(idle_.back())};
+      idle_.pop_back();
+      return l;
+    }
+  }
+  return Lease{this, connect(path_, false)};  // one more thread reading at once
+}
+
+Directory::Lease::Lease(Directory* o, std::unique_ptr<DbConn> c) : owner(o), conn(std::move(c)) {}
+
+Directory::Lease::~Lease() {
+  if (!conn) return;
+  std::lock_guard lk(owner->pool_mu_);
+  owner->idle_.push_back(std::move(conn));
+}
+
+bool Directory::exists(DbConn& c, const char* sql, const std::string& key) {
+  Stmt s(c.db, sql, &c.cache);
   s.bind(1, key);
   return s.step();
 }
 
 bool Directory::is_local_domain(const std::string& domain) {
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   try {
-    return exists("SELECT 1 FROM domains WHERE name=?", to_lower(domain));
+    return exists(c, "SELECT 1 FROM domains WHERE name=?", to_lower(domain));
   } catch (const DirectoryError&) {
     return false;
   }
 }
 
-void Directory::expand(const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r) {
+void Directory::expand(DbConn& c, const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r) {
   if (depth > 8 || std::find(visited.begin(), visited.end(), key) != visited.end()) return;
   visited.push_back(key);
   size_t at = key.rfind('@');
   std::string domain = at == std::string::npos ? "" : key.substr(at + 1);
-  if (!exists("SELECT 1 FROM domains WHERE name=?", domain)) {
+  if (!exists(c, "SELECT 1 FROM domains WHERE name=?", domain)) {
     if (std::find(r.remote.begin(), r.remote.end(), key) == r.remote.end()) r.remote.push_back(key);
     return;
   }
-  if (exists("SELECT 1 FROM users WHERE key=?", key)) {
+  if (exists(c, "SELECT 1 FROM users WHERE key=?", key)) {
     if (std::find(r.mailboxes.begin(), r.mailboxes.end(), key) == r.mailboxes.end()) r.mailboxes.push_back(key);
     return;
   }
   {
-    Stmt s(db_, "SELECT target FROM aliases WHERE alias=?", cache_.get());
+    Stmt s(c.db, "SELECT target FROM aliases WHERE alias=?", &c.cache);
     s.bind(1, key);
     std::vector<std::string> targets;
     while (s.step()) targets.push_back(s.text(0));
-    for (auto& t : targets) expand(t, depth + 1, visited, r);
+    for (auto& t : targets) expand(c, t, depth + 1, visited, r);
   }
   {
-    Stmt s(db_, "SELECT member FROM groups WHERE grp=?", cache_.get());
+    Stmt s(c.db, "SELECT member FROM groups WHERE grp=?", &c.cache);
     s.bind(1, key);
     std::vector<std::string> members;
     while (s.step()) members.push_back(s.text(0));
-    for (auto& m : members) expand(m, depth + 1, visited, r);
+    for (auto& m : members) expand(c, m, depth + 1, visited, r);
   }
 }
 
 Resolution Directory::resolve(const Address& a) {
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   Resolution r;
   try {
-    if (a.domain_is_literal() || !exists("SELECT 1 FROM domains WHERE name=?", a.domain)) {
+    if (a.domain_is_literal() || !exists(c, "SELECT 1 FROM domains WHERE name=?", a.domain)) {
       r.kind = Resolution::not_local;
       return r;
     }
     std::vector<std::string> visited;
-    expand(a.lookup_key(), 0, visited, r);
+    expand(c, a.lookup_key(), 0, visited, r);
     r.kind = (r.mailboxes.empty() && r.remote.empty()) ? Resolution::unknown : Resolution::local;
   } catch (const DirectoryError&) {
     r = Resolution{};
@@ -248,23 +288,26 @@ Resolution Directory::resolve_postmaster(const std::string& server_hostname, con
 }
 
 void Directory::require_local_domain(const std::string& domain) {
-  if (!exists("SELECT 1 FROM domains WHERE name=?", domain))
+  DbConn& c = *writer_;
+  if (!exists(c, "SELECT 1 FROM domains WHERE name=?", domain))
     throw DirectoryError("domain " + domain + " is not a local domain (add it with: bulwark domain add " + domain +
                          ")");
 }
 
 void Directory::require_free(const std::string& key) {
-  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
-  if (exists("SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
-  if (exists("SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
+  DbConn& c = *writer_;
+  if (exists(c, "SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists(c, "SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
+  if (exists(c, "SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
 }
 
 void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   std::string d = to_lower(domain);
   if (!valid_domain(d, false)) throw DirectoryError("\"" + sanitize(domain) + "\" is not a valid domain name");
-  if (exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " already exists");
-  Stmt(db_, "INSERT INTO domains(name, anti_spoofing) VALUES(?, ?)", cache_.get())
+  if (exists(c, "SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " already exists");
+  Stmt(c.db, "INSERT INTO domains(name, anti_spoofing) VALUES(?, ?)", &c.cache)
       .bind(1, d)
       .bind(2, anti_spoofing ? 1 : 0)
       .step();
@@ -272,17 +315,19 @@ void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
 
 void Directory::remove_domain(const std::string& domain) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   std::string d = to_lower(domain);
-  if (!exists("SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " does not exist");
+  if (!exists(c, "SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " does not exist");
   for (const char* sql : {"SELECT 1 FROM users WHERE domain=?", "SELECT 1 FROM aliases WHERE domain=?",
                           "SELECT 1 FROM groups WHERE domain=?"})
-    if (exists(sql, d)) throw DirectoryError("domain " + d + " still has users, aliases or groups; remove them first");
-  Stmt(db_, "DELETE FROM domains WHERE name=?", cache_.get()).bind(1, d).step();
+    if (exists(c, sql, d)) throw DirectoryError("domain " + d + " still has users, aliases or groups; remove them first");
+  Stmt(c.db, "DELETE FROM domains WHERE name=?", &c.cache).bind(1, d).step();
 }
 
 std::vector<DomainInfo> Directory::list_domains() {
-  std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT name, anti_spoofing FROM domains ORDER BY name", cache_.get());
+  auto lease = reader();
+  DbConn& c = *lease;
+  Stmt s(c.db, "SELECT name, anti_spoofing FROM domains ORDER BY name", &c.cache);
   std::vector<DomainInfo> out;
   while (s.step()) out.push_back({s.text(0), s.integer(1) != 0});
   return out;
@@ -310,10 +355,11 @@ void Directory::add_user(const Address& a, const std::string& password, bool cra
     throw DirectoryError("\"" + sanitize(a.str()) + "\" cannot be a mailbox (use letters, digits and . _ + -)");
   Secrets sec = make_secrets(password, cram_md5);  // slow: outside the lock
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   require_local_domain(a.domain);
   require_free(a.lookup_key());
-  Stmt st(db_, "INSERT INTO users(key, address, domain, password_hash, scram, cram_md5) VALUES(?,?,?,?,?,?)",
-          cache_.get());
+  Stmt st(c.db, "INSERT INTO users(key, address, domain, password_hash, scram, cram_md5) VALUES(?,?,?,?,?,?)",
+          &c.cache);
   st.bind(1, a.lookup_key()).bind(2, a.str()).bind(3, a.domain).bind(4, sec.hash).bind(5, sec.scram);
   if (cram_md5) st.bind(6, sec.cram);
   st.step();
@@ -323,17 +369,19 @@ void Directory::set_password(const Address& a, const std::string& password, bool
   check_password(password);
   Secrets sec = make_secrets(password, cram_md5);
   std::lock_guard lk(mu_);
-  if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
+  DbConn& c = *writer_;
+  if (!exists(c, "SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
-  Stmt st(db_, "UPDATE users SET password_hash=?, scram=?, cram_md5=? WHERE key=?", cache_.get());
+  Stmt st(c.db, "UPDATE users SET password_hash=?, scram=?, cram_md5=? WHERE key=?", &c.cache);
   st.bind(1, sec.hash).bind(2, sec.scram).bind(4, a.lookup_key());
   if (cram_md5) st.bind(3, sec.cram);
   st.step();
 }
 
 std::vector<Directory::UserSecurity> Directory::user_security() {
-  std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT address, password_hash, scram, cram_md5 FROM users ORDER BY domain, key", cache_.get());
+  auto lease = reader();
+  DbConn& c = *lease;
+  Stmt s(c.db, "SELECT address, password_hash, scram, cram_md5 FROM users ORDER BY domain, key", &c.cache);
   std::vector<UserSecurity> out;
   while (s.step())
     out.push_back({s.text(0), !s.text(2).empty(), !s.text(3).empty(), auth::needs_rehash(s.text(1))});
@@ -343,18 +391,20 @@ std::vector<Directory::UserSecurity> Directory::user_security() {
 std::optional<std::string> Directory::user_key(const std::string& user) {
   auto a = parse_mailbox(user);
   if (!a) return std::nullopt;
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   try {
-    if (exists("SELECT 1 FROM users WHERE key=?", a->lookup_key())) return a->lookup_key();
+    if (exists(c, "SELECT 1 FROM users WHERE key=?", a->lookup_key())) return a->lookup_key();
   } catch (const DirectoryError&) {
   }
   return std::nullopt;
 }
 
 std::string Directory::user_column(const char* sql, const std::string& key) {
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   try {
-    Stmt s(db_, sql, cache_.get());
+    Stmt s(c.db, sql, &c.cache);
     s.bind(1, key);
     if (s.step()) return s.text(0);
   } catch (const DirectoryError&) {
@@ -372,8 +422,9 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
   if (auth::needs_rehash(hash)) {
     std::string fresh = auth::hash_password(password);
     std::lock_guard lk(mu_);
+    DbConn& c = *writer_;
     try {
-      Stmt(db_, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?", cache_.get())
+      Stmt(c.db, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?", &c.cache)
           .bind(1, fresh)
           .bind(2, key)
           .bind(3, hash)
@@ -410,12 +461,13 @@ bool Directory::may_send_as(const std::string& user_key, const Address& sender) 
   if (r.kind != Resolution::local) return false;
   // An alias or group that leads to the user, or an address whose owner delegated.
   if (std::find(r.mailboxes.begin(), r.mailboxes.end(), user_key) != r.mailboxes.end()) return true;
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   try {
     std::vector<std::string> owners{sender.lookup_key()};
     owners.insert(owners.end(), r.mailboxes.begin(), r.mailboxes.end());
     for (auto& o : owners) {
-      Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", cache_.get());
+      Stmt s(c.db, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", &c.cache);
       s.bind(1, o).bind(2, user_key);
       if (s.step()) return true;
     }
@@ -425,9 +477,10 @@ bool Directory::may_send_as(const std::string& user_key, const Address& sender) 
 }
 
 std::optional<bool> Directory::domain_anti_spoofing(const std::string& domain) {
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   try {
-    Stmt s(db_, "SELECT anti_spoofing FROM domains WHERE name=?", cache_.get());
+    Stmt s(c.db, "SELECT anti_spoofing FROM domains WHERE name=?", &c.cache);
     s.bind(1, to_lower(domain));
     if (s.step()) return s.integer(0) != 0;
   } catch (const DirectoryError&) {
@@ -438,11 +491,12 @@ std::optional<bool> Directory::domain_anti_spoofing(const std::string& domain) {
 
 void Directory::add_delegation(const Address& owner, const Address& to) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   require_local_domain(owner.domain);
-  if (!exists("SELECT 1 FROM users WHERE key=?", to.lookup_key()))
+  if (!exists(c, "SELECT 1 FROM users WHERE key=?", to.lookup_key()))
     throw DirectoryError("user " + to.lookup_key() + " does not exist");
   if (owner.lookup_key() == to.lookup_key()) throw DirectoryError("a user may always send as itself");
-  Stmt(db_, "INSERT OR IGNORE INTO delegations(owner, delegate) VALUES(?,?)", cache_.get())
+  Stmt(c.db, "INSERT OR IGNORE INTO delegations(owner, delegate) VALUES(?,?)", &c.cache)
       .bind(1, owner.lookup_key())
       .bind(2, to.lookup_key())
       .step();
@@ -450,20 +504,22 @@ void Directory::add_delegation(const Address& owner, const Address& to) {
 
 void Directory::remove_delegation(const Address& owner, const Address& to) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   {
-    Stmt s(db_, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", cache_.get());
+    Stmt s(c.db, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", &c.cache);
     s.bind(1, owner.lookup_key()).bind(2, to.lookup_key());
     if (!s.step()) throw DirectoryError("no delegation of " + owner.lookup_key() + " to " + to.lookup_key());
   }
-  Stmt(db_, "DELETE FROM delegations WHERE owner=? AND delegate=?", cache_.get())
+  Stmt(c.db, "DELETE FROM delegations WHERE owner=? AND delegate=?", &c.cache)
       .bind(1, owner.lookup_key())
       .bind(2, to.lookup_key())
       .step();
 }
 
 std::vector<std::pair<std::string, std::string>> Directory::list_delegations() {
-  std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT owner, delegate FROM delegations ORDER BY owner, delegate", cache_.get());
+  auto lease = reader();
+  DbConn& c = *lease;
+  Stmt s(c.db, "SELECT owner, delegate FROM delegations ORDER BY owner, delegate", &c.cache);
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;
@@ -471,15 +527,17 @@ std::vector<std::pair<std::string, std::string>> Directory::list_delegations() {
 
 void Directory::remove_user(const Address& a) {
   std::lock_guard lk(mu_);
-  if (!exists("SELECT 1 FROM users WHERE key=?", a.lookup_key()))
+  DbConn& c = *writer_;
+  if (!exists(c, "SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM users WHERE key=?", cache_.get()).bind(1, a.lookup_key()).step();
+  Stmt(c.db, "DELETE FROM users WHERE key=?", &c.cache).bind(1, a.lookup_key()).step();
 }
 
 std::vector<std::string> Directory::list_users(const std::string& domain_filter) {
-  std::lock_guard lk(mu_);
+  auto lease = reader();
+  DbConn& c = *lease;
   std::vector<std::string> out;
-  Stmt s(db_, domain_filter.empty() ? "SELECT address FROM users ORDER BY domain, key"
+  Stmt s(c.db, domain_filter.empty() ? "SELECT address FROM users ORDER BY domain, key"
                                     : "SELECT address FROM users WHERE domain=? ORDER BY key");
   if (!domain_filter.empty()) s.bind(1, to_lower(domain_filter));
   while (s.step()) out.push_back(s.text(0));
@@ -488,12 +546,13 @@ std::vector<std::string> Directory::list_users(const std::string& domain_filter)
 
 void Directory::add_alias(const Address& alias, const Address& target) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   require_local_domain(alias.domain);
   std::string key = alias.lookup_key();
-  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
-  if (exists("SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
+  if (exists(c, "SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists(c, "SELECT 1 FROM groups WHERE grp=?", key)) throw DirectoryError(key + " is already a group");
   if (key == target.lookup_key()) throw DirectoryError("an alias cannot point to itself");
-  Stmt(db_, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)", cache_.get())
+  Stmt(c.db, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)", &c.cache)
       .bind(1, key)
       .bind(2, alias.domain)
       .bind(3, target.lookup_key())
@@ -502,14 +561,16 @@ void Directory::add_alias(const Address& alias, const Address& target) {
 
 void Directory::remove_alias(const Address& alias) {
   std::lock_guard lk(mu_);
-  if (!exists("SELECT 1 FROM aliases WHERE alias=?", alias.lookup_key()))
+  DbConn& c = *writer_;
+  if (!exists(c, "SELECT 1 FROM aliases WHERE alias=?", alias.lookup_key()))
     throw DirectoryError("alias " + alias.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM aliases WHERE alias=?", cache_.get()).bind(1, alias.lookup_key()).step();
+  Stmt(c.db, "DELETE FROM aliases WHERE alias=?", &c.cache).bind(1, alias.lookup_key()).step();
 }
 
 std::vector<std::pair<std::string, std::string>> Directory::list_aliases() {
-  std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT alias, target FROM aliases ORDER BY alias, target", cache_.get());
+  auto lease = reader();
+  DbConn& c = *lease;
+  Stmt s(c.db, "SELECT alias, target FROM aliases ORDER BY alias, target", &c.cache);
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;
@@ -517,36 +578,39 @@ std::vector<std::pair<std::string, std::string>> Directory::list_aliases() {
 
 void Directory::add_group(const Address& group, const std::vector<Address>& members) {
   std::lock_guard lk(mu_);
+  DbConn& c = *writer_;
   require_local_domain(group.domain);
   std::string key = group.lookup_key();
   if (members.empty()) throw DirectoryError("a group needs at least one --member");
-  if (exists("SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
-  if (exists("SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
-  exec(db_, "BEGIN IMMEDIATE");
+  if (exists(c, "SELECT 1 FROM users WHERE key=?", key)) throw DirectoryError(key + " is already a user");
+  if (exists(c, "SELECT 1 FROM aliases WHERE alias=?", key)) throw DirectoryError(key + " is already an alias");
+  exec(c.db, "BEGIN IMMEDIATE");
   try {
     for (auto& m : members)
-      Stmt(db_, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)", cache_.get())
+      Stmt(c.db, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)", &c.cache)
           .bind(1, key)
           .bind(2, group.domain)
           .bind(3, m.lookup_key())
           .step();
-    exec(db_, "COMMIT");
+    exec(c.db, "COMMIT");
   } catch (...) {
-    exec(db_, "ROLLBACK");
+    exec(c.db, "ROLLBACK");
     throw;
   }
 }
 
 void Directory::remove_group(const Address& group) {
   std::lock_guard lk(mu_);
-  if (!exists("SELECT 1 FROM groups WHERE grp=?", group.lookup_key()))
+  DbConn& c = *writer_;
+  if (!exists(c, "SELECT 1 FROM groups WHERE grp=?", group.lookup_key()))
     throw DirectoryError("group " + group.lookup_key() + " does not exist");
-  Stmt(db_, "DELETE FROM groups WHERE grp=?", cache_.get()).bind(1, group.lookup_key()).step();
+  Stmt(c.db, "DELETE FROM groups WHERE grp=?", &c.cache).bind(1, group.lookup_key()).step();
 }
 
 std::vector<std::pair<std::string, std::string>> Directory::list_groups() {
-  std::lock_guard lk(mu_);
-  Stmt s(db_, "SELECT grp, member FROM groups ORDER BY grp, member", cache_.get());
+  auto lease = reader();
+  DbConn& c = *lease;
+  Stmt s(c.db, "SELECT grp, member FROM groups ORDER BY grp, member", &c.cache);
   std::vector<std::pair<std::string, std::string>> out;
   while (s.step()) out.emplace_back(s.text(0), s.text(1));
   return out;

@@ -1,7 +1,10 @@
 // directory/: who and what is local -- domains, users, aliases, groups -- behind the
 // Directory interface, with one implementation on SQLite (WAL, so the admin CLI and
 // a running server share it safely; every lookup reads current data, so changes
-// take effect without restart). Depends on core/.
+// take effect without restart). Lookups run on read connections of their own (a
+// pool, one per thread reading at once): under WAL they never wait for a writer,
+// neither this process's (a password rehash) nor the admin CLI's. Writes go through
+// one connection under a mutex. Depends on core/.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -13,9 +16,9 @@
 #include "auth/password.hpp"
 #include "core/address.hpp"
 
-struct sqlite3;
-
 namespace bulwark {
+
+struct DbConn;
 
 // A directory operation that cannot be done (unknown domain, duplicate, ...).
 class DirectoryError : public std::runtime_error {
@@ -97,17 +100,30 @@ class Directory {
   std::vector<std::pair<std::string, std::string>> list_groups();
 
  private:
-  explicit Directory(sqlite3* db);
-  bool exists(const char* sql, const std::string& key);
+  // A read connection, back to the pool when it goes.
+  struct Lease {
+    Directory* owner;
+    std::unique_ptr<DbConn> conn;
+    Lease(Directory* o, std::unique_ptr<DbConn> c);
+    ~Lease();
+    Lease(Lease&&) = default;
+    DbConn& operator*() { return *conn; }
+  };
+  static std::unique_ptr<DbConn> connect(const std::string& path, bool writer);
+  Directory(std::string path, std::unique_ptr<DbConn> writer);
+  Lease reader();
+  bool exists(DbConn& c, const char* sql, const std::string& key);
   // One text column of the user row `key` ("" when there is none or on error).
   std::string user_column(const char* sql, const std::string& key);
-  void require_local_domain(const std::string& domain);
-  void require_free(const std::string& key);
-  void expand(const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r);
+  void require_local_domain(const std::string& domain);  // writer side, under mu_
+  void require_free(const std::string& key);             // writer side, under mu_
+  void expand(DbConn& c, const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r);
 
-  std::mutex mu_;
-  sqlite3* db_;
-  std::unique_ptr<struct StmtCache> cache_;
+  std::string path_;
+  std::mutex mu_;  // the writer
+  std::unique_ptr<DbConn> writer_;
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<DbConn>> idle_;  // read connections not in use
 };
 
 // Local-part rules for mailboxes we create: a dot-atom, so the name maps safely

@@ -256,10 +256,15 @@ struct Server::Impl {
     co_return co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, ec));
   }
 
-  awaitable<void> write(Conn& c, const std::string& bytes) {
-    if (bytes.empty()) co_return;
-    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), use_awaitable);
-    else co_await asio::async_write(c.sock, asio::buffer(bytes), use_awaitable);
+  // False when the peer is gone. Never throws: GCC 12 mis-destroys coroutine locals
+  // when an exception leaves a co_await inside a try block (seen under UBSan as a
+  // destructor call through an invalid vptr), so no I/O error here is an exception.
+  awaitable<bool> write(Conn& c, const std::string& bytes) {
+    if (bytes.empty()) co_return true;
+    asio::error_code ec;
+    if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+    else co_await asio::async_write(c.sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+    co_return !ec;
   }
 
   // A TLS handshake is bounded by the command timeout, and by 10 s at most: it is
@@ -400,7 +405,7 @@ struct Server::Impl {
                                     cfg->limits.require_client_ptr, cfg->limits.require_sender_domain_in_dns,
                                     cfg->policy.anti_spoofing, cfg->server.postmaster});
       smtp::ServerSession s(sc, hooks, client);
-      co_await write(*c, s.greet().bytes);
+      if (!co_await write(*c, s.greet().bytes)) co_return;
       // Read deadlines (DESIGN 13: a deadline never resets per byte). A command line
       // must be complete within timeouts.command of the moment we started waiting
       // for it, however it is split. A DATA/BDAT phase gets timeouts.data for any one
@@ -451,7 +456,10 @@ struct Server::Impl {
             asio::steady_timer t(c->sock.get_executor(), o.delay);
             co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
           }
-          co_await write(*c, o.bytes);
+          if (!co_await write(*c, o.bytes)) {
+            close = true;
+            break;
+          }
           if (o.next == smtp::Next::read) break;
           if (o.next == smtp::Next::close) {
             close = true;

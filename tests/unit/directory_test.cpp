@@ -4,7 +4,10 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "directory/directory.hpp"
 
@@ -85,6 +88,43 @@ TEST(Directory, OldArgon2ParametersAreUpgradedAtLogin) {
   EXPECT_NE(now, weak);
   EXPECT_FALSE(auth::needs_rehash(now));
   EXPECT_TRUE(d->verify_login("demo@example.test", pw));
+}
+
+// Issue 8.10: lookups must not queue behind a writer. Another process (the admin CLI)
+// holds the write lock while a login's hash upgrade waits for it (up to 5 s, holding
+// the writer); a recipient lookup and a SCRAM secret read still answer at once.
+TEST(Directory, LookupsDoNotWaitForAWriter) {
+  TempDir t;
+  auto d = Directory::open(t.path);
+  d->add_domain("example.test", true);
+  d->add_user(addr("demo@example.test"), "Correct-Horse-9");
+  ASSERT_EQ(sodium_init() >= 0, true);
+  char weak[crypto_pwhash_STRBYTES];
+  std::string pw = "Correct-Horse-9";
+  ASSERT_EQ(crypto_pwhash_str_alg(weak, pw.data(), pw.size(), 1, 8192 * 1024, crypto_pwhash_ALG_ARGON2ID13), 0);
+  set_hash(t.path, "demo@example.test", weak);
+  ASSERT_EQ(d->resolve(addr("demo@example.test")).kind, Resolution::local);  // a reader exists
+
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((t.path / "directory.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::atomic<bool> login_done{false};
+  std::thread login([&] {
+    EXPECT_TRUE(d->verify_login("demo@example.test", pw));  // its rehash UPDATE waits for `other`
+    login_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the login is now waiting
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(d->resolve(addr("demo@example.test")).kind, Resolution::local);
+  EXPECT_TRUE(d->scram_secret("demo@example.test"));
+  EXPECT_TRUE(d->may_send_as("demo@example.test", addr("demo@example.test")));
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_FALSE(login_done) << "the writer was not held up: the test proves nothing";
+  EXPECT_LT(took, std::chrono::seconds(2)) << "lookups waited for the writer";
+  sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr);
+  login.join();
+  sqlite3_close(other);
+  EXPECT_FALSE(auth::needs_rehash(stored_hash(t.path, "demo@example.test")));
 }
 
 TEST(Directory, SenderIdentity) {
