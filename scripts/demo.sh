@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF -DBULWARK_SANITIZE=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target bulwark
 B=(./build/bulwark --config demo/bulwark.toml)
 "${B[@]}" check-config

@@ -131,7 +131,20 @@ RemoteSettings remote_settings(const Config& cfg) {
   r.bounce_after = d.bounce_after;
   r.report_language = d.report_language;
   r.mx_port = d.mx_port;
+  r.connect_timeout = d.connect_timeout;
+  r.reply_timeout = d.reply_timeout;
   return r;
+}
+
+ReportSettings report_settings(const Config& cfg) {
+  return {cfg.server.hostname, cfg.server.data_dir, cfg.delivery.report_language, cfg.delivery.bounce_after};
+}
+
+LocalSettings local_settings(const Config& cfg) {
+  // A mailbox that cannot be written is tried again soon (a full disk, a removed
+  // directory being restored), but never more often than remote retries.
+  return {cfg.server.data_dir, cfg.server.hostname, std::min<std::chrono::seconds>(cfg.delivery.retry_interval, std::chrono::seconds(30)),
+          cfg.delivery.bounce_after};
 }
 
 // systemd's readiness protocol (Type=notify): one datagram to $NOTIFY_SOCKET.
@@ -172,15 +185,14 @@ int serve(const Config& cfg) {
     throw std::runtime_error(
         "no postmaster: mail to postmaster@ must be accepted (RFC 5321 4.5.1); add one with "
         "`bulwark alias add postmaster@DOMAIN USER@DOMAIN`, or set server.postmaster in " + cfg.file);
-  Spool spool(cfg.server.data_dir);
+  Spool spool(cfg.server.data_dir, cfg.limits.message_memory);
   spool.recover();
+  Spool::Scan queued = spool.scan();  // once, for both deliveries; damaged files go to quarantine/
   Server server(cfg, *dir, spool);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   server.bind();
   drop_privileges(cfg);
-  LocalDelivery delivery(spool, cfg.server.data_dir, cfg.server.hostname);
-  Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
-  RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), [&dir](const std::string& address) {
+  Reporter reporter(spool, report_settings(cfg), [&dir](const std::string& address) {
     // Where a report to `address` goes: its local mailboxes, or out.
     std::vector<smtp::Recipient> out;
     auto a = parse_mailbox(address);
@@ -191,6 +203,9 @@ int serve(const Config& cfg) {
     for (auto& x : r.remote) out.push_back({a->str(), x, false});
     return out;
   });
+  LocalDelivery delivery(spool, reporter, local_settings(cfg));
+  Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
+  RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), reporter);
   spool.on_committed([&delivery, &remote](std::shared_ptr<const smtp::Transaction> tx) {
     std::string id = tx->envelope.id;  // before tx is moved (argument order is unspecified)
     bool local = false, far = false;
@@ -200,10 +215,16 @@ int serve(const Config& cfg) {
   });
   // SIGHUP: the queue manager takes the new [delivery] settings too (a relay password
   // file that cannot be read refuses the reload).
-  server.on_reload([&remote](const Config& next) { remote.reload(remote_settings(next)); });
+  server.on_reload([&remote, &reporter, &delivery](const Config& next) {
+    remote.reload(remote_settings(next));
+    reporter.update(report_settings(next));
+    delivery.update(local_settings(next));
+  });
   spool.start();
-  delivery.start();
-  remote.start();
+  for (auto& damaged : queued.quarantined) report_damaged(reporter, damaged);
+  delivery.start(queued.queued);
+  remote.start(queued.queued);
+  queued = {};
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
   logs::main().info("ready: accepting connections");
   sd_notify("READY=1");
@@ -227,7 +248,7 @@ int serve(const Config& cfg) {
 }
 
 void print_queue_entry(const StoredMessage& m) {
-  std::cout << m.envelope.id << "  " << m.content.size() << " bytes  from <" << sanitize(m.envelope.sender) << ">";
+  std::cout << m.envelope.id << "  " << m.content_size << " bytes  from <" << sanitize(m.envelope.sender) << ">";
   if (m.attempts) {
     std::time_t next = m.next_attempt;
     char buf[32];
@@ -358,29 +379,36 @@ int main(int argc, char** argv) {
 
     if (queue->parsed()) {
       Spool spool(cfg.server.data_dir);
+      auto queued = [&spool](const std::string& id) {
+        Loaded l = spool.load(id);
+        if (l.status == Loaded::missing) throw std::runtime_error("no queued message " + sanitize(id));
+        if (l.status == Loaded::damaged)
+          throw std::runtime_error("queued message " + sanitize(id) + " is damaged (" + l.why +
+                                   "); a running server moves it to quarantine/");
+        return l.msg;
+      };
       if (queue_list->parsed()) {
         size_t n = 0;
-        for (auto& id : spool.list())
-          if (auto m = spool.load(id)) {
-            print_queue_entry(*m);
-            ++n;
-          }
+        for (auto& id : spool.list()) {
+          Loaded l = spool.load(id);
+          if (l.status == Loaded::ok) print_queue_entry(l.msg);
+          else if (l.status == Loaded::damaged) std::cout << id << "  damaged: " << l.why << "\n";
+          n += l.status != Loaded::missing;
+        }
         std::cout << n << " message(s) queued\n";
       } else if (queue_show->parsed()) {
-        auto m = spool.load(arg1);
-        if (!m) throw std::runtime_error("no queued message " + sanitize(arg1));
-        print_queue_entry(*m);
-        std::cout << "client " << m->envelope.client_ip << "  helo " << sanitize(m->envelope.helo) << "  tls "
-                  << (m->envelope.tls.empty() ? "none" : m->envelope.tls) << "\n\n";
-        size_t hdr_end = m->content.find("\r\n\r\n");
-        std::cout << m->content.substr(0, hdr_end == std::string::npos ? m->content.size() : hdr_end + 2);
+        StoredMessage m = queued(arg1);
+        print_queue_entry(m);
+        std::cout << "client " << m.envelope.client_ip << "  helo " << sanitize(m.envelope.helo) << "  tls "
+                  << (m.envelope.tls.empty() ? "none" : m.envelope.tls) << "\n\n";
+        std::cout << spool.read_headers(m);
       } else if (queue_retry->parsed()) {
-        if (!arg1.empty() && !spool.load(arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
+        if (!arg1.empty()) queued(arg1);
         RemoteDelivery::request_retry(cfg.server.data_dir, arg1);
         std::cout << "retry requested for " << (arg1.empty() ? std::string("every queued message") : arg1)
                   << " (a running server picks it up within a second)\n";
       } else if (queue_delete->parsed()) {
-        if (!spool.load(arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
+        if (spool.load(arg1).status == Loaded::missing) throw std::runtime_error("no queued message " + sanitize(arg1));
         spool.remove(arg1);
         std::cout << "deleted " << arg1 << "\n";
       }

@@ -375,6 +375,8 @@ Config load_config(const std::string& path) {
                            }},
                           {"mx_port", port(c.delivery.mx_port)},
                           {"relay_pop3_port", port(c.delivery.relay_pop3_port)},
+                          {"connect_timeout", positive(c.delivery.connect_timeout)},
+                          {"reply_timeout", positive(c.delivery.reply_timeout)},
                           {"tls_ca_file", [&](const toml::node& v, const std::string& k) {
                              c.delivery.tls_ca_file = r.str(v, k);
                              delivery_nodes["tls_ca_file"] = &v;
@@ -419,6 +421,12 @@ Config load_config(const std::string& path) {
                            }},
                           {"max_message_size",
                            [&](const toml::node& v, const std::string& k) { c.limits.max_message_size = r.size(v, k); }},
+                          {"message_memory",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.message_memory = r.size(v, k);
+                             if (c.limits.message_memory && c.limits.message_memory < (1u << 20))
+                               r.fail(&v, k, "must be at least 1MB (or 0 for no bound)");
+                           }},
                           {"max_recipients",
                            [&](const toml::node& v, const std::string& k) {
                              c.limits.max_recipients = r.count(v, k, 1000000);

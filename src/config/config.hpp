@@ -72,6 +72,9 @@ struct Config {
     uint64_t max_message_size = 50ull << 20;
     uint64_t max_hops = 30;
     std::string exempt_ip_group;
+    // Extension: message bytes all sessions together may hold in memory; a message
+    // over 256 KiB, or one arriving while this is used up, streams to the spool disk.
+    uint64_t message_memory = 256ull << 20;
     bool require_sender_domain_in_dns = false;
     bool require_client_ptr = false;
   } limits;
@@ -110,6 +113,8 @@ struct Config {
     uint64_t max_per_destination = 4;    // concurrent sessions to one domain / relay host
     std::string tls_ca_file;             // extra CA for verifying in required mode ("" = system store)
     uint16_t relay_pop3_port = 110;      // relay_auth = "pop3-before-smtp"
+    std::chrono::seconds connect_timeout{30};
+    std::chrono::seconds reply_timeout{300};  // each reply, each block sent (RFC 5321 4.5.3.2)
   } delivery;
 
   struct {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
@@ -35,10 +36,79 @@ std::string maildir_path(const std::string& data_dir, const std::string& mailbox
   return (fs::path(data_dir) / "mail" / escape(domain) / escape(local)).string();
 }
 
-LocalDelivery::LocalDelivery(Spool& spool, std::string data_dir, std::string hostname)
-    : spool_(spool), data_dir_(std::move(data_dir)), hostname_(std::move(hostname)) {
-  fs::create_directories(fs::path(data_dir_) / "mail");
-  data_fd_ = ::open((fs::path(data_dir_) / "mail").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+namespace {
+
+// CRLF -> LF on the way into a Maildir file (the Maildir convention; lossless here:
+// bare CR and LF were refused at the door). Buffers and writes in 64 KiB pieces.
+class MaildirWriter {
+ public:
+  explicit MaildirWriter(int fd) : fd_(fd) {}
+  void put(std::string_view bytes) {
+    for (char c : bytes) {
+      if (cr_) {
+        cr_ = false;
+        if (c != '\n') out_ += '\r';
+      }
+      if (c == '\r') {
+        cr_ = true;
+        continue;
+      }
+      out_ += c;
+    }
+    if (out_.size() >= 64 * 1024) flush();
+  }
+  bool finish() {
+    if (cr_) out_ += '\r';
+    cr_ = false;
+    flush();
+    return ok_;
+  }
+  uint64_t written() const { return written_; }
+
+ private:
+  void flush() {
+    if (ok_ && !write_all(fd_, out_)) ok_ = false;
+    written_ += out_.size();
+    out_.clear();
+  }
+  int fd_;
+  std::string out_;
+  bool cr_ = false, ok_ = true;
+  uint64_t written_ = 0;
+};
+
+std::string duration_words(std::chrono::seconds d) {
+  auto n = d.count();
+  if (n % 86400 == 0) return std::to_string(n / 86400) + (n == 86400 ? " day" : " days");
+  if (n % 3600 == 0) return std::to_string(n / 3600) + (n == 3600 ? " hour" : " hours");
+  return std::to_string(n) + (n == 1 ? " second" : " seconds");
+}
+
+}  // namespace
+
+struct LocalDelivery::Copy {
+  std::string id, target, tmp, final_path;
+  uint64_t size = 0;
+};
+
+struct LocalDelivery::Msg {
+  std::string id;
+  StoredMessage m;                                // envelope, arrival, delivery state
+  std::shared_ptr<const smtp::Transaction> tx;    // the content, when it is in memory
+  std::vector<std::string> targets;               // local targets to write now
+  std::vector<std::pair<std::string, std::string>> errors;  // target, why not
+  bool remote_left = false;
+};
+
+LocalDelivery::LocalDelivery(Spool& spool, Reporter& reporter, LocalSettings settings, Sync sync)
+    : spool_(spool), reporter_(reporter), s_(std::move(settings)), sync_(std::move(sync)) {
+  if (!sync_) sync_ = [](int fd) { return ::syncfs(fd); };
+  fs::path mail = fs::path(s_.data_dir) / "mail";
+  std::error_code ec;
+  fs::create_directories(mail, ec);
+  data_fd_ = ::open(mail.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  // Without it no delivery could be made durable: refuse to start rather than pretend.
+  if (data_fd_ < 0) throw std::runtime_error("cannot open the mailbox directory " + mail.string() + ": " + std::strerror(errno));
 }
 
 LocalDelivery::~LocalDelivery() {
@@ -46,8 +116,9 @@ LocalDelivery::~LocalDelivery() {
   if (data_fd_ >= 0) ::close(data_fd_);
 }
 
-void LocalDelivery::start() {
-  for (auto& id : spool_.list()) enqueue(id);
+void LocalDelivery::start(const std::vector<QueueEntry>& queued) {
+  for (auto& e : queued)
+    if (e.local_pending || !e.remote_pending) enqueue(e.id);
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
 }
@@ -59,6 +130,12 @@ void LocalDelivery::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+void LocalDelivery::update(LocalSettings settings) {
+  std::lock_guard lk(mu_);
+  s_.retry = settings.retry;
+  s_.bounce_after = settings.bounce_after;
 }
 
 void LocalDelivery::enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx) {
@@ -79,7 +156,7 @@ void LocalDelivery::run() {
     std::vector<Item> batch;
     {
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, std::chrono::seconds(5), [&] { return stopping_ || !queue_.empty(); });
+      cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stopping_ || !queue_.empty(); });
       // At shutdown the waiting local deliveries are finished first (they are quick);
       // retries and anything that fails stay spooled for the next start.
       if (stopping_ && queue_.empty()) return;
@@ -104,115 +181,197 @@ void LocalDelivery::run() {
   }
 }
 
-void LocalDelivery::deliver_batch(std::vector<Item>& items) {
-  struct Copy {
-    std::string id, target, tmp, final_path;
-    size_t size;
-  };
-  struct Msg {
-    std::string id;
-    std::vector<std::string> targets;
-    bool remote_left = false;
-    bool failed = false;
-  };
-  std::vector<Copy> copies;
-  std::vector<Msg> msgs;
+bool LocalDelivery::prepare(Item& item, Msg& msg) {
+  msg.id = item.id;
+  if (item.tx && !item.tx->body.spilled()) {
+    msg.tx = std::move(item.tx);
+    msg.m.envelope = msg.tx->envelope;
+    msg.m.arrival = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+  } else {
+    item.tx.reset();
+    Loaded l = spool_.load(item.id);
+    if (l.status == Loaded::missing) return false;  // removed meanwhile (queue delete)
+    if (l.status == Loaded::damaged) {
+      spool_.quarantine(item.id, l.why);
+      report_damaged(reporter_, l);
+      return false;
+    }
+    msg.m = std::move(l.msg);
+  }
+  std::set<std::string> seen(msg.m.done.begin(), msg.m.done.end());
+  for (auto& r : msg.m.envelope.recipients) {
+    if (!r.local) {
+      msg.remote_left = true;
+      continue;
+    }
+    if (!msg.m.finished(r.target) && seen.insert(r.target).second) msg.targets.push_back(r.target);
+  }
+  return true;
+}
+
+bool LocalDelivery::ensure_maildir(const std::string& dir, std::string& error) {
+  if (known_dirs_.count(dir)) return true;
+  std::error_code ec;
+  for (const char* sub : {"tmp", "new", "cur"}) {
+    fs::create_directories(fs::path(dir) / sub, ec);
+    if (ec) {
+      error = "cannot create " + (fs::path(dir) / sub).string() + ": " + ec.message();
+      return false;
+    }
+  }
+  known_dirs_.insert(dir);
+  return true;
+}
+
+bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error) {
+  std::string dir = maildir_path(s_.data_dir, target);
+  if (!ensure_maildir(dir, error)) return false;
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  char name[160];
+  std::snprintf(name, sizeof name, "%lld.M%lldP%dQ%llu.%s", (long long)secs, (long long)usecs, int(getpid()),
+                (unsigned long long)++counter_, s_.hostname.c_str());
+  std::string tmp = dir + "/tmp/" + name;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ENOENT) {  // the Maildir was removed since we last saw it
+    known_dirs_.erase(dir);
+    if (!ensure_maildir(dir, error)) return false;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  }
+  if (fd < 0) {
+    error = "cannot write " + tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  MaildirWriter w(fd);
+  w.put("Return-Path: <" + msg.m.envelope.sender + ">\r\nDelivered-To: " + target + "\r\n");
+  bool read_ok = true;
+  if (msg.tx) {
+    w.put(msg.tx->received);
+    w.put(msg.tx->body.memory());
+  } else {
+    Spool::Reader r(spool_, msg.m);
+    while (read_ok && r.left() > 0) {
+      auto chunk = r.next();
+      if (chunk) w.put(*chunk);
+      else read_ok = false;
+    }
+  }
+  bool ok = w.finish();
+  int saved = errno;
+  ok = (::close(fd) == 0) && ok;
+  if (!ok || !read_ok) {
+    ::unlink(tmp.c_str());
+    error = read_ok ? "cannot write " + tmp + ": " + std::strerror(saved) : "the queue file could not be read";
+    return false;
+  }
+  copy = {msg.id, target, tmp, dir + "/new/" + name + ",S=" + std::to_string(w.written()), w.written()};
+  return true;
+}
 
+void LocalDelivery::deliver_batch(std::vector<Item>& items) {
+  std::vector<Msg> msgs;
+  std::vector<Copy> copies;
   for (auto& item : items) {
-    const std::string& id = item.id;
-    std::optional<StoredMessage> m;
-    if (item.tx) {
-      m.emplace();
-      m->envelope = item.tx->envelope;
-      m->content = item.tx->received + item.tx->data;
-      item.tx.reset();
-    } else {
-      m = spool_.load(id);
-    }
-    if (!m) continue;  // removed meanwhile (queue delete) or unreadable
-    Msg msg{id, {}, false, false};
-    std::set<std::string> seen(m->done.begin(), m->done.end());
-    // Content for Maildir: our headers, then the message with CRLF -> LF (the
-    // Maildir convention; lossless here because bare CR and LF were refused).
-    std::string body;
-    body.reserve(m->content.size() + 256);
-    for (size_t i = 0; i < m->content.size(); ++i) {
-      if (m->content[i] == '\r' && i + 1 < m->content.size() && m->content[i + 1] == '\n') continue;
-      body += m->content[i];
-    }
-    for (auto& r : m->envelope.recipients) {
-      if (!r.local) {
-        msg.remote_left = true;
-        continue;
-      }
-      if (!seen.insert(r.target).second) continue;
-      std::string dir = maildir_path(data_dir_, r.target);
-      try {
-        if (!known_dirs_.count(dir)) {
-          for (const char* sub : {"tmp", "new", "cur"}) fs::create_directories(fs::path(dir) / sub);
-          known_dirs_.insert(dir);
-        }
-      } catch (const fs::filesystem_error& e) {
-        logs::main().error("delivery {}: cannot create {}: {}", id, dir, e.what());
-        msg.failed = true;
-        continue;
-      }
-      std::string content = "Return-Path: <" + m->envelope.sender + ">\nDelivered-To: " + r.target + "\n" + body;
-      char name[160];
-      std::snprintf(name, sizeof name, "%lld.M%lldP%dQ%llu.%s,S=%zu", (long long)secs, (long long)usecs, int(getpid()),
-                    (unsigned long long)++counter_, hostname_.c_str(), content.size());
-      std::string tmp = dir + "/tmp/" + name;
-      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0 || !write_all(fd, content)) {
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        logs::main().error("delivery {}: cannot write {}: {}", id, tmp, std::strerror(errno));
-        msg.failed = true;
-        continue;
-      }
-      ::close(fd);
-      copies.push_back({id, r.target, tmp, dir + "/new/" + name, content.size()});
-      msg.targets.push_back(r.target);
+    Msg msg;
+    if (!prepare(item, msg)) continue;
+    for (auto& t : msg.targets) {
+      Copy c;
+      std::string why;
+      if (write_copy(msg, t, c, why)) copies.push_back(std::move(c));
+      else msg.errors.emplace_back(t, why);
     }
     msgs.push_back(std::move(msg));
   }
-  // Same grouping as the spool: one sync for all the data, renames, one sync for them.
-  if (data_fd_ >= 0 && !copies.empty() && ::syncfs(data_fd_) != 0) {
-    logs::main().error("delivery: sync failed: {}", std::strerror(errno));
-    for (auto& c : copies) ::unlink(c.tmp.c_str());
+  auto retry_all = [&](const char* what) {
+    logs::main().error("local delivery: {} failed ({}); {} message(s) stay queued and are tried again", what,
+                       std::strerror(errno), msgs.size());
     std::lock_guard lk(mu_);
-    for (auto& m : msgs) retry_.emplace_back(std::chrono::steady_clock::now() + std::chrono::seconds(30), m.id);
+    for (auto& m : msgs) retry_.emplace_back(std::chrono::steady_clock::now() + s_.retry, m.id);
+  };
+  // Same grouping as the spool: one sync for all the data, renames, one sync for
+  // them. Only a sync that succeeded makes a delivery done.
+  if (!copies.empty() && sync_(data_fd_) != 0) {
+    for (auto& c : copies) ::unlink(c.tmp.c_str());
+    return retry_all("sync of the new mailbox files");
+  }
+  std::set<std::string> renamed;  // id + "\n" + target
+  for (auto& c : copies) {
+    if (::rename(c.tmp.c_str(), c.final_path.c_str()) == 0) {
+      renamed.insert(c.id + "\n" + c.target);
+      continue;
+    }
+    std::string why = "cannot move into " + c.final_path + ": " + std::strerror(errno);
+    ::unlink(c.tmp.c_str());
+    for (auto& m : msgs)
+      if (m.id == c.id) m.errors.emplace_back(c.target, why);
+  }
+  // If this one fails the copies are in new/ but not known durable: the messages stay
+  // queued and are delivered again (a duplicate is possible, a loss is not).
+  if (!copies.empty() && sync_(data_fd_) != 0) return retry_all("sync after moving into new/");
+  for (auto& c : copies)
+    if (renamed.count(c.id + "\n" + c.target))
+      logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} size={}", c.id, sanitize(c.target),
+                        c.final_path, c.size);
+  for (auto& m : msgs) {
+    std::set<std::string> ok;
+    for (auto& t : m.targets)
+      if (renamed.count(m.id + "\n" + t)) ok.insert(t);
+    settle(m, ok);
+  }
+}
+
+void LocalDelivery::settle(Msg& m, const std::set<std::string>& ok) {
+  bool all_done = m.errors.empty();
+  if (all_done && !m.remote_left) {
+    spool_.remove_later(m.id);
     return;
   }
-  std::set<std::string> renamed_failed;
-  for (auto& c : copies) {
-    if (::rename(c.tmp.c_str(), c.final_path.c_str()) != 0) renamed_failed.insert(c.id + "\n" + c.target);
+  if (!ok.empty()) spool_.record_delivered(m.id, std::vector<std::string>(ok.begin(), ok.end()));
+  // Remote delivery may have finished its part already.
+  if (all_done) {
+    spool_.finish_if_complete(m.id);
+    return;
   }
-  if (!copies.empty()) ::syncfs(data_fd_);
-  for (auto& m : msgs) {
-    std::vector<std::string> ok;
-    for (auto& t : m.targets)
-      if (!renamed_failed.count(m.id + "\n" + t)) ok.push_back(t);
-    for (auto& c : copies)
-      if (c.id == m.id && !renamed_failed.count(c.id + "\n" + c.target))
-        logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} size={}", m.id, sanitize(c.target),
-                          c.final_path, c.size);
-    bool all_done = !m.failed && ok.size() == m.targets.size();
-    if (all_done && !m.remote_left) {
-      spool_.remove_later(m.id);
-    } else {
-      if (!ok.empty()) spool_.record_delivered(m.id, ok);
-      // Remote delivery may have finished its part already.
-      if (all_done) spool_.finish_if_complete(m.id);
-      if (!all_done) {
-        std::lock_guard lk(mu_);
-        retry_.emplace_back(std::chrono::steady_clock::now() + std::chrono::seconds(30), m.id);
-      }
-    }
+  auto age = std::chrono::seconds(std::chrono::duration_cast<std::chrono::seconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count() - m.m.arrival);
+  std::chrono::seconds bounce_after, retry;
+  {
+    std::lock_guard lk(mu_);
+    bounce_after = s_.bounce_after;
+    retry = s_.retry;
   }
+  if (age >= bounce_after) return bounce(m, m.errors);
+  for (auto& [t, why] : m.errors)
+    logs::mail().info("deferred id={} to=<{}> relay=local reason=\"{}\"", m.id, sanitize(t), sanitize(why, 300));
+  std::lock_guard lk(mu_);
+  retry_.emplace_back(std::chrono::steady_clock::now() + retry, m.id);
+}
+
+void LocalDelivery::bounce(const Msg& m, const std::vector<std::pair<std::string, std::string>>& targets) {
+  std::vector<DsnRecipient> rcpts;
+  Spool::StateRecord rec{m.id, {}, false, -1, 0};
+  std::chrono::seconds after;
+  {
+    std::lock_guard lk(mu_);
+    after = s_.bounce_after;
+  }
+  for (auto& [t, why] : targets) {
+    std::string text = "4.4.7 local delivery failed for " + duration_words(after) + "; last error: " + why;
+    rcpts.push_back({t, "4.4.7", text, ""});
+    rec.outcomes.push_back({TargetOutcome::failed, t, text});
+    logs::mail().info("bounced id={} to=<{}> relay=local reason=\"{}\"", m.id, sanitize(t), sanitize(text, 300));
+  }
+  std::string headers = m.tx ? m.tx->received + std::string(m.tx->body.head()) : spool_.read_headers(m.m);
+  if (size_t e = headers.find("\r\n\r\n"); e != std::string::npos) headers.resize(e + 2);
+  // The failure is recorded once the report is stored (on the spool's thread).
+  Spool& spool = spool_;
+  auto record = [&spool, rec] {
+    spool.record_many({rec});
+    spool.finish_if_complete(rec.id);
+  };
+  if (!reporter_.send(m.m, DsnInput::failed, rcpts, headers, [record](bool) { record(); })) record();
 }
 
 }  // namespace bulwark

@@ -1,15 +1,21 @@
 // delivery/: taking spooled messages to where they go. LocalDelivery writes local
 // recipients' copies into Maildir (tmp/ -> new/, synced) and removes the message from
-// the spool once nothing is left for it. Remote delivery comes with the outbound
-// queue manager. Depends on queue/, logging/.
+// the spool once nothing is left for it. A copy is streamed from the spool file in
+// chunks, so a large message never sits in memory. A delivery is done only when it
+// is durable: a failed sync leaves the message queued (it may then arrive twice,
+// never not at all). A mailbox that cannot be written is retried, and after
+// delivery.bounce_after its sender gets a report. Depends on queue/, logging/.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "delivery/reports.hpp"
 #include "queue/spool.hpp"
 
 namespace bulwark {
@@ -18,12 +24,23 @@ namespace bulwark {
 // no address can name a path outside the mail tree.
 std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key);
 
+struct LocalSettings {
+  std::string data_dir, hostname;
+  std::chrono::seconds retry{30};                 // a failed mailbox is tried again after this
+  std::chrono::seconds bounce_after{5 * 86400};   // ...and given up (reported) after this
+};
+
 class LocalDelivery {
  public:
-  LocalDelivery(Spool& spool, std::string data_dir, std::string hostname);
+  // `sync` makes a filesystem's writes durable (syncfs; injected so a test can make it
+  // fail). Throws when <data_dir>/mail cannot be opened.
+  using Sync = std::function<int(int fd)>;
+  LocalDelivery(Spool& spool, Reporter& reporter, LocalSettings settings, Sync sync = nullptr);
   ~LocalDelivery();
-  void start();  // also picks up everything already in the spool
+  // Starts the thread; `queued` (from Spool::scan) is what was waiting at start.
+  void start(const std::vector<QueueEntry>& queued = {});
   void stop();
+  void update(LocalSettings settings);  // SIGHUP: retry and bounce_after
   // `tx`, when given, is the message just committed (saves reading it back).
   void enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx = nullptr);
   // For tests and shutdown: true when nothing is waiting or in progress.
@@ -34,17 +51,26 @@ class LocalDelivery {
     std::string id;
     std::shared_ptr<const smtp::Transaction> tx;
   };
+  struct Copy;
+  struct Msg;
   void run();
   void deliver_batch(std::vector<Item>& items);
+  bool prepare(Item& item, Msg& msg);
+  bool write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error);
+  bool ensure_maildir(const std::string& dir, std::string& error);
+  void settle(Msg& msg, const std::set<std::string>& ok);
+  void bounce(const Msg& msg, const std::vector<std::pair<std::string, std::string>>& targets);
 
   Spool& spool_;
-  std::string data_dir_, hostname_;
+  Reporter& reporter_;
+  LocalSettings s_;
+  Sync sync_;
   int data_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> retry_;
-  std::set<std::string> known_dirs_;
+  std::set<std::string> known_dirs_;  // Maildirs seen complete; forgotten when one vanishes
   bool stopping_ = false, busy_ = false;
   std::thread thread_;
   uint64_t counter_ = 0;

@@ -1,6 +1,8 @@
 #include "delivery/outbound.hpp"
 
+#include <linux/sockios.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 
 #include "auth/password.hpp"
 #include "delivery/pop3_login.hpp"
@@ -11,7 +13,10 @@ using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
 
-Outbound::Outbound(asio::io_context& io, const RemoteSettings& settings) : io_(io), s(settings) { reload_tls(); }
+Outbound::Outbound(asio::io_context& io, asio::thread_pool& disk, Spool& spool, const RemoteSettings& settings)
+    : io_(io), disk_(disk), spool_(spool), s(settings) {
+  reload_tls();
+}
 
 void Outbound::reload_tls() {
   auto plain = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
@@ -35,11 +40,30 @@ Outbound::Conn::~Conn() {
   sock.close(ignore);
 }
 
+// Bytes we wrote that the kernel has not sent yet (0 when it cannot tell).
+static int unsent(asio::ip::tcp::socket& s) {
+  int n = 0;
+  if (!s.is_open() || ::ioctl(s.native_handle(), SIOCOUTQ, &n) != 0) return 0;
+  return n;
+}
+
 void Outbound::Conn::arm(std::chrono::seconds d) {
+  last_unsent = unsent(sock);
+  watch(d, ++armed);
+}
+
+void Outbound::Conn::watch(std::chrono::seconds d, uint64_t gen) {
   deadline.expires_after(d);
-  deadline.async_wait([weak = weak_from_this(), gen = ++armed](const asio::error_code& e) {
+  deadline.async_wait([weak = weak_from_this(), gen, d](const asio::error_code& e) {
     auto self = weak.lock();
     if (e || !self || self->armed != gen) return;
+    // Our data still leaving, just slowly (a large body sits in the kernel's send
+    // buffer while we wait for the reply to its end): that is progress, not a stall.
+    int left = unsent(self->sock);
+    if (left > 0 && left < self->last_unsent) {
+      self->last_unsent = left;
+      return self->watch(d, gen);
+    }
     self->timed_out = true;
     asio::error_code ignore;
     self->sock.cancel(ignore);
@@ -56,14 +80,21 @@ awaitable<bool> Outbound::connect(Conn& c, const Host& host, uint16_t port) {
 }
 
 awaitable<bool> Outbound::write(Conn& c, const std::string& bytes) {
-  c.arm(s.reply_timeout);
-  if (c.tls) co_await asio::async_write(*c.tls, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
-  else co_await asio::async_write(c.sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, c.ec));
-  co_return !c.ec;
+  size_t done = 0;
+  while (done < bytes.size()) {
+    c.arm(s.reply_timeout);
+    auto rest = asio::buffer(bytes.data() + done, bytes.size() - done);
+    size_t n = 0;
+    if (c.tls) n = co_await c.tls->async_write_some(rest, asio::redirect_error(use_awaitable, c.ec));
+    else n = co_await c.sock.async_write_some(rest, asio::redirect_error(use_awaitable, c.ec));
+    if (c.ec) co_return false;
+    done += n;
+  }
+  co_return true;
 }
 
-awaitable<size_t> Outbound::read_some(Conn& c) {
-  c.arm(s.reply_timeout);
+awaitable<size_t> Outbound::read_some(Conn& c, std::chrono::seconds timeout) {
+  c.arm(timeout);
   size_t n = 0;
   if (c.tls) n = co_await c.tls->async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
   else n = co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, c.ec));
@@ -88,7 +119,55 @@ awaitable<bool> Outbound::start_tls(Conn& c) {
   co_return true;
 }
 
-awaitable<smtp::ClientEvent> Outbound::drive(Conn& c) {
+namespace {
+// Runs f on the disk pool; the awaiting coroutine resumes on `io` with its result. A
+// plain function (not a coroutine): GCC 12 mishandles class-type by-value coroutine
+// parameters such as this lambda.
+template <class F>
+auto on_disk(asio::thread_pool& disk, asio::io_context& io, F f) {
+  using T = std::invoke_result_t<F>;
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [&disk, &io, f = std::move(f)](auto handler) mutable {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        asio::post(disk, [&io, h, f = std::move(f)]() mutable {
+          T r = f();
+          asio::post(io, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      use_awaitable);
+}
+}  // namespace
+
+// GCC 12 destroys class-type temporaries of a co_await expression twice (found by
+// ASan here: a lambda holding a shared_ptr). So the disk jobs below capture only
+// references and pointers, and what is written is a named local.
+awaitable<bool> Outbound::send_body(Conn& c, const StoredMessage& m) {
+  std::optional<Spool::Reader> reader;
+  Spool* spool = &spool_;
+  const StoredMessage* msg = &m;
+  smtp::DotStuffer stuffer;
+  std::optional<Spool::Reader>* slot = &reader;
+  bool opened = co_await on_disk(disk_, io_, [slot, spool, msg] {
+    slot->emplace(*spool, *msg);
+    return true;
+  });
+  Spool::Reader* r = &*reader;
+  while (opened && r->left() > 0) {
+    std::optional<std::string> chunk = co_await on_disk(disk_, io_, [r] { return r->next(64 * 1024); });
+    if (!chunk || chunk->empty()) {
+      // The session cannot end the data cleanly now: dropping it makes the server
+      // discard the transaction, and the message stays queued.
+      c.tls_error = {451, "4.3.0 the queued message could not be read", true};
+      co_return false;
+    }
+    std::string out = stuffer.stuff(*chunk);
+    if (!co_await write(c, out)) co_return false;
+  }
+  std::string end = stuffer.finish();
+  co_return co_await write(c, end);
+}
+
+awaitable<smtp::ClientEvent> Outbound::drive(Conn& c, const StoredMessage* msg) {
   smtp::ClientOutput& out = c.out;
   for (;;) {
     if (!out.bytes.empty() && !co_await write(c, out.bytes)) co_return smtp::ClientEvent::closed;
@@ -97,8 +176,13 @@ awaitable<smtp::ClientEvent> Outbound::drive(Conn& c) {
       out = c.client.tls_started();
       continue;
     }
+    if (out.event == smtp::ClientEvent::body) {
+      if (!msg || !co_await send_body(c, *msg)) co_return smtp::ClientEvent::closed;
+      out = c.client.body_sent();
+      continue;
+    }
     if (out.event != smtp::ClientEvent::none) co_return out.event;
-    size_t n = co_await read_some(c);
+    size_t n = co_await read_some(c, c.client.awaiting_data_end() ? 2 * s.reply_timeout : s.reply_timeout);
     if (c.ec) co_return smtp::ClientEvent::closed;
     out = c.client.feed(std::string_view(c.buf.data(), n));
   }
@@ -123,7 +207,7 @@ awaitable<std::string> Outbound::pop3_login(const Host& host) {
       out = login.tls_started();
       continue;
     }
-    size_t n = co_await read_some(c);
+    size_t n = co_await read_some(c, s.reply_timeout);
     if (c.ec) co_return "POP3 connection to " + c.where + " lost" + (c.timed_out ? " (timeout)" : "");
     out = login.feed(std::string_view(c.buf.data(), n));
   }

@@ -1,7 +1,10 @@
 // delivery/: the transport of outbound sessions -- connect with a deadline, read and
-// write with per-reply timeouts, STARTTLS/STLS with SNI and (in required mode)
-// certificate verification, and the two protocol drivers: SMTP (smtp::ClientSession)
-// and the POP3 login of POP-before-SMTP. The queue logic is in remote.cpp.
+// write with a deadline per step (RFC 5321 4.5.3.2: each reply, each block of the
+// message; the reply to the end of the data gets twice as long), STARTTLS/STLS with
+// SNI and (in required mode) certificate verification, and the two protocol drivers:
+// SMTP (smtp::ClientSession, the content streamed from the spool file in chunks read
+// on the disk thread) and the POP3 login of POP-before-SMTP. The queue logic is in
+// remote.cpp.
 #pragma once
 #include <array>
 #include <asio.hpp>
@@ -22,7 +25,8 @@ struct Host {
 
 class Outbound {
  public:
-  Outbound(asio::io_context& io, const RemoteSettings& s);
+  // File reads run on `disk`; their results come back to `io`.
+  Outbound(asio::io_context& io, asio::thread_pool& disk, Spool& spool, const RemoteSettings& s);
   // Rebuilds the TLS contexts from the settings (tls_ca_file may have changed).
   void reload_tls();
 
@@ -39,29 +43,38 @@ class Outbound {
     std::array<char, 8192> buf;
     bool timed_out = false;
     asio::error_code ec;
-    smtp::ServerReply tls_error;
+    smtp::ServerReply tls_error;  // why the connection ended, when not the peer's reply
     smtp::ClientOutput out;  // what drive() writes next (kept here, not in a coroutine
                              // parameter: GCC 12 mishandles class-type temporaries there)
     uint64_t armed = 0;  // which arm() the pending deadline belongs to
-    // Starts the deadline of the next operation: at expiry the socket is cancelled.
-    // A handler of an earlier arm() that already fired is ignored (no spurious
+    int last_unsent = 0;  // the kernel's unsent bytes at the last look
+    // Starts the deadline of the next operation: at expiry the socket is cancelled,
+    // unless the kernel's queue of our unsent bytes shrank meanwhile (then it starts
+    // again). A handler of an earlier arm() that already fired is ignored (no spurious
     // timeout), and one that outlives the connection finds nothing (weak reference).
     void arm(std::chrono::seconds d);
+    void watch(std::chrono::seconds d, uint64_t gen);
   };
 
   asio::awaitable<bool> connect(Conn& c, const Host& host, uint16_t port);
+  // Every step of progress (one write call) gets its own deadline: a slow but moving
+  // link is never cut, a stalled one is.
   asio::awaitable<bool> write(Conn& c, const std::string& bytes);
-  asio::awaitable<size_t> read_some(Conn& c);
+  asio::awaitable<size_t> read_some(Conn& c, std::chrono::seconds timeout);
   // The TLS handshake: SNI, and in required mode a certificate valid for the host name.
   asio::awaitable<bool> start_tls(Conn& c);
-  // Writes c.out, then reads until the client session reports an event.
-  asio::awaitable<smtp::ClientEvent> drive(Conn& c);
+  // Writes c.out, then reads until the client session reports an event; at the body
+  // event it streams `msg`'s content from the spool.
+  asio::awaitable<smtp::ClientEvent> drive(Conn& c, const StoredMessage* msg = nullptr);
   // POP-before-SMTP: log in to the relay host's POP3 service (STLS, USER, PASS).
   // Returns "" on success, else why not.
   asio::awaitable<std::string> pop3_login(const Host& host);
 
  private:
+  asio::awaitable<bool> send_body(Conn& c, const StoredMessage& m);
   asio::io_context& io_;
+  asio::thread_pool& disk_;
+  Spool& spool_;
   const RemoteSettings& s;
   std::unique_ptr<asio::ssl::context> tls_plain, tls_verify;
 };

@@ -15,6 +15,7 @@
 #include "core/strings.hpp"
 #include "delivery/outbound.hpp"
 #include "logging/logs.hpp"
+#include "delivery/reports.hpp"
 #include "queue/dsn.hpp"
 
 namespace fs = std::filesystem;
@@ -35,12 +36,6 @@ int64_t unix_now() {
 std::string domain_of(const std::string& address) {
   size_t at = address.rfind('@');
   return at == std::string::npos ? std::string() : to_lower(address.substr(at + 1));
-}
-
-bool has_8bit(const std::string& s) {
-  for (unsigned char c : s)
-    if (c >= 0x80) return true;
-  return false;
 }
 
 std::string duration_text(std::chrono::seconds d) {
@@ -82,12 +77,15 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   Spool& spool;
   Resolver& resolver;
   RemoteSettings s;
-  Route route;
+  Reporter& reporter;
+  // File work (loads, state records, reports, reading content) runs here, never on
+  // the loop's thread: one slow disk must not stall every outbound session.
+  asio::thread_pool disk{1};
   // The loop, owned so that close() ends it (and the session frames left in it,
   // which hold this Impl) at a stated moment; the timer and the work guard go first.
   std::unique_ptr<asio::io_context> io_holder = std::make_unique<asio::io_context>();
   asio::io_context& io = *io_holder;
-  Outbound net{io, s};
+  Outbound net{io, disk, spool, s};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
   std::optional<asio::steady_timer> tick{std::in_place, io};
   std::thread thread;
@@ -117,6 +115,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   size_t sessions = 0, attempts = 0;
   size_t in_flight = 0;  // sessions in the middle of a message
   size_t reports_pending = 0;  // reports handed to the spool, outcome not yet recorded
+  size_t disk_pending = 0;     // jobs on the disk thread whose results are not back
   uint64_t ticks = 0;
   bool stopping = false;
   // State records waiting for one batched sync; `then` runs after it.
@@ -124,8 +123,20 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   std::vector<std::function<void()>> after_records;
   bool flush_posted = false;
 
-  Impl(Spool& sp, Resolver& r, RemoteSettings st, Route rt)
-      : spool(sp), resolver(r), s(std::move(st)), route(std::move(rt)) {
+  Impl(Spool& sp, Resolver& r, RemoteSettings st, Reporter& rep)
+      : spool(sp), resolver(r), s(std::move(st)), reporter(rep) {}
+
+  // Runs f on the disk thread, then `then(result)` back on the loop's thread.
+  template <class F, class Then>
+  void disk_then(F f, Then then) {
+    ++disk_pending;
+    asio::post(disk, [self = shared_from_this(), f = std::move(f), then = std::move(then)]() mutable {
+      auto r = f();
+      asio::post(self->io, [self, then = std::move(then), r = std::move(r)]() mutable {
+        --self->disk_pending;
+        then(std::move(r));
+      });
+    });
   }
 
   // ---- the schedule (everything below runs on the io thread) ----
@@ -140,45 +151,53 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
 
   void flush_records() {
     flush_posted = false;
-    auto batch = std::move(records);
+    if (records.empty() && after_records.empty()) return;
+    auto batch = std::make_shared<std::vector<Spool::StateRecord>>(std::move(records));
     auto thens = std::move(after_records);
     records.clear();
     after_records.clear();
-    spool.record_many(batch);
-    for (auto& f : thens) f();
+    disk_then([this, batch] {
+      spool.record_many(*batch);
+      return true;
+    }, [thens = std::move(thens)](bool) {
+      for (auto& f : thens) f();
+    });
   }
 
-  void index_spool() {
-    for (auto& id : spool.list()) {
-      auto m = spool.load(id);
-      if (!m) continue;
-      bool pending = false;
-      for (auto& r : m->envelope.recipients) pending |= !r.local && !m->finished(r.target);
-      if (pending) add_entry(id, m->next_attempt);
-    }
+  void index_spool(const std::vector<QueueEntry>& queued) {
+    for (auto& e : queued)
+      if (e.remote_pending) add_entry(e.id, e.next_attempt);
     if (!entries.empty()) logs::main().info("remote delivery: {} queued message(s) picked up", entries.size());
   }
 
   void on_tick() {
     if (stopping) return;
     // `queue retry` is noticed within 200 ms; the whole index is looked at once a second.
-    if (read_retry_requests() || ++ticks % 5 == 0) schedule();
-    tick->expires_after(std::chrono::milliseconds(200));
-    tick->async_wait([self = shared_from_this()](const asio::error_code& ec) {
-      if (!ec) self->on_tick();
+    fs::path p = fs::path(s.data_dir) / "retry-now";
+    disk_then([p] { return take_retry_requests(p); }, [this](std::vector<std::string> ids) {
+      if (stopping) return;
+      apply_retry_requests(ids);
+      if (!ids.empty() || ++ticks % 5 == 0) schedule();
+      tick->expires_after(std::chrono::milliseconds(200));
+      tick->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+        if (!ec) self->on_tick();
+      });
     });
   }
 
-  bool read_retry_requests() {
-    fs::path p = fs::path(s.data_dir) / "retry-now";
+  static std::vector<std::string> take_retry_requests(const fs::path& p) {
+    std::vector<std::string> ids;
     std::error_code ec;
-    if (!fs::exists(p, ec)) return false;
+    if (!fs::exists(p, ec)) return ids;
     std::ifstream in(p);
     std::string line;
-    std::vector<std::string> ids;
     while (std::getline(in, line))
       if (!line.empty()) ids.push_back(line);
     fs::remove(p, ec);
+    return ids;
+  }
+
+  void apply_retry_requests(const std::vector<std::string>& ids) {
     for (auto& id : ids) {
       if (id == "*") {
         for (auto& [k, e] : entries)
@@ -187,7 +206,6 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
         reschedule(id, 0);
       }
     }
-    return true;
   }
 
   void schedule() {
@@ -200,19 +218,28 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       auto it = entries.find(id);
       if (it == entries.end()) continue;
       it->second.busy = true;
-      begin_attempt(id);
+      ++attempts;  // counted from here: the load is part of the attempt
+      disk_then([this, id] { return spool.load(id); }, [this, id](Loaded l) { begin_attempt(id, std::move(l)); });
     }
   }
 
-  void begin_attempt(const std::string& id) {
-    auto m = spool.load(id);
-    if (!m) {  // delivered meanwhile, or `queue delete`
+  void begin_attempt(const std::string& id, Loaded loaded) {
+    if (loaded.status != Loaded::ok) {
+      --attempts;
       entries.erase(id);  // busy: not in `due`
-      return;
+      if (loaded.status == Loaded::damaged) {  // quarantined, and the sender told
+        auto l = std::make_shared<Loaded>(std::move(loaded));
+        disk_then([this, id, l] {
+          spool.quarantine(id, l->why);
+          report_damaged(reporter, *l);
+          return true;
+        }, [](bool) {});
+      }
+      return;  // missing: delivered meanwhile, or `queue delete`
     }
     auto attempt = std::make_shared<Attempt>();
     attempt->id = id;
-    attempt->msg = std::make_shared<StoredMessage>(std::move(*m));
+    attempt->msg = std::make_shared<StoredMessage>(std::move(loaded.msg));
     const StoredMessage& msg = *attempt->msg;
     std::map<std::string, std::vector<std::string>> by_dest;
     std::set<std::string> seen;
@@ -220,7 +247,6 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       if (r.local || msg.finished(r.target) || !seen.insert(r.target).second) continue;
       by_dest[s.relay ? std::string("relay:") + s.relay_host : domain_of(r.target)].push_back(r.target);
     }
-    ++attempts;
     if (by_dest.empty()) return finish_attempt(attempt);
     if (unix_now() - msg.arrival >= s.bounce_after.count()) {
       for (auto& [d, targets] : by_dest)
@@ -331,7 +357,8 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       add_record({a->id, out, warn && dsn_ok, next, a->msg->attempts + 1}, [this, a, over, next] {
         if (over) {
           // Remote work is over; if local copies are still pending, LocalDelivery ends it.
-          spool.finish_if_complete(a->id);
+          std::string id = a->id;
+          disk_then([this, id] { return spool.finish_if_complete(id); }, [](bool) {});
           entries.erase(a->id);  // busy: not in `due`
         } else {
           reschedule(a->id, next);
@@ -343,10 +370,6 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     if (!failed.empty()) reports.push_back({DsnInput::failed, failed});
     if (warn) reports.push_back({DsnInput::delayed, deferred});
     if (reports.empty()) return record(true);
-    if (m.envelope.sender.empty()) {  // never bounce a bounce
-      logs::mail().info("no report for id={}: it has the null sender", a->id);
-      return record(true);
-    }
     auto pending = std::make_shared<size_t>(reports.size());
     auto all_ok = std::make_shared<bool>(true);
     ++reports_pending;  // stop() waits for the outcome to be recorded
@@ -354,50 +377,22 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       record(ok);
       --reports_pending;
     };
+    // On the disk thread: the original header is read from the spool file and the
+    // report's template from <data_dir>/reports/; the report is stored like any
+    // message and its outcome comes back here.
     for (auto& [kind, rcpts] : reports) {
-      bool queued = send_report(a, kind, rcpts, [this, pending, all_ok, settle](bool ok) {
+      auto done = [this, pending, all_ok, settle](bool ok) {
         asio::post(io, [pending, all_ok, settle, ok] {
           *all_ok = *all_ok && ok;
           if (--*pending == 0) settle(*all_ok);
         });
+      };
+      disk_then([this, a, kind = kind, rcpts = rcpts, done] {
+        return reporter.send(*a->msg, kind, rcpts, spool.read_headers(*a->msg), done);
+      }, [pending, all_ok, settle](bool queued) {
+        if (!queued && --*pending == 0) settle(*all_ok);  // null sender or no route: nothing to wait for
       });
-      if (!queued && --*pending == 0) settle(*all_ok);
     }
-  }
-
-  // Queues a DSN to the original sender; `done` runs once it is durable (or failed).
-  bool send_report(const std::shared_ptr<Attempt>& a, DsnInput::Kind kind, const std::vector<DsnRecipient>& rcpts,
-                   std::function<void(bool)> done) {
-    const StoredMessage& m = *a->msg;
-    std::vector<smtp::Recipient> to = route(m.envelope.sender);
-    if (to.empty()) {
-      logs::mail().info("no report for id={}: sender <{}> cannot be routed", a->id, sanitize(m.envelope.sender));
-      return false;
-    }
-    auto tx = std::make_shared<smtp::Transaction>();
-    tx->envelope.id = spool.new_id();
-    tx->envelope.sender = "";
-    tx->envelope.client_ip = "127.0.0.1";
-    tx->envelope.helo = s.hostname;
-    tx->envelope.recipients = to;
-    DsnInput in;
-    in.kind = kind;
-    in.reporting_mta = s.hostname;
-    in.original_sender = m.envelope.sender;
-    in.original_id = a->id;
-    in.arrival = m.arrival;
-    in.retry_until = m.arrival + s.bounce_after.count();
-    in.recipients = rcpts;
-    in.original_content = m.content;
-    in.message_id = tx->envelope.id;
-    in.now = std::chrono::system_clock::now();
-    tx->data = build_dsn(in, s.data_dir, s.report_language);
-    tx->received = "Received: by " + s.hostname + " (bulwark) id " + tx->envelope.id + "; " +
-                   rfc5322_date_of(in.now) + "\r\n";
-    logs::mail().info("report id={} kind={} original={} to=<{}>", tx->envelope.id,
-                      kind == DsnInput::failed ? "failed" : "delayed", a->id, sanitize(m.envelope.sender));
-    spool.submit(tx, std::move(done));
-    return true;
   }
 
   // ---- one outbound session ----
@@ -547,10 +542,10 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     std::string relay_desc = c.where + " tls=" + c.tls_desc;
     while (auto job = take_job(key)) {
       const StoredMessage& m = *job->attempt->msg;
-      smtp::OutMessage om{m.envelope.sender, job->targets, m.content, has_8bit(m.content), m.envelope.smtputf8};
+      smtp::OutMessage om{m.envelope.sender, job->targets, m.content_size, m.eight_bit, m.envelope.smtputf8};
       c.out = c.client.send(om);
       ++in_flight;
-      ev = co_await net.drive(c);
+      ev = co_await net.drive(c, &m);
       --in_flight;
       std::vector<Result> rs;
       if (ev == smtp::ClientEvent::message_done) {
@@ -562,9 +557,11 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
         complete_job(*job, std::move(rs));
         continue;
       }
-      smtp::ServerReply why = ev == smtp::ClientEvent::failed
-                                  ? c.client.failure()
-                                  : smtp::ServerReply{451, "4.4.2 connection to " + c.where + " lost", true};
+      smtp::ServerReply why = ev == smtp::ClientEvent::failed ? c.client.failure()
+                              : !c.tls_error.text.empty()
+                                  ? c.tls_error
+                                  : smtp::ServerReply{451, "4.4.2 connection to " + c.where + " lost" +
+                                                               (c.timed_out ? " (timeout)" : ""), true};
       for (auto& t : job->targets) rs.push_back({t, Result::deferred, why, relay_desc});
       complete_job(*job, std::move(rs));
       last = why;
@@ -575,16 +572,16 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   }
 };
 
-RemoteDelivery::RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Route route)
-    : impl_(std::make_shared<Impl>(spool, resolver, std::move(settings), std::move(route))) {}
+RemoteDelivery::RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Reporter& reporter)
+    : impl_(std::make_shared<Impl>(spool, resolver, std::move(settings), reporter)) {}
 
 RemoteDelivery::~RemoteDelivery() { close(); }
 
-void RemoteDelivery::start() {
+void RemoteDelivery::start(const std::vector<QueueEntry>& queued) {
   auto impl = impl_;
   install_report_templates(impl->s.data_dir);
-  asio::post(impl->io, [impl] {
-    impl->index_spool();
+  asio::post(impl->io, [impl, queued] {
+    impl->index_spool(queued);
     impl->on_tick();
   });
   impl->thread = std::thread([impl] { impl->io.run(); });
@@ -611,7 +608,8 @@ void RemoteDelivery::stop() {
   // connecting are simply dropped: their messages stay queued.
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    auto busy = ask([impl] { return impl->in_flight + impl->reports_pending; }, std::chrono::seconds(1));
+    auto busy = ask([impl] { return impl->in_flight + impl->reports_pending + impl->disk_pending; },
+                    std::chrono::seconds(1));
     if (busy && *busy == 0) break;
     if (std::chrono::steady_clock::now() > until) {
       logs::main().warn("remote delivery: stopping with work in flight; it is retried at the next start");
@@ -624,9 +622,16 @@ void RemoteDelivery::stop() {
     impl->flush_records();
     return true;
   }, std::chrono::seconds(5));
+  for (auto wait_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       std::chrono::steady_clock::now() < wait_until;) {
+    auto busy = ask([impl] { return impl->disk_pending; }, std::chrono::seconds(1));
+    if (busy && *busy == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   impl->work.reset();
   impl->io.stop();
   impl->thread.join();
+  impl->disk.join();  // its last jobs post into the stopped loop, which close() ends
 }
 
 void RemoteDelivery::close() {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "delivery/reports.hpp"
 #include "dns/resolver.hpp"
 #include "queue/spool.hpp"
 #include "smtp/client.hpp"
@@ -36,20 +37,20 @@ struct RemoteSettings {
   std::chrono::seconds retry_interval{1800}, warn_after{4 * 3600}, bounce_after{5 * 86400};
   std::string report_language = "en";
   uint16_t mx_port = 25;
+  // delivery.connect_timeout / reply_timeout: per reply and per block of the message
+  // sent (RFC 5321 4.5.3.2 minimums); the reply to the end of the data gets twice it.
   std::chrono::seconds connect_timeout{30}, reply_timeout{300};
 };
 
 class RemoteDelivery {
  public:
-  // Where a DSN to `address` goes (local mailboxes and/or remote); empty = nowhere.
-  using Route = std::function<std::vector<smtp::Recipient>(const std::string& address)>;
-
-  RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Route route);
+  RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Reporter& reporter);
   ~RemoteDelivery();
   RemoteDelivery(const RemoteDelivery&) = delete;
   RemoteDelivery& operator=(const RemoteDelivery&) = delete;
 
-  void start();  // indexes what the spool holds, then runs its own thread
+  // Runs its own thread; `queued` (from Spool::scan) is what was waiting at start.
+  void start(const std::vector<QueueEntry>& queued = {});
   void stop();   // lets sessions in flight finish (bounded), records their results
   // Ends the manager's event loop and what is left in it. After stop() and after the
   // resolver has stopped (its callbacks post into the loop). The destructor calls it.

@@ -256,9 +256,9 @@ struct Server::Impl {
     co_return co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, ec));
   }
 
-  // False when the peer is gone. Never throws: GCC 12 mis-destroys coroutine locals
-  // when an exception leaves a co_await inside a try block (seen under UBSan as a
-  // destructor call through an invalid vptr), so no I/O error here is an exception.
+  // False when the peer is gone: an I/O error is a value, never an exception (DESIGN 6).
+  // Callers pass named strings, never temporaries: GCC 12 destroys class-type
+  // temporaries of a co_await expression twice (docs/architecture.md).
   awaitable<bool> write(Conn& c, const std::string& bytes) {
     if (bytes.empty()) co_return true;
     asio::error_code ec;
@@ -377,133 +377,164 @@ struct Server::Impl {
     smtp::ClientInfo client{ip, false, "", ""};
 
     auto tls_names = [&c]() -> std::pair<std::string, std::string> {
-      SSL* s = c->tls->native_handle();
-      return {SSL_get_version(s), SSL_CIPHER_get_name(SSL_get_current_cipher(s))};
+      SSL* ssl = c->tls->native_handle();
+      return {SSL_get_version(ssl), SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))};
     };
-    try {
-      if (sc.service == smtp::Service::smtps) {
-        // Implicit TLS: the handshake comes first, also for a client about to be
-        // refused, so that it can read why (bounded by the handshake deadline).
-        if (!tls_ctx || !co_await handshake(*c, *tls_ctx, *cfg)) {
-          logs::main().info("smtps: TLS handshake with {} failed", ip);
-          co_return;
-        }
-        auto [v, ci] = tls_names();
-        client.tls = true;
-        client.tls_version = v;
-        client.tls_cipher = ci;
-      }
-      if (adm.refusal) {
-        co_await refuse(*c, *adm.refusal);
+    if (sc.service == smtp::Service::smtps) {
+      // Implicit TLS: the handshake comes first, also for a client about to be
+      // refused, so that it can read why (bounded by the handshake deadline).
+      if (!tls_ctx || !co_await handshake(*c, *tls_ctx, *cfg)) {
+        logs::main().info("smtps: TLS handshake with {} failed", ip);
         co_return;
       }
-      RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
-                       cfg->relay.pop_before_smtp};
-      SmtpHooks hooks(dir, spool, ip, ipa, cfg->server.hostname,
-                      SessionPolicy{groups_now, rs, limits, pop, cfg->limits.max_messages_per_hour, adm.exempt,
-                                    groups_now->contains(cfg->relay.trusted_ip_group, ipa),
-                                    cfg->limits.require_client_ptr, cfg->limits.require_sender_domain_in_dns,
-                                    cfg->policy.anti_spoofing, cfg->server.postmaster});
-      smtp::ServerSession s(sc, hooks, client);
-      if (!co_await write(*c, s.greet().bytes)) co_return;
-      // Read deadlines (DESIGN 13: a deadline never resets per byte). A command line
-      // must be complete within timeouts.command of the moment we started waiting
-      // for it, however it is split. A DATA/BDAT phase gets timeouts.data for any one
-      // wait, and as a whole must average min_data_rate after its first
-      // timeouts.data: a client dripping a byte at a time is cut either way.
-      bool was_in_data = false;
-      Clock::time_point data_start{};
-      uint64_t data_bytes = 0;
-      for (;;) {
-        bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
-        auto now = Clock::now();
-        if (in_data) {
-          if (!was_in_data) {
-            data_start = now;
-            data_bytes = 0;
-          }
-          auto deadline = now + cfg->timeouts.data;
-          if (uint64_t rate = cfg->timeouts.min_data_rate)
-            deadline = std::min(deadline, data_start + cfg->timeouts.data +
-                                              std::chrono::milliseconds(data_bytes * 1000 / rate));
-          c->set_deadline_at(deadline);
-        } else if (was_in_data || s.buffered() == 0) {
-          c->set_deadline(cfg->timeouts.command);
-        }  // else a command is arriving in pieces: its deadline stands
-        was_in_data = in_data;
-        c->in_transaction = s.in_transaction() || in_data;
-        if (stopping && (!c->in_transaction || c->cut)) {
-          co_await write(*c, s.shutdown(smtp::ServerSession::Closing::shutdown).bytes);
-          break;
+      auto names = tls_names();
+      client.tls = true;
+      client.tls_version = names.first;
+      client.tls_cipher = names.second;
+    }
+    if (adm.refusal) {
+      co_await refuse(*c, *adm.refusal);
+      co_return;
+    }
+    Talk talk{lc, cfg, tls_ctx, groups_now, ip, ipa, sc, client, adm.exempt};
+    co_await converse(*c, talk);
+  }
+
+  // What a conversation needs from the connection's setup (passed by reference: GCC 12
+  // mishandles class-type coroutine parameters passed by value).
+  struct Talk {
+    ListenerConfig lc;
+    std::shared_ptr<const Config> cfg;
+    std::shared_ptr<asio::ssl::context> tls_ctx;
+    std::shared_ptr<const IpGroups> groups;
+    std::string ip;
+    IpAddress ipa;
+    smtp::SessionConfig sc;
+    smtp::ClientInfo client;
+    bool exempt = false;
+  };
+
+  // The SMTP conversation on an admitted connection (session() did the admission and
+  // the implicit-TLS handshake).
+  awaitable<void> converse(Conn& conn, Talk& t) {
+    Conn* c = &conn;
+    const Config* cfg = t.cfg.get();
+    const std::string& ip = t.ip;
+    const IpAddress& ipa = t.ipa;
+    const ListenerConfig& lc = t.lc;
+    auto tls_ctx = t.tls_ctx;
+    asio::error_code ec;
+    RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
+                     cfg->relay.pop_before_smtp};
+    SessionPolicy policy{t.groups, rs, limits, pop, cfg->limits.max_messages_per_hour, t.exempt,
+                         t.groups->contains(cfg->relay.trusted_ip_group, ipa), cfg->limits.require_client_ptr,
+                         cfg->limits.require_sender_domain_in_dns, cfg->policy.anti_spoofing, cfg->server.postmaster};
+    SmtpHooks hooks(dir, spool, ip, ipa, cfg->server.hostname, policy);
+    smtp::ServerSession s(t.sc, hooks, t.client);
+    std::string greeting = s.greet().bytes;  // named: see write()
+    std::string bye;
+    bool was_in_data = false;
+    Clock::time_point data_start{};
+    uint64_t data_bytes = 0;
+    auto tls_names = [c]() -> std::pair<std::string, std::string> {
+      SSL* ssl = c->tls->native_handle();
+      return {SSL_get_version(ssl), SSL_CIPHER_get_name(SSL_get_current_cipher(ssl))};
+    };
+    if (!co_await write(*c, greeting)) co_return;
+    // Read deadlines (DESIGN 13: a deadline never resets per byte). A command line
+    // must be complete within timeouts.command of the moment we started waiting
+    // for it, however it is split. A DATA/BDAT phase gets timeouts.data for any one
+    // wait, and as a whole must average min_data_rate after its first
+    // timeouts.data: a client dripping a byte at a time is cut either way.
+    for (;;) {
+      bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
+      auto now = Clock::now();
+      if (in_data) {
+        if (!was_in_data) {
+          data_start = now;
+          data_bytes = 0;
         }
-        asio::error_code rec;
-        size_t n = co_await read_some(*c, rec);
-        if (rec) {
-          if (rec == asio::error::operation_aborted) {
-            // Woken by the watchdog (timeout) or by shutdown: say why, then close.
-            bool timeout = c->timed_out;
-            c->timed_out = true;  // the watchdog now only allows a short grace period
-            c->deadline = Clock::now() + std::chrono::seconds(5);
-            co_await write(*c, s.shutdown(timeout ? smtp::ServerSession::Closing::timeout : smtp::ServerSession::Closing::shutdown).bytes);
-          }
-          break;
-        }
-        if (in_data) data_bytes += n;
-        smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
-        bool close = false;
-        for (;;) {
-          if (o.delay.count() > 0) {  // a failed AUTH: slow the guesser down
-            asio::steady_timer t(c->sock.get_executor(), o.delay);
-            co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
-          }
-          if (!co_await write(*c, o.bytes)) {
-            close = true;
-            break;
-          }
-          if (o.next == smtp::Next::read) break;
-          if (o.next == smtp::Next::close) {
-            close = true;
-            break;
-          }
-          if (o.next == smtp::Next::check) {
-            c->set_deadline(cfg->timeouts.command);
-            auto refusal = co_await async_dns_check(ip, s.checking_sender(), cfg->limits.require_client_ptr,
-                                                    cfg->limits.require_sender_domain_in_dns, use_awaitable);
-            o = s.check_finished(std::move(refusal));
-            continue;
-          }
-          if (o.next == smtp::Next::verify) {
-            c->set_deadline(cfg->timeouts.command);
-            bool ok = co_await async_verify(s.pending_login(), use_awaitable);
-            o = s.login_finished(ok);
-            continue;
-          }
-          if (o.next == smtp::Next::starttls) {
-            if (!co_await handshake(*c, *tls_ctx, *cfg)) {
-              logs::main().info("STARTTLS handshake with {} failed", ip);
-              close = true;
-              break;
-            }
-            auto [v, ci] = tls_names();
-            o = s.tls_started(v, ci);
-            continue;
-          }
-          // commit
-          auto tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
-          c->set_deadline(cfg->timeouts.data);
-          bool ok = co_await async_commit(spool, tx, use_awaitable);
-          if (ok) {
-            log_accepted(*tx, lc);
-            if (!adm.exempt) limits.message_accepted(ipa);
-          }
-          else logs::main().error("spool commit failed for message from {}", ip);
-          o = s.commit_finished(ok);
-        }
-        if (close) break;
+        auto deadline = now + cfg->timeouts.data;
+        if (uint64_t rate = cfg->timeouts.min_data_rate)
+          deadline = std::min(deadline, data_start + cfg->timeouts.data +
+                                            std::chrono::milliseconds(data_bytes * 1000 / rate));
+        c->set_deadline_at(deadline);
+      } else if (was_in_data || s.buffered() == 0) {
+        c->set_deadline(cfg->timeouts.command);
+      }  // else a command is arriving in pieces: its deadline stands
+      was_in_data = in_data;
+      c->in_transaction = s.in_transaction() || in_data;
+      if (stopping && (!c->in_transaction || c->cut)) {
+        std::string bye = s.shutdown(smtp::ServerSession::Closing::shutdown).bytes;
+        co_await write(*c, bye);
+        break;
       }
-    } catch (const std::exception& e) {
-      // One catch at the top of a session closes that session only.
-      logs::main().debug("session {} ended: {}", ip, e.what());
+      asio::error_code rec;
+      size_t n = co_await read_some(*c, rec);
+      if (rec) {
+        if (rec == asio::error::operation_aborted) {
+          // Woken by the watchdog (timeout) or by shutdown: say why, then close.
+          bool timeout = c->timed_out;
+          c->timed_out = true;  // the watchdog now only allows a short grace period
+          c->deadline = Clock::now() + std::chrono::seconds(5);
+          std::string bye =
+              s.shutdown(timeout ? smtp::ServerSession::Closing::timeout : smtp::ServerSession::Closing::shutdown).bytes;
+          co_await write(*c, bye);
+        }
+        break;
+      }
+      if (in_data) data_bytes += n;
+      smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
+      bool close = false;
+      for (;;) {
+        if (o.delay.count() > 0) {  // a failed AUTH: slow the guesser down
+          asio::steady_timer pause(c->sock.get_executor(), o.delay);
+          co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
+        if (!co_await write(*c, o.bytes)) {
+          close = true;
+          break;
+        }
+        if (o.next == smtp::Next::read) break;
+        if (o.next == smtp::Next::close) {
+          close = true;
+          break;
+        }
+        if (o.next == smtp::Next::check) {
+          c->set_deadline(cfg->timeouts.command);
+          auto refusal = co_await async_dns_check(ip, s.checking_sender(), cfg->limits.require_client_ptr,
+                                                  cfg->limits.require_sender_domain_in_dns, use_awaitable);
+          o = s.check_finished(std::move(refusal));
+          continue;
+        }
+        if (o.next == smtp::Next::verify) {
+          c->set_deadline(cfg->timeouts.command);
+          bool ok = co_await async_verify(s.pending_login(), use_awaitable);
+          o = s.login_finished(ok);
+          continue;
+        }
+        if (o.next == smtp::Next::starttls) {
+          if (!co_await handshake(*c, *tls_ctx, *cfg)) {
+            logs::main().info("STARTTLS handshake with {} failed", ip);
+            close = true;
+            break;
+          }
+          auto names = tls_names();
+          o = s.tls_started(names.first, names.second);
+          continue;
+        }
+        // commit
+        auto tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
+        c->set_deadline(cfg->timeouts.data);
+        bool ok = co_await async_commit(spool, tx, use_awaitable);
+        if (ok) {
+          log_accepted(*tx, lc);
+          if (!t.exempt) limits.message_accepted(ipa);
+        }
+        else logs::main().error("spool commit failed for message from {}", ip);
+        o = s.commit_finished(ok);
+      }
+      if (close) break;
     }
   }
 
@@ -518,7 +549,7 @@ struct Server::Impl {
       rcpts += "<" + sanitize(r.rcpt) + ">";
     }
     logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}", e.id,
-                      e.client_ip, lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.data.size(),
+                      e.client_ip, lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.body.size(),
                       e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user));
   }
 
@@ -546,7 +577,18 @@ struct Server::Impl {
         for (auto it = conns.begin(); it != conns.end();) it = it->expired() ? conns.erase(it) : std::next(it);
         conns.push_back(c);
       }
-      asio::co_spawn(c->sock.get_executor(), session(c, current, index), asio::detached);
+      // What a session throws (not I/O: that is values) ends that session only and
+      // is logged here (DESIGN 6: one catch at the top).
+      asio::co_spawn(c->sock.get_executor(), session(c, current, index), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          logs::main().warn("session ended by an error: {}", ex.what());
+        } catch (...) {
+          logs::main().warn("session ended by an unknown error");
+        }
+      });
     }
   }
 

@@ -42,6 +42,7 @@ class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {
   void refused(std::string_view what) override;
   std::optional<smtp::Reply> check_message(std::string_view data) override;
   std::string new_queue_id() override { return spool_.new_id(); }
+  const BodySpill* body_spill() override { return spool_.body_spill(); }
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
 
   auth::SecretSource* secrets() override { return this; }

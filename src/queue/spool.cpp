@@ -10,8 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <charconv>
 #include <fstream>
 #include <sstream>
+
+#include "core/strings.hpp"
+#include "logging/logs.hpp"
 
 namespace bulwark {
 namespace fs = std::filesystem;
@@ -55,6 +59,30 @@ std::string dec(std::string_view s) {
   return out;
 }
 
+bool has_8bit(std::string_view s) {
+  for (unsigned char c : s)
+    if (c >= 0x80) return true;
+  return false;
+}
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+std::vector<std::string_view> tokens(std::string_view line) {
+  std::vector<std::string_view> t;
+  size_t pos = 0;
+  while (pos < line.size()) {
+    size_t sp = line.find(' ', pos);
+    if (sp == std::string_view::npos) sp = line.size();
+    if (sp > pos) t.push_back(line.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  return t;
+}
+
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -62,19 +90,8 @@ int64_t unix_now() {
 
 }  // namespace
 
-bool write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(size_t(n));
-  }
-  return true;
-}
-
-std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size) {
+std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size,
+                                      bool eight_bit) {
   std::string h = "bulwark-spool 1\n";
   h += "id " + enc(e.id) + "\n";
   h += "arrival " + std::to_string(arrival) + "\n";
@@ -82,17 +99,21 @@ std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, 
   h += "helo " + enc(e.helo) + "\n";
   h += "sender " + enc(e.sender) + "\n";
   h += std::string("smtputf8 ") + (e.smtputf8 ? "1" : "0") + "\n";
+  h += std::string("8bit ") + (eight_bit ? "1" : "0") + "\n";
   h += "tls " + enc(e.tls) + "\n";
   h += "size " + std::to_string(content_size) + "\n";
   for (auto& r : e.recipients) h += std::string("rcpt ") + (r.local ? "L " : "R ") + enc(r.rcpt) + " " + enc(r.target) + "\n";
-  h += "\n";
   return h;
 }
 
-Spool::Spool(const std::string& data_dir)
+Spool::Spool(const std::string& data_dir, uint64_t memory_limit)
     : data_dir_(data_dir),
       queue_dir_((fs::path(data_dir) / "queue").string()),
-      tmp_dir_((fs::path(data_dir) / "queue.tmp").string()) {
+      tmp_dir_((fs::path(data_dir) / "queue.tmp").string()),
+      quarantine_dir_((fs::path(data_dir) / "quarantine").string()),
+      budget_(memory_limit) {
+  spill_.dir = tmp_dir_;
+  spill_.budget = &budget_;
   fs::create_directories(queue_dir_);
   fs::create_directories(tmp_dir_);
   queue_fd_ = ::open(queue_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -188,50 +209,88 @@ void Spool::run() {
     bool ok = commit_batch(batch);
     ++batches_;
     for (auto& j : batch) {
-      j.done(ok);
+      if (j.done) j.done(ok);
       if (ok && committed_cb_) committed_cb_(std::move(j.tx));
     }
   }
 }
 
+// Writes one message into queue.tmp/ (returns its path there). A spilled body is
+// already there: its header goes into the room at the front of its own file -- the
+// header lines, a "pad" line that fills the room exactly, the empty line, then the
+// Received: field, so that the message proper starts where it was streamed to.
+bool Spool::write_job(const smtp::Transaction& tx, int64_t now, std::string& tmp_path) {
+  const MessageBody& body = tx.body;
+  uint64_t content = tx.received.size() + body.size();
+  std::string header = serialize_envelope_header(tx.envelope, now, content, body.eight_bit() || has_8bit(tx.received));
+  if (body.spilled()) {
+    size_t fixed = header.size() + 1 + tx.received.size();  // + the empty line
+    const size_t room = MessageBody::kHeaderRoom;
+    if (fixed + 5 <= room) {  // "pad \n" is the shortest pad line
+      std::string prefix = header + "pad " + std::string(room - fixed - 5, '.') + "\n\n" + tx.received;
+      tmp_path = body.path();
+      for (size_t off = 0; off < prefix.size();) {
+        ssize_t n = ::pwrite(body.fd(), prefix.data() + off, prefix.size() - off, off_t(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        off += size_t(n);
+      }
+      return true;
+    }
+    // A header too large for the room (thousands of recipients): copy into a new file.
+  }
+  tmp_path = tmp_dir_ + "/" + tx.envelope.id;
+  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = write_all(fd, header + "\n") && write_all(fd, tx.received);
+  if (ok && !body.spilled()) ok = write_all(fd, body.memory());
+  if (ok && body.spilled()) {
+    loff_t in = off_t(MessageBody::kHeaderRoom);
+    uint64_t left = body.size();
+    while (ok && left > 0) {
+      ssize_t n = ::copy_file_range(body.fd(), &in, fd, nullptr, size_t(std::min<uint64_t>(left, 1 << 30)), 0);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) left -= uint64_t(n);
+    }
+  }
+  ::close(fd);
+  if (!ok) ::unlink(tmp_path.c_str());
+  return ok;
+}
+
 bool Spool::commit_batch(std::vector<Job>& jobs) {
   int64_t now = unix_now();
-  std::vector<std::string> written;
+  std::vector<std::pair<std::string, Job*>> written;  // path in queue.tmp/, job
   bool ok = true;
   for (auto& j : jobs) {
-    const smtp::Transaction& tx = *j.tx;
-    std::string tmp = tmp_dir_ + "/" + tx.envelope.id;
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    std::string tmp;
+    if (!write_job(*j.tx, now, tmp)) {
       ok = false;
       break;
     }
-    std::string header = serialize_envelope_header(tx.envelope, now, tx.received.size() + tx.data.size());
-    bool w = write_all(fd, header) && write_all(fd, tx.received) && write_all(fd, tx.data);
-    ::close(fd);
-    written.push_back(tx.envelope.id);
-    if (!w) {
-      ok = false;
-      break;
-    }
+    written.emplace_back(tmp, &j);
   }
   // One sync for the whole batch makes every file's data durable; then the renames,
   // then one more sync makes the renames (the commit points) durable.
   if (ok && ::syncfs(queue_fd_) != 0) ok = false;
-  if (ok) {
-    for (auto& id : written) {
-      if (::rename((tmp_dir_ + "/" + id).c_str(), (queue_dir_ + "/" + id).c_str()) != 0) {
-        ok = false;
-        break;
-      }
-    }
+  size_t renamed = 0;
+  for (; ok && renamed < written.size(); ++renamed) {
+    auto& [tmp, job] = written[renamed];
+    if (::rename(tmp.c_str(), path_of(job->tx->envelope.id).c_str()) != 0) ok = false;
   }
   if (ok && ::fsync(queue_fd_) != 0) ok = false;
-  if (!ok) {
-    for (auto& id : written) {
-      ::unlink((tmp_dir_ + "/" + id).c_str());
-      ::unlink((queue_dir_ + "/" + id).c_str());
+  for (size_t i = 0; i < written.size(); ++i) {
+    auto& [tmp, job] = written[i];
+    bool streamed = job->tx->body.spilled() && tmp == job->tx->body.path();
+    if (ok) {
+      if (streamed) job->tx->body.release_file();  // it is the queue file now
+      continue;
     }
+    // Failed: nothing of this batch stays (none of it was acknowledged). A streamed
+    // body's own file is removed by its owner.
+    if (i < renamed) ::unlink(path_of(job->tx->envelope.id).c_str());
+    else if (!streamed) ::unlink(tmp.c_str());
   }
   return ok;
 }
@@ -246,67 +305,205 @@ std::vector<std::string> Spool::list() {
   return ids;
 }
 
-std::optional<StoredMessage> Spool::load(const std::string& id) {
-  if (id.empty() || id.find('/') != std::string::npos || id.find('.') != std::string::npos) return std::nullopt;
-  std::ifstream in(queue_dir_ + "/" + id, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t end = all.find("\n\n");
-  if (all.rfind("bulwark-spool 1\n", 0) != 0 || end == std::string::npos) return std::nullopt;
-  StoredMessage m;
-  uint64_t size = 0;
-  std::istringstream hs(all.substr(0, end + 1));
-  std::string line;
-  while (std::getline(hs, line)) {
-    std::istringstream ls(line);
-    std::string key;
-    ls >> key;
-    std::string a, b, c;
-    ls >> a >> b >> c;
-    if (key == "id") m.envelope.id = dec(a);
-    else if (key == "arrival") m.arrival = std::stoll(a);
-    else if (key == "client") m.envelope.client_ip = dec(a);
+Loaded Spool::load(const std::string& id) {
+  Loaded out;
+  if (id.empty() || id.find('/') != std::string::npos || id.find('.') != std::string::npos) return out;
+  int fd = ::open(path_of(id).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;  // missing: delivered meanwhile, or `queue delete`
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  auto damaged = [&](std::string why) {
+    out.status = Loaded::damaged;
+    out.why = std::move(why);
+    return out;
+  };
+  // The envelope: everything up to the first empty line (bounded: a file without one
+  // within 1 MiB is not a spool file).
+  std::string head;
+  size_t end = std::string::npos;
+  char buf[8192];
+  while (end == std::string::npos) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size_t from = head.size() > 0 ? head.size() - 1 : 0;
+    head.append(buf, size_t(n));
+    end = head.find("\n\n", from);
+    if (head.size() > (1u << 20)) break;
+  }
+  if (head.rfind("bulwark-spool 1\n", 0) != 0) return damaged("not a bulwark spool file");
+  if (end == std::string::npos) return damaged("envelope without an end");
+  StoredMessage& m = out.msg;
+  m.envelope.id = id;
+  bool has_arrival = false, has_size = false, has_8bit_line = false;
+  // A bad line is remembered, and the rest still read: the sender (to tell) and the
+  // recipients of a damaged file are often intact.
+  std::string bad;
+  auto note = [&bad](const char* why) {
+    if (bad.empty()) bad = why;
+  };
+  size_t pos = head.find('\n') + 1;
+  while (pos < end + 1) {
+    size_t eol = head.find('\n', pos);
+    std::string_view line(head.data() + pos, eol - pos);
+    pos = eol + 1;
+    auto t = tokens(line);
+    if (t.empty()) continue;
+    std::string_view key = t[0];
+    std::string_view a = t.size() > 1 ? t[1] : std::string_view();
+    if (key == "rcpt") {
+      if (t.size() != 4 || (a != "L" && a != "R")) note("bad recipient line");
+      else m.envelope.recipients.push_back({dec(t[2]), dec(t[3]), a == "L"});
+    } else if (key == "arrival") {
+      if (!parse_number(a, m.arrival)) note("bad arrival time");
+      has_arrival = true;
+    } else if (key == "size") {
+      if (!parse_number(a, m.content_size)) note("bad size");
+      has_size = true;
+    } else if (key == "client") m.envelope.client_ip = dec(a);
     else if (key == "helo") m.envelope.helo = dec(a);
     else if (key == "sender") m.envelope.sender = dec(a);
     else if (key == "smtputf8") m.envelope.smtputf8 = a == "1";
-    else if (key == "tls") m.envelope.tls = dec(a);
-    else if (key == "size") size = std::stoull(a);
-    else if (key == "rcpt") m.envelope.recipients.push_back({dec(b), dec(c), a == "L"});
+    else if (key == "8bit") {
+      m.eight_bit = a == "1";
+      has_8bit_line = true;
+    } else if (key == "tls") m.envelope.tls = dec(a);
+    // "id" is the file name; "pad" fills the room before a streamed body; other keys
+    // are from a newer version: ignored.
   }
-  m.content = all.substr(end + 2);
-  if (m.content.size() != size) return std::nullopt;
+  if (!bad.empty()) return damaged(bad);
+  if (!has_arrival) return damaged("no arrival time");
+  if (!has_size) return damaged("no size");
+  if (m.envelope.recipients.empty()) return damaged("no recipients");
+  m.content_offset = end + 2;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) != m.content_offset + m.content_size)
+    return damaged("truncated: " + std::to_string(st.st_size) + " bytes where the envelope says " +
+                   std::to_string(m.content_offset + m.content_size));
+  if (!has_8bit_line) {  // written by a version before the "8bit" line: look
+    Reader r(*this, m);
+    while (auto chunk = r.next()) {
+      if (chunk->empty()) break;
+      if (has_8bit(*chunk)) {
+        m.eight_bit = true;
+        break;
+      }
+    }
+  }
   // <id>.done: one line per event. "TARGET" delivered; "F TARGET REASON" bounced;
   // "D TARGET REASON" deferred (the last one counts); "W 1" delay notice sent;
   // "R NEXT ATTEMPTS" retry schedule (the last one counts).
-  std::ifstream dn(queue_dir_ + "/" + id + ".done");
+  std::ifstream dn(path_of(id) + ".done");
+  std::string line;
   while (std::getline(dn, line)) {
-    if (line.empty()) continue;
-    if (line.find(' ') == std::string::npos) {
-      m.done.push_back(dec(line));
+    auto t = tokens(line);
+    if (t.empty()) continue;
+    if (t.size() == 1) {
+      m.done.push_back(dec(t[0]));
       continue;
     }
-    std::istringstream ls(line);
-    std::string kind, a, b;
-    ls >> kind >> a >> b;
+    std::string_view kind = t[0], a = t[1], b = t.size() > 2 ? t[2] : std::string_view("%");
     if (kind == "F") m.failed.emplace_back(dec(a), dec(b));
     else if (kind == "D") {
-      std::string t = dec(a);
-      std::erase_if(m.last_error, [&](auto& e) { return e.first == t; });
-      m.last_error.emplace_back(t, dec(b));
-    }
-    else if (kind == "W") m.warned = true;
+      std::string target = dec(a);
+      std::erase_if(m.last_error, [&](auto& e) { return e.first == target; });
+      m.last_error.emplace_back(target, dec(b));
+    } else if (kind == "W") m.warned = true;
     else if (kind == "R") {
-      m.next_attempt = std::atoll(a.c_str());
-      m.attempts = uint32_t(std::atoll(b.c_str()));
+      parse_number(a, m.next_attempt);  // a damaged schedule means "now"
+      parse_number(b, m.attempts);
     }
   }
-  return m;
+  out.status = Loaded::ok;
+  return out;
+}
+
+Spool::Reader::Reader(const Spool& spool, const StoredMessage& m)
+    : offset_(m.content_offset), size_(m.content_size) {
+  fd_ = ::open(spool.path_of(m.envelope.id).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+Spool::Reader::~Reader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<std::string> Spool::Reader::next(size_t max) {
+  if (fd_ < 0) return std::nullopt;
+  std::string chunk(size_t(std::min<uint64_t>(max, size_ - pos_)), '\0');
+  size_t got = 0;
+  while (got < chunk.size()) {
+    ssize_t n = ::pread(fd_, chunk.data() + got, chunk.size() - got, off_t(offset_ + pos_ + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;  // shorter than the envelope says
+    got += size_t(n);
+  }
+  pos_ += got;
+  return chunk;
+}
+
+std::optional<std::string> Spool::read_content(const StoredMessage& m) {
+  Reader r(*this, m);
+  std::string all;
+  all.reserve(size_t(m.content_size));
+  while (r.left() > 0) {
+    auto chunk = r.next(1 << 20);
+    if (!chunk) return std::nullopt;
+    all += *chunk;
+  }
+  return all;
+}
+
+std::string Spool::read_headers(const StoredMessage& m) {
+  Reader r(*this, m);
+  std::string head;
+  while (r.left() > 0 && head.size() < 64 * 1024) {
+    auto chunk = r.next(8192);
+    if (!chunk) break;
+    head += *chunk;
+    if (size_t e = head.find("\r\n\r\n"); e != std::string::npos) return head.substr(0, e + 2);
+  }
+  return head.substr(0, std::min<size_t>(head.size(), 64 * 1024));
+}
+
+void Spool::quarantine(const std::string& id, const std::string& why) {
+  std::lock_guard lk(state_mu_);
+  std::error_code ec;
+  fs::create_directories(quarantine_dir_, ec);
+  bool moved = ::rename(path_of(id).c_str(), (quarantine_dir_ + "/" + id).c_str()) == 0;
+  ::rename((path_of(id) + ".done").c_str(), (quarantine_dir_ + "/" + id + ".done").c_str());
+  if (moved) ::fsync(queue_fd_);
+  logs::main().error("queue file {} is damaged ({}): {} {}", id, sanitize(why),
+                     moved ? "moved to" : "could not be moved to", quarantine_dir_);
+  logs::mail().info("quarantined id={} reason=\"{}\"", id, sanitize(why));
+}
+
+Spool::Scan Spool::scan() {
+  Scan out;
+  for (auto& id : list()) {
+    Loaded l = load(id);
+    if (l.status == Loaded::missing) continue;
+    if (l.status == Loaded::damaged) {
+      quarantine(id, l.why);
+      out.quarantined.push_back(std::move(l));
+      continue;
+    }
+    out.queued.push_back({id, l.msg.pending(true), l.msg.pending(false), l.msg.next_attempt});
+  }
+  return out;
 }
 
 bool StoredMessage::finished(const std::string& target) const {
   if (std::find(done.begin(), done.end(), target) != done.end()) return true;
   for (auto& f : failed)
     if (f.first == target) return true;
+  return false;
+}
+
+bool StoredMessage::pending(bool local) const {
+  for (auto& r : envelope.recipients)
+    if (r.local == local && !finished(r.target)) return true;
   return false;
 }
 
@@ -350,10 +547,10 @@ void Spool::record_many(const std::vector<StateRecord>& records) {
 
 bool Spool::finish_if_complete(const std::string& id) {
   std::lock_guard lk(state_mu_);
-  auto m = load(id);
-  if (!m) return false;
-  for (auto& r : m->envelope.recipients)
-    if (!m->finished(r.target)) return false;
+  Loaded l = load(id);
+  if (l.status != Loaded::ok) return false;
+  for (auto& r : l.msg.envelope.recipients)
+    if (!l.msg.finished(r.target)) return false;
   remove(id);
   return true;
 }
@@ -364,6 +561,8 @@ void Spool::remove(const std::string& id) {
 }
 
 void Spool::recover() {
+  // queue.tmp/: files of commits that never finished and bodies streamed by sessions
+  // that never committed -- none of them was acknowledged.
   for (auto& e : fs::directory_iterator(tmp_dir_)) fs::remove(e.path());
   for (auto& e : fs::directory_iterator(queue_dir_)) {
     std::string name = e.path().filename().string();

@@ -2,6 +2,10 @@
 // envelope and content in one -- is written, synced and renamed into queue/, and the
 // directory synced. Commits of concurrent sessions are grouped: one committer thread
 // writes every waiting message, then syncs the filesystem once for the whole batch.
+// A large message arrives already streamed into a file of queue.tmp/ (core/body.hpp);
+// its commit writes the header into the room left at the front and renames it.
+// Loads read the envelope and delivery state only; content is read in chunks. A file
+// that cannot be read as a spool file is moved to quarantine/, never dropped.
 // Depends on core/ and smtp/ (for the Envelope/Transaction vocabulary).
 #pragma once
 #include <condition_variable>
@@ -15,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/body.hpp"
 #include "smtp/session.hpp"
 
 namespace bulwark {
@@ -22,7 +27,9 @@ namespace bulwark {
 struct StoredMessage {
   smtp::Envelope envelope;
   int64_t arrival = 0;            // unix seconds
-  std::string content;            // Received: + message, CRLF line ends
+  uint64_t content_offset = 0;    // where the content (Received: + message, CRLF) starts in the file
+  uint64_t content_size = 0;
+  bool eight_bit = false;         // the content has bytes >= 0x80
   std::vector<std::string> done;  // targets already delivered
   std::vector<std::pair<std::string, std::string>> failed;  // bounced targets and why
   std::vector<std::pair<std::string, std::string>> last_error;  // deferred targets: the latest reason
@@ -31,6 +38,21 @@ struct StoredMessage {
   uint32_t attempts = 0;          // remote delivery attempts so far
 
   bool finished(const std::string& target) const;  // delivered or bounced
+  bool pending(bool local) const;  // a local (or a remote) target is not finished yet
+};
+
+// A load: the message, or why not.
+struct Loaded {
+  enum Status { ok, missing, damaged } status = missing;
+  StoredMessage msg;  // ok; damaged: whatever could be read (often sender and recipients)
+  std::string why;    // damaged: what is wrong, for the log and the sender
+};
+
+// What the spool holds, as delivery needs to know it at start.
+struct QueueEntry {
+  std::string id;
+  bool local_pending = false, remote_pending = false;
+  int64_t next_attempt = 0;
 };
 
 // What happened to one target in a delivery attempt, for the state file.
@@ -44,13 +66,18 @@ class Spool {
  public:
   using Done = std::function<void(bool ok)>;
 
-  explicit Spool(const std::string& data_dir);
+  // memory_limit: the bound on message bytes held in memory by all sessions together
+  // (limits.message_memory; 0 = none). Bodies over it, and any over 256 KiB, stream
+  // into queue.tmp/ as they arrive.
+  explicit Spool(const std::string& data_dir, uint64_t memory_limit = 0);
   ~Spool();
 
   void start();
   void stop();  // finishes the batch in progress and every waiting commit
 
   std::string new_id();
+  const BodySpill* body_spill() const { return &spill_; }
+  const MemoryBudget& memory() const { return budget_; }
   // Called from any thread; `done` runs on the committer thread after the fsync.
   void submit(std::shared_ptr<smtp::Transaction> tx, Done done);
   // Told about each committed message (the delivery side listens); the transaction
@@ -59,7 +86,39 @@ class Spool {
   void on_committed(Committed f) { committed_cb_ = std::move(f); }
 
   std::vector<std::string> list();  // ids in arrival order
-  std::optional<StoredMessage> load(const std::string& id);
+  // Envelope and delivery state, no content. Reads the file: not on an I/O thread.
+  Loaded load(const std::string& id);
+  // Every queued message's state, once, at start; damaged files are quarantined on
+  // the way and returned so the caller can tell their senders.
+  struct Scan {
+    std::vector<QueueEntry> queued;
+    std::vector<Loaded> quarantined;
+  };
+  Scan scan();
+  // Moves a damaged file (and its state) to <data_dir>/quarantine/, logged.
+  void quarantine(const std::string& id, const std::string& why);
+
+  // The content, read in chunks of at most `max` bytes: "" at the end, nothing on an
+  // error (the file went away or is shorter than its header says).
+  class Reader {
+   public:
+    Reader(const Spool& spool, const StoredMessage& m);
+    ~Reader();
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    std::optional<std::string> next(size_t max = 64 * 1024);
+    uint64_t left() const { return size_ - pos_; }
+
+   private:
+    int fd_ = -1;
+    uint64_t offset_ = 0, size_ = 0, pos_ = 0;
+  };
+  // The whole content (small messages, the CLI), or nothing on an error.
+  std::optional<std::string> read_content(const StoredMessage& m);
+  // The content's header section (to the first empty line, at most 64 KiB): what a
+  // report attaches.
+  std::string read_headers(const StoredMessage& m);
+
   // Records delivered targets (appended to <id>.done and synced).
   void record_delivered(const std::string& id, const std::vector<std::string>& targets);
   // Remote delivery state: outcomes, the delay notice, the next attempt.
@@ -83,6 +142,7 @@ class Spool {
   void recover();
 
   const std::string& queue_dir() const { return queue_dir_; }
+  std::string path_of(const std::string& id) const { return queue_dir_ + "/" + id; }
   uint64_t batches() const { return batches_; }
 
  private:
@@ -92,8 +152,11 @@ class Spool {
   };
   void run();
   bool commit_batch(std::vector<Job>& jobs);
+  bool write_job(const smtp::Transaction& tx, int64_t now, std::string& tmp_path);
 
-  std::string data_dir_, queue_dir_, tmp_dir_;
+  std::string data_dir_, queue_dir_, tmp_dir_, quarantine_dir_;
+  MemoryBudget budget_;
+  BodySpill spill_;
   int queue_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -112,8 +175,8 @@ class Spool {
   void reap();
 };
 
-std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size);
-// Writes all of `data` to fd; false on error.
-bool write_all(int fd, std::string_view data);
+// The envelope as header lines ("key value\n", no closing empty line).
+std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size,
+                                      bool eight_bit);
 
 }  // namespace bulwark

@@ -45,16 +45,23 @@ std::string ServerReply::enhanced() const {
 
 std::string ServerReply::str() const { return std::to_string(code) + " " + text; }
 
-std::string dot_stuff(std::string_view data) {
+std::string DotStuffer::stuff(std::string_view chunk) {
   std::string out;
-  out.reserve(data.size() + data.size() / 64 + 8);
-  bool line_start = true;
-  for (size_t i = 0; i < data.size(); ++i) {
-    char c = data[i];
-    if (line_start && c == '.') out += '.';
+  out.reserve(chunk.size() + chunk.size() / 64 + 8);
+  for (char c : chunk) {
+    if (line_start_ && c == '.') out += '.';
     out += c;
-    line_start = c == '\n';
+    line_start_ = c == '\n';
   }
+  if (!chunk.empty()) empty_ = false;
+  return out;
+}
+
+std::string DotStuffer::finish() const { return (empty_ || line_start_) ? ".\r\n" : "\r\n.\r\n"; }
+
+std::string dot_stuff(std::string_view data) {
+  DotStuffer d;
+  std::string out = d.stuff(data);
   if (!out.empty() && !out.ends_with("\r\n")) out += "\r\n";
   return out;
 }
@@ -263,7 +270,7 @@ ClientOutput ClientSession::send(const OutMessage& m) {
     return out;
   };
   if (st_ != St::ready) return refuse_all({451, "4.3.0 session not ready", true});
-  size_t size = m.data.size();
+  uint64_t size = m.size;
   if (size_limit_ && size > size_limit_)
     return refuse_all({552, "5.3.4 message is larger than the receiving server accepts (SIZE " +
                                 std::to_string(size_limit_) + ")", true});
@@ -334,14 +341,14 @@ ClientOutput ClientSession::after_transaction_replies(ClientOutput out) {
       st_ = St::rset;
       return out;
     }
-    out.bytes += body_bytes();
     st_ = St::body;
+    out.event = ClientEvent::body;  // the caller streams the content
     return out;
   }
   return finish_message(out);
 }
 
-std::string ClientSession::body_bytes() const { return dot_stuff(msg_->data) + ".\r\n"; }
+ClientOutput ClientSession::body_sent() { return feed({}); }
 
 ClientOutput ClientSession::finish_message(ClientOutput out) {
   const OutMessage& m = *msg_;

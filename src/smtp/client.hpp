@@ -33,12 +33,14 @@ struct ClientSettings {
 struct OutMessage {
   std::string sender;                   // "" = null sender
   std::vector<std::string> recipients;  // addresses without brackets
-  std::string data;                     // CRLF lines, not dot-stuffed
+  uint64_t size = 0;                    // of the content (CRLF lines), for SIZE=
   bool eight_bit = false;
   bool smtputf8 = false;
 };
 
-enum class ClientEvent { none, starttls, ready, message_done, failed, closed };
+// body: the server said 354; the caller now writes the content, dot-stuffed
+// (DotStuffer) and ended with ".", in pieces as it reads them, then calls body_sent().
+enum class ClientEvent { none, starttls, ready, body, message_done, failed, closed };
 
 struct ClientOutput {
   std::string bytes;
@@ -52,7 +54,10 @@ class ClientSession {
   ClientOutput feed(std::string_view bytes);
   ClientOutput tls_started();                 // after ClientEvent::starttls and a good handshake
   ClientOutput send(const OutMessage& m);     // after ready or message_done
+  ClientOutput body_sent();                   // after ClientEvent::body, once the "." is written
   ClientOutput quit();
+  // Waiting for the reply to the end of the data (RFC 5321 4.5.3.2.6: 10 minutes).
+  bool awaiting_data_end() const { return st_ == St::body; }
 
   // After message_done: one reply per recipient of the last message, in order
   // (its RCPT refusal, or the reply to the end of data, or why the whole
@@ -73,7 +78,6 @@ class ClientSession {
   ClientOutput fail(ServerReply r);
   ClientOutput finish_message(ClientOutput out);
   ClientOutput after_transaction_replies(ClientOutput out);
-  std::string body_bytes() const;
 
   ClientSettings s_;
   St st_ = St::greeting;
@@ -92,6 +96,19 @@ class ClientSession {
   std::optional<ServerReply> mail_reply_, data_reply_;
   std::vector<std::optional<ServerReply>> rcpt_replies_;
   std::vector<ServerReply> results_;
+};
+
+// Dot-stuffing (RFC 5321 4.5.2) of content sent in pieces: a "." at the start of a
+// line is doubled, whatever way the content is split.
+class DotStuffer {
+ public:
+  std::string stuff(std::string_view chunk);
+  // What ends the data: a CRLF if the content did not end with one, then ".".
+  std::string finish() const;
+
+ private:
+  bool line_start_ = true;
+  bool empty_ = true;
 };
 
 // "a.b" -> "..a.b" line by line; appends CRLF if missing; no final ".".

@@ -27,18 +27,19 @@ void MessageSink::append(std::string_view bytes) {
   if (max_size_ && size_ > max_size_) {
     if (!too_big_) {
       too_big_ = true;
-      std::string().swap(data_);
+      body_.discard();
     }
     return;
   }
-  data_.append(bytes);
+  body_.append(bytes);
 }
 
 void MessageSink::finish() {
   if (prev_cr_) bare_ = true;
   // A message must end with CRLF; BDAT content may not. Add it (RFC 5321 4.1.1.4
   // requires the final line be terminated); DATA content always ends in CRLF here.
-  if (!too_big_ && !data_.empty() && data_.back() != '\n') data_ += "\r\n";
+  if (!too_big_ && body_.size() && body_.last() != '\n') body_.append("\r\n");
+  body_.finish();
 }
 
 }  // namespace bulwark::smtp

@@ -3,15 +3,19 @@
 #include <string>
 #include <string_view>
 
+#include "core/body.hpp"
+
 namespace bulwark::smtp {
 
 // Collects the bytes of one message (already dot-unstuffed for DATA, raw for
 // BDAT) and checks what RFC 5321/5322 and our limits require of them: only CRLF
 // line endings, text lines of at most `max_line` octets, total size, and the
-// number of Received: header fields (mail loop detection).
+// number of Received: header fields (mail loop detection). The bytes go into a
+// MessageBody: in memory, or streamed to a file when `spill` says so.
 class MessageSink {
  public:
-  MessageSink(uint64_t max_size, size_t max_line) : max_size_(max_size), max_line_(max_line) {}
+  MessageSink(uint64_t max_size, size_t max_line, const BodySpill* spill = nullptr)
+      : max_size_(max_size), max_line_(max_line), body_(spill) {}
 
   void append(std::string_view bytes);
   // Call once at the end of the message.
@@ -22,12 +26,12 @@ class MessageSink {
   bool too_big() const { return too_big_; }
   uint64_t size() const { return size_; }
   size_t received_count() const { return received_; }
-  std::string& data() { return data_; }
+  MessageBody& body() { return body_; }
 
  private:
   uint64_t max_size_;
   size_t max_line_;
-  std::string data_;
+  MessageBody body_;
   uint64_t size_ = 0;
   size_t line_len_ = 0;  // octets of the current line including its CRLF so far
   bool prev_cr_ = false;

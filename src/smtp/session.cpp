@@ -419,7 +419,7 @@ void ServerSession::cmd_data(std::string_view arg, Output& out) {
   if (!mail_given_) return refuse_data(out, Reply(503, "5.5.1", "Need MAIL command"));
   if (bdat_used_) return refuse_data(out, Reply(503, "5.5.1", "DATA not allowed after BDAT"));
   if (env_.recipients.empty()) return refuse_data(out, Reply(554, "5.5.1", "No valid recipients"));
-  sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line);
+  sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line, hooks_.body_spill());
   data_mid_line_ = false;
   reply(out, Reply(354, "", "End data with <CR><LF>.<CR><LF>"));
   set_state(State::data);
@@ -475,7 +475,8 @@ void ServerSession::cmd_bdat(std::string_view arg, Output& out) {
   bdat_last_ = !last.empty();
   if (!mail_given_ || env_.recipients.empty()) bdat_failed_ = true;
   if (!sink_ && !bdat_failed_)
-    sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line);
+    sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line,
+                                          hooks_.body_spill());
   if (mail_given_) bdat_used_ = true;
   set_state(State::bdat);
 }
@@ -529,7 +530,9 @@ bool ServerSession::finish_message(Output& out) {
   if (sink_->line_too_long()) return fail_tx(Reply(500, "5.5.2", "Message contains a line longer than 1000 octets"));
   if (cfg_.limits.max_hops && sink_->received_count() >= cfg_.limits.max_hops)
     return fail_tx(Reply(554, "5.4.6", "Too many hops (mail loop?)"));
-  if (auto refusal = hooks_.check_message(sink_->data())) return fail_tx(*refusal);
+  if (sink_->body().failed())
+    return fail_tx(Reply(452, "4.3.1", "Insufficient system storage, try again later"));
+  if (auto refusal = hooks_.check_message(sink_->body().head())) return fail_tx(*refusal);
 
   pending_ = Transaction{};
   pending_.envelope = std::move(env_);
@@ -551,12 +554,12 @@ bool ServerSession::finish_message(Output& out) {
   r += "; " + rfc5322_date(hooks_.now()) + "\r\n";
   // Message submission (RFC 6409 8) completes a message that lacks these.
   if (cfg_.service == Service::submission || !auth_user_.empty()) {
-    const std::string& d = sink_->data();
+    std::string_view d = sink_->body().head();
     if (!has_header_field(d, "date")) r += "Date: " + rfc5322_date(hooks_.now()) + "\r\n";
     if (!has_header_field(d, "message-id")) r += "Message-ID: <" + e.id + "@" + cfg_.hostname + ">\r\n";
   }
   pending_.received = std::move(r);
-  pending_.data = std::move(sink_->data());
+  pending_.body = std::move(sink_->body());
   pending_id_ = e.id;
   reset_transaction();
   set_state(State::wait_commit);

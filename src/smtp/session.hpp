@@ -87,8 +87,11 @@ class SessionHooks {
   // A refusal for a policy reason, for the security log.
   virtual void refused(std::string_view) {}
   // End of data, before the commit: a reply refuses the message (e.g. a From:
-  // address the authenticated user may not use).
-  virtual std::optional<Reply> check_message(std::string_view /*data*/) { return std::nullopt; }
+  // address the authenticated user may not use). `head`: the message, or its first
+  // MessageBody::kHeadKept bytes when it is large (the header section is in there).
+  virtual std::optional<Reply> check_message(std::string_view /*head*/) { return std::nullopt; }
+  // Where message bodies go when they leave memory (none: they stay in memory).
+  virtual const BodySpill* body_spill() { return nullptr; }
 
   // SMTP AUTH. Secrets for the challenge-response mechanisms:
   virtual auth::SecretSource* secrets() { return nullptr; }
@@ -119,7 +122,7 @@ struct Envelope {
 struct Transaction {
   Envelope envelope;
   std::string received;  // our Received: header field, CRLF-terminated
-  std::string data;      // message as the client sent it (dot-unstuffed)
+  MessageBody body;      // message as the client sent it (dot-unstuffed)
 };
 
 // What the shell does next. verify: check pending_login() (Argon2id, off the I/O

@@ -6,7 +6,7 @@ src="$here/../../src"
 out=${FUZZ_BUILD_DIR:-$(mktemp -d)}
 secs=${1:-30}
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$src" \
-  "$here/smtp_fuzz.cpp" "$src/core/address.cpp" "$src/core/units.cpp" "$src/smtp/reply.cpp" \
+  "$here/smtp_fuzz.cpp" "$src/core/address.cpp" "$src/core/units.cpp" "$src/core/body.cpp" "$src/smtp/reply.cpp" \
   "$src/smtp/message_sink.cpp" "$src/smtp/session.cpp" "$src/smtp/session_auth.cpp" "$src/smtp/client.cpp" "$src/delivery/pop3_login.cpp" "$src/auth/password.cpp" \
   "$src/auth/sasl.cpp" -lcrypto -lsodium -o "$out/smtp_fuzz"
 work=$(mktemp -d)

@@ -83,9 +83,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(o);
       if (o.next == Next::commit) {
         Transaction& t = s.pending();
-        if (t.data.size() > cfg.limits.max_message_size) abort();
+        if (t.body.size() > cfg.limits.max_message_size) abort();
         if (t.envelope.recipients.empty()) abort();
-        o = s.commit_finished((t.data.size() & 1) == 0);
+        o = s.commit_finished((t.body.size() & 1) == 0);
         continue;
       }
       if (o.next == Next::check) {
@@ -112,14 +112,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The same bytes as a hostile remote server's replies to our outbound client.
   ClientSession client(ClientSettings{"out.example.test", ClientTls(split % 3), split & 4 ? "u" : "", "pw"});
-  OutMessage msg{"a@example.test", {"b@remote.test", "c@remote.test"}, "Subject: x\r\n\r\n.dot\r\n",
-                 (split & 8) != 0, (split & 16) != 0};
+  const std::string content = "Subject: x\r\n\r\n.dot\r\n";
+  OutMessage msg{"a@example.test", {"b@remote.test", "c@remote.test"}, content.size(), (split & 8) != 0,
+                 (split & 16) != 0};
   int sent = 0;
   for (size_t pos = 0; pos < in.size(); pos += chunk) {
     ClientOutput co = client.feed(in.substr(pos, chunk));
     for (int guard = 0; guard < 4; ++guard) {
       if (co.event == ClientEvent::starttls) co = client.tls_started();
-      else if ((co.event == ClientEvent::ready || co.event == ClientEvent::message_done) && sent < 3) {
+      else if (co.event == ClientEvent::body) {
+        DotStuffer d;
+        if (d.stuff(content).empty()) abort();
+        co = client.body_sent();
+      } else if ((co.event == ClientEvent::ready || co.event == ClientEvent::message_done) && sent < 3) {
         if (co.event == ClientEvent::message_done && client.results().size() != 2) abort();
         ++sent;
         co = client.send(msg);

@@ -192,7 +192,7 @@ def make_server():
     for srv in made:
         rc = srv.stop()
         assert rc in (0, None, -signal.SIGKILL), f"server exited with {rc}: {srv.serve_output()}"
-        shutil.rmtree(srv.root, ignore_errors=True)
+        if not os.environ.get("BULWARK_KEEP"): shutil.rmtree(srv.root, ignore_errors=True)
 
 
 @pytest.fixture

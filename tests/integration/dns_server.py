@@ -43,13 +43,23 @@ class ZoneResolver(BaseResolver):
 
 class DnsTestServer:
     def __init__(self, zone):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
         self.resolver = ZoneResolver(zone)
         logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-        self.udp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, logger=logger)
-        self.tcp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+        # A port free for UDP may be taken for TCP (another test's listener): try again.
+        for attempt in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            self.udp = None
+            try:
+                self.udp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, logger=logger)
+                self.tcp = DNSServer(self.resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+                break
+            except OSError:
+                if self.udp is not None:
+                    self.udp.server.server_close()
+                if attempt == 49:
+                    raise
         self.udp.start_thread()
         self.tcp.start_thread()
 

@@ -388,3 +388,124 @@ def test_sighup_reloads_delivery_settings(make_server, dns, port, remotes):
     srv.cli("queue", "retry")
     assert wait(lambda: relay.messages, what="delivery after the reload")[0]["rcpts"] == ["a@good.test"]
     assert srv.proc.poll() is None
+
+
+class SlowLink:
+    """A TCP link that carries at most `rate` bytes a second from the client to the
+    server: a proxy between bulwark and a real remote MX, with small socket buffers so
+    that bulwark's writes wait for it."""
+
+    def __init__(self, listen_ip, port, target_ip, rate):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((listen_ip, port))
+        self.sock.listen(4)
+        self.target = (target_ip, port)
+        self.rate = rate
+        self.stopped = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        import socket
+        import threading
+        while not self.stopped:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self.pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(server, client, False), daemon=True).start()
+
+    def pump(self, src, dst, slow):
+        step = max(1, self.rate // 10)
+        try:
+            while slow and self.rate == 0:  # a link that carries nothing at all
+                time.sleep(0.1)
+            while True:
+                data = src.recv(step if slow else 65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if slow:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
+def test_a_slow_link_is_not_cut_while_the_message_moves(make_server, dns, port, remotes):
+    """Issue 8.9: the whole body went out under one reply timeout, so any link slower
+    than size/timeout always failed. Now each step of progress has its own deadline."""
+    mx1 = remotes("127.0.0.50")
+    dns.resolver.zone = {**dns.resolver.zone, ("narrow.test", "MX"): [(300, mx("mx.narrow.test"))],
+                         ("mx.narrow.test", "A"): [(300, A("127.0.0.56"))]}
+    link = SlowLink("127.0.0.56", port, "127.0.0.50", rate=40_000)
+    try:
+        srv = outbound(make_server, dns, port, 'tls = "off"\nreply_timeout = "2s"\n').start()
+        body = "".join(f"line {i} " + "s" * 70 + "\r\n" for i in range(3000))  # ~240 KB: ~6 s on this link
+        t0 = time.time()
+        send(srv, ["far@narrow.test"], "slow link", body=body)
+        m = wait(lambda: mx1.messages, timeout=60, what="delivery over the slow link")[0]
+        assert time.time() - t0 > 3  # longer than the reply timeout, and still delivered
+        assert m["data"].endswith(body.encode())
+        assert "deferred" not in srv.log("mail.log")
+    finally:
+        link.stop()
+
+
+def test_a_large_message_is_streamed_out_dot_stuffed(make_server, dns, port, remotes):
+    mx1 = remotes("127.0.0.50")
+    srv = outbound(make_server, dns, port).start()
+    lines = [("." if i % 7 == 0 else "") + f"line {i} " + "d" * (i % 90) for i in range(40000)]
+    body = "\r\n".join(lines) + "\r\n"
+    send(srv, ["big@good.test"], "large", body=body)
+    m = wait(lambda: mx1.messages, timeout=60, what="delivery")[0]
+    assert m["data"].endswith(body.encode())  # aiosmtpd undid the dot-stuffing: byte-exact
+    wait(lambda: queue_empty(srv), what="empty queue")
+
+
+def test_sigterm_while_a_remote_answers_records_the_bounce_and_its_report(make_server, dns, port, remotes):
+    """Issue 8.14: the spool stopped before remote delivery, so a report made while it
+    drained was lost and the outcome never recorded: after a restart the message went
+    out again and the sender got a second report."""
+    perm = remotes("127.0.0.53")
+    perm.handler.data_delay = 2.0
+    perm.handler.data_reply = "550 5.7.1 not wanted here"
+    srv = outbound(make_server, dns, port).start()
+    send(srv, ["x@perm.test"], "refused late")
+    time.sleep(1.0)  # the end of data is sent; the remote is thinking
+    assert srv.stop() == 0
+    assert "bounced id=" in srv.log("mail.log")
+    srv.start()
+    wait(lambda: reports(srv), timeout=10, what="the report")
+    time.sleep(3)  # would be enough for a retry (retry_interval is 1s)
+    assert len(reports(srv)) == 1
+    assert srv.log("mail.log").count("bounced id=") == 1
+    assert queue_empty(srv)
+
+
+def test_a_stalled_link_is_cut_and_the_message_deferred(make_server, dns, port, remotes):
+    remotes("127.0.0.50")
+    dns.resolver.zone = {**dns.resolver.zone, ("stuck.test", "MX"): [(300, mx("mx.stuck.test"))],
+                         ("mx.stuck.test", "A"): [(300, A("127.0.0.57"))]}
+    link = SlowLink("127.0.0.57", port, "127.0.0.50", rate=0)
+    try:
+        srv = outbound(make_server, dns, port, 'tls = "off"\nreply_timeout = "2s"\nretry_interval = "1h"\n').start()
+        t0 = time.time()
+        send(srv, ["far@stuck.test"], "stuck link")
+        log = srv.wait_log("mail.log", "deferred id=", timeout=30)
+        assert "timeout" in log and time.time() - t0 < 15
+    finally:
+        link.stop()

@@ -254,6 +254,9 @@ def test_the_whole_session_bound_holds_for_a_busy_client(make_server):
     assert time.time() - t0 < 5
 
 
+@pytest.mark.skipif(bool(os.environ.get("BULWARK_SANITIZED")),
+                    reason="the sanitizer runtimes need descriptors too: at the limit UBSan's vptr check cannot "
+                           "open the pipe it probes memory with and reports every object as invalid")
 def test_accept_failures_are_logged_at_most_once_per_10_seconds(make_server):
     """Issue 8.21: out of file descriptors, accept() fails every 100 ms; the warning
     is not repeated each time."""

@@ -8,24 +8,36 @@ using namespace bulwark;
 using namespace bulwark::smtp;
 
 namespace {
+const std::string kData = "Subject: x\r\n\r\n.leading dot\r\nbody\r\n";
+
 OutMessage message(std::vector<std::string> rcpts = {"b@remote.test", "c@remote.test"}) {
   OutMessage m;
   m.sender = "a@example.test";
   m.recipients = std::move(rcpts);
-  m.data = "Subject: x\r\n\r\n.leading dot\r\nbody\r\n";
+  m.size = kData.size();
   return m;
 }
 
 // Feeds the server's bytes either whole or one byte at a time; collects what the
-// client wrote and the events.
+// client wrote and the events. At the body event it writes kData in pieces of
+// `piece` bytes, dot-stuffed, as the outbound driver does from the spool.
 struct Script {
   std::string wrote;
   std::vector<ClientEvent> events;
+  ClientSession* session = nullptr;
+  size_t piece = 5;
   void take(const ClientOutput& o) {
     wrote += o.bytes;
     if (o.event != ClientEvent::none) events.push_back(o.event);
+    if (o.event == ClientEvent::body && session) {
+      DotStuffer d;
+      for (size_t i = 0; i < kData.size(); i += piece) wrote += d.stuff(std::string_view(kData).substr(i, piece));
+      wrote += d.finish();
+      take(session->body_sent());
+    }
   }
   void feed(ClientSession& c, const std::string& bytes, bool bytewise) {
+    session = &c;
     if (!bytewise) return take(c.feed(bytes));
     for (char ch : bytes) take(c.feed(std::string(1, ch)));
   }
@@ -127,7 +139,6 @@ TEST(Client, TlsRequiredAndMessageChecks) {
   EXPECT_EQ(o.event, ClientEvent::message_done);
   EXPECT_EQ(d.results()[0].enhanced(), "5.3.4");
   OutMessage m8 = message();
-  m8.data = "Subject: caf\xc3\xa9\r\n\r\nx\r\n";
   m8.eight_bit = true;
   ClientSession e({"out.test", ClientTls::off, "", ""});
   e.feed("220 hi\r\n");
@@ -169,4 +180,15 @@ TEST(Client, DotStuffing) {
   EXPECT_EQ(dot_stuff(".a\r\nb\r\n.\r\n"), "..a\r\nb\r\n..\r\n");
   EXPECT_EQ(dot_stuff("no final newline"), "no final newline\r\n");
   EXPECT_EQ(dot_stuff(""), "");
+  // Split anywhere, the same bytes: a "." after a CRLF that ended the previous piece.
+  const std::string msg = "a\r\n.b\r\n..c\r\nd";
+  for (size_t cut = 0; cut <= msg.size(); ++cut) {
+    DotStuffer d;
+    std::string out = d.stuff(msg.substr(0, cut));
+    out += d.stuff(msg.substr(cut));
+    out += d.finish();
+    EXPECT_EQ(out, "a\r\n..b\r\n...c\r\nd\r\n.\r\n") << cut;
+  }
+  DotStuffer empty;
+  EXPECT_EQ(empty.finish(), ".\r\n");
 }

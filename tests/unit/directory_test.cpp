@@ -1,6 +1,8 @@
 // The SQLite directory on a temporary data dir: logins, the Argon2id upgrade,
 // sender identity and delegations.
 #include <gtest/gtest.h>
+
+#include "temp_dir.hpp"
 #include <sodium.h>
 #include <sqlite3.h>
 
@@ -14,14 +16,7 @@
 using namespace bulwark;
 
 namespace {
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/bulwark-dir-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using test::TempDir;
 
 Address addr(const char* s) { return *parse_mailbox(s); }
 

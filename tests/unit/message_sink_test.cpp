@@ -18,7 +18,7 @@ Verdict feed(const std::string& in, size_t split, uint64_t max = 0) {
   s.append(std::string_view(in).substr(0, split));
   s.append(std::string_view(in).substr(split));
   s.finish();
-  return {s.bare_cr_lf(), s.line_too_long(), s.too_big(), s.received_count(), s.data()};
+  return {s.bare_cr_lf(), s.line_too_long(), s.too_big(), s.received_count(), s.body().memory()};
 }
 
 Verdict check_all_splits(const std::string& in, uint64_t max = 0) {

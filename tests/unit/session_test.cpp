@@ -59,7 +59,7 @@ void handle(ServerSession& s, Output o, Result& run) {
   for (;;) {
     run.out += o.bytes;
     if (o.next == Next::commit) {
-      run.committed.push_back(s.pending());
+      run.committed.push_back(std::move(s.pending()));
       o = s.commit_finished(true);
       continue;
     }
@@ -106,7 +106,7 @@ void expect_split_invariant(const std::string& input, SessionConfig cfg = config
     ASSERT_EQ(split.out, whole.out) << "split at " << i;
     ASSERT_EQ(split.committed.size(), whole.committed.size()) << "split at " << i;
     for (size_t k = 0; k < whole.committed.size(); ++k)
-      ASSERT_EQ(split.committed[k].data, whole.committed[k].data) << "split at " << i;
+      ASSERT_EQ(split.committed[k].body.memory(), whole.committed[k].body.memory()) << "split at " << i;
   }
   // and one byte at a time
   std::vector<std::string> bytes;
@@ -144,7 +144,7 @@ TEST(Session, PlainDeliveryWithDotUnstuffing) {
   std::string in = kTx + "Subject: hi\r\n\r\n..leading dot\r\nbody\r\n.\r\nQUIT\r\n";
   Result r = run_script(in);
   ASSERT_EQ(r.committed.size(), 1u);
-  EXPECT_EQ(r.committed[0].data, "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n");
+  EXPECT_EQ(r.committed[0].body.memory(), "Subject: hi\r\n\r\n.leading dot\r\nbody\r\n");
   EXPECT_EQ(r.committed[0].envelope.sender, "a@remote.test");
   ASSERT_EQ(r.committed[0].envelope.recipients.size(), 1u);
   EXPECT_EQ(r.committed[0].envelope.recipients[0].target, "demo@example.test");
@@ -158,7 +158,7 @@ TEST(Session, PipelinedTwoMessages) {
   std::string in = kTx + "one\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<team@example.test>\r\nDATA\r\ntwo\r\n.\r\nQUIT\r\n";
   Result r = run_script(in);
   ASSERT_EQ(r.committed.size(), 2u);
-  EXPECT_EQ(r.committed[1].data, "two\r\n");
+  EXPECT_EQ(r.committed[1].body.memory(), "two\r\n");
   EXPECT_EQ(r.committed[1].envelope.sender, "");
   EXPECT_EQ(r.committed[1].envelope.recipients.size(), 2u);
   expect_split_invariant(in);
@@ -304,7 +304,7 @@ TEST(Session, Bdat) {
   std::string in = "EHLO c.test\r\nMAIL FROM:<a@r.test>\r\nRCPT TO:<demo@example.test>\r\nBDAT 6\r\nSub: aBDAT 8 LAST\r\n\r\nbody\r\nQUIT\r\n";
   Result r = run_script(in);
   ASSERT_EQ(r.committed.size(), 1u);
-  EXPECT_EQ(r.committed[0].data, "Sub: a\r\nbody\r\n");
+  EXPECT_EQ(r.committed[0].body.memory(), "Sub: a\r\nbody\r\n");
   EXPECT_EQ(reply_codes(r.out), (std::vector<std::string>{"220", "250", "250", "250", "250", "250", "221"}));
   expect_split_invariant(in);
 }
