@@ -104,6 +104,12 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
   check_mode(c.server.data_dir, "data_dir", S_IROTH | S_IWOTH | S_IXOTH, out);
   check_mode((fs::path(c.server.data_dir) / "directory.db").string(), "the directory", S_IROTH, out);
   check_mode(c.key_path(), "the private key", S_IROTH | S_IRGRP, out);
+  // The logs name clients, senders and users: not for everyone on the host.
+  for (const char* log : {"mail.log", "security.log", "bulwark.log"})
+    check_mode((fs::path(c.server.log_dir) / log).string(), std::string("the log"), S_IROTH | S_IWOTH, out);
+  struct stat ld {};
+  if (::stat(c.server.log_dir.c_str(), &ld) == 0 && (ld.st_mode & S_IWOTH))
+    warn("log_dir " + c.server.log_dir + " is writable by other users (chmod o-w)");
   check_certificate(c, out);
 
   // The directory.

@@ -388,10 +388,13 @@ Config load_config(const std::string& path) {
                    r.fail(&n, p + ".relay_auth",
                           "\"" + c.delivery.relay_auth +
                               "\" needs relay_user and relay_password_file (the password never goes in this file)");
-                 if (c.delivery.relay_auth != "none" && c.delivery.tls == "off")
+                 // Credentials go only to a server that proved who it is: over opportunistic
+                 // TLS (no verification) an active attacker would collect them.
+                 if (c.delivery.relay_auth != "none" && c.delivery.tls != "required")
                    r.fail(&n, p + ".tls",
-                          "\"off\" with relay_auth = \"" + c.delivery.relay_auth +
-                              "\" would send the relay password in clear; use \"opportunistic\" or \"required\"");
+                          "\"" + c.delivery.tls + "\" with relay_auth = \"" + c.delivery.relay_auth +
+                              "\" would give the relay password to an unverified server; set delivery.tls = "
+                              "\"required\" (and tls_ca_file if the relay's certificate is from a private CA)");
                }},
               {"limits",
                [&](const toml::node& n, const std::string& p) {

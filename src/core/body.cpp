@@ -34,6 +34,15 @@ bool MemoryBudget::take(uint64_t n) {
   return true;
 }
 
+MessageBody::MessageBody(std::string text) : mem_(std::move(text)), size_(mem_.size()) {
+  for (unsigned char ch : mem_)
+    if (ch >= 0x80) {
+      eight_bit_ = true;
+      break;
+    }
+  if (!mem_.empty()) last_ = mem_.back();
+}
+
 MessageBody::~MessageBody() { reset(); }
 
 MessageBody::MessageBody(MessageBody&& o) noexcept { *this = std::move(o); }

@@ -45,7 +45,7 @@ class MessageBody {
 
   MessageBody() = default;  // memory only, unbounded: locally made messages (reports), tests
   explicit MessageBody(const BodySpill* spill) : spill_(spill) {}
-  explicit MessageBody(std::string text) : mem_(std::move(text)) {}
+  explicit MessageBody(std::string text);  // a message made here (a report)
   ~MessageBody();
   MessageBody(MessageBody&& o) noexcept;
   MessageBody& operator=(MessageBody&& o) noexcept;

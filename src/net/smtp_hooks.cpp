@@ -1,5 +1,6 @@
 #include "net/smtp_hooks.hpp"
 
+#include "auth/password.hpp"
 #include "core/header.hpp"
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
@@ -115,11 +116,31 @@ std::string SmtpHooks::auth_succeeded(auth::Mech m, const std::string& user) {
   return auth_user_;
 }
 
+namespace {
+// A failed login names its user when that user exists. Anything else may be a
+// password typed into the user field, so it appears only as a keyed hash: the same
+// name gives the same tag while the server runs (attempts can be told apart and
+// counted), and the text cannot be recovered from the log.
+std::string failed_login_name(Directory& dir, const std::string& user) {
+  if (user.empty()) return "<?>";
+  if (auto key = dir.user_key(user)) return "<" + *key + ">";
+  static const std::string tag_key = auth::random_bytes(32);
+  auto mac = auth::hmac_sha256(tag_key, user);
+  static const char* hex = "0123456789abcdef";
+  std::string tag;
+  for (size_t i = 0; i < 6; ++i) {
+    tag += hex[mac[i] >> 4];
+    tag += hex[mac[i] & 15];
+  }
+  return "(unknown user, tag " + tag + ")";
+}
+}  // namespace
+
 bool SmtpHooks::auth_failed(auth::Mech m, const std::string& user, std::string_view why) {
   auth_failed_ = true;
-  // The user name is logged (never the password or the exchange itself).
-  logs::security().info("SMTP AUTH {} failed from {}: user <{}>: {}", auth::mech_name(m), ip_,
-                        user.empty() ? std::string("?") : sanitize(user, 100), why);
+  // Never the password or the exchange itself; the user name only when it is one.
+  logs::security().info("SMTP AUTH {} failed from {}: user {}: {}", auth::mech_name(m), ip_,
+                        failed_login_name(dir_, user), why);
   if (!p_.limits.auth_failure(ipa_)) return false;
   logs::security().info("SMTP AUTH from {} blocked for 15 minutes: too many failed logins", ip_);
   return true;

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "logging/logs.hpp"
+
 namespace bulwark {
 namespace {
 
@@ -39,10 +41,27 @@ FILE* open_private(const std::string& path, mode_t mode) {
 
 }  // namespace
 
+// A certificate bulwark made (self_signed) that expires within 30 days: made again.
+// Only a self-issued one is touched -- never a certificate from a CA.
+bool self_signed_expiring(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return false;
+  X509Ptr x(PEM_read_X509(f, nullptr, nullptr, nullptr));
+  std::fclose(f);
+  if (!x || X509_NAME_cmp(X509_get_subject_name(x.get()), X509_get_issuer_name(x.get())) != 0) return false;
+  time_t soon = time(nullptr) + 30L * 86400;
+  return X509_cmp_time(X509_get0_notAfter(x.get()), &soon) < 0;
+}
+
 void ensure_certificate(const Config& cfg) {
   namespace fs = std::filesystem;
   std::string cert = cfg.cert_path(), key = cfg.key_path();
-  if (fs::exists(cert) && fs::exists(key)) return;
+  if (fs::exists(cert) && fs::exists(key)) {
+    if (!cfg.tls.self_signed || !self_signed_expiring(cert)) return;
+    fs::remove(cert);
+    fs::remove(key);
+    logs::main().info("TLS: the self-signed certificate {} expires within 30 days; making a new one", cert);
+  }
   if (!cfg.tls.self_signed)
     throw std::runtime_error("TLS certificate " + cert + " or key " + key +
                              " is missing (set tls.self_signed = true to generate one)");
@@ -67,7 +86,9 @@ void ensure_certificate(const Config& cfg) {
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x.get()));
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x.get()), 60L * 60 * 24 * 3650);
+  // One year (renewed at a start within 30 days of the end): a key that leaks is not
+  // trusted for a decade.
+  X509_gmtime_adj(X509_getm_notAfter(x.get()), 60L * 60 * 24 * 365);
   X509_set_pubkey(x.get(), pkey.get());
   X509_NAME* name = X509_get_subject_name(x.get());
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
@@ -105,6 +126,9 @@ std::shared_ptr<asio::ssl::context> make_server_tls(const Config& cfg) {
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, cfg.tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // Key exchange groups of Mozilla's "intermediate" profile.
+  if (SSL_CTX_set1_groups_list(c, "X25519:P-256:P-384") != 1)
+    throw std::runtime_error("cannot set the TLS key exchange groups: " + ssl_error());
   // Mozilla "intermediate": ECDHE key exchange, AEAD ciphers only (TLS 1.2); TLS 1.3
   // suites are OpenSSL's defaults, all AEAD.
   SSL_CTX_set_cipher_list(c,

@@ -66,6 +66,7 @@ class Bulwark:
         self.config = self.root / "bulwark.toml"
         self.ports = dict(zip(("smtp", "submission", "smtps"), free_ports(3)))
         self.proc = None
+        self.expect_quarantine = False  # a test of damaged queue files sets it
         self.extra_config = extra_config
         self.run_as = run_as
         self.write_config()
@@ -138,6 +139,9 @@ user = "{self.run_as}"
     def check_sanitizers(self):
         report = sanitizer_report(self.serve_output()) if (self.root / "serve.stderr").exists() else None
         assert report is None, f"sanitizer report from the server:\n{report}"
+        # A queue file the server itself wrote must always read back.
+        if not self.expect_quarantine:
+            assert "quarantined id=" not in self.log("mail.log"), self.log("mail.log")
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

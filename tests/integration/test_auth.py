@@ -358,7 +358,25 @@ def test_no_password_or_auth_payload_on_disk_or_in_logs(make_server):
             content = f.read_bytes()
             found += [(str(f), n) for n in needles if n in content]
     assert not found
-    assert "spy@example.test" in srv.log("security.log")  # the failures were logged, by user name
+    assert "user <spy@example.test>" in srv.log("security.log")  # the failures were logged, by user name
+
+
+def test_a_failed_login_with_an_unknown_name_logs_only_a_tag(make_server):
+    """Issue 8.17: people type passwords into the user field; such a name is never
+    written to the log, only a tag that is the same for the same name."""
+    srv = make_server(extra_config='[policy]\nmode = "none"\nauth_failure_delay = "0s"\nmax_auth_failures = 0\n')
+    srv.start()
+    typed = "Hunter2-My-Real-Passw0rd"
+    r = connect(srv)
+    for _ in range(2):
+        assert r.cmd("AUTH PLAIN " + plain(typed, "whatever"))[0] == 535
+    assert r.cmd("AUTH PLAIN " + plain("someone-else", "whatever"))[0] == 535
+    log = srv.wait_log("security.log", "unknown user")
+    assert typed not in log and "someone-else" not in log
+    tags = [line.split("tag ")[1].split(")")[0] for line in log.splitlines() if "unknown user" in line]
+    assert len(tags) == 3 and tags[0] == tags[1] != tags[2]
+    srv.stop()
+    assert typed not in srv.serve_output() and typed not in srv.log("bulwark.log")
 
 
 def test_starttls_forgets_a_plaintext_login(make_server):

@@ -116,6 +116,15 @@ def test_audit(make_server):
     assert r.returncode == 0 and "0 warning(s)" in r.stdout
     # The directory holds password hashes: only its owner may read it.
     assert (srv.data / "directory.db").stat().st_mode & 0o077 == 0
+    # Logs written by a server are 0640 (issue 8.17); one made readable by all is flagged.
+    srv.start()
+    srv.stop()
+    for name in ("mail.log", "security.log", "bulwark.log"):
+        assert (srv.logs / name).stat().st_mode & 0o777 == 0o640, name
+    os.chmod(srv.logs / "security.log", 0o644)
+    r = run(srv, "audit")
+    assert r.returncode == 1 and "warning: the log " + str(srv.logs / "security.log") + " is readable" in r.stdout
+    os.chmod(srv.logs / "security.log", 0o640)
     # A dangerous configuration: each problem is named.
     srv.write_config('[ip_groups]\nworld = ["0.0.0.0/0"]\n[relay]\nallow_ip_group = "world"\n'
                      '[policy]\nmode = "none"\nmax_auth_failures = 0\n'

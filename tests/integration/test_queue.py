@@ -31,6 +31,7 @@ def test_damaged_queue_files_are_quarantined_and_the_server_starts(make_server):
     """Issue 8.3: one malformed file made every start crash (std::invalid_argument from
     the arrival time). Now each is moved aside, logged, and its sender told."""
     srv = make_server(users=("demo@example.test", "ann@example.test"))
+    srv.expect_quarantine = True
     q = srv.data / "queue"
     q.mkdir(parents=True, exist_ok=True)
     good = b"Subject: fine\r\n\r\nstill delivered\r\n"

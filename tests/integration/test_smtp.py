@@ -417,3 +417,35 @@ def test_message_pipelined_behind_a_refused_data_never_runs_as_commands(server):
     time.sleep(0.5)
     assert server.messages() == []
     assert "message content sent without waiting" in server.log("security.log")
+
+
+def _enddate(path):
+    out = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return email.utils.parsedate_to_datetime(out.split("=", 1)[1].strip().replace(" GMT", " +0000"))
+
+
+def test_self_signed_certificate_lives_a_year_and_is_renewed_near_its_end(make_server):
+    """Issue 8.21: it lived 10 years; now one, and a start within 30 days of the end
+    makes a new one. TLS key exchange is limited to X25519, P-256 and P-384."""
+    import datetime
+    srv = make_server()
+    srv.data.mkdir(exist_ok=True)
+    # A self-signed certificate with 10 days left, as an earlier start would have left it.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(srv.data / "key.pem"), "-out", str(srv.data / "cert.pem"), "-days", "10",
+                    "-subj", f"/CN={HOST}"], check=True, capture_output=True)
+    old = (srv.data / "cert.pem").read_bytes()
+    srv.start()
+    assert (srv.data / "cert.pem").read_bytes() != old
+    left = _enddate(srv.data / "cert.pem") - datetime.datetime.now(datetime.timezone.utc)
+    assert 360 <= left.days <= 366
+    assert "expires within 30 days" in srv.log("bulwark.log")
+
+    def handshake(group):
+        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.ports['smtps']}", "-groups", group,
+                            "-brief"], input="", capture_output=True, text=True, timeout=20)
+        return "CONNECTION ESTABLISHED" in r.stderr
+
+    assert handshake("X25519") and handshake("P-384")
+    assert not handshake("P-521") and not handshake("ffdhe2048")

@@ -91,3 +91,10 @@ TEST(MessageBody, ReleasedFileStaysAndMovesKeepOwnership) {
   EXPECT_TRUE(moved.spilled());  // still "in a file": read it from the spool
   EXPECT_TRUE(std::filesystem::exists(path));
 }
+
+TEST(MessageBody, MadeFromTextKnowsItsSize) {
+  MessageBody b(std::string("Subject: r\xc3\xa9port\r\n\r\nx\r\n"));
+  EXPECT_EQ(b.size(), b.memory().size());
+  EXPECT_TRUE(b.eight_bit());
+  EXPECT_EQ(b.last(), '\n');
+}
