@@ -32,6 +32,7 @@ EOC
 B=(./build-rel/bulwark --config "$root/bulwark/bulwark.toml")
 "${B[@]}" domain add bench.test >/dev/null
 echo 'Bench-Passw0rd-1' | "${B[@]}" user add u@bench.test --password-stdin >/dev/null
+"${B[@]}" alias add postmaster@bench.test u@bench.test >/dev/null
 "${B[@]}" serve 2>"$root/bulwark/serve.log" &
 bw_pid=$!
 bench/postfix_instance.sh start "$root/postfix" "$pf_port"

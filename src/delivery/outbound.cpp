@@ -76,6 +76,12 @@ awaitable<bool> Outbound::connect(Conn& c, const Host& host, uint16_t port) {
   c.arm(s.connect_timeout);
   co_await c.sock.async_connect(tcp::endpoint(asio::ip::make_address(host.ip), port),
                                 asio::redirect_error(use_awaitable, c.ec));
+  // Every write is a whole command or a whole piece of the message: no reason to let
+  // Nagle hold a short one back until the peer's (delayed) ACK.
+  if (!c.ec) {
+    asio::error_code ignore;
+    c.sock.set_option(tcp::no_delay(true), ignore);
+  }
   co_return !c.ec;
 }
 
@@ -161,10 +167,16 @@ awaitable<bool> Outbound::send_body(Conn& c, const StoredMessage& m) {
       co_return false;
     }
     std::string out = stuffer.stuff(*chunk);
+    // The end of the data goes with the last chunk: a lone ".\r\n" would wait for the
+    // peer's delayed ACK (Nagle), 40 ms per message.
+    if (r->left() == 0) out += stuffer.finish();
     if (!co_await write(c, out)) co_return false;
   }
-  std::string end = stuffer.finish();
-  co_return co_await write(c, end);
+  if (!opened || m.content_size == 0) {
+    std::string end = stuffer.finish();
+    co_return co_await write(c, end);
+  }
+  co_return true;
 }
 
 awaitable<smtp::ClientEvent> Outbound::drive(Conn& c, const StoredMessage* msg) {
