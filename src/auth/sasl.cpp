@@ -263,4 +263,17 @@ std::unique_ptr<Mechanism> make_mechanism(Mech m, SecretSource& secrets, Mechani
   return nullptr;
 }
 
+bool LoginPolicy::plaintext_ok(bool tls) const {
+  if (tls || mode == Mode::none) return true;
+  if (mode == Mode::encrypted) return false;
+  return insecure_ok;
+}
+
+bool LoginPolicy::usable(Mech m, bool tls) const {
+  bool offered = false;
+  for (auto c : mechanisms) offered |= c == m;
+  if (!offered) return false;
+  return !is_plaintext(m) ? !tls_first(tls) : plaintext_ok(tls);
+}
+
 }  // namespace bulwark::auth

@@ -5,11 +5,13 @@
 // Checking a password against its Argon2id hash is slow, so the mechanism does not
 // do it: it asks for it (verify_password) and the caller runs it off the I/O thread.
 #pragma once
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "auth/password.hpp"
 
@@ -54,5 +56,21 @@ class Mechanism {
 };
 
 std::unique_ptr<Mechanism> make_mechanism(Mech m, SecretSource& secrets, MechanismOptions opts = {});
+
+// The security policy of SPEC 8 for one connection, shared by every protocol that
+// logs users in (SMTP AUTH, POP3, IMAP, the admin console).
+enum class Mode { none, secure_auth, encrypted };
+struct LoginPolicy {
+  Mode mode = Mode::secure_auth;
+  std::vector<Mech> mechanisms;  // offered in this order; empty = no login by mechanism
+  bool insecure_ok = false;      // the client is in policy.insecure_auth_ip_group
+  std::chrono::milliseconds failure_delay{0};
+  // May `m` be used on this connection now (offered, and allowed over it)?
+  bool usable(Mech m, bool tls) const;
+  // A plaintext password (POP3 USER/PASS, IMAP LOGIN) on this connection now?
+  bool plaintext_ok(bool tls) const;
+  // `encrypted` mode: before TLS nothing but the commands that lead to it.
+  bool tls_first(bool tls) const { return mode == Mode::encrypted && !tls; }
+};
 
 }  // namespace bulwark::auth

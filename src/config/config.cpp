@@ -407,6 +407,10 @@ Config load_config(const std::string& path) {
                            [&](const toml::node& v, const std::string& k) {
                              c.limits.max_connections_per_ip = r.count(v, k, 1000000);
                            }},
+                          {"max_mailbox_connections_per_ip",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.limits.max_mailbox_connections_per_ip = r.count(v, k, 1000000);
+                           }},
                           {"max_unknown_recipients",
                            [&](const toml::node& v, const std::string& k) {
                              c.limits.max_unknown_recipients = r.count(v, k, 1000000);

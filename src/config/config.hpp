@@ -65,6 +65,7 @@ struct Config {
   struct {
     uint64_t max_messages_per_hour = 0;
     uint64_t max_connections_per_ip = 20;
+    uint64_t max_mailbox_connections_per_ip = 50;  // POP3 + IMAP connections of one IP together
     uint64_t max_unknown_recipients = 20;
     std::chrono::seconds harvest_block{3600};
     uint64_t max_failed_commands = 10;

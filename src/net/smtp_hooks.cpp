@@ -1,15 +1,14 @@
 #include "net/smtp_hooks.hpp"
 
-#include "auth/password.hpp"
 #include "core/header.hpp"
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
 
 namespace bulwark {
 
-SmtpHooks::SmtpHooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname,
+SmtpHooks::SmtpHooks(Directory& d, Spool& s, Logins& logins, std::string ip, IpAddress ipa, std::string hostname,
                      SessionPolicy policy)
-    : dir_(d), spool_(s), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {
+    : dir_(d), spool_(s), logins_(logins), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {
   // The server's own host name is ours even when it is no mail domain: nobody may
   // use it as a sender from outside (anti-spoofing as for a local domain).
   identity_.domain_switch = [this](const std::string& domain) -> std::optional<bool> {
@@ -104,46 +103,14 @@ bool SmtpHooks::unknown_recipient() {
 
 void SmtpHooks::refused(std::string_view what) { logs::security().info("SMTP refused from {}: {}", ip_, sanitize(what)); }
 
-bool SmtpHooks::auth_blocked() {
-  if (!p_.limits.auth_blocked(ipa_)) return false;
-  logs::security().info("SMTP AUTH from {} refused: blocked after too many failed logins", ip_);
-  return true;
-}
-
 std::string SmtpHooks::auth_succeeded(auth::Mech m, const std::string& user) {
-  auth_user_ = dir_.user_key(user).value_or(to_lower(user));
-  logs::main().info("SMTP AUTH {} from {}: {} logged in", auth::mech_name(m), ip_, sanitize(auth_user_));
+  auth_user_ = logins_.succeeded("SMTP AUTH", auth::mech_name(m), user, ip_, ipa_, false);
   return auth_user_;
 }
 
-namespace {
-// A failed login names its user when that user exists. Anything else may be a
-// password typed into the user field, so it appears only as a keyed hash: the same
-// name gives the same tag while the server runs (attempts can be told apart and
-// counted), and the text cannot be recovered from the log.
-std::string failed_login_name(Directory& dir, const std::string& user) {
-  if (user.empty()) return "<?>";
-  if (auto key = dir.user_key(user)) return "<" + *key + ">";
-  static const std::string tag_key = auth::random_bytes(32);
-  auto mac = auth::hmac_sha256(tag_key, user);
-  static const char* hex = "0123456789abcdef";
-  std::string tag;
-  for (size_t i = 0; i < 6; ++i) {
-    tag += hex[mac[i] >> 4];
-    tag += hex[mac[i] & 15];
-  }
-  return "(unknown user, tag " + tag + ")";
-}
-}  // namespace
-
 bool SmtpHooks::auth_failed(auth::Mech m, const std::string& user, std::string_view why) {
   auth_failed_ = true;
-  // Never the password or the exchange itself; the user name only when it is one.
-  logs::security().info("SMTP AUTH {} failed from {}: user {}: {}", auth::mech_name(m), ip_,
-                        failed_login_name(dir_, user), why);
-  if (!p_.limits.auth_failure(ipa_)) return false;
-  logs::security().info("SMTP AUTH from {} blocked for 15 minutes: too many failed logins", ip_);
-  return true;
+  return logins_.failed("SMTP AUTH", auth::mech_name(m), user, ip_, ipa_, why);
 }
 
 }  // namespace bulwark

@@ -8,6 +8,7 @@
 
 #include "auth/sasl.hpp"
 #include "directory/directory.hpp"
+#include "net/login.hpp"
 #include "policy/identity.hpp"
 #include "policy/policy.hpp"
 #include "queue/spool.hpp"
@@ -30,9 +31,10 @@ struct SessionPolicy {
   std::string postmaster;     // server.postmaster
 };
 
-class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {
+class SmtpHooks : public smtp::SessionHooks {
  public:
-  SmtpHooks(Directory& d, Spool& s, std::string ip, IpAddress ipa, std::string hostname, SessionPolicy policy);
+  SmtpHooks(Directory& d, Spool& s, Logins& logins, std::string ip, IpAddress ipa, std::string hostname,
+            SessionPolicy policy);
 
   smtp::RecipientLookup lookup_recipient(const Address& a) override;
   bool may_relay(const Address& rcpt) override;
@@ -45,21 +47,18 @@ class SmtpHooks : public smtp::SessionHooks, public auth::SecretSource {
   const BodySpill* body_spill() override { return spool_.body_spill(); }
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
 
-  auth::SecretSource* secrets() override { return this; }
-  bool auth_blocked() override;
+  auth::SecretSource* secrets() override { return &logins_; }
+  bool auth_blocked() override { return logins_.blocked("SMTP AUTH", ip_, ipa_); }
   std::string auth_succeeded(auth::Mech m, const std::string& user) override;
   bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
   void auth_reset() override { auth_user_.clear(); }  // a failed AUTH still counts
-  std::optional<auth::ScramSecret> scram_secret(const std::string& user) override { return dir_.scram_secret(user); }
-  std::optional<auth::CramSecret> cram_md5_secret(const std::string& user) override {
-    return dir_.cram_md5_secret(user);
-  }
 
  private:
   bool in_relay_group() const;
 
   Directory& dir_;
   Spool& spool_;
+  Logins& logins_;
   std::string ip_;
   IpAddress ipa_;
   std::string hostname_;

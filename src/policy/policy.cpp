@@ -104,7 +104,7 @@ ClientLimits::Entry* ClientLimits::entry(const IpAddress& ip, SteadyClock::time_
 }
 
 bool ClientLimits::live(const Entry& e, SteadyClock::time_point now) const {
-  if (e.connections > 0 || e.blocked_until > now || e.auth_blocked_until > now) return true;
+  if (e.connections > 0 || e.mailbox_connections > 0 || e.blocked_until > now || e.auth_blocked_until > now) return true;
   if (e.auth_failures > 0 && now - e.auth_since <= s_.auth_window) return true;
   if (e.unknown > 0 && now - e.unknown_since <= s_.harvest_block) return true;
   int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
@@ -120,21 +120,25 @@ void ClientLimits::evict(SteadyClock::time_point now) {
   if (map_.size() >= s_.max_tracked) next_evict_ = now + std::chrono::seconds(1);
 }
 
-ClientLimits::Connect ClientLimits::connect(const IpAddress& ip) {
+ClientLimits::Connect ClientLimits::connect(const IpAddress& ip, Kind kind) {
   std::lock_guard lk(mu_);
   auto now = now_();
   Entry* e = entry(ip, now);
   if (!e) return Connect::untracked;
-  if (e->blocked_until > now) return Connect::harvest_blocked;
-  if (s_.max_connections_per_ip && e->connections >= s_.max_connections_per_ip) return Connect::too_many_connections;
-  ++e->connections;
+  if (kind == Kind::smtp && e->blocked_until > now) return Connect::harvest_blocked;
+  uint32_t& n = kind == Kind::smtp ? e->connections : e->mailbox_connections;
+  uint64_t max = kind == Kind::smtp ? s_.max_connections_per_ip : s_.max_mailbox_connections_per_ip;
+  if (max && n >= max) return Connect::too_many_connections;
+  ++n;
   return Connect::ok;
 }
 
-void ClientLimits::disconnect(const IpAddress& ip) {
+void ClientLimits::disconnect(const IpAddress& ip, Kind kind) {
   std::lock_guard lk(mu_);
   auto it = map_.find(limit_key(ip));
-  if (it != map_.end() && it->second.connections > 0) --it->second.connections;
+  if (it == map_.end()) return;
+  uint32_t& n = kind == Kind::smtp ? it->second.connections : it->second.mailbox_connections;
+  if (n > 0) --n;
 }
 
 bool ClientLimits::message_allowed(const IpAddress& ip) {

@@ -70,6 +70,7 @@ RelayVerdict decide_relay(const RelaySettings& s, const IpGroups& groups, const 
 struct LimitSettings {
   uint64_t max_messages_per_hour = 0;
   uint64_t max_connections_per_ip = 20;
+  uint64_t max_mailbox_connections_per_ip = 50;  // POP3 + IMAP together
   uint64_t max_unknown_recipients = 20;
   std::chrono::seconds harvest_block{3600};
   uint64_t max_auth_failures = 5;  // within auth_window, then AUTH refused for auth_block
@@ -91,10 +92,13 @@ class ClientLimits {
   void update(LimitSettings s);
 
   enum class Connect { ok, harvest_blocked, too_many_connections, untracked };
+  // SMTP connections and mailbox (POP3, IMAP) connections are counted separately,
+  // each against its own limit (SPEC 2). The harvest block refuses SMTP only.
+  enum class Kind { smtp, mailbox };
   // On ok the connection is counted; call disconnect() when it ends. untracked: the
   // table is full (see above); the connection may go on, uncounted.
-  Connect connect(const IpAddress& ip);
-  void disconnect(const IpAddress& ip);
+  Connect connect(const IpAddress& ip, Kind kind = Kind::smtp);
+  void disconnect(const IpAddress& ip, Kind kind = Kind::smtp);
   // At MAIL: may this IP start another message within the hourly limit?
   bool message_allowed(const IpAddress& ip);
   void message_accepted(const IpAddress& ip);
@@ -111,6 +115,7 @@ class ClientLimits {
  private:
   struct Entry {
     uint32_t connections = 0;
+    uint32_t mailbox_connections = 0;
     uint32_t unknown = 0;
     SteadyClock::time_point unknown_since{};
     SteadyClock::time_point blocked_until{};

@@ -30,14 +30,11 @@ struct SessionLimits {
   size_t max_text_line = 1000;              // including CRLF (RFC 5321 4.5.3.1.6)
 };
 
-// Security policy (SPEC 8): which mechanisms may be used where.
-enum class AuthMode { none, secure_auth, encrypted };
+// Security policy (SPEC 8): which mechanisms may be used where (auth::LoginPolicy,
+// shared with the other protocols), plus what only SMTP has.
+using AuthMode = auth::Mode;
 
-struct AuthSettings {
-  AuthMode mode = AuthMode::secure_auth;
-  std::vector<auth::Mech> mechanisms;  // offered in this order; empty = no AUTH
-  bool insecure_ok = false;            // client is in policy.insecure_auth_ip_group
-  std::chrono::milliseconds failure_delay{0};
+struct AuthSettings : auth::LoginPolicy {
   bool received_auth_user = false;     // name the AUTH user in Received:
   size_t max_line = 12288;             // RFC 4954 4: AUTH lines may be this long
 };

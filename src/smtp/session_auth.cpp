@@ -17,13 +17,9 @@ bool ServerSession::need_tls_first() const {
 }
 
 bool ServerSession::mechanism_usable(auth::Mech m) const {
-  if (client_.tls) return true;
-  switch (cfg_.auth.mode) {
-    case AuthMode::none: return true;
-    case AuthMode::encrypted: return false;
-    case AuthMode::secure_auth: return !auth::is_plaintext(m) || cfg_.auth.insecure_ok;
-  }
-  return false;
+  // Port 25 under `encrypted` offers no AUTH without TLS at all (SPEC 8), which is
+  // what the shared policy says for every mechanism before TLS.
+  return cfg_.auth.usable(m, client_.tls);
 }
 
 namespace {

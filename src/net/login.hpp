@@ -1,0 +1,76 @@
+// net/: the login machinery every protocol shares (SMTP AUTH now; POP3, IMAP and the
+// admin console next): the security policy for a connection (SPEC 8), the per-IP
+// failure block, password checks on the hashing pool (never on an I/O thread), the
+// secrets of the challenge-response mechanisms, and the log lines of success and
+// failure. One implementation; protocols differ only in their framing.
+#pragma once
+#include <asio.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "auth/sasl.hpp"
+#include "config/config.hpp"
+#include "core/ip.hpp"
+#include "policy/policy.hpp"
+
+namespace bulwark {
+
+class Directory;
+
+class Logins : public auth::SecretSource {
+ public:
+  Logins(Directory& dir, ClientLimits& limits, PopLogins& pop, asio::thread_pool& hashing);
+
+  // SPEC 8 for a client at `ip`: mode, mechanisms in order, plaintext allowed here.
+  static auth::LoginPolicy policy(const Config& cfg, const IpGroups& groups, const IpAddress& ip);
+
+  // True while logins are refused to the address: too many failures, or the per-IP
+  // table cannot track it (logged). `proto`: "SMTP AUTH", "POP3", ...
+  bool blocked(std::string_view proto, const std::string& ip, const IpAddress& ipa);
+
+  // Checks a password on the hashing pool (Argon2id: 64 MiB, ~0.1 s; the pool's size
+  // bounds the memory). Completes on the caller's executor with the user's lookup key,
+  // or nothing. The password is wiped once checked.
+  // (References, copied inside: no class-type temporaries in a co_await expression.)
+  template <class Token>
+  auto async_verify(const std::string& user, const std::string& password, Token&& token) {
+    return asio::async_initiate<Token, void(std::optional<std::string>)>(
+        [this, &user, &password](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(hashing_, [this, h, ex, user = user, password = password]() mutable {
+            std::optional<std::string> key = check(user, password);
+            asio::post(ex, [h, key = std::move(key)]() mutable { (*h)(std::move(key)); });
+          });
+        },
+        token);
+  }
+
+  // A login succeeded: logs it, and when `opens_relay` (POP3, IMAP) opens the
+  // POP-before-SMTP window for the address. Returns the user's lookup key.
+  std::string succeeded(std::string_view proto, std::string_view mech, const std::string& user,
+                        const std::string& ip, const IpAddress& ipa, bool opens_relay);
+  // A login failed (`why` for the log): counts toward the per-IP block; true when
+  // the address is blocked now.
+  bool failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
+              const IpAddress& ipa, std::string_view why);
+
+  // auth::SecretSource, from the directory.
+  std::optional<auth::ScramSecret> scram_secret(const std::string& user) override;
+  std::optional<auth::CramSecret> cram_md5_secret(const std::string& user) override;
+
+ private:
+  std::optional<std::string> check(const std::string& user, std::string& password);
+  // The user as the log may show it: the address when it is a user, else a tag.
+  std::string loggable(const std::string& user);
+
+  Directory& dir_;
+  ClientLimits& limits_;
+  PopLogins& pop_;
+  asio::thread_pool& hashing_;
+  std::string tag_key_;
+};
+
+}  // namespace bulwark

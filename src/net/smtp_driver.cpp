@@ -1,0 +1,237 @@
+// net/: the SMTP driver -- connects smtp::ServerSession to a connection: reads and
+// writes, STARTTLS, the DNS checks at MAIL, password checks, the commit to the spool.
+#include <openssl/ssl.h>
+
+#include "core/strings.hpp"
+#include "logging/logs.hpp"
+#include "net/driver.hpp"
+#include "net/login.hpp"
+#include "net/smtp_hooks.hpp"
+#include "policy/dns_checks.hpp"
+#include "queue/spool.hpp"
+#include "smtp/session.hpp"
+
+namespace bulwark {
+
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+// Resumes the awaiting coroutine on its own executor when the spool has synced.
+template <class Token>
+auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& token) {
+  return asio::async_initiate<Token, void(bool)>(
+      [&spool, tx](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        spool.submit(tx, [h, ex](bool ok) { asio::post(ex, [h, ok]() mutable { (*h)(ok); }); });
+      },
+      token);
+}
+
+// The DNS checks of SPEC 7 for one MAIL FROM: client PTR, then sender domain.
+// Completes on the session's executor with a refusal, or none.
+template <class Token>
+auto async_dns_check(DnsChecks& dns, std::string ip, Address sender, bool ptr, bool domain, Token&& token) {
+  return asio::async_initiate<Token, void(std::optional<smtp::Reply>)>(
+      [&dns, ip, sender, ptr, domain](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        auto finish = [h, ex](std::optional<smtp::Reply> r) {
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        };
+        auto check_domain = [&dns, ip, sender, domain, finish]() {
+          if (!domain || sender.empty()) return finish(std::nullopt);
+          if (sender.domain_is_literal()) {
+            logs::security().info("SMTP sender <{}> from {} refused: address literal, not a domain",
+                                  sanitize(sender.str()), ip);
+            return finish(smtp::Reply(550, "5.1.8", "Sender address must use a domain name"));
+          }
+          dns.sender_domain(sender.domain, [ip, sender, finish](DnsChecks::Verdict v) {
+            if (v == DnsChecks::Verdict::ok) return finish(std::nullopt);
+            if (v == DnsChecks::Verdict::missing) {
+              logs::security().info("SMTP sender <{}> from {} refused: domain {} has no MX, A or AAAA record",
+                                    sanitize(sender.str()), ip, sanitize(sender.domain));
+              return finish(smtp::Reply(550, "5.1.8", "Sender address domain " + sanitize(sender.domain) +
+                                                          " does not exist in DNS"));
+            }
+            logs::security().info("SMTP sender <{}> from {} deferred: DNS lookup of {} failed",
+                                  sanitize(sender.str()), ip, sanitize(sender.domain));
+            finish(smtp::Reply(451, "4.4.3", "Temporary DNS failure checking the sender domain, try again later"));
+          });
+        };
+        if (!ptr) return check_domain();
+        dns.client_ptr(ip, [ip, finish, check_domain](DnsChecks::Verdict v) {
+          if (v == DnsChecks::Verdict::ok) return check_domain();
+          if (v == DnsChecks::Verdict::missing) {
+            logs::security().info("SMTP client {} refused: no PTR record", ip);
+            return finish(smtp::Reply(550, "5.7.25", "Client host [" + ip + "] has no PTR record"));
+          }
+          logs::security().info("SMTP client {} deferred: PTR lookup failed", ip);
+          finish(smtp::Reply(450, "4.7.25", "Temporary DNS failure looking up the PTR of [" + ip + "]"));
+        });
+      },
+      token);
+}
+
+void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
+  const auto& e = tx.envelope;
+  std::string rcpts;
+  std::string last;
+  for (auto& r : e.recipients) {
+    if (r.rcpt == last) continue;
+    last = r.rcpt;
+    if (!rcpts.empty()) rcpts += ",";
+    rcpts += "<" + sanitize(r.rcpt) + ">";
+  }
+  logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}", e.id, e.client_ip,
+                    lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.body.size(),
+                    e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user));
+}
+
+class SmtpDriver : public Driver {
+ public:
+  SmtpDriver(Shared& shared, smtp::Service service) : sh_(shared), service_(service) {}
+  const char* name() const override { return "SMTP"; }
+  bool implicit_tls() const override { return service_ == smtp::Service::smtps; }
+
+  std::string refusal(Refusal why, const std::string& host) const override {
+    switch (why) {
+      case Refusal::not_in_group: return smtp::Reply(554, "5.7.1", host + " Access denied").render();
+      case Refusal::listener_full:
+        return smtp::Reply(421, "4.7.0", host + " Too many connections to this service, try again later").render();
+      case Refusal::too_many_from_ip:
+        return smtp::Reply(421, "4.7.0", host + " Too many connections from your address, try later").render();
+      case Refusal::harvest_blocked:
+        return smtp::Reply(421, "4.7.1", host + " Too many unknown recipients from your address, try later").render();
+    }
+    return {};
+  }
+
+  // Every local lives at function scope (see docs/architecture.md on GCC 12).
+  awaitable<void> converse(Conn& conn, Admitted& a) override {
+    Conn* c = &conn;
+    const Config* cfg = a.cfg.get();
+    const std::string& ip = a.ip;
+    const IpAddress& ipa = a.ipa;
+    smtp::SessionConfig sc;
+    sc.hostname = cfg->server.hostname;
+    sc.service = service_;
+    sc.starttls_available = a.tls != nullptr && !implicit_tls();
+    if (!a.exempt) {  // the exempt group has none of the limits (SPEC 7)
+      sc.limits.max_message_size = cfg->limits.max_message_size;
+      sc.limits.max_recipients = cfg->limits.max_recipients;
+      sc.limits.max_hops = cfg->limits.max_hops;
+      sc.limits.max_failed_commands = cfg->limits.max_failed_commands;
+    } else {
+      sc.limits.max_message_size = sc.limits.max_recipients = sc.limits.max_hops = sc.limits.max_failed_commands = 0;
+    }
+    static_cast<auth::LoginPolicy&>(sc.auth) = Logins::policy(*cfg, *a.groups, ipa);
+    sc.auth.received_auth_user = cfg->policy.received_auth_user;
+    smtp::ClientInfo client{ip, a.tls_active, a.tls_version, a.tls_cipher};
+    RelaySettings rs{cfg->relay.open, cfg->relay.allow_ip_group, cfg->relay.allow_authenticated,
+                     cfg->relay.pop_before_smtp};
+    SessionPolicy policy{a.groups, rs, sh_.limits, sh_.pop, cfg->limits.max_messages_per_hour, a.exempt,
+                         a.groups->contains(cfg->relay.trusted_ip_group, ipa), cfg->limits.require_client_ptr,
+                         cfg->limits.require_sender_domain_in_dns, cfg->policy.anti_spoofing, cfg->server.postmaster};
+    SmtpHooks hooks(sh_.dir, sh_.spool, sh_.logins, ip, ipa, cfg->server.hostname, policy);
+    smtp::ServerSession s(sc, hooks, client);
+    ReadPacer pacer(cfg->timeouts.command, cfg->timeouts.data, cfg->timeouts.min_data_rate);
+    std::string greeting = s.greet().bytes;  // named: see write()
+    std::string bye;
+    std::shared_ptr<smtp::Transaction> tx;
+    if (!co_await write(*c, greeting)) co_return;
+    for (;;) {
+      bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
+      pacer.before_read(*c, in_data, s.buffered() > 0);
+      c->in_transaction = s.in_transaction() || in_data;
+      if (c->should_stop()) {
+        bye = s.shutdown(smtp::ServerSession::Closing::shutdown).bytes;
+        co_await write(*c, bye);
+        break;
+      }
+      asio::error_code rec;
+      size_t n = co_await read_some(*c, rec);
+      if (rec) {
+        if (rec == asio::error::operation_aborted) {
+          // Woken by the watchdog (timeout) or by shutdown: say why, then close.
+          bool timeout = c->timed_out;
+          c->timed_out = true;  // the watchdog now only allows a short grace period
+          c->deadline = Clock::now() + std::chrono::seconds(5);
+          bye = s.shutdown(timeout ? smtp::ServerSession::Closing::timeout : smtp::ServerSession::Closing::shutdown)
+                    .bytes;
+          co_await write(*c, bye);
+        }
+        break;
+      }
+      pacer.after_read(n);
+      smtp::Output o = s.feed(std::string_view(c->buf.data(), n));
+      bool close = false;
+      for (;;) {
+        if (o.delay.count() > 0) co_await pause(*c, o.delay);  // a failed AUTH: slow the guesser down
+        if (!co_await write(*c, o.bytes)) {
+          close = true;
+          break;
+        }
+        if (o.next == smtp::Next::read) break;
+        if (o.next == smtp::Next::close) {
+          close = true;
+          break;
+        }
+        if (o.next == smtp::Next::check) {
+          c->set_deadline(cfg->timeouts.command);
+          auto refusal = co_await async_dns_check(sh_.dns, ip, s.checking_sender(), cfg->limits.require_client_ptr,
+                                                  cfg->limits.require_sender_domain_in_dns, use_awaitable);
+          o = s.check_finished(std::move(refusal));
+          continue;
+        }
+        if (o.next == smtp::Next::verify) {
+          c->set_deadline(cfg->timeouts.command);
+          auto key = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
+                                                       use_awaitable);
+          o = s.login_finished(key.has_value());
+          continue;
+        }
+        if (o.next == smtp::Next::starttls) {
+          if (!co_await handshake(*c, *a.tls, std::min<Clock::duration>(cfg->timeouts.command, std::chrono::seconds(10)))) {
+            logs::main().info("STARTTLS handshake with {} failed", ip);
+            close = true;
+            break;
+          }
+          auto names = tls_names(*c);
+          o = s.tls_started(names.first, names.second);
+          continue;
+        }
+        // commit
+        tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
+        c->set_deadline(cfg->timeouts.data);
+        bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
+        if (ok) {
+          log_accepted(*tx, a.listener);
+          if (!a.exempt) sh_.limits.message_accepted(ipa);
+        } else {
+          logs::main().error("spool commit failed for message from {}", ip);
+        }
+        tx.reset();
+        o = s.commit_finished(ok);
+      }
+      if (close) break;
+    }
+  }
+
+ private:
+  Shared& sh_;
+  smtp::Service service_;
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> make_smtp_driver(Shared& shared, const std::string& service) {
+  smtp::Service s = service == "submission" ? smtp::Service::submission
+                    : service == "smtps"    ? smtp::Service::smtps
+                                            : smtp::Service::smtp;
+  return std::make_unique<SmtpDriver>(shared, s);
+}
+
+}  // namespace bulwark
