@@ -297,6 +297,12 @@ Config load_config(const std::string& path) {
                              if (c.policy.auth_failure_delay > std::chrono::seconds(30))
                                r.fail(&v, k, "must be at most 30s");
                            }},
+                          {"login_cache_ttl",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.policy.login_cache_ttl = r.duration(v, k);
+                             if (c.policy.login_cache_ttl > std::chrono::hours(24))
+                               r.fail(&v, k, "must be at most 1d");
+                           }},
                           {"received_auth_user", [&](const toml::node& v, const std::string& k) {
                              c.policy.received_auth_user = r.boolean(v, k);
                            }}});
@@ -470,11 +476,11 @@ Config load_config(const std::string& path) {
                              [&](const toml::node& v, const std::string& k) {
                                l.service = r.str(v, k);
                                has_service = true;
-                               if (l.service == "pop3" || l.service == "pop3s" || l.service == "imap" ||
-                                   l.service == "imaps")
+                               if (l.service == "imap" || l.service == "imaps")
                                  r.fail(&v, k, "service \"" + l.service + "\" is not available in this version");
-                               if (l.service != "smtp" && l.service != "submission" && l.service != "smtps")
-                                 r.fail(&v, k, "must be \"smtp\", \"submission\" or \"smtps\"");
+                               if (l.service != "smtp" && l.service != "submission" && l.service != "smtps" &&
+                                   l.service != "pop3" && l.service != "pop3s")
+                                 r.fail(&v, k, "must be \"smtp\", \"submission\", \"smtps\", \"pop3\" or \"pop3s\"");
                              }},
                             {"address",
                              [&](const toml::node& v, const std::string& k) {
@@ -493,7 +499,12 @@ Config load_config(const std::string& path) {
                              }}});
                    if (!has_service) r.fail(&item, p + ".service", "missing (smtp, submission or smtps)");
                    if (l.address.empty()) l.address = "0.0.0.0";
-                   if (!has_port) l.port = l.service == "smtp" ? 25 : l.service == "submission" ? 587 : 465;
+                   if (!has_port)
+                     l.port = l.service == "smtp"         ? 25
+                              : l.service == "submission" ? 587
+                              : l.service == "smtps"      ? 465
+                              : l.service == "pop3"       ? 110
+                                                          : 995;
                    for (auto& other : c.listeners)
                      if (other.address == l.address && other.port == l.port)
                        r.fail(&item, p + ".port", "port " + std::to_string(l.port) + " on " + l.address +

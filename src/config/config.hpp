@@ -87,6 +87,9 @@ struct Config {
     bool anti_spoofing = true;
     uint64_t max_auth_failures = 5;                  // per IP per 15 minutes; 0 = off
     std::chrono::seconds auth_failure_delay{1};      // extension: wait before a failed-AUTH reply
+    // extension: a successful password login lets the same user with the same password
+    // skip Argon2id for this long (Dovecot's auth_cache_ttl); 0 = off
+    std::chrono::seconds login_cache_ttl{3600};
     bool received_auth_user = false;                 // extension: name the AUTH user in Received:
   } policy;
 

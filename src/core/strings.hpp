@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace bulwark {
 
@@ -12,6 +13,20 @@ inline std::string to_lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
   return out;
+}
+
+inline std::string to_upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'a' && c <= 'z') c = char(c - 'a' + 'A');
+  return out;
+}
+
+// "VERB rest of line" -> {"VERB", "rest of line"}; no space: {s, ""}.
+inline std::pair<std::string_view, std::string_view> split_word(std::string_view s) {
+  size_t sp = s.find(' ');
+  if (sp == std::string_view::npos) return {s, {}};
+  return {s.substr(0, sp), s.substr(sp + 1)};
 }
 
 inline bool iequals(std::string_view a, std::string_view b) {

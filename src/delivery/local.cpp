@@ -14,28 +14,6 @@
 namespace bulwark {
 namespace fs = std::filesystem;
 
-std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key) {
-  auto escape = [](std::string_view s) {
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' || c == '-' ||
-                (c == '.' && !out.empty());
-      if (ok) out += char(c);
-      else {
-        out += '%';
-        out += hex[c >> 4];
-        out += hex[c & 15];
-      }
-    }
-    return out;
-  };
-  size_t at = mailbox_key.rfind('@');
-  std::string local = to_lower(mailbox_key.substr(0, at));
-  std::string domain = at == std::string::npos ? "" : to_lower(mailbox_key.substr(at + 1));
-  return (fs::path(data_dir) / "mail" / escape(domain) / escape(local)).string();
-}
-
 namespace {
 
 // CRLF -> LF on the way into a Maildir file (the Maildir convention; lossless here:
@@ -54,6 +32,7 @@ class MaildirWriter {
         continue;
       }
       out_ += c;
+      lines_ += c == '\n';
     }
     if (out_.size() >= 64 * 1024) flush();
   }
@@ -64,6 +43,8 @@ class MaildirWriter {
     return ok_;
   }
   uint64_t written() const { return written_; }
+  // The size a POP3 or IMAP client is told: with CRLF line ends again.
+  uint64_t crlf_size() const { return written_ + lines_; }
 
  private:
   void flush() {
@@ -74,7 +55,7 @@ class MaildirWriter {
   int fd_;
   std::string out_;
   bool cr_ = false, ok_ = true;
-  uint64_t written_ = 0;
+  uint64_t written_ = 0, lines_ = 0;
 };
 
 std::string duration_words(std::chrono::seconds d) {
@@ -266,7 +247,7 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
     error = read_ok ? "cannot write " + tmp + ": " + std::strerror(saved) : "the queue file could not be read";
     return false;
   }
-  copy = {msg.id, target, tmp, dir + "/new/" + name + ",S=" + std::to_string(w.written()), w.written()};
+  copy = {msg.id, target, tmp, dir + "/new/" + name + ",S=" + std::to_string(w.written()) + ",W=" + std::to_string(w.crlf_size()), w.written()};
   return true;
 }
 

@@ -17,12 +17,9 @@
 
 #include "delivery/reports.hpp"
 #include "queue/spool.hpp"
+#include "store/mailstore.hpp"
 
 namespace bulwark {
-
-// <data_dir>/mail/<domain>/<local>/ with bytes outside [a-z0-9._+-] %-escaped, so
-// no address can name a path outside the mail tree.
-std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key);
 
 struct LocalSettings {
   std::string data_dir, hostname;

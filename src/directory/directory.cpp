@@ -436,6 +436,15 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
   return key;
 }
 
+std::optional<std::pair<std::string, std::string>> Directory::login_record(const std::string& user) {
+  auto a = parse_mailbox(user);
+  if (!a) return std::nullopt;
+  std::string key = a->lookup_key();
+  std::string hash = user_column("SELECT password_hash FROM users WHERE key=?", key);
+  if (hash.empty()) return std::nullopt;
+  return std::pair{key, hash};
+}
+
 std::optional<auth::ScramSecret> Directory::scram_secret(const std::string& user) {
   auto a = parse_mailbox(user);
   if (!a) return std::nullopt;

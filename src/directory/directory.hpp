@@ -70,6 +70,9 @@ class Directory {
   // address as the client typed it. On success returns the user's lookup key; a
   // hash made with older Argon2id parameters is replaced by a current one.
   std::optional<std::string> verify_login(const std::string& user, const std::string& password);
+  // The user's lookup key and stored password hash (what a login cache checks that a
+  // cached success still stands: `user passwd` changes the hash, `user remove` the row).
+  std::optional<std::pair<std::string, std::string>> login_record(const std::string& user);
   std::optional<auth::ScramSecret> scram_secret(const std::string& user);
   std::optional<auth::CramSecret> cram_md5_secret(const std::string& user);
   // For `bulwark audit`: which users lack SCRAM keys, have CRAM-MD5, or an old hash.

@@ -32,6 +32,20 @@ awaitable<size_t> read_some(Conn& c, asio::error_code& ec) {
   co_return co_await c.sock.async_read_some(asio::buffer(c.buf), asio::redirect_error(use_awaitable, ec));
 }
 
+awaitable<ReadEnd> next_read(Conn& c, size_t& n) {
+  n = 0;
+  if (c.should_stop()) co_return ReadEnd::shutdown;
+  asio::error_code ec;
+  n = co_await read_some(c, ec);
+  if (!ec) co_return ReadEnd::data;
+  if (ec != asio::error::operation_aborted) co_return ReadEnd::closed;
+  // Woken by the watchdog (timeout) or by the shutdown: a short grace to say why.
+  bool timeout = c.timed_out;
+  c.timed_out = true;
+  c.deadline = Clock::now() + std::chrono::seconds(5);
+  co_return timeout ? ReadEnd::timeout : ReadEnd::shutdown;
+}
+
 awaitable<bool> write(Conn& c, const std::string& bytes) {
   if (bytes.empty()) co_return true;
   asio::error_code ec;

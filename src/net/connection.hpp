@@ -51,6 +51,13 @@ asio::awaitable<void> watchdog(std::shared_ptr<Conn> c);
 // A read into c.buf; ec set on error (operation_aborted: timeout or shutdown).
 asio::awaitable<size_t> read_some(Conn& c, asio::error_code& ec);
 
+// The read of a session loop: `data` (n bytes in c.buf), or why the session ends now:
+// the peer closed or failed (`closed`: nothing to say), the read deadline passed, or
+// the server is shutting down. For the last two the driver says why, in its protocol,
+// within the 5 s the watchdog then allows, and closes.
+enum class ReadEnd { data, closed, timeout, shutdown };
+asio::awaitable<ReadEnd> next_read(Conn& c, size_t& n);
+
 // False when the peer is gone: an I/O error is a value, never an exception (DESIGN 6).
 // Callers pass named strings, never temporaries: GCC 12 destroys class-type
 // temporaries of a co_await expression twice (docs/architecture.md).

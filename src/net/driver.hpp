@@ -19,6 +19,9 @@ class Directory;
 class Spool;
 class DnsChecks;
 class Logins;
+namespace store {
+class MailboxLocks;
+}
 
 // Why a connection is refused before its greeting.
 enum class Refusal { not_in_group, listener_full, too_many_from_ip, harvest_blocked };
@@ -44,6 +47,8 @@ struct Shared {
   PopLogins& pop;
   DnsChecks& dns;
   Logins& logins;
+  store::MailboxLocks& mailbox_locks;
+  asio::thread_pool& disk;  // mailbox syncs and removals (readdir, fsync): never on an I/O thread
 };
 
 class Driver {
@@ -62,5 +67,25 @@ class Driver {
 
 // smtp, submission, smtps
 std::unique_ptr<Driver> make_smtp_driver(Shared& shared, const std::string& service);
+// pop3, pop3s
+std::unique_ptr<Driver> make_pop3_driver(Shared& shared, const std::string& service);
+
+// Runs (*f)() on `pool` and completes on the caller's executor with its result. `f`
+// points to a named callable that outlives the wait (GCC 12: no class-type temporaries
+// in a co_await expression).
+template <class F, class Token>
+auto async_on(asio::thread_pool& pool, F* f, Token&& token) {
+  using R = decltype((*f)());
+  return asio::async_initiate<Token, void(R)>(
+      [&pool, f](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        asio::post(pool, [h, ex, f]() mutable {
+          R r = (*f)();
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      token);
+}
 
 }  // namespace bulwark

@@ -1,5 +1,7 @@
 #include "net/login.hpp"
 
+#include <algorithm>
+
 #include "auth/password.hpp"
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
@@ -8,7 +10,54 @@
 namespace bulwark {
 
 Logins::Logins(Directory& dir, ClientLimits& limits, PopLogins& pop, asio::thread_pool& hashing)
-    : dir_(dir), limits_(limits), pop_(pop), hashing_(hashing), tag_key_(auth::random_bytes(32)) {}
+    : dir_(dir),
+      limits_(limits),
+      pop_(pop),
+      hashing_(hashing),
+      tag_key_(auth::random_bytes(32)),
+      cache_key_(auth::random_bytes(32)) {}
+
+void Logins::set_cache_ttl(std::chrono::seconds ttl) {
+  std::lock_guard lk(cache_mu_);
+  cache_ttl_ = ttl;
+  if (ttl.count() == 0) cache_.clear();
+}
+
+bool Logins::cache_hit(const std::string& key, const std::string& hash, const std::string& password) {
+  std::string data = hash + '\0' + password;
+  auth::Key mac = auth::hmac_sha256(cache_key_, data);
+  auth::wipe(data);
+  std::lock_guard lk(cache_mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return false;
+  if (std::chrono::steady_clock::now() >= it->second.expires) {
+    cache_.erase(it);
+    return false;
+  }
+  bool hit = auth::equal_ct(std::string_view(reinterpret_cast<const char*>(mac.data()), mac.size()),
+                            std::string_view(reinterpret_cast<const char*>(it->second.mac.data()), mac.size()));
+  if (!hit) cache_.erase(it);  // a different password or a changed hash: check in full
+  return hit;
+}
+
+void Logins::cache_put(const std::string& key, const std::string& hash, const std::string& password) {
+  std::string data = hash + '\0' + password;
+  auth::Key mac = auth::hmac_sha256(cache_key_, data);
+  auth::wipe(data);
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard lk(cache_mu_);
+  if (cache_ttl_.count() == 0) return;
+  if (cache_.size() >= cache_capacity && !cache_.count(key)) {
+    std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });
+    if (cache_.size() >= cache_capacity) {  // all fresh: drop the one that expires first
+      auto oldest = std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
+        return a.second.expires < b.second.expires;
+      });
+      cache_.erase(oldest);
+    }
+  }
+  cache_[key] = Cached{mac, now + cache_ttl_};
+}
 
 auth::LoginPolicy Logins::policy(const Config& c, const IpGroups& groups, const IpAddress& ip) {
   auth::LoginPolicy p;
@@ -29,7 +78,16 @@ bool Logins::blocked(std::string_view proto, const std::string& ip, const IpAddr
 }
 
 std::optional<std::string> Logins::check(const std::string& user, std::string& password) {
+  // Unknown users and wrong passwords always pay the full Argon2id cost.
+  auto record = dir_.login_record(user);
+  if (record && cache_hit(record->first, record->second, password)) {
+    auth::wipe(password);
+    return record->first;
+  }
   auto key = dir_.verify_login(user, password);
+  if (key) {
+    if (auto now = dir_.login_record(user)) cache_put(now->first, now->second, password);  // after a rehash too
+  }
   auth::wipe(password);
   return key;
 }

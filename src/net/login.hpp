@@ -5,8 +5,11 @@
 // failure. One implementation; protocols differ only in their framing.
 #pragma once
 #include <asio.hpp>
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 
@@ -22,6 +25,10 @@ class Directory;
 class Logins : public auth::SecretSource {
  public:
   Logins(Directory& dir, ClientLimits& limits, PopLogins& pop, asio::thread_pool& hashing);
+
+  // The verified-credentials cache (policy.login_cache_ttl; 0 turns it off). SIGHUP.
+  void set_cache_ttl(std::chrono::seconds ttl);
+  static constexpr size_t cache_capacity = 10000;  // users; the oldest go first when full
 
   // SPEC 8 for a client at `ip`: mode, mechanisms in order, plaintext allowed here.
   static auth::LoginPolicy policy(const Config& cfg, const IpGroups& groups, const IpAddress& ip);
@@ -71,6 +78,22 @@ class Logins : public auth::SecretSource {
   PopLogins& pop_;
   asio::thread_pool& hashing_;
   std::string tag_key_;
+
+  // A successful password check, remembered as a keyed hash (HMAC-SHA-256 under a
+  // random key made at start, never written anywhere) of the stored password hash and
+  // the password. A hit needs the same password and the same stored hash: a new
+  // password (`user passwd`) or a removed user misses at once, also when the change
+  // came from the CLI in another process. Failures are never cached.
+  struct Cached {
+    auth::Key mac;
+    std::chrono::steady_clock::time_point expires;
+  };
+  bool cache_hit(const std::string& key, const std::string& hash, const std::string& password);
+  void cache_put(const std::string& key, const std::string& hash, const std::string& password);
+  std::mutex cache_mu_;
+  std::unordered_map<std::string, Cached> cache_;
+  std::chrono::seconds cache_ttl_{3600};
+  std::string cache_key_;
 };
 
 }  // namespace bulwark

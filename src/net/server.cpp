@@ -19,6 +19,7 @@
 #include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
 #include "queue/spool.hpp"
+#include "store/mailstore.hpp"
 
 namespace bulwark {
 
@@ -52,8 +53,10 @@ struct Server::Impl {
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
   asio::thread_pool workers{2};  // password hashing
+  asio::thread_pool disk{2};     // mailbox syncs and removals
+  store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
-  Shared shared{dir, spool, limits, pop, dns, logins};
+  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
 
@@ -64,7 +67,9 @@ struct Server::Impl {
         resolver(cfg->dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg->dns.timeout)),
         dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
-        limits(limit_settings(*cfg)) {}
+        limits(limit_settings(*cfg)) {
+    logins.set_cache_ttl(cfg->policy.login_cache_ttl);
+  }
 
   ~Impl() { close(); }
 
@@ -78,6 +83,7 @@ struct Server::Impl {
     acceptors.clear();
     signals.reset();
     workers.join();
+    disk.join();
     resolver.shutdown();
     io_holder.reset();
   }
@@ -282,6 +288,7 @@ struct Server::Impl {
       if (reload_hook) reload_hook(next);  // may refuse the reload by throwing
       for (auto& w : next.warnings) logs::main().warn("{}", w);
       limits.update(limit_settings(next));
+      logins.set_cache_ttl(next.policy.login_cache_ttl);
       groups = std::make_shared<IpGroups>(next.ip_group_ranges);
       cfg = std::make_shared<Config>(std::move(next));
       tls = ctx;
@@ -355,7 +362,9 @@ void Server::bind() {
       throw std::runtime_error("cannot listen on " + lc.address + " port " + std::to_string(lc.port) + " (" +
                                lc.service + "): " + ec.message());
     impl_->acceptors.emplace_back(lc, std::move(acc));
-    impl_->drivers.push_back(make_smtp_driver(impl_->shared, lc.service));
+    bool pop = lc.service == "pop3" || lc.service == "pop3s";
+    impl_->drivers.push_back(pop ? make_pop3_driver(impl_->shared, lc.service)
+                                 : make_smtp_driver(impl_->shared, lc.service));
     impl_->accept_warnings.push_back(std::make_unique<logs::Throttle>());
     impl_->listener_conns.emplace_back(0);
   }

@@ -146,20 +146,12 @@ class SmtpDriver : public Driver {
       bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
       pacer.before_read(*c, in_data, s.buffered() > 0);
       c->in_transaction = s.in_transaction() || in_data;
-      if (c->should_stop()) {
-        bye = s.shutdown(smtp::ServerSession::Closing::shutdown).bytes;
-        co_await write(*c, bye);
-        break;
-      }
-      asio::error_code rec;
-      size_t n = co_await read_some(*c, rec);
-      if (rec) {
-        if (rec == asio::error::operation_aborted) {
-          // Woken by the watchdog (timeout) or by shutdown: say why, then close.
-          bool timeout = c->timed_out;
-          c->timed_out = true;  // the watchdog now only allows a short grace period
-          c->deadline = Clock::now() + std::chrono::seconds(5);
-          bye = s.shutdown(timeout ? smtp::ServerSession::Closing::timeout : smtp::ServerSession::Closing::shutdown)
+      size_t n = 0;
+      ReadEnd end = co_await next_read(*c, n);
+      if (end != ReadEnd::data) {
+        if (end != ReadEnd::closed) {
+          bye = s.shutdown(end == ReadEnd::timeout ? smtp::ServerSession::Closing::timeout
+                                                   : smtp::ServerSession::Closing::shutdown)
                     .bytes;
           co_await write(*c, bye);
         }

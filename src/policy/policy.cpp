@@ -25,7 +25,12 @@ size_t IpKeyHash::operator()(const IpAddress& a) const noexcept {
 void PopLogins::record(const IpAddress& ip) {
   std::lock_guard lk(mu_);
   auto now = now_();
-  if (last_.size() > 100000) std::erase_if(last_, [&](auto& kv) { return now - kv.second > std::chrono::hours(24); });
+  if (last_.size() >= 100000 && !last_.count(ip)) {
+    std::erase_if(last_, [&](auto& kv) { return now - kv.second > std::chrono::hours(24); });
+    if (last_.size() >= 100000)  // a day of logins from 100,000 addresses: the oldest goes
+      last_.erase(std::min_element(last_.begin(), last_.end(),
+                                   [](auto& a, auto& b) { return a.second < b.second; }));
+  }
   last_[ip] = now;
 }
 

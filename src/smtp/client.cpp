@@ -11,12 +11,6 @@ namespace {
 constexpr size_t kMaxReplyLine = 4096;
 constexpr size_t kMaxReplyLines = 200;
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = char(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
 bool looks_enhanced(std::string_view t) {
   // d.d{1,3}.d{1,3} followed by a space or the end
   size_t i = 0;
@@ -107,13 +101,13 @@ ClientOutput ClientSession::feed(std::string_view bytes) {
       for (size_t i = 1; i < all.size(); ++i) {
         std::string kw = all[i].size() > 4 ? all[i].substr(4) : "";
         size_t sp = kw.find(' ');
-        std::string key = upper(kw.substr(0, sp));
+        std::string key = to_upper(kw.substr(0, sp));
         ext_.insert(key);
         std::string args = sp == std::string::npos ? "" : kw.substr(sp + 1);
         if (key == "SIZE" && !args.empty()) size_limit_ = std::strtoull(args.c_str(), nullptr, 10);
         if (key == "AUTH") {
           size_t p = 0;
-          std::string a = upper(args);
+          std::string a = to_upper(args);
           while (p < a.size()) {
             size_t e = a.find(' ', p);
             if (e == std::string::npos) e = a.size();

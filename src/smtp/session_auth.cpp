@@ -4,14 +4,6 @@
 #include "smtp/session.hpp"
 
 namespace bulwark::smtp {
-namespace {
-std::pair<std::string_view, std::string_view> split_word(std::string_view s) {
-  size_t sp = s.find(' ');
-  if (sp == std::string_view::npos) return {s, {}};
-  return {s.substr(0, sp), s.substr(sp + 1)};
-}
-}  // namespace
-
 bool ServerSession::need_tls_first() const {
   return cfg_.auth.mode == AuthMode::encrypted && cfg_.service == Service::submission && !client_.tls;
 }

@@ -1,0 +1,227 @@
+// net/: the POP3 driver -- connects pop3::Session to a connection: reads and writes,
+// STLS, password checks (Logins), the mailbox lock and store (store/), and streaming
+// a message file as RETR/TOP.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "core/strings.hpp"
+#include "logging/logs.hpp"
+#include "net/driver.hpp"
+#include "net/login.hpp"
+#include "pop3/session.hpp"
+#include "store/mailstore.hpp"
+
+namespace bulwark {
+
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+class Pop3Hooks : public pop3::Hooks {
+ public:
+  Pop3Hooks(Logins& logins, const std::string& ip, const IpAddress& ipa) : logins_(logins), ip_(ip), ipa_(ipa) {}
+  auth::SecretSource& secrets() override { return logins_; }
+  bool login_blocked() override { return logins_.blocked("POP3", ip_, ipa_); }
+  void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
+    logins_.failed("POP3", mech, user, ip_, ipa_, why);
+  }
+  void refused(const std::string& what) override {
+    logs::security().info("POP3 from {} refused: {}", ip_, sanitize(what));
+  }
+
+ private:
+  Logins& logins_;
+  const std::string& ip_;
+  const IpAddress& ipa_;
+};
+
+// The session's view of a folder: octets with CRLF, and a UIDL that stays the same
+// across sessions and restarts (UIDVALIDITY and UID, as Dovecot's default does).
+std::vector<pop3::Entry> entries_of(const store::Folder& f) {
+  std::vector<pop3::Entry> v;
+  v.reserve(f.messages().size());
+  char uidl[24];
+  for (auto& m : f.messages()) {
+    std::snprintf(uidl, sizeof uidl, "%08" PRIx32 "%08" PRIx32, f.uidvalidity(), m.uid);
+    v.push_back({m.vsize, uidl});
+  }
+  return v;
+}
+
+class Pop3Driver : public Driver {
+ public:
+  Pop3Driver(Shared& shared, bool implicit) : sh_(shared), implicit_(implicit) {}
+  const char* name() const override { return "POP3"; }
+  bool implicit_tls() const override { return implicit_; }
+  bool mailbox_access() const override { return true; }
+
+  std::string refusal(Refusal why, const std::string&) const override {
+    switch (why) {
+      case Refusal::not_in_group: return "-ERR [AUTH] Access denied\r\n";
+      case Refusal::listener_full: return "-ERR [SYS/TEMP] Too many connections to this service, try again later\r\n";
+      case Refusal::too_many_from_ip: return "-ERR [SYS/TEMP] Too many connections from your address, try later\r\n";
+      case Refusal::harvest_blocked: return "-ERR [SYS/TEMP] Your address is blocked, try later\r\n";
+    }
+    return {};
+  }
+
+  // Every local lives at function scope (see docs/architecture.md on GCC 12).
+  awaitable<void> converse(Conn& conn, Admitted& a) override {
+    Conn* c = &conn;
+    const Config* cfg = a.cfg.get();
+    const std::string& ip = a.ip;
+    pop3::Config pc;
+    pc.hostname = cfg->server.hostname;
+    pc.stls_available = a.tls != nullptr && !implicit_;
+    pc.auth = Logins::policy(*cfg, *a.groups, a.ipa);
+    pc.max_failed_commands = a.exempt ? 0 : uint32_t(std::min<uint64_t>(cfg->limits.max_failed_commands, UINT32_MAX));
+    Pop3Hooks hooks(sh_.logins, ip, a.ipa);
+    pop3::Session s(pc, hooks, {ip, a.tls_active});
+    ReadPacer pacer(cfg->timeouts.command, cfg->timeouts.data, cfg->timeouts.min_data_rate);
+    std::string greeting = s.greet().bytes;  // named: see write()
+    std::string bye, chunk, encoded;
+    std::string key, maildir, error;
+    store::MailboxLocks::Lease lease;
+    std::unique_ptr<store::Folder> folder;
+    std::vector<uint32_t> uids;
+    size_t removed = 0;
+    auto open_folder = [&maildir, &error]() { return store::Folder::open(maildir, error); };
+    auto remove_uids = [&folder, &uids, &error]() { return folder->remove(uids, error); };
+    if (!co_await write(*c, greeting)) co_return;
+    for (;;) {
+      pacer.before_read(*c, false, s.buffered() > 0);
+      size_t n = 0;
+      ReadEnd end = co_await next_read(*c, n);
+      if (end != ReadEnd::data) {
+        if (end != ReadEnd::closed) {
+          bye = s.shutdown(end == ReadEnd::timeout ? pop3::Session::Closing::timeout
+                                                   : pop3::Session::Closing::shutdown)
+                    .bytes;
+          co_await write(*c, bye);
+        }
+        break;
+      }
+      pop3::Output o = s.feed(std::string_view(c->buf.data(), n));
+      bool close = false;
+      for (;;) {
+        if (o.delay.count() > 0) co_await pause(*c, o.delay);
+        // The mailbox is free before the client reads the last reply: a client that
+        // reconnects at once after QUIT must not find it in use.
+        if (o.next == pop3::Next::close) lease.release();
+        if (!co_await write(*c, o.bytes)) {
+          close = true;
+          break;
+        }
+        if (o.next == pop3::Next::read) break;
+        if (o.next == pop3::Next::close) {
+          close = true;
+          break;
+        }
+        c->set_deadline(cfg->timeouts.command);
+        if (o.next == pop3::Next::starttls) {
+          if (!co_await handshake(*c, *a.tls, std::min<Clock::duration>(cfg->timeouts.command, std::chrono::seconds(10)))) {
+            logs::main().info("POP3 STLS handshake with {} failed", ip);
+            close = true;
+            break;
+          }
+          o = s.tls_started();
+          continue;
+        }
+        if (o.next == pop3::Next::verify) {
+          auto found = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
+                                                        use_awaitable);
+          o = s.login_finished(found.has_value());
+          continue;
+        }
+        if (o.next == pop3::Next::open_mailbox) {
+          key = sh_.logins.succeeded("POP3", s.login_mech(), s.login_user(), ip, a.ipa, true);
+          lease = sh_.mailbox_locks.try_lock(key);
+          if (!lease) {
+            logs::main().info("POP3 from {}: mailbox of {} is in use by another session", ip, sanitize(key));
+            o = s.mailbox_opened(pop3::Session::Opened::in_use);
+            continue;
+          }
+          maildir = maildir_path(cfg->server.data_dir, key);
+          folder = co_await async_on(sh_.disk, &open_folder, use_awaitable);
+          if (!folder) {
+            logs::main().error("POP3: cannot open the mailbox of {}: {}", sanitize(key), error);
+            o = s.mailbox_opened(pop3::Session::Opened::failed);
+            continue;
+          }
+          o = s.mailbox_opened(pop3::Session::Opened::ok, entries_of(*folder));
+          continue;
+        }
+        if (o.next == pop3::Next::send_message) {
+          const auto& send = s.sending();
+          int fd = folder->open_message(folder->messages()[send.index]);
+          if (fd < 0) {
+            logs::main().warn("POP3: message {} of {} cannot be opened", folder->messages()[send.index].uid,
+                              sanitize(key));
+            o = s.message_sent(false);
+            continue;
+          }
+          // The file is read on this thread: a Maildir file is small and usually in the
+          // page cache, and a blocking read here costs less than a hop to the pool.
+          pop3::MessageEncoder enc(send.body_lines);
+          encoded = send.ok_line;
+          chunk.resize(64 * 1024);
+          bool ok = true, more = true;
+          while (ok && more) {
+            ssize_t r = ::read(fd, chunk.data(), chunk.size());
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) ok = false;
+            if (r <= 0) break;
+            more = enc.put(std::string_view(chunk.data(), size_t(r)), encoded);
+            if (encoded.size() >= 64 * 1024) {
+              c->set_deadline(cfg->timeouts.command);
+              ok = co_await write(*c, encoded);
+              encoded.clear();
+            }
+          }
+          ::close(fd);
+          if (!ok) {  // the +OK may be out already: the client must not take a short message as whole
+            logs::main().warn("POP3: sending message {} of {} to {} failed", folder->messages()[send.index].uid,
+                              sanitize(key), ip);
+            close = true;
+            break;
+          }
+          enc.finish(encoded);
+          if (!co_await write(*c, encoded)) {
+            close = true;
+            break;
+          }
+          encoded.clear();
+          o = s.message_sent(true);
+          continue;
+        }
+        // update: the deletions of this session, then the end
+        uids.clear();
+        error.clear();
+        for (size_t i : s.to_delete()) uids.push_back(folder->messages()[i].uid);
+        removed = co_await async_on(sh_.disk, &remove_uids, use_awaitable);
+        if (removed < uids.size() || !error.empty())
+          logs::main().error("POP3: removing {} messages of {} failed: {}", uids.size(), sanitize(key), error);
+        else
+          logs::main().info("POP3 from {}: {} deleted {} messages", ip, sanitize(key), removed);
+        o = s.update_finished(removed == uids.size() && error.empty());
+      }
+      if (close) break;
+    }
+  }
+
+ private:
+  Shared& sh_;
+  bool implicit_;
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> make_pop3_driver(Shared& shared, const std::string& service) {
+  return std::make_unique<Pop3Driver>(shared, service == "pop3s");
+}
+
+}  // namespace bulwark

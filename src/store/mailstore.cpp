@@ -1,0 +1,478 @@
+#include "store/mailstore.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "core/body.hpp"
+#include "core/strings.hpp"
+
+namespace bulwark {
+namespace fs = std::filesystem;
+
+std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key) {
+  auto escape = [](std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : s) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' || c == '-' ||
+                (c == '.' && !out.empty());
+      if (ok) out += char(c);
+      else {
+        out += '%';
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+    return out;
+  };
+  size_t at = mailbox_key.rfind('@');
+  std::string local = to_lower(mailbox_key.substr(0, at));
+  std::string domain = at == std::string::npos ? "" : to_lower(mailbox_key.substr(at + 1));
+  return (fs::path(data_dir) / "mail" / escape(domain) / escape(local)).string();
+}
+
+namespace store {
+namespace {
+
+std::optional<uint64_t> number(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+// Splits on single spaces.
+std::vector<std::string_view> fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t sp = line.find(' ', start);
+    out.push_back(line.substr(start, sp == std::string_view::npos ? sp : sp - start));
+    if (sp == std::string_view::npos) break;
+    start = sp + 1;
+  }
+  return out;
+}
+
+// A base name is safe in the index when it is one word of printable bytes and no
+// path: anything else found in a Maildir (a stray file from another tool) is skipped.
+bool usable_name(std::string_view n) {
+  if (n.empty() || n[0] == '.' || n.size() > 255) return false;
+  for (unsigned char c : n)
+    if (c <= ' ' || c == 0x7f || c == '/') return false;
+  return true;
+}
+
+// Holds the folder's lock file (flock) for the life of the object.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+bool read_all(int fd, std::string& out) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out.append(buf, size_t(n));
+  }
+}
+
+bool sync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+template <class F>
+bool each_entry(const std::string& dir, F f) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n.empty() || n[0] == '.') continue;
+    f(n);
+  }
+  ::closedir(d);
+  return true;
+}
+
+// Size with CRLF line ends, for a file that does not say it in its name: read once,
+// when it gets its UID, then kept in the index.
+std::optional<std::pair<uint64_t, uint64_t>> measure(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  uint64_t size = 0, lf = 0;
+  char buf[65536];
+  char prev = 0;
+  uint64_t crlf = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n') {
+        ++lf;
+        if (prev == '\r') ++crlf;
+      }
+      prev = buf[i];
+    }
+    size += uint64_t(n);
+  }
+  ::close(fd);
+  return std::pair{size, size + lf - crlf};
+}
+
+}  // namespace
+
+MaildirName parse_maildir_name(std::string_view name) {
+  MaildirName m;
+  size_t info = name.find(":2,");
+  m.base = std::string(name.substr(0, info));
+  if (info != std::string_view::npos) {
+    m.flags = std::string(name.substr(info + 3));
+    std::sort(m.flags.begin(), m.flags.end());
+  }
+  // ",S=123" and ",W=456" anywhere after the first dot-free part of the base
+  std::string_view b = m.base;
+  for (size_t pos = b.find(','); pos != std::string_view::npos; pos = b.find(',', pos + 1)) {
+    if (pos + 2 >= b.size() || b[pos + 2] != '=') continue;
+    size_t end = b.find(',', pos + 1);
+    auto v = number(b.substr(pos + 3, end == std::string_view::npos ? end : end - pos - 3));
+    if (b[pos + 1] == 'S') m.size = v;
+    if (b[pos + 1] == 'W') m.vsize = v;
+  }
+  return m;
+}
+
+std::unique_ptr<Folder> Folder::open(const std::string& dir, std::string& error) {
+  std::error_code ec;
+  for (const char* sub : {"tmp", "new", "cur"}) {
+    fs::create_directories(fs::path(dir) / sub, ec);
+    if (ec) {
+      error = "cannot create " + (fs::path(dir) / sub).string() + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  std::unique_ptr<Folder> f(new Folder(dir));
+  if (!f->sync(error)) return nullptr;
+  return f;
+}
+
+bool Folder::read_index(std::string& error) {
+  msgs_.clear();
+  index_lines_ = 0;
+  std::string path = index_path();
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) {
+      error = "cannot open " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    // A new index. UIDVALIDITY from the clock (like Dovecot): a folder whose index
+    // was lost gets a new value, so clients throw away what they cached.
+    uidvalidity_ = uint32_t(std::time(nullptr));
+    next_uid_ = 1;
+    modseq_ = 1;
+    return rewrite(error);
+  }
+  std::string text;
+  bool ok = read_all(fd, text);
+  if (!ok) {
+    ::close(fd);
+    error = "cannot read " + path;
+    return false;
+  }
+  std::unordered_map<uint32_t, size_t> at;  // uid -> position in msgs_
+  size_t pos = 0, good_end = 0;
+  bool header = false;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) break;  // torn: never synced, never shown
+    auto f = fields(std::string_view(text).substr(pos, nl - pos));
+    bool parsed = false;
+    if (!header) {
+      if (f.size() == 5 && f[0] == "bulwark-uidlist" && f[1] == "1") {
+        auto v = number(f[2]), n = number(f[3]), ms = number(f[4]);
+        if (v && n && ms && *v && *v <= UINT32_MAX && *n && *n <= UINT32_MAX) {
+          uidvalidity_ = uint32_t(*v);
+          next_uid_ = uint32_t(*n);
+          modseq_ = *ms;
+          header = parsed = true;
+        }
+      }
+      if (!parsed) {
+        ::close(fd);
+        error = path + " is not a bulwark UID index";
+        return false;
+      }
+    } else if (f.size() == 6 && f[0] == "+") {
+      auto uid = number(f[1]), ms = number(f[2]), size = number(f[3]), vsize = number(f[4]);
+      if (uid && ms && size && vsize && *uid && *uid < UINT32_MAX && usable_name(f[5])) {
+        Message m;
+        m.uid = uint32_t(*uid);
+        m.modseq = *ms;
+        m.size = *size;
+        m.vsize = *vsize;
+        m.base = std::string(f[5]);
+        if (auto it = at.find(m.uid); it != at.end()) msgs_[it->second] = std::move(m);
+        else {
+          at[m.uid] = msgs_.size();
+          msgs_.push_back(std::move(m));
+        }
+        parsed = true;
+      }
+    } else if (f.size() == 3 && f[0] == "-") {
+      auto uid = number(f[1]), ms = number(f[2]);
+      if (uid && ms && *uid && *uid < UINT32_MAX) {
+        if (auto it = at.find(uint32_t(*uid)); it != at.end()) msgs_[it->second].uid = 0;  // gone
+        parsed = true;
+      }
+    }
+    if (!parsed) break;  // damaged from here on: a write that never completed
+    if (header && pos > 0) {
+      ++index_lines_;
+      auto uid = number(f[1]);
+      next_uid_ = std::max<uint64_t>(next_uid_, *uid + 1);
+      modseq_ = std::max<uint64_t>(modseq_, *number(f[2]));
+    }
+    pos = nl + 1;
+    good_end = pos;
+  }
+  if (!header) {
+    ::close(fd);
+    if (text.empty()) {  // created, then a crash before its header was synced
+      uidvalidity_ = uint32_t(std::time(nullptr));
+      next_uid_ = 1;
+      modseq_ = 1;
+      return rewrite(error);
+    }
+    error = path + " is not a bulwark UID index";
+    return false;
+  }
+  if (good_end < text.size()) ::ftruncate(fd, off_t(good_end));  // drop the torn tail
+  ::close(fd);
+  std::erase_if(msgs_, [](const Message& m) { return m.uid == 0; });
+  std::sort(msgs_.begin(), msgs_.end(), [](const Message& a, const Message& b) { return a.uid < b.uid; });
+  return true;
+}
+
+bool Folder::append(const std::string& lines, std::string& error) {
+  std::string path = index_path();
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  bool ok = fd >= 0 && write_all(fd, lines) && ::fdatasync(fd) == 0;
+  if (!ok) error = "cannot write " + path + ": " + std::strerror(errno);
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+bool Folder::rewrite(std::string& error) {
+  std::string text = "bulwark-uidlist 1 " + std::to_string(uidvalidity_) + " " + std::to_string(next_uid_) + " " +
+                     std::to_string(modseq_) + "\n";
+  for (auto& m : msgs_)
+    text += "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
+            std::to_string(m.vsize) + " " + m.base + "\n";
+  std::string tmp = index_path() + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  ok = ok && ::rename(tmp.c_str(), index_path().c_str()) == 0 && sync_dir(dir_);
+  if (!ok) {
+    error = "cannot write " + index_path() + ": " + std::strerror(errno);
+    return false;
+  }
+  index_lines_ = msgs_.size();
+  return true;
+}
+
+bool Folder::sync(std::string& error) {
+  FileLock lock(dir_ + "/bulwark-uidlist.lock");
+  if (!lock.ok()) {
+    error = "cannot lock " + dir_ + ": " + std::strerror(errno);
+    return false;
+  }
+  // On failure the view stays as it was (moved aside, not copied: 100,000 entries).
+  auto saved = std::make_tuple(uidvalidity_, next_uid_, modseq_, std::move(msgs_), index_lines_);
+  auto restore = [&] { std::tie(uidvalidity_, next_uid_, modseq_, msgs_, index_lines_) = std::move(saved); };
+  if (!read_index(error)) {
+    restore();
+    return false;
+  }
+  std::unordered_map<std::string, size_t> by_base;
+  by_base.reserve(msgs_.size());
+  for (size_t i = 0; i < msgs_.size(); ++i) by_base.emplace(msgs_[i].base, i);
+  std::vector<bool> present(msgs_.size(), false);
+  struct Found {
+    MaildirName name;
+    std::string file;
+  };
+  std::vector<Found> fresh;
+  std::set<std::string> fresh_bases;
+  auto take = [&](std::string file, MaildirName name) {
+    if (!usable_name(name.base)) return;
+    if (auto it = by_base.find(name.base); it != by_base.end()) {
+      if (present[it->second]) return;  // a second file with the same base: ignored
+      present[it->second] = true;
+      msgs_[it->second].file = std::move(file);
+      msgs_[it->second].flags = std::move(name.flags);
+    } else if (fresh_bases.insert(name.base).second) {
+      fresh.push_back({std::move(name), std::move(file)});
+    }
+  };
+  bool ok = each_entry(dir_ + "/cur", [&](std::string_view n) { take("cur/" + std::string(n), parse_maildir_name(n)); });
+  std::vector<std::string> arrived;
+  ok = ok && each_entry(dir_ + "/new", [&](std::string_view n) { arrived.emplace_back(n); });
+  if (!ok) {
+    error = "cannot read " + dir_ + ": " + std::strerror(errno);
+    restore();
+    return false;
+  }
+  // Seen by a client now: new/ -> cur/ (no sync needed: should the rename be lost,
+  // the file is in new/ again under the same base name, hence the same UID).
+  for (auto& n : arrived) {
+    MaildirName name = parse_maildir_name(n);
+    std::string to = name.base + ":2," + name.flags;
+    if (::rename((dir_ + "/new/" + n).c_str(), (dir_ + "/cur/" + to).c_str()) == 0) take("cur/" + to, name);
+    else if (errno != ENOENT) take("new/" + n, name);
+  }
+  std::string lines;
+  for (size_t i = 0; i < msgs_.size(); ++i)
+    if (!present[i]) {
+      lines += "- " + std::to_string(msgs_[i].uid) + " " + std::to_string(++modseq_) + "\n";
+      msgs_[i].uid = 0;
+    }
+  std::erase_if(msgs_, [](const Message& m) { return m.uid == 0; });
+  std::sort(fresh.begin(), fresh.end(), [](const Found& a, const Found& b) { return a.name.base < b.name.base; });
+  for (auto& f : fresh) {
+    Message m;
+    if (f.name.size && f.name.vsize) {
+      m.size = *f.name.size;
+      m.vsize = *f.name.vsize;
+    } else if (auto measured = measure(dir_ + "/" + f.file)) {
+      std::tie(m.size, m.vsize) = *measured;
+    } else {
+      continue;  // gone meanwhile
+    }
+    if (next_uid_ == UINT32_MAX) {
+      error = dir_ + ": no UIDs left";
+      restore();
+      return false;
+    }
+    m.uid = next_uid_++;
+    m.modseq = ++modseq_;
+    m.base = std::move(f.name.base);
+    m.flags = std::move(f.name.flags);
+    m.file = std::move(f.file);
+    lines += "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
+             std::to_string(m.vsize) + " " + m.base + "\n";
+    msgs_.push_back(std::move(m));
+  }
+  if (lines.empty()) return true;
+  index_lines_ += uint64_t(std::count(lines.begin(), lines.end(), '\n'));
+  bool written = index_lines_ > 2 * msgs_.size() + 1000 ? rewrite(error) : append(lines, error);
+  if (!written) {
+    restore();
+    return false;
+  }
+  return true;
+}
+
+int Folder::open_message(const Message& m) {
+  int fd = ::open((dir_ + "/" + m.file).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  // Renamed by another owner (a flag change, new/ -> cur/): find it by its base.
+  std::string found;
+  for (const char* sub : {"cur", "new"})
+    each_entry(dir_ + "/" + sub, [&](std::string_view n) {
+      if (found.empty() && parse_maildir_name(n).base == m.base) found = std::string(sub) + "/" + std::string(n);
+    });
+  if (found.empty()) return -1;
+  return ::open((dir_ + "/" + found).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {
+  FileLock lock(dir_ + "/bulwark-uidlist.lock");
+  if (!lock.ok()) {
+    error = "cannot lock " + dir_ + ": " + std::strerror(errno);
+    return 0;
+  }
+  std::set<uint32_t> wanted(uids.begin(), uids.end());
+  std::vector<uint32_t> gone;
+  for (auto& m : msgs_) {
+    if (!wanted.count(m.uid)) continue;
+    if (::unlink((dir_ + "/" + m.file).c_str()) != 0 && errno == ENOENT) {
+      // Renamed by another owner meanwhile (a flag change): remove it by its base.
+      for (const char* sub : {"cur", "new"})
+        each_entry(dir_ + "/" + sub, [&](std::string_view n) {
+          if (parse_maildir_name(n).base == m.base) ::unlink((dir_ + "/" + sub + "/" + std::string(n)).c_str());
+        });
+    }
+    gone.push_back(m.uid);
+  }
+  if (gone.empty()) return 0;
+  if (!sync_dir(dir_ + "/cur") || !sync_dir(dir_ + "/new")) {
+    error = "cannot sync " + dir_ + ": " + std::strerror(errno);
+    return 0;
+  }
+  std::string lines;
+  for (uint32_t uid : gone) lines += "- " + std::to_string(uid) + " " + std::to_string(++modseq_) + "\n";
+  std::erase_if(msgs_, [&](const Message& m) { return wanted.count(m.uid) > 0; });
+  index_lines_ += gone.size();
+  // The files are gone for good now; should this write fail, the next sync finds
+  // them missing and says so in the index itself.
+  if (index_lines_ > 2 * msgs_.size() + 1000) rewrite(error);
+  else append(lines, error);
+  return gone.size();
+}
+
+MailboxLocks::Lease& MailboxLocks::Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    release();
+    locks_ = o.locks_;
+    key_ = std::move(o.key_);
+    o.locks_ = nullptr;
+  }
+  return *this;
+}
+
+void MailboxLocks::Lease::release() {
+  if (!locks_) return;
+  std::lock_guard lk(locks_->mu_);
+  locks_->held_.erase(key_);
+  locks_ = nullptr;
+}
+
+MailboxLocks::Lease MailboxLocks::try_lock(const std::string& key) {
+  std::lock_guard lk(mu_);
+  if (!held_.insert(key).second) return {};
+  return Lease(this, key);
+}
+
+}  // namespace store
+}  // namespace bulwark

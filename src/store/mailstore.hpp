@@ -1,0 +1,126 @@
+// store/: the mailboxes users read (SPEC 12). Maildir++ under
+// <data_dir>/mail/<domain>/<user>/ (INBOX at the top, folders as ".Name"), so that
+// standard tools can read them, plus per folder a durable UID index
+// ("bulwark-uidlist"): UIDVALIDITY, the next UID, and for each message its UID, the
+// file's base name, its size on disk and its size with CRLF line ends (what POP3 and
+// IMAP count), and a modification sequence. System flags live in the file name's
+// ":2," info as every Maildir reader expects.
+//
+// The index is an append-only log, synced before a UID is shown to anyone, and
+// rewritten (temp file, sync, rename, sync directory) when it has grown to twice its
+// live size. A UID once given is never given again, also across kill -9 at any
+// instant: a torn last line is a line that was never synced, hence never shown.
+// Deliveries (delivery/) only write tmp/ -> new/ and never touch the index; the next
+// sync of the folder sees them and gives them UIDs, so delivery costs what it did
+// before. Listing reads names and the index, never message bodies.
+//
+// Blocking (readdir, fsync): call from a worker thread, not an I/O thread. Depends
+// on core/ only.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace bulwark {
+
+// <data_dir>/mail/<domain>/<local>/ with bytes outside [a-z0-9._+-] %-escaped, so
+// no address can name a path outside the mail tree.
+std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key);
+
+namespace store {
+
+// A Maildir file name: "<base>[:2,<flags>]", where base may carry ",S=<size>" and
+// ",W=<size with CRLF>" (the Dovecot convention, written by local delivery).
+struct MaildirName {
+  std::string base;
+  std::string flags;  // the letters after ":2,", sorted
+  std::optional<uint64_t> size, vsize;
+};
+MaildirName parse_maildir_name(std::string_view name);
+
+struct Message {
+  uint32_t uid = 0;
+  uint64_t modseq = 0;
+  uint64_t size = 0;   // bytes in the file (LF line ends)
+  uint64_t vsize = 0;  // bytes as sent to a client (CRLF line ends)
+  std::string base;
+  std::string file;  // path relative to the folder: "cur/<base>:2,<flags>" or "new/<base>"
+  std::string flags;
+};
+
+// One Maildir folder with its index. Not thread-safe: one owner at a time (a
+// session); several owners of the same folder (processes or threads) serialise
+// through a lock file.
+class Folder {
+ public:
+  // Creates the folder's tmp/ new/ cur/ when missing, reads the index and syncs.
+  static std::unique_ptr<Folder> open(const std::string& dir, std::string& error);
+
+  // Takes in what changed on disk: new deliveries get UIDs (new/ -> cur/), files gone
+  // are forgotten. False (and `error`) when the folder cannot be read or the index
+  // not written; the view is then unchanged.
+  bool sync(std::string& error);
+
+  uint32_t uidvalidity() const { return uidvalidity_; }
+  uint32_t next_uid() const { return next_uid_; }
+  uint64_t highest_modseq() const { return modseq_; }
+  const std::vector<Message>& messages() const { return msgs_; }  // by UID
+  const std::string& dir() const { return dir_; }
+
+  // Opens a message for reading (O_RDONLY fd, or -1): follows a file another owner
+  // renamed (a flag change) by looking it up again.
+  int open_message(const Message& m);
+
+  // Removes messages (POP3 UPDATE, IMAP EXPUNGE): files unlinked and the directory
+  // synced, then the index told and synced. A crash in between leaves an index entry
+  // without a file, which the next sync forgets: never a message back from the dead,
+  // never a UID reused. Returns how many were removed; `error` names the first failure.
+  size_t remove(const std::vector<uint32_t>& uids, std::string& error);
+
+ private:
+  explicit Folder(std::string dir) : dir_(std::move(dir)) {}
+  bool read_index(std::string& error);
+  bool append(const std::string& lines, std::string& error);
+  bool rewrite(std::string& error);
+  std::string index_path() const { return dir_ + "/bulwark-uidlist"; }
+
+  std::string dir_;
+  uint32_t uidvalidity_ = 0, next_uid_ = 1;
+  uint64_t modseq_ = 0;
+  std::vector<Message> msgs_;
+  uint64_t index_lines_ = 0;  // entries in the log (live + dead): when to rewrite
+};
+
+// The per-mailbox session lock of POP3 (a second session gets [IN-USE]). In-process:
+// the server is the only program that serves mailboxes.
+class MailboxLocks {
+ public:
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(MailboxLocks* l, std::string k) : locks_(l), key_(std::move(k)) {}
+    Lease(Lease&& o) noexcept : locks_(o.locks_), key_(std::move(o.key_)) { o.locks_ = nullptr; }
+    Lease& operator=(Lease&& o) noexcept;
+    ~Lease() { release(); }
+    explicit operator bool() const { return locks_ != nullptr; }
+    void release();
+
+   private:
+    MailboxLocks* locks_ = nullptr;
+    std::string key_;
+  };
+  Lease try_lock(const std::string& key);  // empty Lease: held by another session
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> held_;
+};
+
+}  // namespace store
+}  // namespace bulwark
