@@ -18,7 +18,7 @@ import benchlib  # noqa: E402
 
 
 def one(bin_, root, name, n, reuse):
-    proc, ports = benchlib.start(bin_, root, name, '[relay]\nallow_ip_group = ""\n')
+    proc, ports = benchlib.start(bin_, root, name, '[limits]\nmax_connections_per_ip = 0\n[relay]\nallow_ip_group = ""\n')
     try:
         args = ["smtp-source", "-s", "20", "-l", "4096", "-m", str(n), "-f", "sender@remote.test",
                 "-t", "u@bench.test"] + (["-d"] if reuse else []) + [f"127.0.0.1:{ports['smtp']}"]

@@ -55,3 +55,6 @@ echo
 /usr/bin/python3 bench/auth_bench.py "$PWD/build-rel/bulwark" "$root/auth"
 echo
 /usr/bin/python3 bench/outbound.py "$PWD/build-rel/bulwark" "$root/outbound"
+echo
+echo "== POP3: bulwark vs Dovecot (dovecot-pop3d) =="
+/usr/bin/python3 bench/pop3_compare.py --bin "$PWD/build-rel/bulwark"

@@ -48,7 +48,8 @@ def fill(maildir, n, size, owner=None):
         (maildir / d).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         b = body(i, size)
-        name = f"{1700000000 + i}.M{i}P1Q1.bench,S={len(b)},W={len(b) + b.count(b'\n')}"
+        lines = b.count(b"\n")
+        name = f"{1700000000 + i}.M{i}P1Q1.bench,S={len(b)},W={len(b) + lines}"
         (maildir / "new" / name).write_bytes(b)
     if owner:
         for dirpath, dirs, files in os.walk(maildir):

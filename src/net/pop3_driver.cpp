@@ -81,7 +81,9 @@ class Pop3Driver : public Driver {
     pc.max_failed_commands = a.exempt ? 0 : uint32_t(std::min<uint64_t>(cfg->limits.max_failed_commands, UINT32_MAX));
     Pop3Hooks hooks(sh_.logins, ip, a.ipa);
     pop3::Session s(pc, hooks, {ip, a.tls_active});
-    ReadPacer pacer(cfg->timeouts.command, cfg->timeouts.data, cfg->timeouts.min_data_rate);
+    // RFC 1939 3: the autologout timer is at least 10 minutes.
+    ReadPacer pacer(std::max<std::chrono::seconds>(cfg->timeouts.command, std::chrono::minutes(10)),
+                    cfg->timeouts.data, cfg->timeouts.min_data_rate);
     std::string greeting = s.greet().bytes;  // named: see write()
     std::string bye, chunk, encoded;
     std::string key, maildir, error;

@@ -123,7 +123,11 @@ void Session::command(std::string_view line, Output& out) {
       return;
     }
     if (tls_first) {
-      hooks_.refused(verb + " before STLS");
+      // Only a known verb goes to the log: a confused client may type anything.
+      static const std::string_view known[] = {"USER", "PASS", "AUTH", "APOP", "STAT", "LIST", "UIDL",
+                                               "RETR", "TOP",  "DELE", "RSET", "NOOP"};
+      bool is_known = std::find(std::begin(known), std::end(known), verb) != std::end(known);
+      hooks_.refused((is_known ? verb : std::string("a command")) + " before STLS");
       return err(out, "[AUTH] TLS required: use STLS first");
     }
     if (verb == "USER") return cmd_user(arg, out);
