@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a libFuzzer target with clang (ASan + UBSan) and runs it for $1 seconds.
-#   run.sh SECONDS [smtp|pop3]
+#   run.sh SECONDS [smtp|pop3|imap]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src="$here/../../src"
@@ -17,6 +17,9 @@ case "$target" in
   pop3)
     sources=("$here/pop3_fuzz.cpp" "$src/pop3/session.cpp" "${auth[@]}")
     corpus="$here/pop3_corpus" ;;
+  imap)
+    sources=("$here/imap_fuzz.cpp" "$src/imap/parser.cpp")
+    corpus="$here/imap_corpus" ;;
   *) echo "unknown fuzz target: $target" >&2; exit 2 ;;
 esac
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$src" \
