@@ -212,7 +212,7 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
   char name[160];
-  std::snprintf(name, sizeof name, "%lld.M%lldP%dQ%llu.%s", (long long)secs, (long long)usecs, int(getpid()),
+  std::snprintf(name, sizeof name, "%lld.M%06lldP%dQ%llu.%s", (long long)secs, (long long)usecs, int(getpid()),
                 (unsigned long long)++counter_, s_.hostname.c_str());
   std::string tmp = dir + "/tmp/" + name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -149,6 +152,20 @@ std::optional<std::pair<uint64_t, uint64_t>> measure(const std::string& path) {
   return std::pair{size, size + lf - crlf};
 }
 
+// "+ <uid> <modseq> <size> <vsize> <flags or -> <base>"
+std::string entry_line(const Message& m) {
+  return "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
+         std::to_string(m.vsize) + " " + (m.flags.empty() ? std::string("-") : m.flags) + " " + m.base + "\n";
+}
+
+bool usable_flags(std::string_view f) {
+  if (f == "-") return true;
+  if (f.empty() || f.size() > 26) return false;
+  for (char c : f)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) return false;
+  return true;
+}
+
 }  // namespace
 
 MaildirName parse_maildir_name(std::string_view name) {
@@ -232,15 +249,16 @@ bool Folder::read_index(std::string& error) {
         error = path + " is not a bulwark UID index";
         return false;
       }
-    } else if (f.size() == 6 && f[0] == "+") {
+    } else if (f.size() == 7 && f[0] == "+") {
       auto uid = number(f[1]), ms = number(f[2]), size = number(f[3]), vsize = number(f[4]);
-      if (uid && ms && size && vsize && *uid && *uid < UINT32_MAX && usable_name(f[5])) {
+      if (uid && ms && size && vsize && *uid && *uid < UINT32_MAX && usable_flags(f[5]) && usable_name(f[6])) {
         Message m;
         m.uid = uint32_t(*uid);
         m.modseq = *ms;
         m.size = *size;
         m.vsize = *vsize;
-        m.base = std::string(f[5]);
+        if (f[5] != "-") m.flags = std::string(f[5]);
+        m.base = std::string(f[6]);
         if (auto it = at.find(m.uid); it != at.end()) msgs_[it->second] = std::move(m);
         else {
           at[m.uid] = msgs_.size();
@@ -295,9 +313,7 @@ bool Folder::append(const std::string& lines, std::string& error) {
 bool Folder::rewrite(std::string& error) {
   std::string text = "bulwark-uidlist 1 " + std::to_string(uidvalidity_) + " " + std::to_string(next_uid_) + " " +
                      std::to_string(modseq_) + "\n";
-  for (auto& m : msgs_)
-    text += "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
-            std::to_string(m.vsize) + " " + m.base + "\n";
+  for (auto& m : msgs_) text += entry_line(m);
   std::string tmp = index_path() + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
@@ -334,13 +350,17 @@ bool Folder::sync(std::string& error) {
   };
   std::vector<Found> fresh;
   std::set<std::string> fresh_bases;
+  std::vector<size_t> changed;
   auto take = [&](std::string file, MaildirName name) {
     if (!usable_name(name.base)) return;
     if (auto it = by_base.find(name.base); it != by_base.end()) {
       if (present[it->second]) return;  // a second file with the same base: ignored
       present[it->second] = true;
       msgs_[it->second].file = std::move(file);
-      msgs_[it->second].flags = std::move(name.flags);
+      if (msgs_[it->second].flags != name.flags) {  // changed by another tool (mutt, a script)
+        msgs_[it->second].flags = std::move(name.flags);
+        changed.push_back(it->second);
+      }
     } else if (fresh_bases.insert(name.base).second) {
       fresh.push_back({std::move(name), std::move(file)});
     }
@@ -362,6 +382,11 @@ bool Folder::sync(std::string& error) {
     else if (errno != ENOENT) take("new/" + n, name);
   }
   std::string lines;
+  for (size_t i : changed)
+    if (present[i]) {
+      msgs_[i].modseq = ++modseq_;
+      lines += entry_line(msgs_[i]);
+    }
   for (size_t i = 0; i < msgs_.size(); ++i)
     if (!present[i]) {
       lines += "- " + std::to_string(msgs_[i].uid) + " " + std::to_string(++modseq_) + "\n";
@@ -389,8 +414,7 @@ bool Folder::sync(std::string& error) {
     m.base = std::move(f.name.base);
     m.flags = std::move(f.name.flags);
     m.file = std::move(f.file);
-    lines += "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
-             std::to_string(m.vsize) + " " + m.base + "\n";
+    lines += entry_line(m);
     msgs_.push_back(std::move(m));
   }
   if (lines.empty()) return true;
@@ -449,6 +473,164 @@ size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {
   if (index_lines_ > 2 * msgs_.size() + 1000) rewrite(error);
   else append(lines, error);
   return gone.size();
+}
+
+Message* Folder::find(uint32_t uid) {
+  auto it = std::lower_bound(msgs_.begin(), msgs_.end(), uid, [](const Message& m, uint32_t u) { return m.uid < u; });
+  return it != msgs_.end() && it->uid == uid ? &*it : nullptr;
+}
+
+bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) {
+  FileLock lock(dir_ + "/bulwark-uidlist.lock");
+  if (!lock.ok()) {
+    error = "cannot lock " + dir_ + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string lines;
+  std::vector<std::pair<Message*, std::string>> todo;
+  for (auto& [uid, flags] : changes) {
+    Message* m = find(uid);
+    if (!m) continue;
+    std::string f = flags;
+    std::sort(f.begin(), f.end());
+    f.erase(std::unique(f.begin(), f.end()), f.end());
+    if (!usable_flags(f.empty() ? "-" : f)) {
+      error = "bad flags \"" + f + "\"";
+      return false;
+    }
+    if (f == m->flags) continue;
+    todo.emplace_back(m, f);
+  }
+  if (todo.empty()) return true;
+  uint64_t ms = modseq_;
+  for (auto& [m, f] : todo) {
+    Message copy = *m;
+    copy.flags = f;
+    copy.modseq = ++ms;
+    lines += entry_line(copy);
+  }
+  if (!append(lines, error)) return false;
+  modseq_ = ms;
+  index_lines_ += todo.size();
+  for (auto& [m, f] : todo) {
+    std::string to = "cur/" + m->base + ":2," + f;
+    if (::rename((dir_ + "/" + m->file).c_str(), (dir_ + "/" + to).c_str()) != 0 && errno == ENOENT) {
+      // renamed meanwhile by another owner: find it by its base
+      for (const char* sub : {"cur", "new"})
+        each_entry(dir_ + "/" + sub, [&](std::string_view n) {
+          if (parse_maildir_name(n).base == m->base)
+            ::rename((dir_ + "/" + sub + "/" + std::string(n)).c_str(), (dir_ + "/" + to).c_str());
+        });
+    }
+    m->file = to;
+    m->flags = f;
+  }
+  uint64_t n = modseq_ - todo.size();
+  for (auto& [m, f] : todo) m->modseq = ++n;
+  return true;
+}
+
+std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::string>& bases, std::string& error) {
+  // A sync gives every new file its UID (ours among them, in name order).
+  if (!sync(error)) return std::nullopt;
+  std::vector<uint32_t> uids;
+  for (auto& b : bases) {
+    auto it = std::find_if(msgs_.rbegin(), msgs_.rend(), [&](const Message& m) { return m.base == b; });
+    if (it == msgs_.rend()) {
+      error = "a new message vanished from " + dir_;
+      return std::nullopt;
+    }
+    uids.push_back(it->uid);
+  }
+  return uids;
+}
+
+namespace {
+std::string unique_base(size_t size, size_t vsize) {
+  static std::atomic<uint64_t> counter{0};
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  char host[256] = "localhost";
+  ::gethostname(host, sizeof host - 1);
+  for (char* h = host; *h; ++h)
+    if (*h == '/' || *h == ':' || *h == ' ') *h = '_';
+  // Zero-padded, so that names sort in the order they were made (a sync gives UIDs in
+  // name order, and COPYUID lists them in the order of the source).
+  char head[96];
+  std::snprintf(head, sizeof head, "%lld.M%06lldP%dQ%08llu.", (long long)(us / 1000000), (long long)(us % 1000000),
+                int(::getpid()), (unsigned long long)++counter);
+  return head + std::string(host) + ",S=" + std::to_string(size) + ",W=" + std::to_string(vsize);
+}
+}  // namespace
+
+std::optional<uint32_t> Folder::add(std::string_view content, const std::string& flags, std::string& error) {
+  // LF line ends on disk, whatever came (the Maildir convention).
+  std::string text;
+  text.reserve(content.size());
+  uint64_t lines = 0;
+  for (size_t i = 0; i < content.size(); ++i) {
+    if (content[i] == '\r' && i + 1 < content.size() && content[i + 1] == '\n') continue;
+    text += content[i];
+    lines += content[i] == '\n';
+  }
+  std::string f = flags;
+  std::sort(f.begin(), f.end());
+  std::string base = unique_base(text.size(), text.size() + lines);
+  std::string tmp = dir_ + "/tmp/" + base;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  std::string cur = dir_ + "/cur/" + base + ":2," + f;
+  ok = ok && ::rename(tmp.c_str(), cur.c_str()) == 0 && sync_dir(dir_ + "/cur");
+  if (!ok) {
+    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return std::nullopt;
+  }
+  auto uids = take_in({base}, error);
+  if (!uids) return std::nullopt;
+  return uids->front();
+}
+
+std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std::vector<uint32_t>& uids,
+                                                          std::string& error) {
+  std::vector<std::pair<uint32_t, std::string>> made;  // source UID, base there
+  for (uint32_t uid : uids) {
+    Message* m = find(uid);
+    if (!m) continue;
+    std::string base = unique_base(m->size, m->vsize);
+    std::string target = to.dir_ + "/cur/" + base + ":2," + m->flags;
+    std::string source = dir_ + "/" + m->file;
+    if (::link(source.c_str(), target.c_str()) != 0) {
+      // another filesystem, or renamed meanwhile: copy the bytes
+      int in = open_message(*m);
+      std::string text;
+      bool ok = in >= 0 && read_all(in, text);
+      if (in >= 0) ::close(in);
+      std::string tmp = to.dir_ + "/tmp/" + base;
+      int out = ok ? ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+      ok = out >= 0 && write_all(out, text) && ::fsync(out) == 0;
+      if (out >= 0) ::close(out);
+      if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        error = "cannot copy message " + std::to_string(uid) + " of " + dir_ + ": " + std::strerror(errno);
+        break;
+      }
+    }
+    made.emplace_back(uid, base);
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  if (made.empty()) return out;
+  if (!sync_dir(to.dir_ + "/cur")) {
+    error = "cannot sync " + to.dir_ + ": " + std::strerror(errno);
+    return out;
+  }
+  std::vector<std::string> bases;
+  for (auto& [u, b] : made) bases.push_back(b);
+  auto given = to.take_in(bases, error);
+  if (!given) return out;
+  for (size_t i = 0; i < made.size(); ++i) out.emplace_back(made[i].first, (*given)[i]);
+  return out;
 }
 
 MailboxLocks::Lease& MailboxLocks::Lease::operator=(Lease&& o) noexcept {

@@ -3,7 +3,7 @@
 // standard tools can read them, plus per folder a durable UID index
 // ("bulwark-uidlist"): UIDVALIDITY, the next UID, and for each message its UID, the
 // file's base name, its size on disk and its size with CRLF line ends (what POP3 and
-// IMAP count), and a modification sequence. System flags live in the file name's
+// IMAP count), its flags and a modification sequence. System flags live in the file name's
 // ":2," info as every Maildir reader expects.
 //
 // The index is an append-only log, synced before a UID is shown to anyone, and
@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace bulwark {
@@ -83,11 +84,32 @@ class Folder {
   // never a UID reused. Returns how many were removed; `error` names the first failure.
   size_t remove(const std::vector<uint32_t>& uids, std::string& error);
 
+  // Sets the system flags of messages (Maildir letters, e.g. "FS"): each change gets
+  // a new modification sequence, written and synced before the files are renamed (a
+  // crash in between costs a spurious change, never a lost one). False and `error`
+  // when the index cannot be written; nothing is renamed then.
+  bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error);
+
+  // Adds a message (IMAP APPEND): `content` with LF or CRLF line ends is written to
+  // tmp/, synced, moved to cur/ with `flags`, the directory synced, and the message
+  // given its UID before this returns. Nothing on failure.
+  std::optional<uint32_t> add(std::string_view content, const std::string& flags, std::string& error);
+
+  // Copies messages into `to` (hard links where possible) and gives them UIDs there;
+  // returns (UID here, UID there) pairs (UIDPLUS COPYUID). A move is a copy, then
+  // remove() here: a crash in between leaves the message in both, never in neither.
+  std::vector<std::pair<uint32_t, uint32_t>> copy_to(Folder& to, const std::vector<uint32_t>& uids,
+                                                     std::string& error);
+
  private:
   explicit Folder(std::string dir) : dir_(std::move(dir)) {}
   bool read_index(std::string& error);
   bool append(const std::string& lines, std::string& error);
   bool rewrite(std::string& error);
+  // Takes files already in cur/ (named by base) into the index under the lock, and
+  // returns the UIDs they got, in order.
+  std::optional<std::vector<uint32_t>> take_in(const std::vector<std::string>& bases, std::string& error);
+  Message* find(uint32_t uid);
   std::string index_path() const { return dir_ + "/bulwark-uidlist"; }
 
   std::string dir_;

@@ -159,3 +159,92 @@ TEST(MailboxLocks, OneLeasePerMailbox) {
   a.release();
   EXPECT_TRUE(locks.try_lock("demo@example.test"));
 }
+
+TEST(Folder, FlagChangesGetModseqsAndRenameTheFiles) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  deliver(dir, "1.a.h,S=1,W=1", "a");
+  deliver(dir, "2.b.h,S=1,W=1", "b");
+  std::string err;
+  auto f = Folder::open(dir.string(), err);
+  ASSERT_TRUE(f);
+  uint64_t before = f->highest_modseq();
+  ASSERT_TRUE(f->set_flags({{1, "SF"}, {2, "S"}}, err)) << err;
+  EXPECT_TRUE(fs::exists(dir / "cur" / "1.a.h,S=1,W=1:2,FS"));
+  EXPECT_EQ(f->messages()[0].flags, "FS");
+  EXPECT_GT(f->messages()[0].modseq, before);
+  EXPECT_GT(f->messages()[1].modseq, f->messages()[0].modseq);
+  EXPECT_EQ(f->highest_modseq(), f->messages()[1].modseq);
+  // Another owner sees flags and modseqs from the index.
+  auto g = Folder::open(dir.string(), err);
+  EXPECT_EQ(g->messages()[0].flags, "FS");
+  EXPECT_EQ(g->messages()[1].modseq, f->messages()[1].modseq);
+  // A change made by another tool (a rename) gets a modseq at the next sync.
+  fs::rename(dir / "cur" / "2.b.h,S=1,W=1:2,S", dir / "cur" / "2.b.h,S=1,W=1:2,RS");
+  ASSERT_TRUE(g->sync(err));
+  EXPECT_EQ(g->messages()[1].flags, "RS");
+  EXPECT_GT(g->messages()[1].modseq, f->messages()[1].modseq);
+  EXPECT_FALSE(g->set_flags({{1, "S!"}}, err));
+}
+
+TEST(Folder, AddAndCopyGiveUidsAtOnce) {
+  test::TempDir t;
+  std::string err;
+  auto inbox = Folder::open((t.path / "box").string(), err);
+  auto sent = Folder::open((t.path / "box" / ".Sent").string(), err);
+  ASSERT_TRUE(inbox && sent);
+  auto uid = inbox->add("Subject: x\r\n\r\nbody\r\n", "S", err);
+  ASSERT_TRUE(uid) << err;
+  EXPECT_EQ(*uid, 1u);
+  const Message& m = inbox->messages().back();
+  EXPECT_EQ(m.size, 17u);
+  EXPECT_EQ(m.vsize, 20u);
+  EXPECT_EQ(m.flags, "S");
+  EXPECT_EQ(*inbox->add("second\n", "", err), 2u);
+  auto pairs = inbox->copy_to(*sent, {1, 2}, err);
+  ASSERT_EQ(pairs.size(), 2u) << err;
+  EXPECT_EQ(pairs[0], std::make_pair(1u, 1u));
+  EXPECT_EQ(pairs[1], std::make_pair(2u, 2u));
+  int fd = sent->open_message(sent->messages()[0]);
+  char buf[32] = {};
+  ASSERT_GT(::read(fd, buf, sizeof buf), 0);
+  ::close(fd);
+  EXPECT_EQ(std::string(buf), "Subject: x\n\nbody\n");
+  // a move: copy, then remove here
+  EXPECT_EQ(inbox->remove({1}, err), 1u);
+  EXPECT_EQ(sent->messages().size(), 2u);
+}
+
+#include "store/folders.hpp"
+
+TEST(Folders, CreateListRenameDeleteAndSubscribe) {
+  test::TempDir t;
+  std::string md = t.path.string(), err;
+  ASSERT_TRUE(ensure_default_folders(md, err)) << err;
+  ASSERT_TRUE(create_folder(md, "Work/2026/Q4", err)) << err;
+  EXPECT_FALSE(create_folder(md, "Work", err));
+  EXPECT_FALSE(create_folder(md, "a.b", err));
+  EXPECT_FALSE(create_folder(md, "a//b", err));
+  EXPECT_FALSE(create_folder(md, "inbox", err));
+  std::vector<std::string> names;
+  for (auto& f : list_folders(md)) names.push_back(f.name + (f.special.empty() ? "" : " " + f.special) +
+                                                     (f.has_children ? " +" : ""));
+  EXPECT_EQ(names, (std::vector<std::string>{"INBOX", "Archive \\Archive", "Drafts \\Drafts", "Junk \\Junk",
+                                             "Sent \\Sent", "Trash \\Trash", "Work +", "Work/2026 +", "Work/2026/Q4"}));
+  EXPECT_TRUE(fs::exists(t.path / ".Work.2026.Q4" / "cur"));
+  EXPECT_FALSE(delete_folder(md, "Work", err));
+  EXPECT_NE(err.find("HASCHILDREN"), std::string::npos);
+  ASSERT_TRUE(rename_folder(md, "Work", "Old/Work", err)) << err;
+  EXPECT_TRUE(fs::exists(t.path / ".Old.Work.2026.Q4" / "cur"));
+  EXPECT_FALSE(fs::exists(t.path / ".Work"));
+  ASSERT_TRUE(delete_folder(md, "Old/Work/2026/Q4", err)) << err;
+  EXPECT_FALSE(fs::exists(t.path / ".Old.Work.2026.Q4"));
+  EXPECT_FALSE(delete_folder(md, "INBOX", err));
+  auto subs = subscriptions(md);
+  EXPECT_EQ(subs.size(), 5u);
+  ASSERT_TRUE(set_subscribed(md, "Old", true, err));
+  ASSERT_TRUE(set_subscribed(md, "Junk", false, err));
+  subs = subscriptions(md);
+  EXPECT_EQ(std::count(subs.begin(), subs.end(), "Old"), 1);
+  EXPECT_EQ(std::count(subs.begin(), subs.end(), "Junk"), 0);
+}
