@@ -12,6 +12,8 @@ namespace bulwark {
 
 // Writes all of `data` to fd (retrying short writes and EINTR); false on error.
 bool write_all(int fd, std::string_view data);
+// fsync of a directory (after creating, renaming or unlinking in it); false on error.
+bool sync_dir(const std::string& dir);
 
 // A process-wide bound on message bytes held in memory.
 class MemoryBudget {

@@ -41,13 +41,6 @@ bool make_maildir(const fs::path& d, std::string& error) {
   return true;
 }
 
-bool sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
 }  // namespace
 
 bool is_inbox(std::string_view name) { return iequals(name, "INBOX"); }

@@ -105,13 +105,6 @@ bool read_all(int fd, std::string& out) {
   }
 }
 
-bool sync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
 
 template <class F>
 bool each_entry(const std::string& dir, F f) {
