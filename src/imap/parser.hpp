@@ -74,6 +74,12 @@ class Reader {
   void feed(std::string_view bytes) { buf_.append(bytes); }
   Event next();
   size_t buffered() const { return buf_.size() - pos_; }
+  // The bytes not yet read (for an AUTHENTICATE exchange, whose lines are not commands).
+  std::string take_buffer() {
+    std::string rest = buf_.substr(pos_);
+    discard_buffer();
+    return rest;
+  }
   // STARTTLS/COMPRESS: whatever came with the command is dropped.
   void discard_buffer() {
     buf_.clear();

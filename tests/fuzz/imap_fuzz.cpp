@@ -8,6 +8,7 @@
 #include <string>
 
 #include "imap/parser.hpp"
+#include "imap/session.hpp"
 
 using namespace bulwark::imap;
 
@@ -19,8 +20,63 @@ size_t depth(const Token& t) {
 }
 }  // namespace
 
+namespace {
+struct FuzzHooks : bulwark::imap::Hooks, bulwark::auth::SecretSource {
+  bulwark::auth::SecretSource& secrets() override { return *this; }
+  std::optional<bulwark::auth::ScramSecret> scram_secret(const std::string& u) override {
+    static const auto s = bulwark::auth::derive_scram("pencil", "salt", 1);
+    if (u == "u@example.test") return s;
+    return std::nullopt;
+  }
+  std::optional<bulwark::auth::CramSecret> cram_md5_secret(const std::string&) override { return std::nullopt; }
+  bool login_blocked() override { return failures > 3; }
+  void login_failed(std::string_view, const std::string&, std::string_view) override { ++failures; }
+  void refused(const std::string&) override {}
+  int failures = 0;
+};
+
+// The session over the same input: every reply a whole CRLF line, and it never asks
+// for a step its state does not allow.
+void session(const uint8_t* data, size_t size) {
+  using namespace bulwark;
+  size_t step = data[0] % 13 + 1;
+  FuzzHooks h;
+  imap::Config c;
+  c.hostname = "mx.example.test";
+  c.starttls_available = data[0] & 1;
+  c.auth.mode = data[0] & 2 ? auth::Mode::none : data[0] & 4 ? auth::Mode::encrypted : auth::Mode::secure_auth;
+  c.auth.mechanisms = {auth::Mech::scram_sha_256, auth::Mech::plain, auth::Mech::login};
+  c.limits.max_text = 1024;
+  c.limits.max_literal = 2048;
+  imap::Session s(c, h, {"192.0.2.1", bool(data[0] & 8)});
+  auto drive = [&](imap::Output o) {
+    for (int guard = 0; guard < 1000; ++guard) {
+      if (!o.bytes.empty() && (o.bytes.size() < 2 || o.bytes.substr(o.bytes.size() - 2) != "\r\n")) abort();
+      switch (o.next) {
+        case imap::Next::read:
+        case imap::Next::close: return;
+        case imap::Next::starttls: o = s.tls_started(); break;
+        case imap::Next::verify:
+          if (s.state() != imap::State::verifying) abort();
+          o = s.login_finished(s.pending_login().password == "pencil");
+          break;
+        case imap::Next::logged_in:
+          if (s.state() != imap::State::authenticated) abort();
+          o = s.resume();
+          break;
+      }
+    }
+    abort();
+  };
+  drive(s.greet());
+  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+  for (size_t i = 0; i < in.size() && s.state() != imap::State::logout; i += step) drive(s.feed(in.substr(i, step)));
+}
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
+  session(data, size);
   size_t step = data[0] % 31 + 1;
   Limits lim;
   lim.max_text = 512;

@@ -1,0 +1,344 @@
+#include "imap/session.hpp"
+
+#include "core/strings.hpp"
+
+namespace bulwark::imap {
+
+namespace {
+constexpr size_t max_auth_line = 12288;
+
+// An astring argument as text, or nothing (a streamed literal or a list is not one).
+std::optional<std::string> astring(const Token& t) {
+  if (!t.is_astring()) return std::nullopt;
+  return t.value;
+}
+
+}  // namespace
+
+Session::Session(Config cfg, Hooks& hooks, ClientInfo client)
+    : cfg_(std::move(cfg)), hooks_(hooks), client_(std::move(client)), reader_(cfg_.limits) {}
+
+Session::~Session() {
+  auth::wipe(login_.password);
+  auth::wipe(auth_buf_);
+}
+
+std::string Session::capabilities() const {
+  std::string c = "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN";
+  if (state_ == State::not_authenticated) {
+    if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";
+    if (!plaintext_allowed()) c += " LOGINDISABLED";
+    for (auto m : cfg_.auth.mechanisms)
+      if (cfg_.auth.usable(m, client_.tls)) c += std::string(" AUTH=") + auth::mech_name(m);
+  }
+  return c;
+}
+
+void Session::tagged(Output& out, const std::string& tag, std::string_view status, std::string_view text) {
+  out.bytes += tag + " " + std::string(status) + " " + std::string(text) + "\r\n";
+}
+
+void Session::bad(Output& out, const std::string& tag, std::string_view text) {
+  ++failed_;
+  tagged(out, tag, "BAD", text);
+  if (cfg_.max_failed_commands && failed_ >= cfg_.max_failed_commands) {
+    hooks_.refused("too many failed commands (" + std::to_string(failed_) + ")");
+    out.bytes += "* BYE Too many errors, closing connection\r\n";
+    out.next = Next::close;
+    state_ = State::logout;
+  }
+}
+
+void Session::no(Output& out, const std::string& tag, std::string_view text) {
+  ++failed_;
+  tagged(out, tag, "NO", text);
+  if (cfg_.max_failed_commands && failed_ >= cfg_.max_failed_commands) {
+    hooks_.refused("too many failed commands (" + std::to_string(failed_) + ")");
+    out.bytes += "* BYE Too many errors, closing connection\r\n";
+    out.next = Next::close;
+    state_ = State::logout;
+  }
+}
+
+Output Session::greet() {
+  Output out;
+  out.bytes = "* OK [CAPABILITY " + capabilities() + "] " + cfg_.hostname + " IMAP bulwark ready\r\n";
+  return out;
+}
+
+Output Session::shutdown(Closing why) {
+  Output out;
+  state_ = State::logout;
+  out.next = Next::close;
+  out.bytes = why == Closing::timeout ? "* BYE Idle timeout, closing connection\r\n"
+                                      : "* BYE Server shutting down, closing connection\r\n";
+  return out;
+}
+
+Output Session::feed(std::string_view bytes) {
+  if (state_ == State::logout) return {};
+  if (mech_) {
+    auth_buf_.append(bytes);
+  } else {
+    give_back();
+    reader_.feed(bytes);
+  }
+  return process({});
+}
+
+Output Session::process(Output out) {
+  while (out.next == Next::read && state_ != State::logout && state_ != State::verifying) {
+    give_back();
+    if (mech_) {  // an AUTHENTICATE exchange: raw lines, not commands
+      size_t nl = auth_buf_.find('\n');
+      if (nl == std::string::npos) {
+        if (auth_buf_.size() > max_auth_line) {
+          mech_.reset();
+          auth::wipe(auth_buf_);
+          bad(out, tag_, "Authentication exchange line too long");
+        }
+        break;
+      }
+      std::string line = auth_buf_.substr(0, nl);
+      auth_buf_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      auth_line(line, out);
+      auth::wipe(line);
+      continue;
+    }
+    Reader::Event e = reader_.next();
+    using K = Reader::Event::Kind;
+    if (e.kind == K::none) break;
+    if (e.kind == K::continuation) {
+      out.bytes += "+ Ready for literal data\r\n";
+      continue;
+    }
+    if (e.kind == K::literal_begin || e.kind == K::literal_data) continue;  // APPEND: not in this state
+    if (e.kind == K::error) {
+      if (e.fatal) {
+        hooks_.refused(e.reason);
+        out.bytes += "* BYE " + e.reason + "\r\n";
+        out.next = Next::close;
+        state_ = State::logout;
+        break;
+      }
+      if (e.too_big) no(out, e.tag, "[TOOBIG] " + e.reason);
+      else bad(out, e.tag, e.reason);
+      continue;
+    }
+    command(e.cmd, out);
+  }
+  return out;
+}
+
+void Session::command(Command& c, Output& out) {
+  const std::string& n = c.name;
+  if (n == "CAPABILITY") {
+    if (!c.args.empty()) return bad(out, c.tag, "CAPABILITY takes no arguments");
+    out.bytes += "* CAPABILITY " + capabilities() + "\r\n";
+    return tagged(out, c.tag, "OK", "CAPABILITY completed");
+  }
+  if (n == "NOOP") return tagged(out, c.tag, "OK", "NOOP completed");
+  if (n == "LOGOUT") {
+    out.bytes += "* BYE " + cfg_.hostname + " IMAP bulwark signing off\r\n";
+    tagged(out, c.tag, "OK", "LOGOUT completed");
+    out.next = Next::close;
+    state_ = State::logout;
+    return;
+  }
+  if (n == "ID") return cmd_id(c, out);
+  if (state_ == State::not_authenticated) {
+    if (n == "STARTTLS") {
+      if (client_.tls) return bad(out, c.tag, "TLS is already active");
+      if (!cfg_.starttls_available) return bad(out, c.tag, "STARTTLS not available");
+      reader_.discard_buffer();  // sent in clear behind STARTTLS: never executed
+      tagged(out, c.tag, "OK", "Begin TLS negotiation now");
+      out.next = Next::starttls;
+      return;
+    }
+    if (cfg_.auth.tls_first(client_.tls)) {
+      static const std::string_view known[] = {"LOGIN", "AUTHENTICATE", "ENABLE", "SELECT", "EXAMINE", "LIST"};
+      bool is_known = false;
+      for (auto k : known) is_known |= n == k;
+      hooks_.refused((is_known ? n : std::string("a command")) + " before STARTTLS");
+      return no(out, c.tag, "[PRIVACYREQUIRED] Use STARTTLS first");
+    }
+    if (n == "LOGIN") return cmd_login(c, out);
+    if (n == "AUTHENTICATE") return cmd_authenticate(c, out);
+    if (n == "STARTTLS" || n == "ENABLE" || n == "SELECT" || n == "EXAMINE" || n == "LIST" || n == "LSUB" ||
+        n == "STATUS" || n == "CREATE" || n == "DELETE" || n == "RENAME" || n == "SUBSCRIBE" ||
+        n == "UNSUBSCRIBE" || n == "APPEND" || n == "NAMESPACE" || n == "IDLE")
+      return bad(out, c.tag, "Log in first");
+    return bad(out, c.tag, "Unknown command");
+  }
+  // authenticated
+  if (n == "LOGIN" || n == "AUTHENTICATE" || n == "STARTTLS") return bad(out, c.tag, "Already logged in");
+  if (n == "ENABLE") return cmd_enable(c, out);
+  return bad(out, c.tag, "Unknown command");
+}
+
+void Session::cmd_id(Command& c, Output& out) {
+  // RFC 2971: the client's parameters are not needed; ours say what this is.
+  if (c.args.size() != 1 || (c.args[0].kind != Token::Kind::list && !(c.args[0].kind == Token::Kind::atom &&
+                                                                       iequals(c.args[0].value, "NIL"))))
+    return bad(out, c.tag, "Usage: ID (\"name\" \"value\" ...) or ID NIL");
+  out.bytes += "* ID (\"name\" \"bulwark\")\r\n";
+  tagged(out, c.tag, "OK", "ID completed");
+}
+
+void Session::cmd_enable(Command& c, Output& out) {
+  if (c.args.empty()) return bad(out, c.tag, "ENABLE needs a capability");
+  std::string enabled;
+  for (auto& a : c.args) {
+    if (a.kind != Token::Kind::atom) return bad(out, c.tag, "ENABLE takes capability names");
+    std::string cap = to_upper(a.value);
+    if (cap == "IMAP4REV2" && !rev2_) rev2_ = true, enabled += " IMAP4rev2";
+    else if (cap == "CONDSTORE" && !condstore_) condstore_ = true, enabled += " CONDSTORE";
+    else if (cap == "UTF8=ACCEPT" && !utf8_) utf8_ = true, enabled += " UTF8=ACCEPT";
+  }
+  out.bytes += "* ENABLED" + enabled + "\r\n";
+  tagged(out, c.tag, "OK", "ENABLE completed");
+}
+
+void Session::cmd_login(Command& c, Output& out) {
+  if (!plaintext_allowed()) {
+    hooks_.refused("LOGIN without TLS");
+    return no(out, c.tag, "[PRIVACYREQUIRED] Plaintext login is disabled without TLS: use STARTTLS");
+  }
+  if (c.args.size() != 2) return bad(out, c.tag, "Usage: LOGIN user password");
+  auto user = astring(c.args[0]), pw = astring(c.args[1]);
+  if (!user || !pw) return bad(out, c.tag, "Usage: LOGIN user password");
+  if (hooks_.login_blocked()) {
+    auth::wipe(*pw);
+    return no(out, c.tag, "[UNAVAILABLE] Too many failed logins from your address, try again later");
+  }
+  login_.user = std::move(*user);
+  login_.password = std::move(*pw);
+  auth::wipe(c.args[1].value);
+  mech_name_ = "LOGIN";
+  tag_ = c.tag;
+  state_ = State::verifying;
+  out.next = Next::verify;
+}
+
+void Session::cmd_authenticate(Command& c, Output& out) {
+  if (c.args.empty() || c.args.size() > 2 || c.args[0].kind != Token::Kind::atom)
+    return bad(out, c.tag, "Usage: AUTHENTICATE mechanism [initial-response]");
+  auto m = auth::mech_from_name(c.args[0].value);
+  bool configured = false;
+  for (auto k : cfg_.auth.mechanisms) configured |= m && k == *m;
+  if (!configured) return no(out, c.tag, "Unsupported authentication mechanism");
+  if (!cfg_.auth.usable(*m, client_.tls)) {
+    hooks_.refused(std::string("AUTHENTICATE ") + auth::mech_name(*m) + " without TLS");
+    return no(out, c.tag, "[PRIVACYREQUIRED] This mechanism needs TLS: use STARTTLS");
+  }
+  if (hooks_.login_blocked())
+    return no(out, c.tag, "[UNAVAILABLE] Too many failed logins from your address, try again later");
+  std::optional<std::string> init;
+  if (c.args.size() == 2) {
+    if (!c.args[1].is_astring()) return bad(out, c.tag, "Bad initial response");
+    if (c.args[1].value == "=") init = std::string();
+    else if (!(init = auth::base64_decode(c.args[1].value))) return bad(out, c.tag, "Cannot decode the initial response");
+    auth::wipe(c.args[1].value);
+  }
+  mech_ = auth::make_mechanism(*m, hooks_.secrets(), {cfg_.hostname, {}});
+  mech_name_ = auth::mech_name(*m);
+  tag_ = c.tag;
+  auth_final_ = false;
+  auth_buf_ = reader_.take_buffer();  // what follows are the exchange's lines
+  auth_step(mech_->start(init), out);
+  if (init) auth::wipe(*init);
+}
+
+void Session::auth_step(auth::Step step, Output& out) {
+  switch (step.kind) {
+    case auth::Step::challenge: out.bytes += "+ " + auth::base64_encode(step.data) + "\r\n"; return;
+    case auth::Step::verify_password:
+      mech_.reset();
+      login_.user = std::move(step.user);
+      login_.password = std::move(step.password);
+      state_ = State::verifying;
+      out.next = Next::verify;
+      return;
+    case auth::Step::success:
+      if (step.data.empty()) {
+        mech_.reset();
+        return logged_in(step.user, out);
+      }
+      auth_final_ = true;  // RFC 9051 6.2.2: success data as one more challenge
+      auth_user_ = step.user;
+      out.bytes += "+ " + auth::base64_encode(step.data) + "\r\n";
+      return;
+    case auth::Step::failure: mech_.reset(); return auth_failure(step.user, step.why, out);
+  }
+}
+
+void Session::auth_line(std::string_view line, Output& out) {
+  if (line == "*") {
+    mech_.reset();
+    return bad(out, tag_, "Authentication cancelled");
+  }
+  if (auth_final_) {
+    auth_final_ = false;
+    mech_.reset();
+    if (line.empty()) return logged_in(auth_user_, out);
+    return auth_failure(auth_user_, auth::Step::Why::malformed, out);
+  }
+  auto decoded = auth::base64_decode(line);
+  if (!decoded) {
+    mech_.reset();
+    return bad(out, tag_, "Cannot decode the response");
+  }
+  auth_step(mech_->next(*decoded), out);
+  auth::wipe(*decoded);
+}
+
+void Session::auth_failure(const std::string& user, auth::Step::Why why, Output& out) {
+  const char* what = why == auth::Step::Why::malformed       ? "malformed exchange"
+                     : why == auth::Step::Why::impersonation ? "authorization identity differs (impersonation)"
+                                                             : "invalid credentials";
+  hooks_.login_failed(mech_name_, user, what);
+  out.delay = cfg_.auth.failure_delay;
+  state_ = State::not_authenticated;
+  if (why == auth::Step::Why::malformed) return bad(out, tag_, "Malformed authentication exchange");
+  no(out, tag_, "[AUTHENTICATIONFAILED] Authentication failed");
+}
+
+Output Session::login_finished(bool ok) {
+  Output out;
+  std::string user = std::move(login_.user);
+  auth::wipe(login_.password);
+  login_ = LoginRequest{};
+  state_ = State::not_authenticated;
+  if (ok) logged_in(user, out);
+  else auth_failure(user, auth::Step::Why::bad_credentials, out);
+  if (out.next == Next::logged_in) return out;
+  return process(std::move(out));
+}
+
+void Session::logged_in(const std::string& user, Output& out) {
+  user_ = user;
+  state_ = State::authenticated;
+  tagged(out, tag_, "OK", "[CAPABILITY " + capabilities() + "] Logged in");
+  out.next = Next::logged_in;
+}
+
+Output Session::resume() { return process({}); }
+
+void Session::give_back() {
+  // An AUTHENTICATE exchange is over (or ended at once): what the client sent after
+  // it are commands again, in front of anything newer.
+  if (mech_ || auth_buf_.empty()) return;
+  std::string rest = reader_.take_buffer();
+  reader_.feed(auth_buf_);
+  reader_.feed(rest);
+  auth::wipe(auth_buf_);
+}
+
+Output Session::tls_started() {
+  client_.tls = true;
+  reader_.discard_buffer();
+  return {};  // RFC 9051 6.2.1: the client speaks first
+}
+
+}  // namespace bulwark::imap

@@ -1,0 +1,120 @@
+// imap/: the IMAP server session without I/O (RFC 9051, RFC 3501 clients) -- this part:
+// the connection and login states. Greeting, CAPABILITY (LOGINDISABLED where the
+// policy of SPEC 8 allows no plaintext login here), NOOP, LOGOUT, STARTTLS (input
+// pipelined behind it dropped), LOGIN, AUTHENTICATE with SASL-IR (RFC 4959), ID (RFC
+// 2971), ENABLE (RFC 5161), tagged BAD for what cannot be parsed, failed commands
+// counted toward a limit and then "* BYE". Login goes through the same policy and
+// machinery as SMTP AUTH and POP3 (auth::LoginPolicy; the driver runs the password
+// check off the I/O thread). The authenticated and selected states come next
+// (issue 10); until then the imap listeners are refused by the configuration.
+// Depends on core/ and auth/ only.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/sasl.hpp"
+#include "imap/parser.hpp"
+
+namespace bulwark::imap {
+
+struct Config {
+  std::string hostname;
+  bool starttls_available = false;  // imap with a certificate (never on imaps)
+  auth::LoginPolicy auth;
+  uint32_t max_failed_commands = 10;  // 0: no limit
+  Limits limits;
+};
+
+struct ClientInfo {
+  std::string ip;
+  bool tls = false;
+};
+
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  virtual auth::SecretSource& secrets() = 0;
+  virtual bool login_blocked() = 0;
+  virtual void login_failed(std::string_view mech, const std::string& user, std::string_view why) = 0;
+  virtual void refused(const std::string& what) = 0;
+};
+
+enum class Next {
+  read,       // write `bytes`, read more
+  close,      // write `bytes`, close
+  starttls,   // write `bytes`, handshake, then tls_started()
+  verify,     // check pending_login() off the I/O thread, then login_finished()
+  logged_in,  // write `bytes`; the user is login_user(): log it, open the mailbox
+};
+
+struct Output {
+  std::string bytes;
+  Next next = Next::read;
+  std::chrono::milliseconds delay{0};
+};
+
+enum class State { not_authenticated, verifying, authenticated, logout };
+
+class Session {
+ public:
+  Session(Config cfg, Hooks& hooks, ClientInfo client);
+  ~Session();
+
+  Output greet();
+  Output feed(std::string_view bytes);
+  Output tls_started();
+
+  struct LoginRequest {
+    std::string user, password;
+  };
+  const LoginRequest& pending_login() const { return login_; }
+  Output login_finished(bool ok);
+
+  const std::string& login_user() const { return user_; }
+  // After Next::logged_in (the driver has opened the mailbox): commands pipelined
+  // behind the login.
+  Output resume();
+  const std::string& login_mech() const { return mech_name_; }
+
+  enum class Closing { timeout, shutdown };
+  Output shutdown(Closing why);
+
+  State state() const { return state_; }
+  std::string capabilities() const;  // the CAPABILITY line's words for now
+
+ private:
+  Output process(Output out);
+  void command(Command& c, Output& out);
+  void tagged(Output& out, const std::string& tag, std::string_view status, std::string_view text);
+  void bad(Output& out, const std::string& tag, std::string_view text);  // counts
+  void no(Output& out, const std::string& tag, std::string_view text);   // counts
+  void cmd_login(Command& c, Output& out);
+  void cmd_authenticate(Command& c, Output& out);
+  void cmd_enable(Command& c, Output& out);
+  void cmd_id(Command& c, Output& out);
+  void auth_line(std::string_view line, Output& out);
+  void auth_step(auth::Step step, Output& out);
+  void auth_failure(const std::string& user, auth::Step::Why why, Output& out);
+  void logged_in(const std::string& user, Output& out);
+  void give_back();
+  bool plaintext_allowed() const { return cfg_.auth.plaintext_ok(client_.tls); }
+
+  Config cfg_;
+  Hooks& hooks_;
+  ClientInfo client_;
+  Reader reader_;
+  State state_ = State::not_authenticated;
+  uint32_t failed_ = 0;
+  std::string user_, mech_name_, tag_;  // tag_: the command waiting on the driver
+  LoginRequest login_;
+  std::unique_ptr<auth::Mechanism> mech_;  // an AUTHENTICATE exchange in progress
+  bool auth_final_ = false;
+  std::string auth_user_, auth_buf_;
+  bool rev2_ = false, condstore_ = false, utf8_ = false;
+};
+
+}  // namespace bulwark::imap
