@@ -5,8 +5,10 @@
 // 2971), ENABLE (RFC 5161), tagged BAD for what cannot be parsed, failed commands
 // counted toward a limit and then "* BYE". Login goes through the same policy and
 // machinery as SMTP AUTH and POP3 (auth::LoginPolicy; the driver runs the password
-// check off the I/O thread). The authenticated and selected states come next
-// (issue 10); until then the imap listeners are refused by the configuration.
+// check off the I/O thread). The authenticated state's folder commands (NAMESPACE,
+// LIST with LIST-EXTENDED/LIST-STATUS/SPECIAL-USE, LSUB, STATUS, CREATE, DELETE,
+// RENAME, SUBSCRIBE, UNSUBSCRIBE) work on a Mailbox (mailbox.hpp). The selected state
+// comes next (issue 10); until then the imap listeners are refused by the configuration.
 // Depends on core/ and auth/ only.
 #pragma once
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "auth/sasl.hpp"
+#include "imap/mailbox.hpp"
 #include "imap/parser.hpp"
 
 namespace bulwark::imap {
@@ -75,6 +78,9 @@ class Session {
   Output login_finished(bool ok);
 
   const std::string& login_user() const { return user_; }
+  // The logged-in user's mailbox (set by the driver at Next::logged_in; outlives the
+  // session's use of it).
+  void set_mailbox(Mailbox* m) { mailbox_ = m; }
   // After Next::logged_in (the driver has opened the mailbox): commands pipelined
   // behind the login.
   Output resume();
@@ -96,6 +102,13 @@ class Session {
   void cmd_authenticate(Command& c, Output& out);
   void cmd_enable(Command& c, Output& out);
   void cmd_id(Command& c, Output& out);
+  void cmd_list(Command& c, Output& out, bool lsub);
+  void cmd_status(Command& c, Output& out);
+  void cmd_folder_change(Command& c, Output& out);
+  // A mailbox name argument as UTF-8 (modified UTF-7 decoded for IMAP4rev1 clients).
+  std::optional<std::string> name_arg(const Token& t) const;
+  std::string name_out(const std::string& utf8) const;  // quoted, encoded for the client
+  std::string status_items(const FolderStatus& st, const std::vector<std::string>& items) const;
   void auth_line(std::string_view line, Output& out);
   void auth_step(auth::Step step, Output& out);
   void auth_failure(const std::string& user, auth::Step::Why why, Output& out);
@@ -115,6 +128,7 @@ class Session {
   bool auth_final_ = false;
   std::string auth_user_, auth_buf_;
   bool rev2_ = false, condstore_ = false, utf8_ = false;
+  Mailbox* mailbox_ = nullptr;
 };
 
 }  // namespace bulwark::imap

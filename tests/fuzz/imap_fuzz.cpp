@@ -35,6 +35,24 @@ struct FuzzHooks : bulwark::imap::Hooks, bulwark::auth::SecretSource {
   int failures = 0;
 };
 
+struct FuzzMailbox : bulwark::imap::Mailbox {
+  std::vector<bulwark::imap::FolderInfo> f{{"INBOX", "", false, true, true}, {"Sent", "\\Sent", true, false, true},
+                                           {"Sent/x", "", false, true, false}};
+  std::vector<bulwark::imap::FolderInfo> folders() override { return f; }
+  std::optional<bulwark::imap::FolderStatus> status(const std::string& n, std::string& e) override {
+    if (n.size() % 2) return bulwark::imap::FolderStatus{};
+    e = "[NONEXISTENT] no";
+    return std::nullopt;
+  }
+  bool create(const std::string& n, std::string&) override {
+    if (f.size() < 50) f.push_back({n, "", false, false, true});
+    return true;
+  }
+  bool remove(const std::string& n, std::string& e) override { return n.size() % 3 ? true : (e = "no", false); }
+  bool rename(const std::string&, const std::string&, std::string&) override { return true; }
+  bool subscribe(const std::string&, bool, std::string&) override { return true; }
+};
+
 // The session over the same input: every reply a whole CRLF line, and it never asks
 // for a step its state does not allow.
 void session(const uint8_t* data, size_t size) {
@@ -49,6 +67,7 @@ void session(const uint8_t* data, size_t size) {
   c.limits.max_text = 1024;
   c.limits.max_literal = 2048;
   imap::Session s(c, h, {"192.0.2.1", bool(data[0] & 8)});
+  FuzzMailbox mb;
   auto drive = [&](imap::Output o) {
     for (int guard = 0; guard < 1000; ++guard) {
       if (!o.bytes.empty() && (o.bytes.size() < 2 || o.bytes.substr(o.bytes.size() - 2) != "\r\n")) abort();
@@ -62,6 +81,7 @@ void session(const uint8_t* data, size_t size) {
           break;
         case imap::Next::logged_in:
           if (s.state() != imap::State::authenticated) abort();
+          s.set_mailbox(&mb);
           o = s.resume();
           break;
       }

@@ -174,3 +174,152 @@ TEST(ImapSession, BlockedAddressAndLongLines) {
   EXPECT_TRUE(e.closed);
   EXPECT_NE(e.out.find("* BYE Command line too long\r\n"), std::string::npos);
 }
+
+#include <map>
+
+#include "imap/mutf7.hpp"
+
+namespace {
+// An in-memory mailbox with the store's rules that matter to the session.
+struct FakeMailbox : Mailbox {
+  std::map<std::string, FolderInfo> f{{"INBOX", {"INBOX", "", false, true, true}},
+                                      {"Sent", {"Sent", "\\Sent", false, true, true}},
+                                      {"Work", {"Work", "", true, false, true}},
+                                      {"Work/2026", {"Work/2026", "", false, false, true}},
+                                      {"Gone", {"Gone", "", false, true, false}}};
+  std::vector<FolderInfo> folders() override {
+    std::vector<FolderInfo> v;
+    v.push_back(f["INBOX"]);
+    for (auto& [k, x] : f)
+      if (k != "INBOX") v.push_back(x);
+    return v;
+  }
+  std::optional<FolderStatus> status(const std::string& name, std::string& error) override {
+    if (!f.count(name) || !f[name].exists) {
+      error = "[NONEXISTENT] No such mailbox";
+      return std::nullopt;
+    }
+    FolderStatus s;
+    s.messages = uint32_t(name.size());
+    s.uidnext = 7;
+    s.uidvalidity = 1234;
+    s.unseen = 1;
+    s.size = 999;
+    s.highestmodseq = 42;
+    return s;
+  }
+  bool create(const std::string& name, std::string& error) override {
+    if (f.count(name)) {
+      error = "[ALREADYEXISTS] Folder already exists";
+      return false;
+    }
+    f[name] = {name, "", false, false, true};
+    return true;
+  }
+  bool remove(const std::string& name, std::string& error) override {
+    if (!f.erase(name)) {
+      error = "[NONEXISTENT] No such folder";
+      return false;
+    }
+    return true;
+  }
+  bool rename(const std::string& a, const std::string& b, std::string&) override {
+    auto x = f[a];
+    f.erase(a);
+    x.name = b;
+    f[b] = x;
+    return true;
+  }
+  bool subscribe(const std::string& name, bool on, std::string&) override {
+    f[name].subscribed = on;
+    return true;
+  }
+};
+
+std::string logged_in_play(const std::string& script, FakeMailbox& mb) {
+  FakeHooks h;
+  Driver d(config(auth::Mode::none), h);
+  d.feed("a LOGIN demo@example.test secret\r\n");
+  d.s.set_mailbox(&mb);
+  d.out.clear();
+  d.feed(script);
+  return d.out;
+}
+}  // namespace
+
+TEST(ImapSession, ListLsubNamespaceAndListExtended) {
+  FakeMailbox mb;
+  EXPECT_EQ(logged_in_play("n NAMESPACE\r\nl LIST \"\" \"\"\r\nm LIST \"\" %\r\n", mb),
+            "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nn OK NAMESPACE completed\r\n"
+            "* LIST (\\Noselect) \"/\" \"\"\r\nl OK LIST completed\r\n"
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n"
+            "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\n"
+            "* LIST (\\HasChildren) \"/\" \"Work\"\r\n"
+            "m OK LIST completed\r\n");
+  EXPECT_EQ(logged_in_play("a LIST \"Work/\" *\r\nb LSUB \"\" *\r\nc LIST inbox \"\"\r\n", mb),
+            "* LIST (\\HasNoChildren) \"/\" \"Work/2026\"\r\na OK LIST completed\r\n"
+            "* LSUB () \"/\" \"INBOX\"\r\n* LSUB (\\Noselect) \"/\" \"Gone\"\r\n* LSUB () \"/\" \"Sent\"\r\n"
+            "b OK LSUB completed\r\n"
+            "* LIST (\\Noselect) \"/\" \"\"\r\nc OK LIST completed\r\n");  // empty pattern: the delimiter
+  EXPECT_EQ(logged_in_play("a LIST (SUBSCRIBED) \"\" * RETURN (STATUS (MESSAGES UIDNEXT))\r\n", mb),
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"INBOX\"\r\n* STATUS \"INBOX\" (MESSAGES 5 UIDNEXT 7)\r\n"
+            "* LIST (\\NonExistent \\Subscribed) \"/\" \"Gone\"\r\n"
+            "* LIST (\\HasNoChildren \\Subscribed \\Sent) \"/\" \"Sent\"\r\n* STATUS \"Sent\" (MESSAGES 4 UIDNEXT 7)\r\n"
+            "a OK LIST completed\r\n");
+  EXPECT_EQ(logged_in_play("a LIST (SPECIAL-USE) \"\" *\r\nb LIST \"\" (INBOX Work) RETURN (CHILDREN)\r\n", mb),
+            "* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent\"\r\na OK LIST completed\r\n"
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n* LIST (\\HasChildren) \"/\" \"Work\"\r\nb OK LIST completed\r\n");
+}
+
+TEST(ImapSession, StatusAndFolderChanges) {
+  FakeMailbox mb;
+  EXPECT_EQ(logged_in_play("a STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ)\r\n"
+                           "b STATUS Nope (MESSAGES)\r\nc STATUS INBOX (BOGUS)\r\n",
+                           mb),
+            "* STATUS \"INBOX\" (MESSAGES 5 UIDNEXT 7 UIDVALIDITY 1234 UNSEEN 1 SIZE 999 HIGHESTMODSEQ 42)\r\n"
+            "a OK STATUS completed\r\nb NO [NONEXISTENT] No such mailbox\r\n"
+            "c BAD Usage: STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY UNSEEN ...)\r\n");
+  EXPECT_EQ(logged_in_play("a CREATE Projects/\r\nb CREATE Projects\r\nc RENAME Projects Old\r\nd SUBSCRIBE Old\r\n"
+                           "e DELETE Old\r\nf DELETE Old\r\n",
+                           mb),
+            "a OK CREATE completed\r\nb NO [ALREADYEXISTS] Folder already exists\r\nc OK RENAME completed\r\n"
+            "d OK SUBSCRIBE completed\r\ne OK DELETE completed\r\nf NO [NONEXISTENT] No such folder\r\n");
+}
+
+TEST(ImapSession, NamesAreModifiedUtf7ForRev1AndUtf8AfterEnable) {
+  FakeMailbox mb;
+  mb.f["Entwürfe"] = {"Entwürfe", "", false, false, true};
+  EXPECT_EQ(logged_in_play("a LIST \"\" Entw*\r\nb CREATE \"&AMQ-rger\"\r\nc CREATE \"&Jjo\"\r\n", mb),
+            "* LIST (\\HasNoChildren) \"/\" \"Entw&APw-rfe\"\r\na OK LIST completed\r\n"
+            "b OK CREATE completed\r\nc BAD Bad mailbox name\r\n");
+  EXPECT_TRUE(mb.f.count("Ärger"));
+  EXPECT_EQ(logged_in_play("e ENABLE IMAP4rev2\r\na LIST \"\" Entw*\r\n", mb),
+            "* ENABLED IMAP4rev2\r\ne OK ENABLE completed\r\n"
+            "* LIST (\\HasNoChildren) \"/\" \"Entwürfe\"\r\na OK LIST completed\r\n");
+}
+
+TEST(ImapMutf7, RoundTripsAndRejectsWhatIsNotModifiedUtf7) {
+  for (std::string s : {"INBOX", "Entwürfe", "台北", "a&b", "😀 smile", "~peter/mail/日本語/台北"}) {
+    auto back = mutf7_to_utf8(utf8_to_mutf7(s));
+    ASSERT_TRUE(back) << s;
+    EXPECT_EQ(*back, s);
+  }
+  EXPECT_EQ(utf8_to_mutf7("~peter/mail/日本語/台北"), "~peter/mail/&ZeVnLIqe-/&U,BTFw-");  // RFC 3501 5.1.3
+  EXPECT_EQ(utf8_to_mutf7("a&b"), "a&-b");
+  EXPECT_FALSE(mutf7_to_utf8("&Jjo"));     // unterminated
+  EXPECT_FALSE(mutf7_to_utf8("&AGE-"));    // "a" encoded: printable ASCII must not be
+  EXPECT_FALSE(mutf7_to_utf8("&2D0-"));    // a lone surrogate
+  EXPECT_FALSE(mutf7_to_utf8("a\x80"));    // 8-bit is not modified UTF-7
+}
+
+TEST(ImapSession, ManyWildcardsCostLinearTime) {
+  FakeMailbox mb;
+  mb.f[std::string(150, 'a')] = {std::string(150, 'a'), "", false, false, true};
+  std::string pat;
+  for (int i = 0; i < 300; ++i) pat += "*%";
+  // 600 wildcards against 150 bytes: a backtracking matcher would not finish (ctest's
+  // timeout ends it); the dynamic-programming one does 90,000 steps.
+  std::string out = logged_in_play("a LIST \"\" \"" + pat + "b\"\r\nb LIST \"\" \"" + pat + "\"\r\n", mb);
+  EXPECT_NE(out.find("a OK LIST completed\r\n* LIST"), std::string::npos);
+  EXPECT_NE(out.find("\"" + std::string(150, 'a') + "\""), std::string::npos);
+}
