@@ -1,0 +1,26 @@
+// net/: imap::Mailbox over store/ -- the user's Maildir++ folders as the IMAP session
+// sees them. Blocking (readdir, fsync): used from the disk pool.
+#pragma once
+#include <string>
+
+#include "imap/mailbox.hpp"
+
+namespace bulwark {
+
+class StoreMailbox : public imap::Mailbox {
+ public:
+  // `maildir`: the user's mailbox directory (maildir_path()); the default folders are
+  // made on first use.
+  explicit StoreMailbox(std::string maildir);
+  std::vector<imap::FolderInfo> folders() override;
+  std::optional<imap::FolderStatus> status(const std::string& name, std::string& error) override;
+  bool create(const std::string& name, std::string& error) override;
+  bool remove(const std::string& name, std::string& error) override;
+  bool rename(const std::string& from, const std::string& to, std::string& error) override;
+  bool subscribe(const std::string& name, bool on, std::string& error) override;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace bulwark
