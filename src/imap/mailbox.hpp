@@ -4,6 +4,9 @@
 // disk pool, never on an I/O thread. Tests use an in-memory one.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string_view>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,9 +26,42 @@ struct FolderStatus {
   uint64_t size = 0, highestmodseq = 0;
 };
 
+// One message as a selected folder shows it.
+struct MessageRef {
+  uint32_t uid = 0;
+  uint64_t modseq = 0;
+  uint64_t size = 0;        // with CRLF line ends (RFC822.SIZE)
+  std::string flags;        // Maildir letters: D F R S T
+  int64_t internal_date = 0;  // seconds since the epoch
+};
+
+// A folder open in a session. refresh() takes in what others changed; the session
+// compares and tells its client.
+class OpenFolder {
+ public:
+  virtual ~OpenFolder() = default;
+  virtual uint32_t uidvalidity() const = 0;
+  virtual uint32_t uidnext() const = 0;
+  virtual uint64_t highestmodseq() const = 0;
+  virtual const std::vector<MessageRef>& messages() const = 0;  // by UID
+  virtual bool refresh(std::string& error) = 0;
+  // The message with CRLF line ends; nothing if it is gone.
+  virtual std::optional<std::string> content(uint32_t uid, std::string& error) = 0;
+  virtual bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) = 0;
+  virtual bool expunge(const std::vector<uint32_t>& uids, std::string& error) = 0;
+  // (source UID, new UID) pairs in the target folder.
+  virtual std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
+                                                                          const std::string& to,
+                                                                          std::string& error) = 0;
+};
+
 class Mailbox {
  public:
   virtual ~Mailbox() = default;
+  virtual std::unique_ptr<OpenFolder> open(const std::string& name, std::string& error) = 0;
+  // APPEND: the new message's UID and the folder's UIDVALIDITY.
+  virtual std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
+                                                               const std::string& flags, std::string& error) = 0;
   virtual std::vector<FolderInfo> folders() = 0;  // INBOX first
   // `error` says why not (it becomes the text of a NO; may start with a response code).
   virtual std::optional<FolderStatus> status(const std::string& name, std::string& error) = 0;

@@ -127,6 +127,10 @@ Output Session::feed(std::string_view bytes) {
 Output Session::process(Output out) {
   while (out.next == Next::read && state_ != State::logout && state_ != State::verifying) {
     give_back();
+    if (fetch_) {  // a long FETCH answer goes on first
+      continue_fetch(out);
+      continue;
+    }
     if (mech_) {  // an AUTHENTICATE exchange: raw lines, not commands
       size_t nl = auth_buf_.find('\n');
       if (nl == std::string::npos) {
@@ -151,7 +155,26 @@ Output Session::process(Output out) {
       out.bytes += "+ Ready for literal data\r\n";
       continue;
     }
-    if (e.kind == K::literal_begin || e.kind == K::literal_data) continue;  // APPEND: not in this state
+    if (e.kind == K::literal_begin) {
+      append_buf_.clear();
+      if (state_ == State::selected || state_ == State::authenticated) append_buf_.reserve(size_t(e.size));
+      continue;
+    }
+    if (e.kind == K::literal_data) {  // a large APPEND: bounded by the reader's max_literal
+      if (state_ == State::selected || state_ == State::authenticated) append_buf_.append(e.data);
+      continue;
+    }
+    if (state_ == State::idle) {  // only "DONE" ends IDLE (RFC 2177)
+      std::string tag = idle_tag_;
+      state_ = folder_ ? State::selected : State::authenticated;
+      if (e.kind == K::error && iequals(e.tag, "DONE") && e.reason == "Missing command") {
+        report_changes(out);
+        tagged(out, tag, "OK", "IDLE terminated");
+      } else {
+        bad(out, tag, "Expected DONE");
+      }
+      continue;
+    }
     if (e.kind == K::error) {
       if (e.fatal) {
         hooks_.refused(e.reason);
@@ -176,7 +199,10 @@ void Session::command(Command& c, Output& out) {
     out.bytes += "* CAPABILITY " + capabilities() + "\r\n";
     return tagged(out, c.tag, "OK", "CAPABILITY completed");
   }
-  if (n == "NOOP") return tagged(out, c.tag, "OK", "NOOP completed");
+  if (n == "NOOP") {
+    if (state_ == State::selected) report_changes(out);
+    return tagged(out, c.tag, "OK", "NOOP completed");
+  }
   if (n == "LOGOUT") {
     out.bytes += "* BYE " + cfg_.hostname + " IMAP bulwark signing off\r\n";
     tagged(out, c.tag, "OK", "LOGOUT completed");
@@ -222,6 +248,42 @@ void Session::command(Command& c, Output& out) {
   if (n == "STATUS") return cmd_status(c, out);
   if (n == "CREATE" || n == "DELETE" || n == "RENAME" || n == "SUBSCRIBE" || n == "UNSUBSCRIBE")
     return cmd_folder_change(c, out);
+  if (n == "SELECT" || n == "EXAMINE") return cmd_select(c, out, n == "EXAMINE");
+  if (n == "APPEND") return cmd_append(c, out);
+  if (n == "IDLE") {
+    if (!c.args.empty()) return bad(out, c.tag, "IDLE takes no arguments");
+    idle_tag_ = c.tag;
+    state_ = State::idle;
+    out.bytes += "+ idling\r\n";
+    report_changes(out);
+    return;
+  }
+  bool selected_only = n == "FETCH" || n == "UID FETCH" || n == "STORE" || n == "UID STORE" || n == "EXPUNGE" ||
+                       n == "UID EXPUNGE" || n == "SEARCH" || n == "UID SEARCH" || n == "COPY" || n == "UID COPY" ||
+                       n == "MOVE" || n == "UID MOVE" || n == "CLOSE" || n == "UNSELECT" || n == "CHECK";
+  if (selected_only && state_ != State::selected) return bad(out, c.tag, "No mailbox selected");
+  bool uid = n.rfind("UID ", 0) == 0;
+  std::string base = uid ? n.substr(4) : n;
+  if (base == "FETCH") return cmd_fetch(c, out, uid);
+  if (base == "STORE") return cmd_store(c, out, uid);
+  if (base == "EXPUNGE") return cmd_expunge(c, out, uid);
+  if (base == "SEARCH") return cmd_search(c, out, uid);
+  if (base == "COPY" || base == "MOVE") return cmd_copy(c, out, uid, base == "MOVE");
+  if (n == "CHECK") {
+    report_changes(out);
+    return tagged(out, c.tag, "OK", "CHECK completed");
+  }
+  if (n == "CLOSE" || n == "UNSELECT") {
+    if (n == "CLOSE" && !readonly_) {  // expunge silently (RFC 9051 6.4.1)
+      std::vector<uint32_t> gone;
+      for (auto& m : folder_->messages())
+        if (m.flags.find('T') != std::string::npos) gone.push_back(m.uid);
+      std::string error;
+      if (!gone.empty()) folder_->expunge(gone, error);
+    }
+    deselect();
+    return tagged(out, c.tag, "OK", n + " completed");
+  }
   return bad(out, c.tag, "Unknown command");
 }
 
@@ -520,7 +582,12 @@ void Session::logged_in(const std::string& user, Output& out) {
   out.next = Next::logged_in;
 }
 
-Output Session::resume() { return process({}); }
+Output Session::resume() {
+  Output out;
+  if (fetch_) continue_fetch(out);
+  if (out.next == Next::more) return out;
+  return process(std::move(out));
+}
 
 void Session::give_back() {
   // An AUTHENTICATE exchange is over (or ended at once): what the client sent after

@@ -52,6 +52,7 @@ enum class Next {
   starttls,   // write `bytes`, handshake, then tls_started()
   verify,     // check pending_login() off the I/O thread, then login_finished()
   logged_in,  // write `bytes`; the user is login_user(): log it, open the mailbox
+  more,       // write `bytes`, then resume(): a long answer (FETCH) comes in pieces
 };
 
 struct Output {
@@ -60,7 +61,7 @@ struct Output {
   std::chrono::milliseconds delay{0};
 };
 
-enum class State { not_authenticated, verifying, authenticated, logout };
+enum class State { not_authenticated, verifying, authenticated, selected, idle, logout };
 
 class Session {
  public:
@@ -90,6 +91,9 @@ class Session {
   Output shutdown(Closing why);
 
   State state() const { return state_; }
+  // In IDLE: the driver calls this when the folder may have changed (a delivery, a
+  // timer); the untagged updates to send, if any.
+  Output idle_tick();
   std::string capabilities() const;  // the CAPABILITY line's words for now
 
  private:
@@ -105,6 +109,22 @@ class Session {
   void cmd_list(Command& c, Output& out, bool lsub);
   void cmd_status(Command& c, Output& out);
   void cmd_folder_change(Command& c, Output& out);
+  // selected state (selected.cpp)
+  void cmd_select(Command& c, Output& out, bool readonly);
+  void cmd_fetch(Command& c, Output& out, bool uid);
+  void continue_fetch(Output& out);
+  void cmd_store(Command& c, Output& out, bool uid);
+  void cmd_expunge(Command& c, Output& out, bool uid);
+  void cmd_search(Command& c, Output& out, bool uid);
+  void cmd_copy(Command& c, Output& out, bool uid, bool move);
+  void cmd_append(Command& c, Output& out);
+  void deselect();
+  // What changed in the folder since the client last heard: EXPUNGE, EXISTS, FETCH.
+  void report_changes(Output& out, bool expunges_allowed = true);
+  // A sequence set ("1:3,7,9:*") as UIDs of the view; nothing if malformed.
+  std::optional<std::vector<uint32_t>> message_set(std::string_view s, bool uid) const;
+  size_t seq_of(uint32_t uid) const;  // 1-based; 0 if not in the view
+  std::string flags_text(const std::string& letters) const;
   // A mailbox name argument as UTF-8 (modified UTF-7 decoded for IMAP4rev1 clients).
   std::optional<std::string> name_arg(const Token& t) const;
   std::string name_out(const std::string& utf8) const;  // quoted, encoded for the client
@@ -129,6 +149,23 @@ class Session {
   std::string auth_user_, auth_buf_;
   bool rev2_ = false, condstore_ = false, utf8_ = false;
   Mailbox* mailbox_ = nullptr;
+  // The selected folder and the client's view of it: UIDs in sequence order and the
+  // modseq each had when the client last heard of it.
+  std::unique_ptr<OpenFolder> folder_;
+  std::string folder_name_;
+  bool readonly_ = false;
+  std::vector<uint32_t> view_;
+  std::vector<uint64_t> view_modseq_;
+  struct PendingFetch {
+    std::string tag;
+    bool uid = false;
+    std::vector<uint32_t> uids;
+    size_t next = 0;
+    std::vector<Token> items;
+  };
+  std::optional<PendingFetch> fetch_;
+  std::string idle_tag_;
+  std::string append_buf_;  // a streamed APPEND literal (bounded by Limits::max_literal)
 };
 
 }  // namespace bulwark::imap

@@ -1,6 +1,9 @@
 #include "net/imap_mailbox.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <set>
 
@@ -8,6 +11,129 @@
 #include "store/mailstore.hpp"
 
 namespace bulwark {
+
+namespace {
+
+// A Maildir base name starts with the delivery time (seconds): INTERNALDATE without a
+// stat() per message.
+int64_t arrival(const std::string& base) {
+  int64_t t = 0;
+  for (char c : base) {
+    if (c < '0' || c > '9') break;
+    t = t * 10 + (c - '0');
+  }
+  return t;
+}
+
+class StoreOpenFolder : public imap::OpenFolder {
+ public:
+  StoreOpenFolder(std::string maildir, std::unique_ptr<store::Folder> f) : maildir_(std::move(maildir)), f_(std::move(f)) {
+    rebuild();
+  }
+  uint32_t uidvalidity() const override { return f_->uidvalidity(); }
+  uint32_t uidnext() const override { return f_->next_uid(); }
+  uint64_t highestmodseq() const override { return f_->highest_modseq(); }
+  const std::vector<imap::MessageRef>& messages() const override { return refs_; }
+  bool refresh(std::string& error) override {
+    if (!f_->sync(error)) return false;
+    rebuild();
+    return true;
+  }
+  std::optional<std::string> content(uint32_t uid, std::string& error) override {
+    for (auto& m : f_->messages()) {
+      if (m.uid != uid) continue;
+      int fd = f_->open_message(m);
+      if (fd < 0) {
+        error = "message " + std::to_string(uid) + " is gone";
+        return std::nullopt;
+      }
+      std::string raw, out;
+      char buf[65536];
+      for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        raw.append(buf, size_t(n));
+      }
+      ::close(fd);
+      out.reserve(raw.size() + raw.size() / 30);
+      for (size_t i = 0; i < raw.size(); ++i) {  // LF on disk, CRLF on the wire
+        if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) out += '\r';
+        out += raw[i];
+      }
+      return out;
+    }
+    return std::nullopt;
+  }
+  bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) override {
+    bool ok = f_->set_flags(changes, error);
+    rebuild();
+    return ok;
+  }
+  bool expunge(const std::vector<uint32_t>& uids, std::string& error) override {
+    size_t n = f_->remove(uids, error);
+    rebuild();
+    return n == uids.size() || error.empty();
+  }
+  std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
+                                                                  const std::string& to, std::string& error) override {
+    std::string why;
+    if (!store::valid_folder_name(to, why) ||
+        (!store::is_inbox(to) && !std::filesystem::exists(store::folder_dir(maildir_, to)))) {
+      error = "[TRYCREATE] No such mailbox";
+      return std::nullopt;
+    }
+    auto target = store::Folder::open(store::folder_dir(maildir_, to), error);
+    if (!target) return std::nullopt;
+    auto pairs = f_->copy_to(*target, uids, error);
+    if (pairs.size() != uids.size() && !error.empty()) return std::nullopt;
+    return pairs;
+  }
+
+ private:
+  void rebuild() {
+    refs_.clear();
+    refs_.reserve(f_->messages().size());
+    for (auto& m : f_->messages()) refs_.push_back({m.uid, m.modseq, m.vsize, m.flags, arrival(m.base)});
+  }
+  std::string maildir_;
+  std::unique_ptr<store::Folder> f_;
+  std::vector<imap::MessageRef> refs_;
+};
+
+}  // namespace
+
+bool StoreMailbox::exists(const std::string& name) const {
+  std::string why;
+  return store::valid_folder_name(name, why) &&
+         (store::is_inbox(name) || std::filesystem::exists(store::folder_dir(dir_, name)));
+}
+
+std::unique_ptr<imap::OpenFolder> StoreMailbox::open(const std::string& name, std::string& error) {
+  if (!exists(name)) {
+    error = "[NONEXISTENT] No such mailbox";
+    return nullptr;
+  }
+  auto f = store::Folder::open(store::folder_dir(dir_, name), error);
+  if (!f) {
+    error = "[SERVERBUG] The mailbox cannot be read now";
+    return nullptr;
+  }
+  return std::make_unique<StoreOpenFolder>(dir_, std::move(f));
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> StoreMailbox::append(const std::string& name, std::string_view content,
+                                                                  const std::string& flags, std::string& error) {
+  if (!exists(name)) {
+    error = "[TRYCREATE] No such mailbox";
+    return std::nullopt;
+  }
+  auto f = store::Folder::open(store::folder_dir(dir_, name), error);
+  if (!f) return std::nullopt;
+  auto uid = f->add(content, flags, error);
+  if (!uid) return std::nullopt;
+  return std::pair{*uid, f->uidvalidity()};
+}
 
 StoreMailbox::StoreMailbox(std::string maildir) : dir_(std::move(maildir)) {
   std::string error;

@@ -13,6 +13,9 @@ class StoreMailbox : public imap::Mailbox {
   // made on first use.
   explicit StoreMailbox(std::string maildir);
   std::vector<imap::FolderInfo> folders() override;
+  std::unique_ptr<imap::OpenFolder> open(const std::string& name, std::string& error) override;
+  std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
+                                                       const std::string& flags, std::string& error) override;
   std::optional<imap::FolderStatus> status(const std::string& name, std::string& error) override;
   bool create(const std::string& name, std::string& error) override;
   bool remove(const std::string& name, std::string& error) override;
@@ -20,6 +23,7 @@ class StoreMailbox : public imap::Mailbox {
   bool subscribe(const std::string& name, bool on, std::string& error) override;
 
  private:
+  bool exists(const std::string& name) const;
   std::string dir_;
 };
 

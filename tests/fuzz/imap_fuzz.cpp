@@ -9,6 +9,7 @@
 
 #include "imap/parser.hpp"
 #include "imap/session.hpp"
+#include "../unit/imap_mem_folder.hpp"
 
 using namespace bulwark::imap;
 
@@ -51,6 +52,29 @@ struct FuzzMailbox : bulwark::imap::Mailbox {
   bool remove(const std::string& n, std::string& e) override { return n.size() % 3 ? true : (e = "no", false); }
   bool rename(const std::string&, const std::string&, std::string&) override { return true; }
   bool subscribe(const std::string&, bool, std::string&) override { return true; }
+  std::map<std::string, bulwark::test::MemFolderData> data;
+  FuzzMailbox() {
+    data["INBOX"].add("From: a@b\r\nSubject: hi\r\n\r\nbody\r\n.\r\n", "S");
+    data["INBOX"].add("Subject: x\r\n\r\n", "FT");
+    data["INBOX"].add("no header at all");
+    data["Sent"];
+  }
+  std::unique_ptr<bulwark::imap::OpenFolder> open(const std::string& n, std::string& e) override {
+    if (!data.count(n)) {
+      e = "[NONEXISTENT] no";
+      return nullptr;
+    }
+    return std::make_unique<bulwark::test::MemFolder>(data[n], data);
+  }
+  std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& n, std::string_view c, const std::string& f,
+                                                       std::string& e) override {
+    if (!data.count(n) || data[n].msgs.size() > 20) {
+      e = "[TRYCREATE] no";
+      return std::nullopt;
+    }
+    data[n].add(std::string(c), f);
+    return std::pair{data[n].msgs.back().ref.uid, data[n].uidvalidity};
+  }
 };
 
 // The session over the same input: every reply a whole CRLF line, and it never asks
@@ -79,6 +103,7 @@ void session(const uint8_t* data, size_t size) {
           if (s.state() != imap::State::verifying) abort();
           o = s.login_finished(s.pending_login().password == "pencil");
           break;
+        case imap::Next::more: o = s.resume(); break;
         case imap::Next::logged_in:
           if (s.state() != imap::State::authenticated) abort();
           s.set_mailbox(&mb);
@@ -90,7 +115,10 @@ void session(const uint8_t* data, size_t size) {
   };
   drive(s.greet());
   std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  for (size_t i = 0; i < in.size() && s.state() != imap::State::logout; i += step) drive(s.feed(in.substr(i, step)));
+  for (size_t i = 0; i < in.size() && s.state() != imap::State::logout; i += step) {
+    drive(s.feed(in.substr(i, step)));
+    if (s.state() == imap::State::idle && i % 3 == 0) drive(s.idle_tick());
+  }
 }
 }  // namespace
 

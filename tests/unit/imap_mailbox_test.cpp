@@ -27,7 +27,7 @@ struct Hooks : imap::Hooks {
 std::string run(imap::Session& s, const std::string& in) {
   imap::Output o = s.feed(in);
   std::string out = o.bytes;
-  while (o.next == imap::Next::verify || o.next == imap::Next::logged_in) {
+  while (o.next == imap::Next::verify || o.next == imap::Next::logged_in || o.next == imap::Next::more) {
     o = o.next == imap::Next::verify ? s.login_finished(true) : s.resume();
     out += o.bytes;
   }

@@ -52,6 +52,7 @@ struct Driver {
           o = s.login_finished(s.pending_login().password == "secret");
           break;
         case Next::logged_in: events.push_back("logged in " + s.login_user()); o = s.resume(); break;
+        case Next::more: o = s.resume(); break;
       }
     }
   }
@@ -178,6 +179,7 @@ TEST(ImapSession, BlockedAddressAndLongLines) {
 #include <map>
 
 #include "imap/mutf7.hpp"
+#include "imap_mem_folder.hpp"
 
 namespace {
 // An in-memory mailbox with the store's rules that matter to the session.
@@ -233,6 +235,23 @@ struct FakeMailbox : Mailbox {
   bool subscribe(const std::string& name, bool on, std::string&) override {
     f[name].subscribed = on;
     return true;
+  }
+  std::map<std::string, test::MemFolderData> data;
+  std::unique_ptr<OpenFolder> open(const std::string& name, std::string& error) override {
+    if (!data.count(name)) {
+      error = "[NONEXISTENT] No such mailbox";
+      return nullptr;
+    }
+    return std::make_unique<test::MemFolder>(data[name], data);
+  }
+  std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
+                                                       const std::string& flags, std::string& error) override {
+    if (!data.count(name)) {
+      error = "[TRYCREATE] No such mailbox";
+      return std::nullopt;
+    }
+    data[name].add(std::string(content), flags);
+    return std::pair{data[name].msgs.back().ref.uid, data[name].uidvalidity};
   }
 };
 
@@ -322,4 +341,114 @@ TEST(ImapSession, ManyWildcardsCostLinearTime) {
   std::string out = logged_in_play("a LIST \"\" \"" + pat + "b\"\r\nb LIST \"\" \"" + pat + "\"\r\n", mb);
   EXPECT_NE(out.find("a OK LIST completed\r\n* LIST"), std::string::npos);
   EXPECT_NE(out.find("\"" + std::string(150, 'a') + "\""), std::string::npos);
+}
+
+namespace {
+const std::string msg1 =
+    "From: Ann <ann@example.test>\r\nTo: demo@example.test\r\nSubject: Hello there\r\n\r\nline one\r\n";
+const std::string msg2 = "From: bob@example.test\r\nSubject: Other\r\n\r\nsomething else\r\n";
+
+struct Selected {
+  FakeMailbox mb;
+  FakeHooks h;
+  Driver d{config(auth::Mode::none), h};
+  Selected() {
+    mb.data["INBOX"].add(msg1);
+    mb.data["INBOX"].add(msg2, "S");
+    mb.data["INBOX"].add(msg2, "FT");
+    mb.data["Sent"];
+    d.feed("a LOGIN demo@example.test secret\r\n");
+    d.s.set_mailbox(&mb);
+  }
+  std::string run(const std::string& in) {
+    d.out.clear();
+    d.feed(in);
+    return d.out;
+  }
+};
+}  // namespace
+
+TEST(ImapSelected, SelectFetchFlagsAndBodies) {
+  Selected t;
+  EXPECT_EQ(t.run("s SELECT INBOX\r\n"),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n* 3 EXISTS\r\n* 0 RECENT\r\n"
+            "* OK [UNSEEN 1] First unseen\r\n"
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Flags permitted\r\n"
+            "* OK [UIDVALIDITY 77] UIDs valid\r\n* OK [UIDNEXT 4] Predicted next UID\r\n"
+            "* OK [HIGHESTMODSEQ 4] Highest\r\ns OK [READ-WRITE] SELECT completed\r\n");
+  EXPECT_EQ(t.run("f FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n"),
+            "* 1 FETCH (UID 1 FLAGS () RFC822.SIZE 87)\r\n* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 58)\r\n"
+            "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Deleted) RFC822.SIZE 58)\r\nf OK FETCH completed\r\n");
+  EXPECT_EQ(t.run("g UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[TEXT]<0.4>)\r\n"),
+            "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (Subject)] {24}\r\nSubject: Hello there\r\n\r\n"
+            " BODY[TEXT]<0> {4}\r\nline)\r\ng OK UID FETCH completed\r\n");
+  // BODY[] without PEEK sets \Seen and says so
+  EXPECT_EQ(t.run("h FETCH 1 BODY[]\r\n"),
+            "* 1 FETCH (BODY[] {87}\r\n" + msg1 + " FLAGS (\\Seen))\r\nh OK FETCH completed\r\n");
+  EXPECT_EQ(t.mb.data["INBOX"].msgs[0].ref.flags, "S");
+}
+
+TEST(ImapSelected, StoreExpungeSearchCopyMove) {
+  Selected t;
+  t.run("s SELECT INBOX\r\n");
+  EXPECT_EQ(t.run("a STORE 1 +FLAGS (\\Flagged)\r\nb UID STORE 2 -FLAGS.SILENT (\\Seen)\r\n"),
+            "* 1 FETCH (FLAGS (\\Flagged))\r\na OK STORE completed\r\nb OK UID STORE completed\r\n");
+  EXPECT_EQ(t.run("c SEARCH UNSEEN\r\nd UID SEARCH FROM ann SUBJECT hello\r\ne SEARCH OR DELETED SEEN NOT FLAGGED\r\n"
+                  "f SEARCH BODY \"something\"\r\ng SEARCH RETURN (MIN MAX COUNT) ALL\r\n"),
+            "* SEARCH 1 2 3\r\nc OK SEARCH completed\r\n* SEARCH 1\r\nd OK UID SEARCH completed\r\n"
+            "* SEARCH\r\ne OK SEARCH completed\r\n* SEARCH 2 3\r\nf OK SEARCH completed\r\n"
+            "* ESEARCH (TAG \"g\") MIN 1 MAX 3 COUNT 3\r\ng OK SEARCH completed\r\n");
+  EXPECT_EQ(t.run("h UID COPY 1:2 Sent\r\ni COPY 1 Nowhere\r\n"),
+            "h OK [COPYUID 1234 1,2 1,2] UID COPY completed\r\ni NO [TRYCREATE] No such mailbox\r\n");
+  EXPECT_EQ(t.run("j EXPUNGE\r\n"), "* 3 EXPUNGE\r\nj OK EXPUNGE completed\r\n");
+  EXPECT_EQ(t.run("k MOVE 1 Sent\r\n"), "* OK [COPYUID 1234 1 3] Moved\r\n* 1 EXPUNGE\r\nk OK MOVE completed\r\n");
+  EXPECT_EQ(t.mb.data["Sent"].msgs.size(), 3u);
+  EXPECT_EQ(t.run("l FETCH 1 (UID)\r\nm CLOSE\r\nn FETCH 1 UID\r\n"),
+            "* 1 FETCH (UID 2)\r\nl OK FETCH completed\r\nm OK CLOSE completed\r\nn BAD No mailbox selected\r\n");
+}
+
+TEST(ImapSelected, OtherSessionsChangesAreReportedAndIdleEndsWithDone) {
+  Selected t;
+  t.run("s SELECT INBOX\r\n");
+  // another session: a new message, a flag change, an expunge
+  t.mb.data["INBOX"].add("Subject: new\r\n\r\nx\r\n");
+  t.mb.data["INBOX"].msgs[1].ref.flags = "RS";
+  t.mb.data["INBOX"].msgs[1].ref.modseq = 99;
+  t.mb.data["INBOX"].msgs.erase(t.mb.data["INBOX"].msgs.begin());
+  EXPECT_EQ(t.run("a NOOP\r\n"),
+            "* 1 EXPUNGE\r\n* 1 FETCH (UID 2 FLAGS (\\Answered \\Seen))\r\n* 3 EXISTS\r\na OK NOOP completed\r\n");
+  EXPECT_EQ(t.run("b IDLE\r\n"), "+ idling\r\n");
+  t.mb.data["INBOX"].add("Subject: newer\r\n\r\ny\r\n");
+  imap::Output o = t.d.s.idle_tick();
+  EXPECT_EQ(o.bytes, "* 4 EXISTS\r\n");
+  EXPECT_EQ(t.run("DONE\r\nc NOOP\r\n"), "b OK IDLE terminated\r\nc OK NOOP completed\r\n");
+}
+
+TEST(ImapSelected, AppendWithSmallAndStreamedLiterals) {
+  Selected t;
+  Config c = config(auth::Mode::none);
+  EXPECT_EQ(t.run("a APPEND Sent (\\Seen) {13}\r\nSubject: x\r\n\r\n"),
+            "+ Ready for literal data\r\na OK [APPENDUID 77 1] APPEND completed\r\n");
+  std::string big = "Subject: big\r\n\r\n" + std::string(100000, 'z') + "\r\n";
+  EXPECT_EQ(t.run("b APPEND Sent {" + std::to_string(big.size()) + "+}\r\n" + big + "\r\n"),
+            "b OK [APPENDUID 77 2] APPEND completed\r\n");
+  EXPECT_EQ(t.mb.data["Sent"].msgs[1].content, big);
+  EXPECT_EQ(t.run("c APPEND Nope {1+}\r\nx\r\n"), "c NO [TRYCREATE] No such mailbox\r\n");
+}
+
+TEST(ImapSelected, LongFetchAnswersComeInPieces) {
+  Selected t;
+  for (int i = 0; i < 40; ++i) t.mb.data["INBOX"].add("Subject: x\r\n\r\n" + std::string(60000, 'q') + "\r\n");
+  t.run("s SELECT INBOX\r\n");
+  imap::Output o = t.d.s.feed("f FETCH 1:* BODY.PEEK[]\r\n");
+  size_t pieces = 1, total = o.bytes.size();
+  while (o.next == imap::Next::more) {
+    EXPECT_LT(o.bytes.size(), (1u << 20) + 70000u);
+    o = t.d.s.resume();
+    total += o.bytes.size();
+    ++pieces;
+  }
+  EXPECT_GE(pieces, 2u);
+  EXPECT_NE(o.bytes.find("f OK FETCH completed"), std::string::npos);
+  EXPECT_GT(total, 40u * 60000u);
 }

@@ -1,0 +1,733 @@
+// Session: the selected state (RFC 9051 6.4) -- SELECT/EXAMINE, FETCH, STORE,
+// EXPUNGE, SEARCH, COPY/MOVE, CLOSE/UNSELECT, IDLE, and APPEND (authenticated state).
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <charconv>
+#include <ctime>
+
+#include "core/strings.hpp"
+#include "imap/session.hpp"
+
+namespace bulwark::imap {
+namespace {
+
+constexpr size_t fetch_chunk = 1 << 20;  // a FETCH answer is written in pieces of about this
+
+const char* flag_names[][2] = {{"D", "\\Draft"}, {"F", "\\Flagged"}, {"R", "\\Answered"}, {"S", "\\Seen"},
+                               {"T", "\\Deleted"}};
+
+std::optional<char> letter_of(std::string_view flag) {
+  for (auto& f : flag_names)
+    if (iequals(flag, f[1])) return f[0][0];
+  return std::nullopt;
+}
+
+std::optional<uint64_t> number(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string literal(std::string_view data) { return "{" + std::to_string(data.size()) + "}\r\n" + std::string(data); }
+
+std::string internal_date(int64_t t) {
+  std::time_t tt = std::time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "\"%d-%b-%Y %H:%M:%S +0000\"", &tm);
+  return buf;
+}
+
+// The header (through the blank line) and the text of a CRLF message.
+std::pair<std::string_view, std::string_view> split_message(std::string_view m) {
+  size_t e = m.find("\r\n\r\n");
+  if (e == std::string_view::npos) return {m, {}};
+  return {m.substr(0, e + 4), m.substr(e + 4)};
+}
+
+// HEADER.FIELDS (A B) / HEADER.FIELDS.NOT: the chosen fields, then the blank line.
+std::string header_fields(std::string_view header, const std::vector<std::string>& names, bool exclude) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t end = pos;
+    do {  // a field with its folded continuation lines
+      size_t nl = header.find("\r\n", end);
+      end = nl == std::string_view::npos ? header.size() : nl + 2;
+    } while (end < header.size() && (header[end] == ' ' || header[end] == '\t'));
+    std::string_view field = header.substr(pos, end - pos);
+    size_t colon = field.find(':');
+    if (colon != std::string_view::npos) {
+      std::string_view name = trim(field.substr(0, colon));
+      bool listed = false;
+      for (auto& n : names) listed |= iequals(n, name);
+      if (listed != exclude) out += field;
+    }
+    pos = end;
+  }
+  return out + "\r\n";
+}
+
+bool contains_ci(std::string_view hay, std::string_view needle) {
+  if (needle.empty()) return true;
+  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
+                        [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
+  return it != hay.end();
+}
+
+// The value of a header field (first occurrence, unfolded), or empty.
+std::string header_value(std::string_view header, std::string_view name) {
+  std::string all = header_fields(header, {std::string(name)}, false);
+  size_t colon = all.find(':');
+  if (colon == std::string::npos) return {};
+  return std::string(all.substr(colon + 1));
+}
+
+std::optional<int64_t> search_date(std::string_view s) {  // 1-Feb-1994
+  static const char* months[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+  size_t a = s.find('-'), b = s.rfind('-');
+  if (a == std::string_view::npos || a == b) return std::nullopt;
+  auto d = number(s.substr(0, a)), y = number(s.substr(b + 1));
+  std::string mon = to_lower(s.substr(a + 1, b - a - 1));
+  int m = -1;
+  for (int i = 0; i < 12; ++i)
+    if (mon == months[i]) m = i;
+  if (!d || !y || m < 0 || *d < 1 || *d > 31 || *y < 1900 || *y > 9999) return std::nullopt;
+  std::tm tm{};
+  tm.tm_mday = int(*d);
+  tm.tm_mon = m;
+  tm.tm_year = int(*y) - 1900;
+  return int64_t(timegm(&tm));
+}
+
+}  // namespace
+
+std::string Session::flags_text(const std::string& letters) const {
+  std::string s;
+  for (auto& f : flag_names)
+    if (letters.find(f[0][0]) != std::string::npos) s += (s.empty() ? "" : " ") + std::string(f[1]);
+  return "(" + s + ")";
+}
+
+size_t Session::seq_of(uint32_t uid) const {
+  auto it = std::lower_bound(view_.begin(), view_.end(), uid);
+  return it != view_.end() && *it == uid ? size_t(it - view_.begin()) + 1 : 0;
+}
+
+std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bool uid) const {
+  std::vector<uint32_t> out;
+  uint64_t star = uid ? (view_.empty() ? 0 : view_.back()) : view_.size();
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string_view part = s.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+    size_t colon = part.find(':');
+    auto value = [&](std::string_view v) -> std::optional<uint64_t> {
+      if (v == "*") return star;
+      auto n = number(v);
+      if (!n || *n == 0 || *n > UINT32_MAX) return std::nullopt;
+      return n;
+    };
+    auto a = value(part.substr(0, colon));
+    auto b = colon == std::string_view::npos ? a : value(part.substr(colon + 1));
+    if (!a || !b) return std::nullopt;
+    uint64_t lo = std::min(*a, *b), hi = std::max(*a, *b);
+    if (uid) {
+      for (auto it = std::lower_bound(view_.begin(), view_.end(), uint32_t(std::min<uint64_t>(lo, UINT32_MAX)));
+           it != view_.end() && *it <= hi; ++it)
+        out.push_back(*it);
+    } else {
+      if (lo == 0 || hi > view_.size()) {
+        if (view_.empty() || lo > view_.size()) return std::vector<uint32_t>{};  // "no such message" below
+        hi = std::min<uint64_t>(hi, view_.size());
+      }
+      for (uint64_t q = lo; q <= hi; ++q) out.push_back(view_[q - 1]);
+    }
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void Session::report_changes(Output& out, bool expunges_allowed) {
+  if (!folder_) return;
+  std::string error;
+  if (!folder_->refresh(error)) return;
+  const auto& now = folder_->messages();
+  if (expunges_allowed) {
+    // gone: highest sequence number first, so no renumbering is needed in between
+    for (size_t i = view_.size(); i-- > 0;) {
+      auto it = std::lower_bound(now.begin(), now.end(), view_[i],
+                                 [](const MessageRef& m, uint32_t u) { return m.uid < u; });
+      if (it == now.end() || it->uid != view_[i]) {
+        out.bytes += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+        view_.erase(view_.begin() + long(i));
+        view_modseq_.erase(view_modseq_.begin() + long(i));
+      }
+    }
+  }
+  size_t known = view_.size();
+  for (size_t i = 0; i < view_.size(); ++i) {
+    auto it = std::lower_bound(now.begin(), now.end(), view_[i],
+                               [](const MessageRef& m, uint32_t u) { return m.uid < u; });
+    if (it == now.end() || it->uid != view_[i] || it->modseq == view_modseq_[i]) continue;
+    view_modseq_[i] = it->modseq;
+    out.bytes += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(it->uid) + " FLAGS " +
+                 flags_text(it->flags) + (condstore_ ? " MODSEQ (" + std::to_string(it->modseq) + ")" : "") + ")\r\n";
+  }
+  uint32_t last = view_.empty() ? 0 : view_.back();
+  for (auto& m : now)
+    if (m.uid > last) {
+      view_.push_back(m.uid);
+      view_modseq_.push_back(m.modseq);
+    }
+  if (view_.size() != known) out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
+}
+
+void Session::deselect() {
+  folder_.reset();
+  view_.clear();
+  view_modseq_.clear();
+  fetch_.reset();
+  folder_name_.clear();
+  state_ = State::authenticated;
+}
+
+void Session::cmd_select(Command& c, Output& out, bool readonly) {
+  if (c.args.empty() || c.args.size() > 2) return bad(out, c.tag, "Usage: SELECT mailbox [(CONDSTORE)]");
+  auto name = name_arg(c.args[0]);
+  if (!name) return bad(out, c.tag, "Bad mailbox name");
+  if (c.args.size() == 2) {
+    if (c.args[1].kind != Token::Kind::list) return bad(out, c.tag, "Bad SELECT parameters");
+    for (auto& p : c.args[1].items) {
+      if (p.kind == Token::Kind::atom && iequals(p.value, "CONDSTORE")) condstore_ = true;
+      else return bad(out, c.tag, "Unknown SELECT parameter");
+    }
+  }
+  bool had = folder_ != nullptr;
+  deselect();
+  if (had) out.bytes += "* OK [CLOSED] Previous mailbox closed\r\n";
+  std::string error;
+  folder_ = mailbox_->open(*name, error);
+  if (!folder_) return no(out, c.tag, error.empty() ? "[NONEXISTENT] No such mailbox" : error);
+  folder_name_ = *name;
+  readonly_ = readonly;
+  for (auto& m : folder_->messages()) {
+    view_.push_back(m.uid);
+    view_modseq_.push_back(m.modseq);
+  }
+  state_ = State::selected;
+  const char* all = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+  out.bytes += std::string("* FLAGS (") + all + ")\r\n";
+  out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
+  if (!rev2_) {
+    out.bytes += "* 0 RECENT\r\n";
+    for (size_t i = 0; i < view_.size(); ++i)
+      if (folder_->messages()[i].flags.find('S') == std::string::npos) {
+        out.bytes += "* OK [UNSEEN " + std::to_string(i + 1) + "] First unseen\r\n";
+        break;
+      }
+  }
+  out.bytes += std::string("* OK [PERMANENTFLAGS (") + (readonly ? "" : all) + ")] Flags permitted\r\n";
+  out.bytes += "* OK [UIDVALIDITY " + std::to_string(folder_->uidvalidity()) + "] UIDs valid\r\n";
+  out.bytes += "* OK [UIDNEXT " + std::to_string(folder_->uidnext()) + "] Predicted next UID\r\n";
+  out.bytes += "* OK [HIGHESTMODSEQ " + std::to_string(folder_->highestmodseq()) + "] Highest\r\n";
+  tagged(out, c.tag, "OK", std::string(readonly ? "[READ-ONLY] EXAMINE" : "[READ-WRITE] SELECT") + " completed");
+}
+
+void Session::cmd_fetch(Command& c, Output& out, bool uid) {
+  if (c.args.size() < 2 || c.args[0].kind != Token::Kind::atom)
+    return bad(out, c.tag, "Usage: FETCH sequence-set items");
+  auto set = message_set(c.args[0].value, uid);
+  if (!set) return bad(out, c.tag, "Bad sequence set");
+  std::vector<Token> items;
+  const Token& spec = c.args[1];
+  auto macro = [&](std::initializer_list<const char*> names) {
+    for (auto n : names) items.push_back(Token{Token::Kind::atom, n, {}, 0, false});
+  };
+  if (spec.kind == Token::Kind::atom && iequals(spec.value, "ALL")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
+  else if (spec.kind == Token::Kind::atom && iequals(spec.value, "FAST")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
+  else if (spec.kind == Token::Kind::atom && iequals(spec.value, "FULL")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
+  else if (spec.kind == Token::Kind::list) items = spec.items;
+  else if (spec.kind == Token::Kind::atom) items.push_back(spec);
+  else return bad(out, c.tag, "Bad FETCH items");
+  if (c.args.size() > 2) {  // (CHANGEDSINCE n) [VANISHED]: CONDSTORE
+    if (c.args.size() != 3 || c.args[2].kind != Token::Kind::list) return bad(out, c.tag, "Bad FETCH modifiers");
+    const auto& mods = c.args[2].items;
+    if (mods.size() != 2 || !iequals(mods[0].value, "CHANGEDSINCE") || !number(mods[1].value))
+      return bad(out, c.tag, "Bad FETCH modifiers");
+    uint64_t since = *number(mods[1].value);
+    condstore_ = true;
+    std::erase_if(*set, [&](uint32_t u) {
+      size_t q = seq_of(u);
+      return q == 0 || view_modseq_[q - 1] <= since;
+    });
+    items.push_back(Token{Token::Kind::atom, "MODSEQ", {}, 0, false});
+  }
+  for (auto& it : items) {
+    if (it.kind != Token::Kind::atom) return bad(out, c.tag, "Bad FETCH item");
+    std::string u = to_upper(it.value);
+    bool known = u == "UID" || u == "FLAGS" || u == "INTERNALDATE" || u == "RFC822.SIZE" || u == "RFC822" ||
+                 u == "RFC822.HEADER" || u == "RFC822.TEXT" || u == "MODSEQ" || u.rfind("BODY[", 0) == 0 ||
+                 u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0;
+    if (!known) return bad(out, c.tag, "FETCH item not supported: " + sanitize(it.value, 40));
+    std::string sec = u.substr(u.find('[') == std::string::npos ? 0 : u.find('[') + 1);
+    sec = sec.substr(0, sec.find(']'));
+    if (u.find('[') != std::string::npos && !(sec.empty() || sec == "HEADER" || sec == "TEXT" || sec == "1" ||
+                                               sec.rfind("HEADER.FIELDS", 0) == 0))
+      return bad(out, c.tag, "Body section not supported yet: " + sanitize(sec, 40));
+    if (u == "MODSEQ") condstore_ = true;
+  }
+  if (uid) items.insert(items.begin(), Token{Token::Kind::atom, "UID", {}, 0, false});
+  fetch_ = PendingFetch{c.tag, uid, std::move(*set), 0, std::move(items)};
+  continue_fetch(out);
+}
+
+void Session::continue_fetch(Output& out) {
+  PendingFetch& f = *fetch_;
+  while (f.next < f.uids.size()) {
+    if (out.bytes.size() >= fetch_chunk) {
+      out.next = Next::more;
+      return;
+    }
+    uint32_t uid = f.uids[f.next++];
+    size_t q = seq_of(uid);
+    const auto& msgs = folder_->messages();
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const MessageRef& r, uint32_t u) { return r.uid < u; });
+    if (q == 0 || m == msgs.end() || m->uid != uid) continue;
+    std::optional<std::string> content;
+    std::string error, parts, flags = m->flags;
+    bool sent_uid = false, sent_flags = false, set_seen = false;
+    for (auto& it : f.items) {
+      std::string u = to_upper(it.value);
+      if (!parts.empty()) parts += ' ';
+      if (u == "UID") {
+        if (sent_uid) {
+          parts.pop_back();
+          continue;
+        }
+        sent_uid = true;
+        parts += "UID " + std::to_string(uid);
+      } else if (u == "FLAGS") {
+        sent_flags = true;
+        parts += "FLAGS " + flags_text(flags);
+      } else if (u == "INTERNALDATE") {
+        parts += "INTERNALDATE " + internal_date(m->internal_date);
+      } else if (u == "RFC822.SIZE") {
+        parts += "RFC822.SIZE " + std::to_string(m->size);
+      } else if (u == "MODSEQ") {
+        parts += "MODSEQ (" + std::to_string(m->modseq) + ")";
+      } else {
+        if (!content) content = folder_->content(uid, error);
+        if (!content) {  // gone meanwhile (another session expunged it)
+          parts.clear();
+          break;
+        }
+        auto [head, text] = split_message(*content);
+        bool peek = u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 || u == "RFC822.HEADER";
+        std::string name = u, data;
+        if (u == "RFC822") data = *content;
+        else if (u == "RFC822.HEADER") data = std::string(head);
+        else if (u == "RFC822.TEXT") data = std::string(text);
+        else {
+          std::string sec = u.substr(u.find('[') + 1);
+          std::string partial = sec.substr(sec.find(']') + 1);
+          sec = sec.substr(0, sec.find(']'));
+          std::string original = it.value.substr(it.value.find('[') + 1);
+          original = original.substr(0, original.find(']'));
+          if (sec.empty()) data = *content;
+          else if (sec == "HEADER") data = std::string(head);
+          else if (sec == "TEXT" || sec == "1") data = std::string(text);
+          else {  // HEADER.FIELDS[.NOT] (names)
+            bool exclude = sec.rfind("HEADER.FIELDS.NOT", 0) == 0;
+            std::vector<std::string> names;
+            size_t lp = original.find('('), rp = original.find(')');
+            if (lp != std::string::npos && rp != std::string::npos)
+              for (auto& n : [&] {
+                     std::vector<std::string> v;
+                     std::string_view in = std::string_view(original).substr(lp + 1, rp - lp - 1);
+                     while (!in.empty()) {
+                       auto [w, rest] = split_word(in);
+                       if (!w.empty()) v.emplace_back(w);
+                       in = rest;
+                     }
+                     return v;
+                   }())
+                names.push_back(n);
+            data = header_fields(head, names, exclude);
+          }
+          name = (u.rfind("BINARY", 0) == 0 ? "BINARY[" : "BODY[") + original + "]";
+          if (!partial.empty()) {  // <offset.length>
+            size_t dot = partial.find('.');
+            auto off = number(partial.substr(1, dot == std::string::npos ? partial.size() - 2 : dot - 1));
+            auto len = dot == std::string::npos ? std::optional<uint64_t>(UINT64_MAX)
+                                                : number(partial.substr(dot + 1, partial.size() - dot - 2));
+            uint64_t o = off ? *off : 0;
+            data = o >= data.size() ? std::string() : data.substr(size_t(o), size_t(std::min<uint64_t>(len ? *len : 0, data.size() - o)));
+            name += "<" + std::to_string(o) + ">";
+          }
+        }
+        if (!peek && !readonly_ && flags.find('S') == std::string::npos) set_seen = true;
+        parts += name + " " + literal(data);
+      }
+    }
+    if (parts.empty()) continue;
+    if (set_seen) {
+      std::string f2 = flags + "S", error2;
+      if (folder_->set_flags({{uid, f2}}, error2)) {
+        flags = f2;
+        if (!sent_flags) parts += " FLAGS " + flags_text(flags);
+      }
+    }
+    out.bytes += "* " + std::to_string(q) + " FETCH (" + parts + ")\r\n";
+    // our own flag change is reported here, not again by report_changes
+    if (set_seen) {
+      for (auto& r : folder_->messages())
+        if (r.uid == uid) view_modseq_[q - 1] = r.modseq;
+    }
+  }
+  std::string tag = f.tag;
+  bool uid = f.uid;
+  fetch_.reset();
+  report_changes(out, uid);  // a sequence-number FETCH must not be followed by EXPUNGEs
+  tagged(out, tag, "OK", uid ? "UID FETCH completed" : "FETCH completed");
+}
+
+void Session::cmd_store(Command& c, Output& out, bool uid) {
+  // STORE set [(UNCHANGEDSINCE n)] (+|-)FLAGS[.SILENT] (flags)
+  auto& a = c.args;
+  if (a.size() < 3 || a[0].kind != Token::Kind::atom) return bad(out, c.tag, "Usage: STORE set +FLAGS (flags)");
+  auto set = message_set(a[0].value, uid);
+  if (!set) return bad(out, c.tag, "Bad sequence set");
+  size_t i = 1;
+  std::optional<uint64_t> unchanged_since;
+  if (a[i].kind == Token::Kind::list) {
+    if (a[i].items.size() != 2 || !iequals(a[i].items[0].value, "UNCHANGEDSINCE") ||
+        !(unchanged_since = number(a[i].items[1].value)))
+      return bad(out, c.tag, "Bad STORE modifier");
+    condstore_ = true;
+    ++i;
+  }
+  if (i + 2 > a.size() || a[i].kind != Token::Kind::atom) return bad(out, c.tag, "Usage: STORE set +FLAGS (flags)");
+  std::string op = to_upper(a[i].value);
+  bool silent = op.size() > 7 && op.substr(op.size() - 7) == ".SILENT";
+  if (silent) op.resize(op.size() - 7);
+  if (op != "FLAGS" && op != "+FLAGS" && op != "-FLAGS") return bad(out, c.tag, "Usage: STORE set +FLAGS (flags)");
+  std::vector<Token> flag_tokens;
+  if (a[i + 1].kind == Token::Kind::list) flag_tokens = a[i + 1].items;
+  else
+    for (size_t k = i + 1; k < a.size(); ++k) flag_tokens.push_back(a[k]);
+  std::string letters;
+  for (auto& f : flag_tokens) {
+    if (f.kind != Token::Kind::atom) return bad(out, c.tag, "Bad flag");
+    if (auto l = letter_of(f.value)) letters += *l;
+    else if (f.value.empty() || f.value[0] == '\\') return bad(out, c.tag, "Unknown system flag " + sanitize(f.value, 40));
+    // keywords are not kept (PERMANENTFLAGS lists none); accepted and dropped
+  }
+  if (readonly_) return no(out, c.tag, "[READ-ONLY] The mailbox is read-only");
+  std::vector<std::pair<uint32_t, std::string>> changes;
+  std::vector<uint32_t> modified;
+  for (uint32_t u : *set) {
+    const auto& msgs = folder_->messages();
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
+    if (m == msgs.end() || m->uid != u) continue;
+    if (unchanged_since && m->modseq > *unchanged_since) {
+      modified.push_back(u);
+      continue;
+    }
+    std::string f = op == "FLAGS" ? letters : m->flags;
+    if (op == "+FLAGS") f += letters;
+    if (op == "-FLAGS") std::erase_if(f, [&](char ch) { return letters.find(ch) != std::string::npos; });
+    std::sort(f.begin(), f.end());
+    f.erase(std::unique(f.begin(), f.end()), f.end());
+    changes.emplace_back(u, f);
+  }
+  std::string error;
+  if (!changes.empty() && !folder_->set_flags(changes, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  for (auto& [u, f] : changes) {
+    size_t q = seq_of(u);
+    if (!q) continue;
+    const auto& msgs = folder_->messages();
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
+    uint64_t ms = m != msgs.end() && m->uid == u ? m->modseq : 0;
+    view_modseq_[q - 1] = ms;
+    if (silent && !unchanged_since) continue;
+    out.bytes += "* " + std::to_string(q) + " FETCH (" + (uid ? "UID " + std::to_string(u) + " " : std::string()) +
+                 "FLAGS " + flags_text(f) + (condstore_ ? " MODSEQ (" + std::to_string(ms) + ")" : "") + ")\r\n";
+  }
+  report_changes(out, uid);
+  std::string text = uid ? "UID STORE completed" : "STORE completed";
+  if (!modified.empty()) {
+    std::string s;
+    for (uint32_t u : modified) s += (s.empty() ? "" : ",") + std::to_string(uid ? u : uint32_t(seq_of(u)));
+    text = "[MODIFIED " + s + "] " + text;
+  }
+  tagged(out, c.tag, "OK", text);
+}
+
+void Session::cmd_expunge(Command& c, Output& out, bool uid) {
+  std::optional<std::vector<uint32_t>> only;
+  if (uid) {
+    if (c.args.size() != 1 || c.args[0].kind != Token::Kind::atom) return bad(out, c.tag, "Usage: UID EXPUNGE set");
+    if (!(only = message_set(c.args[0].value, true))) return bad(out, c.tag, "Bad sequence set");
+  } else if (!c.args.empty()) {
+    return bad(out, c.tag, "EXPUNGE takes no arguments");
+  }
+  if (readonly_) return no(out, c.tag, "[READ-ONLY] The mailbox is read-only");
+  std::vector<uint32_t> gone;
+  for (auto& m : folder_->messages())
+    if (m.flags.find('T') != std::string::npos &&
+        (!only || std::binary_search(only->begin(), only->end(), m.uid)) && seq_of(m.uid))
+      gone.push_back(m.uid);
+  std::string error;
+  if (!gone.empty() && !folder_->expunge(gone, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  report_changes(out);
+  tagged(out, c.tag, "OK", uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
+}
+
+void Session::cmd_copy(Command& c, Output& out, bool uid, bool move) {
+  if (c.args.size() != 2 || c.args[0].kind != Token::Kind::atom) return bad(out, c.tag, "Usage: COPY set mailbox");
+  auto set = message_set(c.args[0].value, uid);
+  auto to = name_arg(c.args[1]);
+  if (!set || !to) return bad(out, c.tag, "Usage: COPY set mailbox");
+  if (move && readonly_) return no(out, c.tag, "[READ-ONLY] The mailbox is read-only");
+  std::string error;
+  auto pairs = folder_->copy(*set, *to, error);
+  if (!pairs) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : error);
+  std::string code;
+  if (!pairs->empty()) {
+    std::string from, there;
+    for (auto& [a, b] : *pairs) {
+      from += (from.empty() ? "" : ",") + std::to_string(a);
+      there += (there.empty() ? "" : ",") + std::to_string(b);
+    }
+    std::string err2;
+    auto st = mailbox_->status(*to, err2);
+    code = "[COPYUID " + std::to_string(st ? st->uidvalidity : 0) + " " + from + " " + there + "] ";
+  }
+  if (move) {
+    if (!code.empty()) out.bytes += "* OK " + code + "Moved\r\n";
+    std::vector<uint32_t> src;
+    for (auto& [a, b] : *pairs) src.push_back(a);
+    if (!src.empty() && !folder_->expunge(src, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+    report_changes(out);
+    return tagged(out, c.tag, "OK", std::string(uid ? "UID MOVE" : "MOVE") + " completed");
+  }
+  report_changes(out, uid);
+  tagged(out, c.tag, "OK", code + (uid ? "UID COPY" : "COPY") + " completed");
+}
+
+void Session::cmd_search(Command& c, Output& out, bool uid) {
+  auto& a = c.args;
+  size_t i = 0;
+  bool esearch = rev2_;
+  std::vector<std::string> ret;
+  if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "RETURN")) {
+    if (i + 1 >= a.size() || a[i + 1].kind != Token::Kind::list) return bad(out, c.tag, "Bad RETURN options");
+    for (auto& o : a[i + 1].items) ret.push_back(to_upper(o.value));
+    esearch = true;
+    i += 2;
+  }
+  if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "CHARSET")) {
+    if (i + 1 >= a.size()) return bad(out, c.tag, "CHARSET needs a name");
+    std::string cs = to_upper(a[i + 1].value);
+    if (cs != "UTF-8" && cs != "US-ASCII") return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+    i += 2;
+  }
+  if (i >= a.size()) return bad(out, c.tag, "SEARCH needs a key");
+  std::vector<Token> keys(a.begin() + long(i), a.end());
+  const auto& msgs = folder_->messages();
+  std::string error;
+  // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
+  std::function<std::optional<bool>(const std::vector<Token>&, size_t&, const MessageRef&, size_t,
+                                    std::optional<std::string>&)>
+      key = [&](const std::vector<Token>& ks, size_t& k, const MessageRef& m, size_t seq,
+                std::optional<std::string>& content) -> std::optional<bool> {
+    if (k >= ks.size()) return std::nullopt;
+    const Token& t = ks[k++];
+    if (t.kind == Token::Kind::list) {
+      bool all = true;
+      size_t j = 0;
+      while (j < t.items.size()) {
+        auto r = key(t.items, j, m, seq, content);
+        if (!r) return std::nullopt;
+        all = all && *r;
+      }
+      return all;
+    }
+    if (t.kind != Token::Kind::atom) return std::nullopt;
+    std::string u = to_upper(t.value);
+    auto arg = [&]() -> const Token* { return k < ks.size() ? &ks[k++] : nullptr; };
+    auto has = [&](char l) { return m.flags.find(l) != std::string::npos; };
+    auto text = [&]() -> const std::string& {
+      if (!content) {
+        std::string e;
+        content = folder_->content(m.uid, e).value_or("");
+      }
+      return *content;
+    };
+    if (u == "ALL") return true;
+    if (u == "SEEN") return has('S');
+    if (u == "UNSEEN" || u == "NEW") return !has('S');
+    if (u == "ANSWERED") return has('R');
+    if (u == "UNANSWERED") return !has('R');
+    if (u == "DELETED") return has('T');
+    if (u == "UNDELETED") return !has('T');
+    if (u == "FLAGGED") return has('F');
+    if (u == "UNFLAGGED") return !has('F');
+    if (u == "DRAFT") return has('D');
+    if (u == "UNDRAFT") return !has('D');
+    if (u == "RECENT") return false;
+    if (u == "OLD") return true;
+    if (u == "NOT") {
+      auto r = key(ks, k, m, seq, content);
+      if (!r) return std::nullopt;
+      return !*r;
+    }
+    if (u == "OR") {
+      auto r1 = key(ks, k, m, seq, content);
+      auto r2 = key(ks, k, m, seq, content);
+      if (!r1 || !r2) return std::nullopt;
+      return *r1 || *r2;
+    }
+    if (u == "KEYWORD" || u == "UNKEYWORD") {
+      if (!arg()) return std::nullopt;
+      return u == "UNKEYWORD";
+    }
+    if (u == "LARGER" || u == "SMALLER" || u == "MODSEQ") {
+      const Token* n = arg();
+      auto v = n ? number(n->value) : std::nullopt;
+      if (!v) return std::nullopt;
+      return u == "LARGER" ? m.size > *v : u == "SMALLER" ? m.size < *v : m.modseq >= *v;
+    }
+    if (u == "UID") {
+      const Token* s = arg();
+      auto set = s ? message_set(s->value, true) : std::nullopt;
+      if (!set) return std::nullopt;
+      return std::binary_search(set->begin(), set->end(), m.uid);
+    }
+    if (u == "BEFORE" || u == "ON" || u == "SINCE") {
+      const Token* d = arg();
+      auto day = d ? search_date(d->value) : std::nullopt;
+      if (!day) return std::nullopt;
+      int64_t mday = m.internal_date - (m.internal_date % 86400 + 86400) % 86400;
+      return u == "BEFORE" ? mday < *day : u == "ON" ? mday == *day : mday >= *day;
+    }
+    if (u == "FROM" || u == "TO" || u == "CC" || u == "BCC" || u == "SUBJECT") {
+      const Token* s = arg();
+      if (!s || !s->is_astring()) return std::nullopt;
+      return contains_ci(header_value(split_message(text()).first, u), s->value);
+    }
+    if (u == "HEADER") {
+      const Token* h = arg();
+      const Token* s = arg();
+      if (!h || !s || !h->is_astring() || !s->is_astring()) return std::nullopt;
+      std::string head = header_fields(split_message(text()).first, {h->value}, false);
+      if (head.size() <= 2) return false;
+      return contains_ci(head.substr(head.find(':') + 1), s->value);
+    }
+    if (u == "BODY" || u == "TEXT") {
+      const Token* s = arg();
+      if (!s || !s->is_astring()) return std::nullopt;
+      std::string_view all = text();
+      return contains_ci(u == "BODY" ? split_message(all).second : all, s->value);
+    }
+    // a sequence set
+    if (!u.empty() && (std::isdigit(static_cast<unsigned char>(u[0])) || u[0] == '*')) {
+      auto set = message_set(t.value, false);
+      if (!set) return std::nullopt;
+      return std::binary_search(set->begin(), set->end(), m.uid);
+    }
+    return std::nullopt;
+  };
+  std::vector<uint32_t> hits;  // UIDs
+  for (size_t s = 0; s < view_.size(); ++s) {
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), view_[s],
+                              [](const MessageRef& r, uint32_t x) { return r.uid < x; });
+    if (m == msgs.end() || m->uid != view_[s]) continue;
+    std::optional<std::string> content;
+    size_t k = 0;
+    bool all = true;
+    while (k < keys.size()) {
+      auto r = key(keys, k, *m, s + 1, content);
+      if (!r) return bad(out, c.tag, "Bad SEARCH key");
+      all = all && *r;
+    }
+    if (all) hits.push_back(m->uid);
+  }
+  std::vector<uint64_t> values;
+  for (uint32_t h : hits) values.push_back(uid ? h : seq_of(h));
+  if (!esearch) {
+    std::string line = "* SEARCH";
+    for (auto v : values) line += " " + std::to_string(v);
+    out.bytes += line + "\r\n";
+  } else {
+    if (ret.empty()) ret = {"ALL"};
+    std::string line = "* ESEARCH (TAG " + std::string("\"") + c.tag + "\")" + (uid ? " UID" : "");
+    for (auto& r : ret) {
+      if (r == "MIN" && !values.empty()) line += " MIN " + std::to_string(values.front());
+      else if (r == "MAX" && !values.empty()) line += " MAX " + std::to_string(values.back());
+      else if (r == "COUNT") line += " COUNT " + std::to_string(values.size());
+      else if (r == "ALL" && !values.empty()) {
+        std::string set;
+        for (size_t j = 0; j < values.size();) {
+          size_t e = j;
+          while (e + 1 < values.size() && values[e + 1] == values[e] + 1) ++e;
+          set += (set.empty() ? "" : ",") + std::to_string(values[j]) +
+                 (e > j ? ":" + std::to_string(values[e]) : std::string());
+          j = e + 1;
+        }
+        line += " ALL " + set;
+      }
+    }
+    out.bytes += line + "\r\n";
+  }
+  report_changes(out, uid);
+  tagged(out, c.tag, "OK", uid ? "UID SEARCH completed" : "SEARCH completed");
+}
+
+void Session::cmd_append(Command& c, Output& out) {
+  // APPEND mailbox [(flags)] [date-time] literal
+  auto& a = c.args;
+  if (a.size() < 2 || a.size() > 4) return bad(out, c.tag, "Usage: APPEND mailbox [(flags)] [date] {size}");
+  auto name = name_arg(a[0]);
+  if (!name) return bad(out, c.tag, "Bad mailbox name");
+  std::string letters;
+  size_t i = 1;
+  if (a[i].kind == Token::Kind::list) {
+    for (auto& f : a[i].items) {
+      if (auto l = letter_of(f.value)) letters += *l;
+      else if (f.value.empty() || f.value[0] == '\\') return bad(out, c.tag, "Unknown system flag");
+    }
+    ++i;
+  }
+  if (i < a.size() && a[i].kind == Token::Kind::quoted) ++i;  // the date: the file's own time is used
+  if (i + 1 != a.size() || (a[i].kind != Token::Kind::literal && a[i].kind != Token::Kind::streamed))
+    return bad(out, c.tag, "APPEND needs the message as a literal");
+  if (a[i].kind == Token::Kind::streamed && append_buf_.size() != a[i].size)
+    return no(out, c.tag, "[SERVERBUG] The message was not received whole");
+  std::string_view content = a[i].kind == Token::Kind::literal ? std::string_view(a[i].value) : append_buf_;
+  if (content.empty()) return no(out, c.tag, "An empty message is not stored");
+  std::string error;
+  auto r = mailbox_->append(*name, content, letters, error);
+  append_buf_.clear();
+  append_buf_.shrink_to_fit();
+  if (!r) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : error);
+  if (folder_) report_changes(out);
+  tagged(out, c.tag, "OK",
+         "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) + "] APPEND completed");
+}
+
+Output Session::idle_tick() {
+  Output out;
+  if (state_ != State::idle) return out;
+  report_changes(out);
+  return out;
+}
+
+}  // namespace bulwark::imap
