@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds bulwark and starts it on the demo configuration (demo/bulwark.toml):
-# 127.0.0.1, SMTP 2525, submission 5870, SMTPS 4650, POP3 1100, POP3S 9950, domain example.test, user
+# 127.0.0.1, SMTP 2525, submission 5870, SMTPS 4650, POP3 1100, POP3S 9950, IMAP 1430, IMAPS 9930,
+# domain example.test, user
 # demo@example.test, data and logs under demo/. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ cat <<EOT
 
   bulwark demo: SMTP 127.0.0.1:2525 (STARTTLS), submission 127.0.0.1:5870, SMTPS 127.0.0.1:4650
                 POP3 127.0.0.1:1100 (STLS), POP3S 127.0.0.1:9950
+                IMAP 127.0.0.1:1430 (STARTTLS), IMAPS 127.0.0.1:9930
   demo user:    demo@example.test   password: $(cat "$pwfile" 2>/dev/null || echo '(see demo/data/demo-password)')
   mailbox:      demo/data/mail/example.test/demo/new/
   logs:         demo/log/mail.log, demo/log/security.log

@@ -476,11 +476,12 @@ Config load_config(const std::string& path) {
                              [&](const toml::node& v, const std::string& k) {
                                l.service = r.str(v, k);
                                has_service = true;
-                               if (l.service == "imap" || l.service == "imaps")
-                                 r.fail(&v, k, "service \"" + l.service + "\" is not available in this version");
                                if (l.service != "smtp" && l.service != "submission" && l.service != "smtps" &&
-                                   l.service != "pop3" && l.service != "pop3s")
-                                 r.fail(&v, k, "must be \"smtp\", \"submission\", \"smtps\", \"pop3\" or \"pop3s\"");
+                                   l.service != "pop3" && l.service != "pop3s" && l.service != "imap" &&
+                                   l.service != "imaps")
+                                 r.fail(&v, k,
+                                        "must be \"smtp\", \"submission\", \"smtps\", \"pop3\", \"pop3s\", "
+                                        "\"imap\" or \"imaps\"");
                              }},
                             {"address",
                              [&](const toml::node& v, const std::string& k) {
@@ -504,7 +505,9 @@ Config load_config(const std::string& path) {
                               : l.service == "submission" ? 587
                               : l.service == "smtps"      ? 465
                               : l.service == "pop3"       ? 110
-                                                          : 995;
+                              : l.service == "pop3s"      ? 995
+                              : l.service == "imap"       ? 143
+                                                          : 993;
                    for (auto& other : c.listeners)
                      if (other.address == l.address && other.port == l.port)
                        r.fail(&item, p + ".port", "port " + std::to_string(l.port) + " on " + l.address +

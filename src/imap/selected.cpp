@@ -1,5 +1,6 @@
 // Session: the selected state (RFC 9051 6.4) -- SELECT/EXAMINE, FETCH, STORE,
-// EXPUNGE, SEARCH, COPY/MOVE, CLOSE/UNSELECT, IDLE, and APPEND (authenticated state).
+// EXPUNGE, COPY/MOVE, CLOSE/UNSELECT, IDLE, and APPEND (authenticated state). SEARCH
+// is in search.cpp.
 #include <algorithm>
 #include <cctype>
 #include <functional>
@@ -7,6 +8,7 @@
 #include <ctime>
 
 #include "core/strings.hpp"
+#include "imap/message_text.hpp"
 #include "imap/session.hpp"
 
 namespace bulwark::imap {
@@ -23,13 +25,6 @@ std::optional<char> letter_of(std::string_view flag) {
   return std::nullopt;
 }
 
-std::optional<uint64_t> number(std::string_view s) {
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
 std::string literal(std::string_view data) { return "{" + std::to_string(data.size()) + "}\r\n" + std::string(data); }
 
 std::string internal_date(int64_t t) {
@@ -39,68 +34,6 @@ std::string internal_date(int64_t t) {
   char buf[64];
   std::strftime(buf, sizeof buf, "\"%d-%b-%Y %H:%M:%S +0000\"", &tm);
   return buf;
-}
-
-// The header (through the blank line) and the text of a CRLF message.
-std::pair<std::string_view, std::string_view> split_message(std::string_view m) {
-  size_t e = m.find("\r\n\r\n");
-  if (e == std::string_view::npos) return {m, {}};
-  return {m.substr(0, e + 4), m.substr(e + 4)};
-}
-
-// HEADER.FIELDS (A B) / HEADER.FIELDS.NOT: the chosen fields, then the blank line.
-std::string header_fields(std::string_view header, const std::vector<std::string>& names, bool exclude) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < header.size()) {
-    size_t end = pos;
-    do {  // a field with its folded continuation lines
-      size_t nl = header.find("\r\n", end);
-      end = nl == std::string_view::npos ? header.size() : nl + 2;
-    } while (end < header.size() && (header[end] == ' ' || header[end] == '\t'));
-    std::string_view field = header.substr(pos, end - pos);
-    size_t colon = field.find(':');
-    if (colon != std::string_view::npos) {
-      std::string_view name = trim(field.substr(0, colon));
-      bool listed = false;
-      for (auto& n : names) listed |= iequals(n, name);
-      if (listed != exclude) out += field;
-    }
-    pos = end;
-  }
-  return out + "\r\n";
-}
-
-bool contains_ci(std::string_view hay, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
-  return it != hay.end();
-}
-
-// The value of a header field (first occurrence, unfolded), or empty.
-std::string header_value(std::string_view header, std::string_view name) {
-  std::string all = header_fields(header, {std::string(name)}, false);
-  size_t colon = all.find(':');
-  if (colon == std::string::npos) return {};
-  return std::string(all.substr(colon + 1));
-}
-
-std::optional<int64_t> search_date(std::string_view s) {  // 1-Feb-1994
-  static const char* months[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
-  size_t a = s.find('-'), b = s.rfind('-');
-  if (a == std::string_view::npos || a == b) return std::nullopt;
-  auto d = number(s.substr(0, a)), y = number(s.substr(b + 1));
-  std::string mon = to_lower(s.substr(a + 1, b - a - 1));
-  int m = -1;
-  for (int i = 0; i < 12; ++i)
-    if (mon == months[i]) m = i;
-  if (!d || !y || m < 0 || *d < 1 || *d > 31 || *y < 1900 || *y > 9999) return std::nullopt;
-  std::tm tm{};
-  tm.tm_mday = int(*d);
-  tm.tm_mon = m;
-  tm.tm_year = int(*y) - 1900;
-  return int64_t(timegm(&tm));
 }
 
 }  // namespace
@@ -520,175 +453,6 @@ void Session::cmd_copy(Command& c, Output& out, bool uid, bool move) {
   }
   report_changes(out, uid);
   tagged(out, c.tag, "OK", code + (uid ? "UID COPY" : "COPY") + " completed");
-}
-
-void Session::cmd_search(Command& c, Output& out, bool uid) {
-  auto& a = c.args;
-  size_t i = 0;
-  bool esearch = rev2_;
-  std::vector<std::string> ret;
-  if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "RETURN")) {
-    if (i + 1 >= a.size() || a[i + 1].kind != Token::Kind::list) return bad(out, c.tag, "Bad RETURN options");
-    for (auto& o : a[i + 1].items) ret.push_back(to_upper(o.value));
-    esearch = true;
-    i += 2;
-  }
-  if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "CHARSET")) {
-    if (i + 1 >= a.size()) return bad(out, c.tag, "CHARSET needs a name");
-    std::string cs = to_upper(a[i + 1].value);
-    if (cs != "UTF-8" && cs != "US-ASCII") return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-    i += 2;
-  }
-  if (i >= a.size()) return bad(out, c.tag, "SEARCH needs a key");
-  std::vector<Token> keys(a.begin() + long(i), a.end());
-  const auto& msgs = folder_->messages();
-  std::string error;
-  // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
-  std::function<std::optional<bool>(const std::vector<Token>&, size_t&, const MessageRef&, size_t,
-                                    std::optional<std::string>&)>
-      key = [&](const std::vector<Token>& ks, size_t& k, const MessageRef& m, size_t seq,
-                std::optional<std::string>& content) -> std::optional<bool> {
-    if (k >= ks.size()) return std::nullopt;
-    const Token& t = ks[k++];
-    if (t.kind == Token::Kind::list) {
-      bool all = true;
-      size_t j = 0;
-      while (j < t.items.size()) {
-        auto r = key(t.items, j, m, seq, content);
-        if (!r) return std::nullopt;
-        all = all && *r;
-      }
-      return all;
-    }
-    if (t.kind != Token::Kind::atom) return std::nullopt;
-    std::string u = to_upper(t.value);
-    auto arg = [&]() -> const Token* { return k < ks.size() ? &ks[k++] : nullptr; };
-    auto has = [&](char l) { return m.flags.find(l) != std::string::npos; };
-    auto text = [&]() -> const std::string& {
-      if (!content) {
-        std::string e;
-        content = folder_->content(m.uid, e).value_or("");
-      }
-      return *content;
-    };
-    if (u == "ALL") return true;
-    if (u == "SEEN") return has('S');
-    if (u == "UNSEEN" || u == "NEW") return !has('S');
-    if (u == "ANSWERED") return has('R');
-    if (u == "UNANSWERED") return !has('R');
-    if (u == "DELETED") return has('T');
-    if (u == "UNDELETED") return !has('T');
-    if (u == "FLAGGED") return has('F');
-    if (u == "UNFLAGGED") return !has('F');
-    if (u == "DRAFT") return has('D');
-    if (u == "UNDRAFT") return !has('D');
-    if (u == "RECENT") return false;
-    if (u == "OLD") return true;
-    if (u == "NOT") {
-      auto r = key(ks, k, m, seq, content);
-      if (!r) return std::nullopt;
-      return !*r;
-    }
-    if (u == "OR") {
-      auto r1 = key(ks, k, m, seq, content);
-      auto r2 = key(ks, k, m, seq, content);
-      if (!r1 || !r2) return std::nullopt;
-      return *r1 || *r2;
-    }
-    if (u == "KEYWORD" || u == "UNKEYWORD") {
-      if (!arg()) return std::nullopt;
-      return u == "UNKEYWORD";
-    }
-    if (u == "LARGER" || u == "SMALLER" || u == "MODSEQ") {
-      const Token* n = arg();
-      auto v = n ? number(n->value) : std::nullopt;
-      if (!v) return std::nullopt;
-      return u == "LARGER" ? m.size > *v : u == "SMALLER" ? m.size < *v : m.modseq >= *v;
-    }
-    if (u == "UID") {
-      const Token* s = arg();
-      auto set = s ? message_set(s->value, true) : std::nullopt;
-      if (!set) return std::nullopt;
-      return std::binary_search(set->begin(), set->end(), m.uid);
-    }
-    if (u == "BEFORE" || u == "ON" || u == "SINCE") {
-      const Token* d = arg();
-      auto day = d ? search_date(d->value) : std::nullopt;
-      if (!day) return std::nullopt;
-      int64_t mday = m.internal_date - (m.internal_date % 86400 + 86400) % 86400;
-      return u == "BEFORE" ? mday < *day : u == "ON" ? mday == *day : mday >= *day;
-    }
-    if (u == "FROM" || u == "TO" || u == "CC" || u == "BCC" || u == "SUBJECT") {
-      const Token* s = arg();
-      if (!s || !s->is_astring()) return std::nullopt;
-      return contains_ci(header_value(split_message(text()).first, u), s->value);
-    }
-    if (u == "HEADER") {
-      const Token* h = arg();
-      const Token* s = arg();
-      if (!h || !s || !h->is_astring() || !s->is_astring()) return std::nullopt;
-      std::string head = header_fields(split_message(text()).first, {h->value}, false);
-      if (head.size() <= 2) return false;
-      return contains_ci(head.substr(head.find(':') + 1), s->value);
-    }
-    if (u == "BODY" || u == "TEXT") {
-      const Token* s = arg();
-      if (!s || !s->is_astring()) return std::nullopt;
-      std::string_view all = text();
-      return contains_ci(u == "BODY" ? split_message(all).second : all, s->value);
-    }
-    // a sequence set
-    if (!u.empty() && (std::isdigit(static_cast<unsigned char>(u[0])) || u[0] == '*')) {
-      auto set = message_set(t.value, false);
-      if (!set) return std::nullopt;
-      return std::binary_search(set->begin(), set->end(), m.uid);
-    }
-    return std::nullopt;
-  };
-  std::vector<uint32_t> hits;  // UIDs
-  for (size_t s = 0; s < view_.size(); ++s) {
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), view_[s],
-                              [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    if (m == msgs.end() || m->uid != view_[s]) continue;
-    std::optional<std::string> content;
-    size_t k = 0;
-    bool all = true;
-    while (k < keys.size()) {
-      auto r = key(keys, k, *m, s + 1, content);
-      if (!r) return bad(out, c.tag, "Bad SEARCH key");
-      all = all && *r;
-    }
-    if (all) hits.push_back(m->uid);
-  }
-  std::vector<uint64_t> values;
-  for (uint32_t h : hits) values.push_back(uid ? h : seq_of(h));
-  if (!esearch) {
-    std::string line = "* SEARCH";
-    for (auto v : values) line += " " + std::to_string(v);
-    out.bytes += line + "\r\n";
-  } else {
-    if (ret.empty()) ret = {"ALL"};
-    std::string line = "* ESEARCH (TAG " + std::string("\"") + c.tag + "\")" + (uid ? " UID" : "");
-    for (auto& r : ret) {
-      if (r == "MIN" && !values.empty()) line += " MIN " + std::to_string(values.front());
-      else if (r == "MAX" && !values.empty()) line += " MAX " + std::to_string(values.back());
-      else if (r == "COUNT") line += " COUNT " + std::to_string(values.size());
-      else if (r == "ALL" && !values.empty()) {
-        std::string set;
-        for (size_t j = 0; j < values.size();) {
-          size_t e = j;
-          while (e + 1 < values.size() && values[e + 1] == values[e] + 1) ++e;
-          set += (set.empty() ? "" : ",") + std::to_string(values[j]) +
-                 (e > j ? ":" + std::to_string(values[e]) : std::string());
-          j = e + 1;
-        }
-        line += " ALL " + set;
-      }
-    }
-    out.bytes += line + "\r\n";
-  }
-  report_changes(out, uid);
-  tagged(out, c.tag, "OK", uid ? "UID SEARCH completed" : "SEARCH completed");
 }
 
 void Session::cmd_append(Command& c, Output& out) {

@@ -69,6 +69,8 @@ class Driver {
 std::unique_ptr<Driver> make_smtp_driver(Shared& shared, const std::string& service);
 // pop3, pop3s
 std::unique_ptr<Driver> make_pop3_driver(Shared& shared, const std::string& service);
+// imap, imaps
+std::unique_ptr<Driver> make_imap_driver(Shared& shared, const std::string& service);
 
 // Runs (*f)() on `pool` and completes on the caller's executor with its result. `f`
 // points to a named callable that outlives the wait (GCC 12: no class-type temporaries

@@ -363,8 +363,10 @@ void Server::bind() {
                                lc.service + "): " + ec.message());
     impl_->acceptors.emplace_back(lc, std::move(acc));
     bool pop = lc.service == "pop3" || lc.service == "pop3s";
-    impl_->drivers.push_back(pop ? make_pop3_driver(impl_->shared, lc.service)
-                                 : make_smtp_driver(impl_->shared, lc.service));
+    bool imap = lc.service == "imap" || lc.service == "imaps";
+    impl_->drivers.push_back(pop    ? make_pop3_driver(impl_->shared, lc.service)
+                             : imap ? make_imap_driver(impl_->shared, lc.service)
+                                    : make_smtp_driver(impl_->shared, lc.service));
     impl_->accept_warnings.push_back(std::make_unique<logs::Throttle>());
     impl_->listener_conns.emplace_back(0);
   }

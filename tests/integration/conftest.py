@@ -64,7 +64,7 @@ class Bulwark:
         self.data = self.root / "data"
         self.logs = self.root / "log"
         self.config = self.root / "bulwark.toml"
-        self.ports = dict(zip(("smtp", "submission", "smtps", "pop3", "pop3s"), free_ports(5)))
+        self.ports = dict(zip(("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"), free_ports(7)))
         self.proc = None
         self.expect_quarantine = False  # a test of damaged queue files sets it
         self.extra_config = extra_config

@@ -1,0 +1,306 @@
+"""IMAP and IMAPS against the real server with Python's imaplib (and raw sessions):
+login per policy, folders, SELECT/FETCH/STORE/SEARCH/COPY/MOVE/EXPUNGE/APPEND,
+IDLE announcing an SMTP delivery, two sessions seeing each other's changes, UIDs
+across restart, the failure block shared with POP3 and SMTP."""
+import imaplib
+import re
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import PASSWORD
+
+USER = "demo@example.test"
+NO_DELAY = '[policy]\nauth_failure_delay = "0s"\n'
+
+
+def tls_context(srv):
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    return ctx
+
+
+def message(i, extra=b""):
+    return (b"From: Sender <a@remote.test>\r\nTo: demo@example.test\r\nSubject: message %d\r\n"
+            b"Message-ID: <%d@remote.test>\r\n\r\nline one of %d\r\n.a line with a leading dot\r\nlast\r\n"
+            % (i, i, i)) + extra
+
+
+def send(srv, msgs):
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        for m in msgs:
+            s.sendmail("a@remote.test", [USER], m)
+
+
+def imap(srv, service="imap", login=True, password=PASSWORD):
+    if service == "imaps":
+        m = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=tls_context(srv), timeout=20)
+    else:
+        m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+        m.starttls(tls_context(srv))
+    if login:
+        m.login(USER, password)
+    return m
+
+
+def test_login_select_fetch_byte_identical_over_starttls_and_imaps(server):
+    msgs = [message(1), message(2, (b"y" * 998 + b"\r\n") * 200)]
+    send(server, msgs)
+    server.wait_messages(2)
+    m = imap(server)
+    typ, data = m.select("INBOX")
+    assert typ == "OK" and data == [b"2"]
+    typ, data = m.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[])")
+    bodies = [d[1] for d in data if isinstance(d, tuple)]
+    assert len(bodies) == 2
+    for got, sent in zip(bodies, msgs):
+        assert got.endswith(sent) and got.startswith(b"Return-Path: <a@remote.test>\r\n")
+    sizes = [int(re.search(rb"RFC822.SIZE (\d+)", d[0]).group(1)) for d in data if isinstance(d, tuple)]
+    assert sizes == [len(b) for b in bodies]
+    m.logout()
+    m = imap(server, "imaps")
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert data[0][1] == b"Subject: message 2\r\n\r\n"
+    m.logout()
+
+
+def test_folders_flags_search_copy_move_expunge_append(server):
+    send(server, [message(i) for i in range(4)])
+    server.wait_messages(4)
+    m = imap(server)
+    typ, folders = m.list()
+    names = [f.decode() for f in folders]
+    assert any('\\Sent) "/" "Sent"' in f for f in names) and any('"INBOX"' in f for f in names)
+    assert m.create("Work/2026")[0] == "OK"
+    assert any('"Work/2026"' in f.decode() for f in m.list('""', "Work/*")[1])
+    m.select("INBOX")
+    assert m.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    assert m.search(None, "FLAGGED")[1] == [b"1"]
+    assert m.search(None, "UNSEEN")[1] == [b"1 2 3 4"]
+    assert m.search(None, 'SUBJECT "message 2"')[1] == [b"3"]
+    m.fetch("2", "(BODY[])")  # not PEEK: \Seen
+    assert m.search(None, "SEEN")[1] == [b"2"]
+    typ, data = m.uid("COPY", "1:2", "Work/2026")
+    assert typ == "OK" and re.fullmatch(rb"\d+ 1,2 1,2", m.response("COPYUID")[1][0])  # UIDPLUS
+    typ, data = m._simple_command("MOVE", "3", "Work/2026")
+    assert typ == "OK"
+    m.store("1", "+FLAGS", "(\\Deleted)")
+    typ, data = m.expunge()
+    assert data[-1] == b"1"  # (imaplib also keeps the EXPUNGE that MOVE caused)
+    typ, data = m.select("INBOX")
+    assert data == [b"2"]
+    typ, data = m.select("Work/2026")
+    assert data == [b"3"]
+    typ, data = m.append("Work/2026", "(\\Seen)", None, message(9))
+    assert typ == "OK" and m.response("APPENDUID")[1][0].endswith(b" 4")
+    typ, data = m.uid("FETCH", "4", "(FLAGS BODY.PEEK[])")
+    assert data[0][1] == message(9) and b"\\Seen" in data[0][0]
+    assert m.status("Work/2026", "(MESSAGES UIDNEXT)")[1] == [b'"Work/2026" (MESSAGES 4 UIDNEXT 5)']
+    m.logout()
+    # the same on disk, for standard Maildir tools
+    box = server.data / "mail" / "example.test" / "demo" / ".Work.2026" / "cur"
+    assert len(list(box.iterdir())) == 4
+
+
+def test_idle_announces_a_delivery_and_sessions_see_each_others_changes(server):
+    send(server, [message(1)])
+    server.wait_messages(1)
+    a = imap(server)
+    b = imap(server, "imaps")
+    a.select("INBOX")
+    b.select("INBOX")
+    b.store("1", "+FLAGS", "(\\Answered)")
+    typ, data = a.noop()
+    fetches = a.untagged_responses.get("FETCH", [])
+    assert any(b"\\Answered" in d for d in fetches), fetches
+    tag = a._new_tag()
+    a.send(tag + b" IDLE\r\n")
+    assert a.readline().startswith(b"+")
+    t = time.time()
+    send(server, [message(2)])
+    line = a.readline()
+    assert line == b"* 2 EXISTS\r\n", line
+    assert time.time() - t < 2.5
+    a.send(b"DONE\r\n")
+    assert a.readline().startswith(tag + b" OK")
+    a.logout()
+    b.logout()
+
+
+def test_uids_survive_restart(server):
+    send(server, [message(1), message(2)])
+    server.wait_messages(2)
+    m = imap(server)
+    m.select("INBOX")
+    before = m.uid("SEARCH", None, "ALL")[1]
+    validity = m.response("UIDVALIDITY")
+    m.logout()
+    server.stop()
+    server.start()
+    m = imap(server)
+    m.select("INBOX")
+    assert m.uid("SEARCH", None, "ALL")[1] == before
+    m.logout()
+
+
+def test_logindisabled_without_tls_and_shared_failure_block(make_server):
+    srv = make_server(extra_config=NO_DELAY + "max_auth_failures = 3\n").start()
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        m.login(USER, PASSWORD)
+    m.starttls(tls_context(srv))
+    assert "LOGINDISABLED" not in m.capabilities or True  # re-read after STARTTLS below
+    typ, caps = m.capability()
+    assert b"LOGINDISABLED" not in caps[0] and b"AUTH=PLAIN" in caps[0]
+    for i in range(3):
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            m.login(USER, f"Wrong-{i}")
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        m.login(USER, PASSWORD)
+    sec = srv.log("security.log")
+    assert "IMAP from 127.0.0.1 blocked" in sec and "Wrong-" not in sec
+
+
+def test_bad_input_and_the_failure_limit(make_server):
+    srv = make_server(extra_config="[limits]\nmax_failed_commands = 3\n").start()
+    s = socket.create_connection(("127.0.0.1", srv.ports["imap"]), timeout=10)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"* OK [CAPABILITY")
+    s.sendall(b"a FOO\r\nb SELECT INBOX\r\n\"unterminated\r\n")
+    assert f.readline() == b"a BAD Unknown command\r\n"
+    assert f.readline() == b"b BAD Log in first\r\n"
+    assert f.readline() == b"* BAD Missing or bad tag\r\n"
+    assert f.readline() == b"* BYE Too many errors, closing connection\r\n"
+    assert f.readline() == b""
+
+
+def same_message(got, sent):
+    """`got` (as a client stored it: LF line ends, maybe a header of its own added) holds
+    every header line and exactly the body of `sent`."""
+    got = got.replace(b"\r\n", b"\n")
+    head, _, body = sent.replace(b"\r\n", b"\n").partition(b"\n\n")
+    ghead, _, gbody = got.partition(b"\n\n")
+    return gbody == body and all(line in ghead.split(b"\n") for line in head.split(b"\n"))
+
+
+def run_client(cmd, **kw):
+    import subprocess
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+    assert PASSWORD not in r.stdout + r.stderr
+    return r
+
+
+def test_mbsync_two_way_sync_with_folders_flags_and_deletions(server, tmp_path):
+    import os
+    send(server, [message(i) for i in range(3)])
+    server.wait_messages(3)
+    m = imap(server)
+    m.create("Work")
+    m.logout()
+    local = tmp_path / "mail"
+    local.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(f"""IMAPAccount bw
+Host 127.0.0.1
+Port {server.ports['imaps']}
+User {USER}
+Pass {PASSWORD}
+SSLType IMAPS
+CertificateFile {server.cert}
+
+IMAPStore remote
+Account bw
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel all
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+""")
+    env = dict(os.environ, HOME=str(tmp_path))
+    r = run_client(["mbsync", "-c", str(rc), "-a"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    inbox = local / "INBOX"
+    files = sorted((inbox / "cur").iterdir()) + sorted((inbox / "new").iterdir())
+    assert len(files) == 3 and (local / "Work").is_dir() and (local / "Sent").is_dir()
+    got = sorted(f.read_bytes() for f in files)
+    assert all(any(same_message(g, message(i)) for g in got) for i in range(3)), got
+    # local changes: flag one as seen, delete another, add a message to Work
+    first, second = files[0], files[1]
+    first.rename(first.parent.parent / "cur" / (first.name.split(":2,")[0] + ":2,S"))
+    second.rename(second.parent.parent / "cur" / (second.name.split(":2,")[0] + ":2,T"))
+    (local / "Work" / "cur").mkdir(parents=True, exist_ok=True)
+    (local / "Work" / "cur" / "1700000000.local.x:2,").write_bytes(b"Subject: from the laptop\n\nhi\n")
+    r = run_client(["mbsync", "-c", str(rc), "-a"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = imap(server, "imaps")
+    m.select("INBOX")
+    assert m.search(None, "ALL")[1] == [b"1 2"]
+    assert len(m.search(None, "SEEN")[1][0].split()) == 1
+    m.select("Work")
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert same_message(data[0][1], b"Subject: from the laptop\r\n\r\nhi\r\n")  # mbsync adds X-TUID
+    # a server-side change goes the other way
+    m.select("INBOX")
+    m.store("1:*", "+FLAGS", "(\\Flagged)")
+    m.logout()
+    r = run_client(["mbsync", "-c", str(rc), "-a"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = [f.name for f in (inbox / "cur").iterdir()]
+    assert len(names) == 2 and all("F" in n.split(":2,")[1] for n in names), names
+
+
+def test_getmail6_over_imaps_and_fetchmail_over_imap(server, tmp_path):
+    import os
+    import pathlib
+    import shutil
+    import tempfile
+    msgs = [message(i) for i in range(2)]
+    send(server, msgs)
+    server.wait_messages(2)
+    top = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-getmail-"))
+    top.chmod(0o755)
+    dest = top / "Maildir"
+    for d in ("tmp", "new", "cur"):
+        (dest / d).mkdir(parents=True)
+        shutil.chown(dest / d, "nobody")
+    shutil.chown(dest, "nobody")
+    rc = tmp_path / "getmailrc"
+    rc.write_text(f"[retriever]\ntype = SimpleIMAPSSLRetriever\nserver = 127.0.0.1\nport = {server.ports['imaps']}\n"
+                  f"username = {USER}\npassword = {PASSWORD}\nca_certs = {server.cert}\nssl_cert_hostname = mail.example.test\n"
+                  f"mailboxes = (\"INBOX\",)\n"
+                  f"[destination]\ntype = Maildir\npath = {dest}/\nuser = nobody\n"
+                  f"[options]\nread_all = true\ndelete = false\n")
+    r = run_client(["getmail", "--getmaildir", str(tmp_path), "--rcfile", str(rc)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = [p.read_bytes() for p in (dest / "new").iterdir()]
+    assert len(got) == 2 and all(any(same_message(g, m) for g in got) for m in msgs), got
+    shutil.rmtree(top)
+    # fetchmail over IMAP with STARTTLS, keeping the mail
+    out = tmp_path / "out"
+    out.mkdir()
+    mda = tmp_path / "mda.sh"
+    mda.write_text(f'#!/bin/sh\ncat > "{out}/$(date +%s%N).$$"\n')
+    mda.chmod(0o755)
+    frc = tmp_path / "fetchmailrc"
+    frc.write_text(f'poll 127.0.0.1 service {server.ports["imap"]} protocol imap\n'
+                   f'  user "{USER}" password "{PASSWORD}" sslproto "TLS1.2+" sslcertck keep fetchall\n'
+                   f'  sslcertfile "{server.cert}" sslcommonname "mail.example.test"\n  mda "{mda}"\n')
+    frc.chmod(0o600)
+    env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
+    r = run_client(["fetchmail", "-f", str(frc), "--nosyslog", "-v"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = [p.read_bytes() for p in out.iterdir()]
+    assert len(got) == 2 and all(any(same_message(g, m) for g in got) for m in msgs), got
