@@ -18,23 +18,6 @@ using asio::use_awaitable;
 
 namespace {
 
-class ImapHooks : public imap::Hooks {
- public:
-  ImapHooks(Logins& logins, const std::string& ip, const IpAddress& ipa) : logins_(logins), ip_(ip), ipa_(ipa) {}
-  auth::SecretSource& secrets() override { return logins_; }
-  bool login_blocked() override { return logins_.blocked("IMAP", ip_, ipa_); }
-  void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
-    logins_.failed("IMAP", mech, user, ip_, ipa_, why);
-  }
-  void refused(const std::string& what) override {
-    logs::security().info("IMAP from {} refused: {}", ip_, sanitize(what));
-  }
-
- private:
-  Logins& logins_;
-  const std::string& ip_;
-  const IpAddress& ipa_;
-};
 
 // Writes in order from two coroutines on one strand (the conversation and the IDLE
 // ticker): a write that finds another under way queues behind it.
@@ -119,7 +102,7 @@ class ImapDriver : public Driver {
     ic.auth = Logins::policy(*cfg, *a.groups, a.ipa);
     ic.max_failed_commands = a.exempt ? 0 : uint32_t(std::min<uint64_t>(cfg->limits.max_failed_commands, UINT32_MAX));
     ic.limits.max_literal = cfg->limits.max_message_size ? cfg->limits.max_message_size : (50ull << 20);
-    ImapHooks hooks(sh_.logins, ip, a.ipa);
+    LoginHooks<imap::Hooks> hooks(sh_.logins, "IMAP", ip, a.ipa);
     imap::Session s(ic, hooks, {ip, a.tls_active});
     Writer w(*c);
     // RFC 9051 5.4: an idle client may be logged out after at least 30 minutes.

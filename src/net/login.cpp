@@ -126,6 +126,10 @@ bool Logins::failed(std::string_view proto, std::string_view mech, const std::st
   return true;
 }
 
+void Logins::refused(std::string_view proto, const std::string& ip, const std::string& what) {
+  logs::security().info("{} from {} refused: {}", proto, ip, sanitize(what));
+}
+
 std::optional<auth::ScramSecret> Logins::scram_secret(const std::string& user) { return dir_.scram_secret(user); }
 
 std::optional<auth::CramSecret> Logins::cram_md5_secret(const std::string& user) {

@@ -64,6 +64,9 @@ class Logins : public auth::SecretSource {
   bool failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
               const IpAddress& ipa, std::string_view why);
 
+  // A command refused for a policy reason (security log).
+  void refused(std::string_view proto, const std::string& ip, const std::string& what);
+
   // auth::SecretSource, from the directory.
   std::optional<auth::ScramSecret> scram_secret(const std::string& user) override;
   std::optional<auth::CramSecret> cram_md5_secret(const std::string& user) override;
@@ -94,6 +97,27 @@ class Logins : public auth::SecretSource {
   std::unordered_map<std::string, Cached> cache_;
   std::chrono::seconds cache_ttl_{3600};
   std::string cache_key_;
+};
+
+// A mailbox protocol's session hooks (pop3::Hooks, imap::Hooks: the same four calls)
+// answered by Logins for one client: `proto` names the protocol in log lines.
+template <class Base>
+class LoginHooks : public Base {
+ public:
+  LoginHooks(Logins& logins, const char* proto, const std::string& ip, const IpAddress& ipa)
+      : logins_(logins), proto_(proto), ip_(ip), ipa_(ipa) {}
+  auth::SecretSource& secrets() override { return logins_; }
+  bool login_blocked() override { return logins_.blocked(proto_, ip_, ipa_); }
+  void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
+    logins_.failed(proto_, mech, user, ip_, ipa_, why);
+  }
+  void refused(const std::string& what) override { logins_.refused(proto_, ip_, what); }
+
+ private:
+  Logins& logins_;
+  const char* proto_;
+  const std::string& ip_;
+  const IpAddress& ipa_;
 };
 
 }  // namespace bulwark

@@ -21,23 +21,6 @@ using asio::use_awaitable;
 
 namespace {
 
-class Pop3Hooks : public pop3::Hooks {
- public:
-  Pop3Hooks(Logins& logins, const std::string& ip, const IpAddress& ipa) : logins_(logins), ip_(ip), ipa_(ipa) {}
-  auth::SecretSource& secrets() override { return logins_; }
-  bool login_blocked() override { return logins_.blocked("POP3", ip_, ipa_); }
-  void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
-    logins_.failed("POP3", mech, user, ip_, ipa_, why);
-  }
-  void refused(const std::string& what) override {
-    logs::security().info("POP3 from {} refused: {}", ip_, sanitize(what));
-  }
-
- private:
-  Logins& logins_;
-  const std::string& ip_;
-  const IpAddress& ipa_;
-};
 
 // The session's view of a folder: octets with CRLF, and a UIDL that stays the same
 // across sessions and restarts (UIDVALIDITY and UID, as Dovecot's default does).
@@ -79,7 +62,7 @@ class Pop3Driver : public Driver {
     pc.stls_available = a.tls != nullptr && !implicit_;
     pc.auth = Logins::policy(*cfg, *a.groups, a.ipa);
     pc.max_failed_commands = a.exempt ? 0 : uint32_t(std::min<uint64_t>(cfg->limits.max_failed_commands, UINT32_MAX));
-    Pop3Hooks hooks(sh_.logins, ip, a.ipa);
+    LoginHooks<pop3::Hooks> hooks(sh_.logins, "POP3", ip, a.ipa);
     pop3::Session s(pc, hooks, {ip, a.tls_active});
     // RFC 1939 3: the autologout timer is at least 10 minutes.
     ReadPacer pacer(std::max<std::chrono::seconds>(cfg->timeouts.command, std::chrono::minutes(10)),

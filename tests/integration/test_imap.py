@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import PASSWORD
+from mail_clients import fetchmail, getmail, run_client, same_message
 
 USER = "demo@example.test"
 NO_DELAY = '[policy]\nauth_failure_delay = "0s"\n'
@@ -179,22 +180,6 @@ def test_bad_input_and_the_failure_limit(make_server):
     assert f.readline() == b""
 
 
-def same_message(got, sent):
-    """`got` (as a client stored it: LF line ends, maybe a header of its own added) holds
-    every header line and exactly the body of `sent`."""
-    got = got.replace(b"\r\n", b"\n")
-    head, _, body = sent.replace(b"\r\n", b"\n").partition(b"\n\n")
-    ghead, _, gbody = got.partition(b"\n\n")
-    return gbody == body and all(line in ghead.split(b"\n") for line in head.split(b"\n"))
-
-
-def run_client(cmd, **kw):
-    import subprocess
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
-    assert PASSWORD not in r.stdout + r.stderr
-    return r
-
-
 def test_mbsync_two_way_sync_with_folders_flags_and_deletions(server, tmp_path):
     import os
     send(server, [message(i) for i in range(3)])
@@ -263,44 +248,14 @@ SyncState *
 
 
 def test_getmail6_over_imaps_and_fetchmail_over_imap(server, tmp_path):
-    import os
-    import pathlib
-    import shutil
-    import tempfile
     msgs = [message(i) for i in range(2)]
     send(server, msgs)
     server.wait_messages(2)
-    top = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-getmail-"))
-    top.chmod(0o755)
-    dest = top / "Maildir"
-    for d in ("tmp", "new", "cur"):
-        (dest / d).mkdir(parents=True)
-        shutil.chown(dest / d, "nobody")
-    shutil.chown(dest, "nobody")
-    rc = tmp_path / "getmailrc"
-    rc.write_text(f"[retriever]\ntype = SimpleIMAPSSLRetriever\nserver = 127.0.0.1\nport = {server.ports['imaps']}\n"
-                  f"username = {USER}\npassword = {PASSWORD}\nca_certs = {server.cert}\nssl_cert_hostname = mail.example.test\n"
-                  f"mailboxes = (\"INBOX\",)\n"
-                  f"[destination]\ntype = Maildir\npath = {dest}/\nuser = nobody\n"
-                  f"[options]\nread_all = true\ndelete = false\n")
-    r = run_client(["getmail", "--getmaildir", str(tmp_path), "--rcfile", str(rc)])
+    r, got = getmail(tmp_path, "SimpleIMAPSSLRetriever", server.ports["imaps"], server.cert, USER,
+                     'mailboxes = ("INBOX",)\n')
     assert r.returncode == 0, r.stdout + r.stderr
-    got = [p.read_bytes() for p in (dest / "new").iterdir()]
     assert len(got) == 2 and all(any(same_message(g, m) for g in got) for m in msgs), got
-    shutil.rmtree(top)
     # fetchmail over IMAP with STARTTLS, keeping the mail
-    out = tmp_path / "out"
-    out.mkdir()
-    mda = tmp_path / "mda.sh"
-    mda.write_text(f'#!/bin/sh\ncat > "{out}/$(date +%s%N).$$"\n')
-    mda.chmod(0o755)
-    frc = tmp_path / "fetchmailrc"
-    frc.write_text(f'poll 127.0.0.1 service {server.ports["imap"]} protocol imap\n'
-                   f'  user "{USER}" password "{PASSWORD}" sslproto "TLS1.2+" sslcertck keep fetchall\n'
-                   f'  sslcertfile "{server.cert}" sslcommonname "mail.example.test"\n  mda "{mda}"\n')
-    frc.chmod(0o600)
-    env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
-    r = run_client(["fetchmail", "-f", str(frc), "--nosyslog", "-v"], env=env)
+    r, got = fetchmail(tmp_path, "imap", server.ports["imap"], server.cert, USER, "keep fetchall")
     assert r.returncode == 0, r.stdout + r.stderr
-    got = [p.read_bytes() for p in out.iterdir()]
     assert len(got) == 2 and all(any(same_message(g, m) for g in got) for m in msgs), got
