@@ -9,6 +9,7 @@
 
 #include "core/strings.hpp"
 #include "imap/message_text.hpp"
+#include "imap/mime.hpp"
 #include "imap/session.hpp"
 
 namespace bulwark::imap {
@@ -207,13 +208,15 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
     std::string u = to_upper(it.value);
     bool known = u == "UID" || u == "FLAGS" || u == "INTERNALDATE" || u == "RFC822.SIZE" || u == "RFC822" ||
                  u == "RFC822.HEADER" || u == "RFC822.TEXT" || u == "MODSEQ" || u.rfind("BODY[", 0) == 0 ||
-                 u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0;
+                 u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 ||
+                 u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY";
     if (!known) return bad(out, c.tag, "FETCH item not supported: " + sanitize(it.value, 40));
     std::string sec = u.substr(u.find('[') == std::string::npos ? 0 : u.find('[') + 1);
     sec = sec.substr(0, sec.find(']'));
-    if (u.find('[') != std::string::npos && !(sec.empty() || sec == "HEADER" || sec == "TEXT" || sec == "1" ||
+    bool numbered = !sec.empty() && sec[0] >= '0' && sec[0] <= '9';
+    if (u.find('[') != std::string::npos && !(sec.empty() || sec == "HEADER" || sec == "TEXT" || numbered ||
                                                sec.rfind("HEADER.FIELDS", 0) == 0))
-      return bad(out, c.tag, "Body section not supported yet: " + sanitize(sec, 40));
+      return bad(out, c.tag, "Bad body section: " + sanitize(sec, 40));
     if (u == "MODSEQ") condstore_ = true;
   }
   if (uid) items.insert(items.begin(), Token{Token::Kind::atom, "UID", {}, 0, false});
@@ -234,6 +237,7 @@ void Session::continue_fetch(Output& out) {
     auto m = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const MessageRef& r, uint32_t u) { return r.uid < u; });
     if (q == 0 || m == msgs.end() || m->uid != uid) continue;
     std::optional<std::string> content;
+    std::optional<MimePart> mime;
     std::string error, parts, flags = m->flags;
     bool sent_uid = false, sent_flags = false, set_seen = false;
     for (auto& it : f.items) {
@@ -255,6 +259,14 @@ void Session::continue_fetch(Output& out) {
         parts += "RFC822.SIZE " + std::to_string(m->size);
       } else if (u == "MODSEQ") {
         parts += "MODSEQ (" + std::to_string(m->modseq) + ")";
+      } else if (u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY") {
+        if (!content) content = folder_->content(uid, error);
+        if (!content) {
+          parts.clear();
+          break;
+        }
+        if (!mime) mime = parse_mime(*content);
+        parts += u == "ENVELOPE" ? "ENVELOPE " + envelope(mime->header) : u + " " + body_structure(*mime, u == "BODYSTRUCTURE");
       } else {
         if (!content) content = folder_->content(uid, error);
         if (!content) {  // gone meanwhile (another session expunged it)
@@ -273,11 +285,23 @@ void Session::continue_fetch(Output& out) {
           sec = sec.substr(0, sec.find(']'));
           std::string original = it.value.substr(it.value.find('[') + 1);
           original = original.substr(0, original.find(']'));
-          if (sec.empty()) data = *content;
-          else if (sec == "HEADER") data = std::string(head);
-          else if (sec == "TEXT" || sec == "1") data = std::string(text);
+          std::string_view section_head = head;
+          std::string what = sec;
+          if (!sec.empty() && sec[0] >= '0' && sec[0] <= '9') {  // a MIME part: "1.2", "2.HEADER", "1.MIME"
+            if (!mime) mime = parse_mime(*content);
+            std::string spec = original.substr(0, original.find(' '));
+            auto found = mime_section(*mime, spec, what);
+            if (!found) what = "NONE";
+            else if (what.empty() || what == "TEXT" || what == "MIME") data = std::string(*found), what = "DONE";
+            else section_head = *found;
+          }
+          if (what == "DONE" || what == "NONE") {
+            // (a part that does not exist is an empty string)
+          } else if (what.empty()) data = *content;
+          else if (what == "HEADER") data = std::string(section_head);
+          else if (what == "TEXT") data = std::string(text);
           else {  // HEADER.FIELDS[.NOT] (names)
-            bool exclude = sec.rfind("HEADER.FIELDS.NOT", 0) == 0;
+            bool exclude = what.find("HEADER.FIELDS.NOT") != std::string::npos;
             std::vector<std::string> names;
             size_t lp = original.find('('), rp = original.find(')');
             if (lp != std::string::npos && rp != std::string::npos)
@@ -292,7 +316,7 @@ void Session::continue_fetch(Output& out) {
                      return v;
                    }())
                 names.push_back(n);
-            data = header_fields(head, names, exclude);
+            data = header_fields(section_head, names, exclude);
           }
           name = (u.rfind("BINARY", 0) == 0 ? "BINARY[" : "BODY[") + original + "]";
           if (!partial.empty()) {  // <offset.length>

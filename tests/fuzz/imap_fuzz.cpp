@@ -8,6 +8,7 @@
 #include <string>
 
 #include "imap/parser.hpp"
+#include "imap/mime.hpp"
 #include "imap/session.hpp"
 #include "../unit/imap_mem_folder.hpp"
 
@@ -125,6 +126,17 @@ void session(const uint8_t* data, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   session(data, size);
+  {  // the input as a message: MIME structure, envelope, sections
+    std::string_view msg(reinterpret_cast<const char*>(data + 1), size - 1);
+    bulwark::imap::MimePart m = bulwark::imap::parse_mime(msg);
+    std::string s = bulwark::imap::body_structure(m, data[0] & 1) + bulwark::imap::envelope(m.header);
+    if (s.size() > 64 * size + 4096) abort();  // output bounded by input
+    std::string what;
+    for (const char* spec : {"1", "1.2", "2.1.MIME", "1.HEADER", "3.TEXT"}) {
+      auto sec = bulwark::imap::mime_section(m, spec, what);
+      if (sec && !sec->empty() && (sec->data() < msg.data() || sec->data() + sec->size() > msg.data() + msg.size())) abort();
+    }
+  }
   size_t step = data[0] % 31 + 1;
   Limits lim;
   lim.max_text = 512;

@@ -259,3 +259,23 @@ def test_getmail6_over_imaps_and_fetchmail_over_imap(server, tmp_path):
     r, got = fetchmail(tmp_path, "imap", server.ports["imap"], server.cert, USER, "keep fetchall")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(got) == 2 and all(any(same_message(g, m) for g in got) for m in msgs), got
+
+
+def test_envelope_bodystructure_and_part_sections(server):
+    mime = (b"From: \"Ann Example\" <ann@remote.test>\r\nTo: demo@example.test\r\nSubject: parts\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+            b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe text\r\n"
+            b"--b1\r\nContent-Type: application/octet-stream; name=x.bin\r\n"
+            b"Content-Disposition: attachment; filename=x.bin\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+            b"--b1--\r\n")
+    send(server, [mime])
+    server.wait_messages(1)
+    m = imap(server)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1", "(ENVELOPE BODYSTRUCTURE BODY.PEEK[1] BODY.PEEK[2.MIME])")
+    head = data[0][0]
+    assert b'ENVELOPE (' in head and b'"parts" (("Ann Example" NIL "ann" "remote.test"))' in head
+    assert b'BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 8 1' in head
+    assert b'("attachment" ("filename" "x.bin"))' in head and b'"mixed" ("boundary" "b1")' in head
+    assert b"the text" in data[0][1]
+    m.logout()

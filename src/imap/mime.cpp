@@ -1,0 +1,339 @@
+#include "imap/mime.hpp"
+
+#include <algorithm>
+
+#include "core/strings.hpp"
+#include "imap/message_text.hpp"
+
+namespace bulwark::imap {
+namespace {
+
+constexpr int max_depth = 20;  // nested multiparts / messages (a hostile message nests thousands)
+constexpr size_t max_parts = 500;
+
+std::pair<std::string_view, std::string_view> header_and_body(std::string_view m) {
+  if (m.substr(0, 2) == "\r\n") return {std::string_view(), m.substr(2)};  // no header at all
+  return split_message(m);
+}
+
+// Content-Type: type/subtype; a=b; c="d e"
+void content_type(std::string_view value, MimePart& p) {
+  std::string v;
+  for (char c : value)  // unfolded: a folded header field is one logical line
+    if (c != '\r' && c != '\n') v += c == '\t' ? ' ' : c;
+  v = std::string(trim(v));
+  size_t semi = v.find(';');
+  std::string ts = std::string(trim(std::string_view(v).substr(0, semi)));
+  size_t slash = ts.find('/');
+  if (slash != std::string::npos && slash > 0 && slash + 1 < ts.size()) {
+    p.type = ts.substr(0, slash);
+    p.subtype = ts.substr(slash + 1);
+    for (char c : ts)
+      if (c == ' ' || c == '"') p.type = "text", p.subtype = "plain";  // garbage: the default
+  }
+  size_t pos = semi;
+  while (pos != std::string::npos && pos < v.size()) {
+    size_t start = pos + 1;
+    size_t eq = v.find('=', start);
+    if (eq == std::string::npos) break;
+    std::string name = to_lower(trim(std::string_view(v).substr(start, eq - start)));
+    size_t i = eq + 1;
+    while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) ++i;
+    std::string val;
+    if (i < v.size() && v[i] == '"') {
+      for (++i; i < v.size() && v[i] != '"'; ++i) {
+        if (v[i] == '\\' && i + 1 < v.size()) ++i;
+        val += v[i];
+      }
+      pos = v.find(';', i);
+    } else {
+      size_t end = v.find(';', i);
+      val = std::string(trim(std::string_view(v).substr(i, end == std::string::npos ? std::string::npos : end - i)));
+      pos = end;
+    }
+    if (!name.empty() && p.params.size() < 50) p.params.emplace_back(name, val);
+  }
+}
+
+std::string param(const MimePart& p, std::string_view name) {
+  for (auto& [k, v] : p.params)
+    if (k == name) return v;
+  return {};
+}
+
+void parse(std::string_view m, MimePart& p, int depth, size_t& parts, bool digest_child) {
+  auto [head, body] = header_and_body(m);
+  p.header = head;
+  p.body = body;
+  std::string ct = header_value(head, "Content-Type");
+  if (digest_child && ct.empty()) p.type = "message", p.subtype = "rfc822";  // RFC 2046 5.1.5
+  if (!ct.empty()) content_type(ct, p);
+  if (++parts > max_parts || depth >= max_depth) return;
+  if (p.is_multipart()) {
+    std::string boundary = param(p, "boundary");
+    if (boundary.empty()) {
+      p.type = "text", p.subtype = "plain";
+      return;
+    }
+    std::string delim = "--" + boundary;
+    // Lines that start with the delimiter (RFC 2046 5.1.1); a part lies between two.
+    std::vector<std::pair<size_t, size_t>> bounds;  // (start of the delimiter line, start of the next line)
+    bool closed = false;
+    size_t pos = 0;
+    std::string crlf_delim = "\r\n" + delim;
+    while (pos < body.size()) {
+      size_t at;
+      if (pos == 0 && body.substr(0, delim.size()) == delim) {
+        at = 0;
+      } else {
+        size_t f = body.find(crlf_delim, pos < 2 ? 0 : pos - 2);
+        if (f == std::string_view::npos) break;
+        at = f + 2;
+      }
+      size_t eol = body.find("\r\n", at);
+      size_t line_end = eol == std::string_view::npos ? body.size() : eol;
+      bounds.emplace_back(at, eol == std::string_view::npos ? body.size() : eol + 2);
+      if (body.substr(at + delim.size(), line_end - at - delim.size()).substr(0, 2) == "--") {
+        closed = true;
+        break;
+      }
+      if (eol == std::string_view::npos) break;
+      pos = eol + 2;
+    }
+    if (bounds.empty()) {  // no delimiter at all: one text part, as clients show it
+      p.type = "text", p.subtype = "plain";
+      p.params.clear();
+      return;
+    }
+    bool digest = iequals(p.subtype, "digest");
+    size_t last = closed ? bounds.size() - 1 : bounds.size();
+    for (size_t i = 0; i < last; ++i) {
+      size_t start = bounds[i].second;
+      size_t end = i + 1 < bounds.size() ? bounds[i + 1].first - 2 : body.size();  // the CRLF before a delimiter is its own
+      if (end < start) end = start;
+      MimePart child;
+      parse(body.substr(start, end - start), child, depth + 1, parts, digest);
+      p.children.push_back(std::move(child));
+      if (parts > max_parts) break;
+    }
+    if (p.children.empty()) p.type = "text", p.subtype = "plain";
+  } else if (p.is_message()) {
+    p.message = std::make_unique<MimePart>();
+    parse(body, *p.message, depth + 1, parts, false);
+  }
+}
+
+// A string as IMAP writes it: NIL, "quoted", or a literal when it cannot be quoted.
+std::string nstring(std::string_view s, bool nil_if_empty = true) {
+  if (s.empty() && nil_if_empty) return "NIL";
+  bool literal = false;
+  for (char c : s) literal |= c == '\r' || c == '\n' || c == '\0';
+  if (literal) return "{" + std::to_string(s.size()) + "}\r\n" + std::string(s);
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string unfold(std::string_view v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '\r' || v[i] == '\n') continue;
+    out += v[i];
+  }
+  return std::string(trim(out));
+}
+
+// An address list for ENVELOPE: ((name adl mailbox host) ...) or NIL.
+std::string addresses(std::string_view value) {
+  std::string v = unfold(value);
+  if (v.empty()) return "NIL";
+  // split at commas outside quotes, angle brackets and comments; ':' opens a group, ';' closes
+  std::vector<std::string> items;
+  std::string cur;
+  int angle = 0, paren = 0;
+  bool quote = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (quote) {
+      cur += c;
+      if (c == '\\' && i + 1 < v.size()) cur += v[++i];
+      else if (c == '"') quote = false;
+      continue;
+    }
+    if (c == '"') quote = true;
+    else if (c == '(') ++paren;
+    else if (c == ')' && paren) --paren;
+    else if (c == '<') ++angle;
+    else if (c == '>' && angle) --angle;
+    if ((c == ',' || c == ';' || c == ':') && !angle && !paren) {
+      if (c == ':') {
+        items.push_back(cur + ":");
+        cur.clear();
+        continue;
+      }
+      items.push_back(cur);
+      if (c == ';') items.push_back(";");
+      cur.clear();
+      continue;
+    }
+    cur += c;
+  }
+  items.push_back(cur);
+  std::string out;
+  for (auto& raw : items) {
+    std::string it = std::string(trim(raw));
+    if (it.empty()) continue;
+    if (it == ";") {
+      out += "(NIL NIL NIL NIL)";  // end of group
+      continue;
+    }
+    if (it.back() == ':') {
+      std::string g = std::string(trim(std::string_view(it).substr(0, it.size() - 1)));
+      out += "(NIL NIL " + nstring(g, false) + " NIL)";
+      continue;
+    }
+    std::string name, addr;
+    size_t lt = it.rfind('<'), gt = it.rfind('>');
+    if (lt != std::string::npos && gt != std::string::npos && gt > lt) {
+      addr = it.substr(lt + 1, gt - lt - 1);
+      name = std::string(trim(std::string_view(it).substr(0, lt)));
+      if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
+        std::string n;
+        for (size_t i = 1; i + 1 < name.size(); ++i) {
+          if (name[i] == '\\' && i + 2 < name.size()) ++i;
+          n += name[i];
+        }
+        name = n;
+      }
+    } else {
+      // addr (comment): the comment is not a name here
+      addr = it;
+      size_t cp = addr.find('(');
+      if (cp != std::string::npos) addr = std::string(trim(std::string_view(addr).substr(0, cp)));
+    }
+    if (size_t colon = addr.find(':'); colon != std::string::npos && addr[0] == '@') addr = addr.substr(colon + 1);
+    size_t at = addr.rfind('@');
+    std::string mailbox = at == std::string::npos ? addr : addr.substr(0, at);
+    std::string host = at == std::string::npos ? std::string() : addr.substr(at + 1);
+    out += "(" + nstring(name) + " NIL " + nstring(mailbox, false) + " " +
+           (at == std::string::npos ? std::string("NIL") : nstring(host, false)) + ")";
+  }
+  return out.empty() ? "NIL" : "(" + out + ")";
+}
+
+size_t count_lines(std::string_view s) {
+  size_t n = size_t(std::count(s.begin(), s.end(), '\n'));
+  if (!s.empty() && s.back() != '\n') ++n;
+  return n;
+}
+
+std::string params_list(const MimePart& p) {
+  if (p.params.empty()) return "NIL";
+  std::string out = "(";
+  for (size_t i = 0; i < p.params.size(); ++i)
+    out += (i ? " " : "") + nstring(p.params[i].first, false) + " " + nstring(p.params[i].second, false);
+  return out + ")";
+}
+
+std::string disposition(std::string_view header) {
+  std::string d = unfold(header_value(header, "Content-Disposition"));
+  if (d.empty()) return "NIL";
+  MimePart tmp;
+  tmp.params.clear();
+  content_type("x/x;" + (d.find(';') == std::string::npos ? std::string() : d.substr(d.find(';') + 1)), tmp);
+  std::string kind = std::string(trim(std::string_view(d).substr(0, d.find(';'))));
+  return "(" + nstring(kind, false) + " " + params_list(tmp) + ")";
+}
+
+std::string field(std::string_view header, std::string_view name) { return nstring(unfold(header_value(header, name))); }
+
+}  // namespace
+
+bool MimePart::is_multipart() const { return iequals(type, "multipart"); }
+bool MimePart::is_message() const { return iequals(type, "message") && iequals(subtype, "rfc822"); }
+
+MimePart parse_mime(std::string_view message) {
+  MimePart root;
+  size_t parts = 0;
+  parse(message, root, 0, parts, false);
+  return root;
+}
+
+std::string envelope(std::string_view header) {
+  std::string from = header_value(header, "From");
+  std::string sender = header_value(header, "Sender");
+  std::string reply = header_value(header, "Reply-To");
+  std::string f = addresses(from);
+  return "(" + field(header, "Date") + " " + field(header, "Subject") + " " + f + " " +
+         (unfold(sender).empty() ? f : addresses(sender)) + " " + (unfold(reply).empty() ? f : addresses(reply)) + " " +
+         addresses(header_value(header, "To")) + " " + addresses(header_value(header, "Cc")) + " " +
+         addresses(header_value(header, "Bcc")) + " " + field(header, "In-Reply-To") + " " +
+         field(header, "Message-ID") + ")";
+}
+
+std::string body_structure(const MimePart& p, bool ext) {
+  if (p.is_multipart()) {
+    std::string out = "(";
+    for (auto& c : p.children) out += body_structure(c, ext);
+    out += " " + nstring(p.subtype, false);
+    if (ext)
+      out += " " + params_list(p) + " " + disposition(p.header) + " " + field(p.header, "Content-Language") + " " +
+             field(p.header, "Content-Location");
+    return out + ")";
+  }
+  std::string enc = unfold(header_value(p.header, "Content-Transfer-Encoding"));
+  std::string out = "(" + nstring(p.type, false) + " " + nstring(p.subtype, false) + " ";
+  if (p.params.empty() && iequals(p.type, "text")) out += "(\"charset\" \"us-ascii\")";
+  else out += params_list(p);
+  out += " " + field(p.header, "Content-ID") + " " + field(p.header, "Content-Description") + " " +
+         nstring(enc.empty() ? "7bit" : enc, false) + " " + std::to_string(p.body.size());
+  if (p.is_message() && p.message)
+    out += " " + envelope(p.message->header) + " " + body_structure(*p.message, ext) + " " +
+           std::to_string(count_lines(p.body));
+  else if (iequals(p.type, "text"))
+    out += " " + std::to_string(count_lines(p.body));
+  if (ext)
+    out += " " + field(p.header, "Content-MD5") + " " + disposition(p.header) + " " +
+           field(p.header, "Content-Language") + " " + field(p.header, "Content-Location");
+  return out + ")";
+}
+
+std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what) {
+  const MimePart* p = &root;
+  bool top = true;  // a message's own level: there a single part is "part 1" of it
+  what.clear();
+  while (!spec.empty()) {
+    size_t dot = spec.find('.');
+    std::string_view part = spec.substr(0, dot);
+    if (part.empty() || !std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      what = to_upper(spec);
+      break;
+    }
+    auto n = number(part);
+    if (!n || *n == 0) return std::nullopt;
+    // inside a message/rfc822 part, numbers refer to the enclosed message's parts
+    if (!top && p->is_message() && p->message) {
+      p = p->message.get();
+      top = true;
+    }
+    if (p->is_multipart()) {
+      if (*n > p->children.size()) return std::nullopt;
+      p = &p->children[*n - 1];
+    } else if (*n != 1 || !top) {
+      return std::nullopt;  // a single-part message has only part 1: its body
+    }
+    top = false;
+    spec = dot == std::string_view::npos ? std::string_view() : spec.substr(dot + 1);
+  }
+  if (what.empty()) return p->body;
+  if (what == "MIME") return p->header;
+  const MimePart* m = p->is_message() && p->message ? p->message.get() : p;
+  if (what == "HEADER" || what.rfind("HEADER.FIELDS", 0) == 0) return m->header;
+  if (what == "TEXT") return m->body;
+  return std::nullopt;
+}
+
+}  // namespace bulwark::imap

@@ -1,0 +1,38 @@
+// imap/: the MIME structure of a message as IMAP shows it (RFC 9051 7.5.2): ENVELOPE,
+// BODY and BODYSTRUCTURE, and body sections by part number ("1.2", "2.HEADER",
+// "1.MIME"). Tolerant of broken MIME the way clients expect: a missing boundary makes
+// the multipart one text part, a part without a header is text/plain, depth is bounded.
+// Works on a CRLF message held in memory; views point into it.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace bulwark::imap {
+
+struct MimePart {
+  std::string_view header;  // the part's header, through its blank line (may be empty)
+  std::string_view body;
+  std::string type = "text", subtype = "plain";  // as written (defaults lower case)
+  std::vector<std::pair<std::string, std::string>> params;
+  std::vector<MimePart> children;     // multipart/*
+  std::unique_ptr<MimePart> message;  // message/rfc822: the enclosed message
+  bool is_multipart() const;
+  bool is_message() const;
+};
+
+MimePart parse_mime(std::string_view message);
+
+// The parenthesized ENVELOPE of a header.
+std::string envelope(std::string_view header);
+// BODYSTRUCTURE (extensible = true) or BODY.
+std::string body_structure(const MimePart& part, bool extensible);
+// A section below the top level: "1", "1.2", "2.HEADER", "2.TEXT", "1.MIME",
+// "3.HEADER.FIELDS" is handled by the caller with the header this returns. Nothing
+// when the part does not exist. `what`: "" (the part's body), HEADER, TEXT, MIME.
+std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what);
+
+}  // namespace bulwark::imap
