@@ -1,5 +1,7 @@
 #include "imap/parser.hpp"
 
+#include <string.h>
+
 #include <algorithm>
 
 namespace bulwark::imap {
@@ -220,14 +222,19 @@ std::optional<Command> parse_command(std::string_view text, const std::vector<st
   return c;
 }
 
+// Consumed input may have been a password (LOGIN, AUTHENTICATE): zeroed, not just
+// dropped, so it does not linger in freed or reused memory.
 void Reader::compact() {
   if (pos_ == 0) return;
+  explicit_bzero(buf_.data(), pos_);
   if (pos_ >= buf_.size()) buf_.clear();
   else buf_.erase(0, pos_);
   pos_ = 0;
 }
 
 void Reader::reset_command() {
+  explicit_bzero(text_.data(), text_.size());
+  for (auto& l : lits_) explicit_bzero(l.data(), l.size());
   text_.clear();
   lits_.clear();
   streamed_.clear();

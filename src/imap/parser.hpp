@@ -73,6 +73,11 @@ class Reader {
 
   void feed(std::string_view bytes) { buf_.append(bytes); }
   Event next();
+  ~Reader() {
+    pos_ = buf_.size();
+    compact();
+    reset_command();
+  }
   size_t buffered() const { return buf_.size() - pos_; }
   // The bytes not yet read (for an AUTHENTICATE exchange, whose lines are not commands).
   std::string take_buffer() {
@@ -82,8 +87,8 @@ class Reader {
   }
   // STARTTLS/COMPRESS: whatever came with the command is dropped.
   void discard_buffer() {
-    buf_.clear();
-    pos_ = 0;
+    pos_ = buf_.size();
+    compact();
   }
   // The reader is between commands (no partial command held).
   bool idle() const { return state_ == State::line && text_.empty() && buffered() == 0; }
