@@ -62,7 +62,11 @@ Session::~Session() {
 }
 
 std::string Session::capabilities() const {
-  std::string c = "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN";
+  // Only what works (docs/mailbox.md): clients use what is advertised.
+  std::string c =
+      "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
+      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE CONDSTORE APPENDLIMIT=" +
+      std::to_string(cfg_.limits.max_literal);
   if (state_ == State::not_authenticated) {
     if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";
     if (!plaintext_allowed()) c += " LOGINDISABLED";
