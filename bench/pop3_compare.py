@@ -163,21 +163,21 @@ def uidl_time(port, user):
     return time.monotonic() - t
 
 
-def bulwark_config(root, extra):
+def bulwark_config(root, extra, service="pop3"):
     d = root / "bulwark"
     d.mkdir(exist_ok=True)
     port = free_port()
     (d / "b.toml").write_text(
         f'[server]\nhostname = "bench.local"\ndata_dir = "data"\nlog_dir = "log"\nuser = ""\n'
-        f'[[listener]]\nservice = "pop3"\naddress = "127.0.0.1"\nport = {port}\n'
+        f'[[listener]]\nservice = "{service}"\naddress = "127.0.0.1"\nport = {port}\n'
         f'[policy]\nmode = "none"\nauth_failure_delay = "0s"\n{extra}\n'
         f'[limits]\nmax_mailbox_connections_per_ip = 10000\nmax_connections_per_ip = 10000\n')
     return port
 
 
-def start_bulwark(bin_, root, extra):
+def start_bulwark(bin_, root, extra, service="pop3"):
     d = root / "bulwark"
-    port = bulwark_config(root, extra)
+    port = bulwark_config(root, extra, service)
     proc = subprocess.Popen([bin_, "--config", str(d / "b.toml"), "serve"], stderr=open(d / "serve.log", "ab"))
     wait_port(port, proc)
     return proc, port
@@ -195,9 +195,12 @@ def wait_port(port, proc):
     raise SystemExit("server did not start")
 
 
-def start_dovecot(root, hashes):
+def start_dovecot(root, hashes, protocol="pop3"):
+    """A private Dovecot on loopback serving `protocol` (pop3 or imap) in its
+    high-performance login mode, auth cache on."""
     d = root / "dovecot"
     port = free_port()
+    pop_port, imap_port = (port, 0) if protocol == "pop3" else (0, port)
     nobody = pwd.getpwnam("nobody")
     (d / "passwd").write_text("".join(f"{u}:{{ARGON2ID}}{h}\n" for u, h in hashes))
     for sub in ("run", "state"):
@@ -206,7 +209,7 @@ def start_dovecot(root, hashes):
 base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
-protocols = pop3
+protocols = {protocol}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -223,10 +226,11 @@ userdb {{
 }}
 mail_location = maildir:~/Maildir
 first_valid_uid = {nobody.pw_uid}
+mail_max_userip_connections = 10000
 pop3_uidl_format = %08Xv%08Xu
 service pop3-login {{
   inet_listener pop3 {{
-    port = {port}
+    port = {pop_port}
   }}
   inet_listener pop3s {{
     port = 0
@@ -239,9 +243,19 @@ service pop3 {{
 }}
 service imap-login {{
   inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
     port = 0
   }}
+  service_count = 0
+  process_min_avail = 2
 }}
+service imap {{
+  process_limit = 6000
+}}
+default_client_limit = 12000
+default_vsz_limit = 1G
 """)
     proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(d / "dovecot.conf")],
                             stdout=subprocess.DEVNULL, stderr=open(d / "stderr", "wb"))

@@ -35,6 +35,7 @@ class StoreOpenFolder : public imap::OpenFolder {
   uint64_t highestmodseq() const override { return f_->highest_modseq(); }
   const std::vector<imap::MessageRef>& messages() const override { return refs_; }
   bool refresh(std::string& error) override {
+    if (!f_->maybe_changed()) return true;  // IDLE asks every second: three stat calls
     if (!f_->sync(error)) return false;
     rebuild();
     return true;

@@ -320,12 +320,38 @@ bool Folder::rewrite(std::string& error) {
   return true;
 }
 
+Folder::Stamp Folder::stamp() const {
+  Stamp s;
+  struct stat st;
+  auto ns = [](const struct stat& x) { return int64_t(x.st_mtim.tv_sec) * 1000000000 + x.st_mtim.tv_nsec; };
+  if (::stat((dir_ + "/new").c_str(), &st) == 0) s.new_ns = ns(st);
+  if (::stat((dir_ + "/cur").c_str(), &st) == 0) s.cur_ns = ns(st);
+  if (::stat(index_path().c_str(), &st) == 0) {
+    s.index_ns = ns(st);
+    s.index_size = int64_t(st.st_size);
+  }
+  return s;
+}
+
+bool Folder::maybe_changed() const {
+  Stamp now = stamp();
+  if (!(now == seen_)) return true;
+  // Directory times are as coarse as the kernel's clock tick: a change in the same tick
+  // as the last look leaves them equal. While they are that recent, look anyway
+  // (Dovecot treats recent Maildir times as dirty the same way).
+  auto wall = std::chrono::system_clock::now().time_since_epoch();
+  int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count();
+  return ns - std::max(now.new_ns, now.cur_ns) < 2'000'000'000;
+}
+
 bool Folder::sync(std::string& error) {
   FileLock lock(dir_ + "/bulwark-uidlist.lock");
   if (!lock.ok()) {
     error = "cannot lock " + dir_ + ": " + std::strerror(errno);
     return false;
   }
+  // Taken before reading: a change made while this sync runs shows at the next check.
+  Stamp before = stamp();
   // On failure the view stays as it was (moved aside, not copied: 100,000 entries).
   auto saved = std::make_tuple(uidvalidity_, next_uid_, modseq_, std::move(msgs_), index_lines_);
   auto restore = [&] { std::tie(uidvalidity_, next_uid_, modseq_, msgs_, index_lines_) = std::move(saved); };
@@ -410,13 +436,19 @@ bool Folder::sync(std::string& error) {
     lines += entry_line(m);
     msgs_.push_back(std::move(m));
   }
-  if (lines.empty()) return true;
+  if (lines.empty()) {
+    seen_ = before;
+    return true;
+  }
   index_lines_ += uint64_t(std::count(lines.begin(), lines.end(), '\n'));
   bool written = index_lines_ > 2 * msgs_.size() + 1000 ? rewrite(error) : append(lines, error);
   if (!written) {
     restore();
     return false;
   }
+  // Our own writes (renames, the index) changed the stamp too: the next check syncs
+  // once more and finds nothing -- never misses what others did meanwhile.
+  seen_ = before;
   return true;
 }
 

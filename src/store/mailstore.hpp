@@ -67,6 +67,9 @@ class Folder {
   // are forgotten. False (and `error`) when the folder cannot be read or the index
   // not written; the view is then unchanged.
   bool sync(std::string& error);
+  // Cheap (three stat calls): false when nothing in new/, cur/ or the index changed
+  // since the last sync began, so a sync would find nothing (IMAP IDLE asks often).
+  bool maybe_changed() const;
 
   uint32_t uidvalidity() const { return uidvalidity_; }
   uint32_t next_uid() const { return next_uid_; }
@@ -117,6 +120,12 @@ class Folder {
   uint64_t modseq_ = 0;
   std::vector<Message> msgs_;
   uint64_t index_lines_ = 0;  // entries in the log (live + dead): when to rewrite
+  struct Stamp {
+    int64_t new_ns = -1, cur_ns = -1, index_ns = -1, index_size = -1;
+    bool operator==(const Stamp&) const = default;
+  };
+  Stamp stamp() const;
+  Stamp seen_;  // as it was when the last sync began
 };
 
 // The per-mailbox session lock of POP3 (a second session gets [IN-USE]). In-process:

@@ -248,3 +248,26 @@ TEST(Folders, CreateListRenameDeleteAndSubscribe) {
   EXPECT_EQ(std::count(subs.begin(), subs.end(), "Old"), 1);
   EXPECT_EQ(std::count(subs.begin(), subs.end(), "Junk"), 0);
 }
+
+TEST(Folder, MaybeChangedIsCheapAndMissesNothing) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  deliver(dir, "1.a.h,S=1,W=1", "a");
+  std::string err;
+  auto f = Folder::open(dir.string(), err);
+  ASSERT_TRUE(f);
+  // Times within the last 2 s count as changed (coarse clock ticks); older ones do not.
+  EXPECT_TRUE(f->maybe_changed());
+  auto old = fs::file_time_type::clock::now() - std::chrono::seconds(10);
+  fs::last_write_time(dir / "new", old);
+  fs::last_write_time(dir / "cur", old);
+  ASSERT_TRUE(f->sync(err));
+  EXPECT_FALSE(f->maybe_changed());
+  deliver(dir, "2.b.h,S=1,W=1", "b");
+  EXPECT_TRUE(f->maybe_changed());
+  ASSERT_TRUE(f->sync(err));
+  EXPECT_EQ(f->messages().size(), 2u);
+  auto g = Folder::open(dir.string(), err);
+  ASSERT_TRUE(g->set_flags({{1, "S"}}, err));
+  EXPECT_TRUE(f->maybe_changed());  // another owner's flag change
+}
