@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from benchlib import PASSWORD  # noqa: E402
+import pop3_compare  # noqa: E402
 from pop3_compare import bulwark_config, fill, start_bulwark, start_dovecot, stop  # noqa: E402
 
 USERS = 50
@@ -84,31 +85,15 @@ class Imap:
         self.cmd(f"LOGIN {user} {PASSWORD}")
 
 
-def login_worker(port, users, seconds, q):
-    n = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for u in users:
-            c = Imap(port)
-            c.login(u)
-            c.cmd("LOGOUT")
-            c.s.close()
-            n += 1
-            if time.monotonic() >= end:
-                break
-    q.put(n)
+def imap_login(port, user):
+    c = Imap(port)
+    c.login(user)
+    c.cmd("LOGOUT")
+    c.s.close()
 
 
-def logins_per_s(port, users, seconds=8, procs=4):
-    q = multiprocessing.Queue()
-    ps = [multiprocessing.Process(target=login_worker, args=(port, users[i::procs], seconds, q)) for i in range(procs)]
-    t = time.monotonic()
-    for p in ps:
-        p.start()
-    total = sum(q.get() for _ in ps)
-    for p in ps:
-        p.join()
-    return total / (time.monotonic() - t)
+def logins_per_s(port, users, seconds=8):
+    return pop3_compare.logins_per_s(port, users, seconds, one_login=imap_login)
 
 
 def flags_time(port, user):

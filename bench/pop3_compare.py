@@ -98,24 +98,30 @@ class Conn:
         self.s.close()
 
 
-def login_worker(port, users, seconds, q):
+def pop3_login(port, user):
+    c = Conn(port)
+    c.login(user)
+    c.close()
+
+
+def login_worker(port, users, seconds, q, one_login):
     n = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         for u in users:
-            c = Conn(port)
-            c.login(u)
-            c.close()
+            one_login(port, u)
             n += 1
             if time.monotonic() >= end:
                 break
     q.put(n)
 
 
-def logins_per_s(port, users, seconds=8, procs=4):
+def logins_per_s(port, users, seconds=8, procs=4, one_login=pop3_login):
+    """Logins per second from `procs` client processes, each looping over its share of
+    `users` with `one_login(port, user)` (connect, log in, log out)."""
     q = multiprocessing.Queue()
     share = [users[i::procs] for i in range(procs)]
-    ps = [multiprocessing.Process(target=login_worker, args=(port, s, seconds, q)) for s in share]
+    ps = [multiprocessing.Process(target=login_worker, args=(port, s, seconds, q, one_login)) for s in share]
     t = time.monotonic()
     for p in ps:
         p.start()
