@@ -30,6 +30,8 @@
 #include "logging/logs.hpp"
 #include "net/server.hpp"
 #include "queue/spool.hpp"
+#include "store/folders.hpp"
+#include "store/mailstore.hpp"
 
 using namespace bulwark;
 namespace fs = std::filesystem;
@@ -76,6 +78,23 @@ std::string read_password(bool from_stdin) {
 
 // Started as root: everything under data_dir/log_dir becomes the service user's,
 // then we give up root for good.
+// A new user's mailbox: INBOX and the special-use folders (SPEC 12), owned by
+// server.user when the CLI runs as root, so the server can write to it.
+void make_mailbox(const Config& cfg, const std::string& key) {
+  std::string md = maildir_path(cfg.server.data_dir, key), error;
+  if (!store::ensure_default_folders(md, error) && !error.empty())
+    std::cerr << "warning: the mailbox of " << key << " was not created: " << error << "\n";
+  if (::getuid() != 0 || cfg.server.user.empty()) return;
+  passwd* pw = getpwnam(cfg.server.user.c_str());
+  if (!pw) return;
+  fs::path box(md);
+  ::chown(box.parent_path().parent_path().c_str(), pw->pw_uid, pw->pw_gid);  // mail/
+  ::chown(box.parent_path().c_str(), pw->pw_uid, pw->pw_gid);                // mail/<domain>/
+  ::chown(box.c_str(), pw->pw_uid, pw->pw_gid);
+  std::error_code ec;
+  for (auto& e : fs::recursive_directory_iterator(box, ec)) ::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid);
+}
+
 void drop_privileges(const Config& cfg) {
   if (geteuid() != 0) return;
   if (cfg.server.user.empty()) {
@@ -445,6 +464,7 @@ int main(int argc, char** argv) {
       if (user_add->parsed()) dir->add_user(a, pw, cram_md5);
       else dir->set_password(a, pw, cram_md5);
       sodium_memzero(pw.data(), pw.size());
+      if (user_add->parsed()) make_mailbox(cfg, a.lookup_key());
       std::cout << (user_add->parsed() ? "added user " : "password changed for ") << a.str() << "\n";
     } else if (user_remove->parsed()) {
       Address a = mailbox_arg(arg1, "user");

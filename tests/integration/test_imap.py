@@ -70,6 +70,9 @@ def test_login_select_fetch_byte_identical_over_starttls_and_imaps(server):
 
 
 def test_folders_flags_search_copy_move_expunge_append(server):
+    # `user add` made the mailbox with its special-use folders (SPEC 12), before any login
+    box = server.data / "mail" / "example.test" / "demo"
+    assert all((box / f".{n}" / "cur").is_dir() for n in ("Sent", "Drafts", "Trash", "Junk", "Archive"))
     send(server, [message(i) for i in range(4)])
     server.wait_messages(4)
     m = imap(server)
