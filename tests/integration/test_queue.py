@@ -163,7 +163,7 @@ def test_a_mailbox_that_cannot_be_written_is_retried_then_bounced(make_server):
     srv = make_server(users=("demo@example.test", "ann@example.test"),
                       extra_config='[delivery]\nbounce_after = "3s"\nretry_interval = "1s"\n')
     blocked = srv.data / "mail" / "example.test" / "demo"
-    blocked.parent.mkdir(parents=True)
+    shutil.rmtree(blocked)  # `user add` made it
     blocked.write_text("a file where the Maildir should be\n")
     srv.start()
     with smtplib.SMTP("127.0.0.1", srv.ports["submission"]) as s:
@@ -186,7 +186,7 @@ def test_mail_directory_that_cannot_be_opened_stops_the_start(make_server):
     """Issue 8.12: without the mail directory no delivery can be synced; the server
     used to skip syncing silently."""
     srv = make_server()
-    srv.data.mkdir(exist_ok=True)
+    shutil.rmtree(srv.data / "mail")  # `user add` made it
     (srv.data / "mail").write_text("not a directory\n")
     with pytest.raises(AssertionError) as e:
         srv.start()
