@@ -512,7 +512,7 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
     return false;
   }
   std::string lines;
-  std::vector<std::pair<Message*, std::string>> todo;
+  std::vector<std::pair<Message*, std::string>> changing;
   for (auto& [uid, flags] : changes) {
     Message* m = find(uid);
     if (!m) continue;
@@ -524,11 +524,11 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
       return false;
     }
     if (f == m->flags) continue;
-    todo.emplace_back(m, f);
+    changing.emplace_back(m, f);
   }
-  if (todo.empty()) return true;
+  if (changing.empty()) return true;
   uint64_t ms = modseq_;
-  for (auto& [m, f] : todo) {
+  for (auto& [m, f] : changing) {
     Message copy = *m;
     copy.flags = f;
     copy.modseq = ++ms;
@@ -536,8 +536,8 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
   }
   if (!append(lines, error)) return false;
   modseq_ = ms;
-  index_lines_ += todo.size();
-  for (auto& [m, f] : todo) {
+  index_lines_ += changing.size();
+  for (auto& [m, f] : changing) {
     std::string to = "cur/" + m->base + ":2," + f;
     if (::rename((dir_ + "/" + m->file).c_str(), (dir_ + "/" + to).c_str()) != 0 && errno == ENOENT) {
       // renamed meanwhile by another owner: find it by its base
@@ -550,8 +550,8 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
     m->file = to;
     m->flags = f;
   }
-  uint64_t n = modseq_ - todo.size();
-  for (auto& [m, f] : todo) m->modseq = ++n;
+  uint64_t n = modseq_ - changing.size();
+  for (auto& [m, f] : changing) m->modseq = ++n;
   return true;
 }
 
