@@ -59,9 +59,11 @@ class Mailbox {
  public:
   virtual ~Mailbox() = default;
   virtual std::unique_ptr<OpenFolder> open(const std::string& name, std::string& error) = 0;
-  // APPEND: the new message's UID and the folder's UIDVALIDITY.
+  // APPEND: the new message's UID and the folder's UIDVALIDITY. `internal_date`: the
+  // epoch second the client gave, 0 for now.
   virtual std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
-                                                               const std::string& flags, std::string& error) = 0;
+                                                               const std::string& flags, int64_t internal_date,
+                                                               std::string& error) = 0;
   virtual std::vector<FolderInfo> folders() = 0;  // INBOX first
   // `error` says why not (it becomes the text of a NO; may start with a response code).
   virtual std::optional<FolderStatus> status(const std::string& name, std::string& error) = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <ctime>
 
 #include "core/strings.hpp"
@@ -52,29 +53,90 @@ bool contains_ci(std::string_view hay, std::string_view needle) {
   return it != hay.end();
 }
 
-// The value of a header field (first occurrence, unfolded), or empty.
-std::string header_value(std::string_view header, std::string_view name) {
+// The value of a header field (the first or the last occurrence, unfolded: line
+// breaks removed), or empty.
+std::string header_value(std::string_view header, std::string_view name, bool last) {
   std::string all = header_fields(header, {std::string(name)}, false);
-  size_t colon = all.find(':');
-  if (colon == std::string::npos) return {};
-  return std::string(all.substr(colon + 1));
+  std::string_view v;
+  size_t pos = 0;
+  while (pos + 2 < all.size()) {  // fields start where a line does not begin with white space
+    size_t end = pos;
+    do {
+      end = all.find("\r\n", end) + 2;
+    } while (end < all.size() && (all[end] == ' ' || all[end] == '\t'));
+    std::string_view field(all.data() + pos, end - pos);
+    v = field.substr(field.find(':') + 1);
+    if (!last) break;
+    pos = end;
+  }
+  std::string out;
+  for (char c : v)
+    if (c != '\r' && c != '\n') out += c;
+  return out;
 }
 
-std::optional<int64_t> search_date(std::string_view s) {  // 1-Feb-1994
+namespace {
+int month_of(std::string_view s) {
   static const char* months[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+  std::string m = to_lower(s);
+  for (int i = 0; i < 12; ++i)
+    if (m == months[i]) return i;
+  return -1;
+}
+
+std::optional<int64_t> day_start(uint64_t d, int m, uint64_t y) {
+  if (d < 1 || d > 31 || m < 0 || y < 1900 || y > 9999) return std::nullopt;
+  std::tm tm{};
+  tm.tm_mday = int(d);
+  tm.tm_mon = m;
+  tm.tm_year = int(y) - 1900;
+  return int64_t(timegm(&tm));
+}
+}  // namespace
+
+std::optional<int64_t> search_date(std::string_view s) {  // 1-Feb-1994
   size_t a = s.find('-'), b = s.rfind('-');
   if (a == std::string_view::npos || a == b) return std::nullopt;
   auto d = number(s.substr(0, a)), y = number(s.substr(b + 1));
-  std::string mon = to_lower(s.substr(a + 1, b - a - 1));
-  int m = -1;
-  for (int i = 0; i < 12; ++i)
-    if (mon == months[i]) m = i;
-  if (!d || !y || m < 0 || *d < 1 || *d > 31 || *y < 1900 || *y > 9999) return std::nullopt;
-  std::tm tm{};
-  tm.tm_mday = int(*d);
-  tm.tm_mon = m;
-  tm.tm_year = int(*y) - 1900;
-  return int64_t(timegm(&tm));
+  if (!d || !y) return std::nullopt;
+  return day_start(*d, month_of(s.substr(a + 1, b - a - 1)), *y);
 }
+
+std::optional<int64_t> date_time(std::string_view s) {  // "dd-Mon-yyyy hh:mm:ss +zzzz"
+  if (s.size() != 26 || s[2] != '-' || s[6] != '-' || s[11] != ' ' || s[14] != ':' || s[17] != ':' || s[20] != ' ')
+    return std::nullopt;
+  std::string_view day = s.substr(0, 2);
+  if (day[0] == ' ') day = day.substr(1);
+  auto d = number(day), y = number(s.substr(7, 4));
+  auto hh = number(s.substr(12, 2)), mm = number(s.substr(15, 2)), ss = number(s.substr(18, 2));
+  auto zh = number(s.substr(22, 2)), zm = number(s.substr(24, 2));
+  if (!d || !y || !hh || !mm || !ss || !zh || !zm || *hh > 23 || *mm > 59 || *ss > 60 || *zm > 59 ||
+      (s[21] != '+' && s[21] != '-'))
+    return std::nullopt;
+  auto start = day_start(*d, month_of(s.substr(3, 3)), *y);
+  if (!start) return std::nullopt;
+  int64_t zone = int64_t(*zh * 3600 + *zm * 60) * (s[21] == '-' ? -1 : 1);
+  return *start + int64_t(*hh * 3600 + *mm * 60 + *ss) - zone;
+}
+
+std::optional<int64_t> sent_day(std::string_view date) {  // [Day,] d Mon yyyy ...: the day only
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  while (i < date.size() && words.size() < 4) {
+    while (i < date.size() && (date[i] == ' ' || date[i] == '\t' || date[i] == ',')) ++i;
+    size_t j = i;
+    while (j < date.size() && date[j] != ' ' && date[j] != '\t' && date[j] != ',') ++j;
+    if (j > i) words.push_back(date.substr(i, j - i));
+    i = j;
+  }
+  size_t k = !words.empty() && !words[0].empty() && !std::isdigit(static_cast<unsigned char>(words[0][0])) ? 1 : 0;
+  if (words.size() < k + 3) return std::nullopt;
+  auto d = number(words[k]), y = number(words[k + 2]);
+  if (!d || !y) return std::nullopt;
+  if (*y < 50) *y += 2000;  // RFC 5322 4.3: two-digit years
+  else if (*y < 1000) *y += 1900;
+  return day_start(*d, month_of(words[k + 1]), *y);
+}
+
 
 }  // namespace bulwark::imap

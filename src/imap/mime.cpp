@@ -12,7 +12,7 @@ constexpr int max_depth = 20;  // nested multiparts / messages (a hostile messag
 constexpr size_t max_parts = 500;
 
 std::pair<std::string_view, std::string_view> header_and_body(std::string_view m) {
-  if (m.substr(0, 2) == "\r\n") return {std::string_view(), m.substr(2)};  // no header at all
+  if (m.substr(0, 2) == "\r\n") return {m.substr(0, 2), m.substr(2)};  // no header: just its end
   return split_message(m);
 }
 
@@ -105,6 +105,7 @@ void parse(std::string_view m, MimePart& p, int depth, size_t& parts, bool diges
       p.params.clear();
       return;
     }
+    if (closed) p.close_end = bounds.back().second;
     bool digest = iequals(p.subtype, "digest");
     size_t last = closed ? bounds.size() - 1 : bounds.size();
     for (size_t i = 0; i < last; ++i) {
@@ -113,6 +114,14 @@ void parse(std::string_view m, MimePart& p, int depth, size_t& parts, bool diges
       if (end < start) end = start;
       MimePart child;
       parse(body.substr(start, end - start), child, depth + 1, parts, digest);
+      // A closed multipart inside a multipart ends with its close delimiter's line end
+      // (its epilogue is not its own), as Dovecot and clients fetch it.
+      // (the line end may be the one before the parent's next delimiter).
+      if (child.is_multipart() && child.close_end) {
+        size_t at = size_t(child.body.data() - body.data()), ce = child.close_end;
+        if (ce == child.body.size() && !child.body.ends_with("\r\n") && body.substr(at + ce, 2) == "\r\n") ce += 2;
+        child.body = body.substr(at, ce);
+      }
       p.children.push_back(std::move(child));
       if (parts > max_parts) break;
     }
@@ -144,6 +153,72 @@ std::string unfold(std::string_view v) {
     out += v[i];
   }
   return std::string(trim(out));
+}
+
+// A quoted-string's content (quotes and backslashes removed) and, for a phrase, runs of
+// white space as one space: `"Bob, Jr."` -> Bob, Jr.; `Folded<TAB>Name` -> Folded Name.
+std::string unquote(std::string_view s, bool phrase) {
+  std::string out;
+  bool quote = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '"') {
+      quote = !quote;
+      continue;
+    }
+    if (c == '\\' && quote && i + 1 < s.size()) c = s[++i];
+    else if (phrase && !quote && (c == ' ' || c == '\t')) {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+      continue;
+    }
+    out += c;
+  }
+  return std::string(trim(out));
+}
+
+// One mailbox of an address list: (display name, addr-spec). Comments are dropped; a
+// comment after a bare addr-spec is its name ("carol@example.com (Carol C)"), as
+// Dovecot and old mailers have it.
+std::pair<std::string, std::string> one_address(std::string_view it) {
+  std::string clean, comment;
+  bool quote = false;
+  int paren = 0;
+  for (size_t i = 0; i < it.size(); ++i) {
+    char c = it[i];
+    if (paren) {
+      if (c == '\\' && i + 1 < it.size()) comment += it[++i];
+      else if (c == '(') ++paren, comment += c;
+      else if (c == ')' && --paren == 0) clean += ' ';
+      else if (paren) comment += c;
+      continue;
+    }
+    if (quote) {
+      clean += c;
+      if (c == '\\' && i + 1 < it.size()) clean += it[++i];
+      else if (c == '"') quote = false;
+      continue;
+    }
+    if (c == '"') quote = true;
+    if (c == '(') {
+      paren = 1;
+      comment.clear();
+      if (trim(clean).empty()) comment = "\x01";  // a leading comment is never a name
+      continue;
+    }
+    clean += c;
+  }
+  size_t lt = std::string::npos, gt = std::string::npos;
+  quote = false;
+  for (size_t i = 0; i < clean.size(); ++i) {
+    if (clean[i] == '"' && (i == 0 || clean[i - 1] != '\\')) quote = !quote;
+    else if (!quote && clean[i] == '<' && lt == std::string::npos) lt = i;
+    else if (!quote && clean[i] == '>' && lt != std::string::npos) gt = i;
+  }
+  if (lt != std::string::npos && gt != std::string::npos)
+    return {unquote(std::string_view(clean).substr(0, lt), true), std::string(trim(clean.substr(lt + 1, gt - lt - 1)))};
+  std::string spec(trim(clean));
+  if (comment.rfind("\x01", 0) == 0) comment.clear();
+  return {std::string(trim(comment)), spec};
 }
 
 // An address list for ENVELOPE: ((name adl mailbox host) ...) or NIL.
@@ -195,28 +270,11 @@ std::string addresses(std::string_view value) {
       out += "(NIL NIL " + nstring(g, false) + " NIL)";
       continue;
     }
-    std::string name, addr;
-    size_t lt = it.rfind('<'), gt = it.rfind('>');
-    if (lt != std::string::npos && gt != std::string::npos && gt > lt) {
-      addr = it.substr(lt + 1, gt - lt - 1);
-      name = std::string(trim(std::string_view(it).substr(0, lt)));
-      if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
-        std::string n;
-        for (size_t i = 1; i + 1 < name.size(); ++i) {
-          if (name[i] == '\\' && i + 2 < name.size()) ++i;
-          n += name[i];
-        }
-        name = n;
-      }
-    } else {
-      // addr (comment): the comment is not a name here
-      addr = it;
-      size_t cp = addr.find('(');
-      if (cp != std::string::npos) addr = std::string(trim(std::string_view(addr).substr(0, cp)));
-    }
-    if (size_t colon = addr.find(':'); colon != std::string::npos && addr[0] == '@') addr = addr.substr(colon + 1);
+    auto [name, addr] = one_address(it);
+    if (size_t colon = addr.find(':'); colon != std::string::npos && !addr.empty() && addr[0] == '@')
+      addr = addr.substr(colon + 1);  // a source route: dropped
     size_t at = addr.rfind('@');
-    std::string mailbox = at == std::string::npos ? addr : addr.substr(0, at);
+    std::string mailbox = unquote(at == std::string::npos ? addr : addr.substr(0, at), false);
     std::string host = at == std::string::npos ? std::string() : addr.substr(at + 1);
     out += "(" + nstring(name) + " NIL " + nstring(mailbox, false) + " " +
            (at == std::string::npos ? std::string("NIL") : nstring(host, false)) + ")";
@@ -224,17 +282,18 @@ std::string addresses(std::string_view value) {
   return out.empty() ? "NIL" : "(" + out + ")";
 }
 
-size_t count_lines(std::string_view s) {
-  size_t n = size_t(std::count(s.begin(), s.end(), '\n'));
-  if (!s.empty() && s.back() != '\n') ++n;
-  return n;
-}
+// Lines as IMAP clients count them: line ends (the CRLF before a delimiter is the
+// delimiter's, so a part "text" without one has 0 lines, as Dovecot says).
+size_t count_lines(std::string_view s) { return size_t(std::count(s.begin(), s.end(), '\n')); }
 
+// The parameters, RFC 2231 ones (name*) after the plain ones, as Dovecot lists them.
 std::string params_list(const MimePart& p) {
   if (p.params.empty()) return "NIL";
+  auto ps = p.params;
+  std::stable_partition(ps.begin(), ps.end(), [](auto& kv) { return kv.first.find('*') == std::string::npos; });
   std::string out = "(";
-  for (size_t i = 0; i < p.params.size(); ++i)
-    out += (i ? " " : "") + nstring(p.params[i].first, false) + " " + nstring(p.params[i].second, false);
+  for (size_t i = 0; i < ps.size(); ++i)
+    out += (i ? " " : "") + nstring(ps[i].first, false) + " " + nstring(ps[i].second, false);
   return out + ")";
 }
 
@@ -250,6 +309,22 @@ std::string disposition(std::string_view header) {
 
 std::string field(std::string_view header, std::string_view name) { return nstring(unfold(header_value(header, name))); }
 
+// Content-Language: one string, or a list when it names several ("en, de").
+std::string languages(std::string_view header) {
+  std::string v = unfold(header_value(header, "Content-Language"));
+  std::vector<std::string> tags;
+  for (std::string_view rest = v; !rest.empty();) {
+    size_t comma = rest.find(',');
+    std::string_view t = trim(rest.substr(0, comma));
+    if (!t.empty()) tags.emplace_back(t);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  if (tags.size() < 2) return nstring(tags.empty() ? std::string() : tags[0]);
+  std::string out = "(";
+  for (size_t i = 0; i < tags.size(); ++i) out += (i ? " " : "") + nstring(tags[i], false);
+  return out + ")";
+}
+
 }  // namespace
 
 bool MimePart::is_multipart() const { return iequals(type, "multipart"); }
@@ -263,15 +338,15 @@ MimePart parse_mime(std::string_view message) {
 }
 
 std::string envelope(std::string_view header) {
-  std::string from = header_value(header, "From");
-  std::string sender = header_value(header, "Sender");
-  std::string reply = header_value(header, "Reply-To");
+  // A field given twice counts by its last occurrence, as Dovecot shows it.
+  auto last = [&](std::string_view name) { return header_value(header, name, true); };
+  std::string from = last("From"), sender = last("Sender"), reply = last("Reply-To");
+  auto text = [&](std::string_view name) { return nstring(trim(last(name))); };
   std::string f = addresses(from);
-  return "(" + field(header, "Date") + " " + field(header, "Subject") + " " + f + " " +
-         (unfold(sender).empty() ? f : addresses(sender)) + " " + (unfold(reply).empty() ? f : addresses(reply)) + " " +
-         addresses(header_value(header, "To")) + " " + addresses(header_value(header, "Cc")) + " " +
-         addresses(header_value(header, "Bcc")) + " " + field(header, "In-Reply-To") + " " +
-         field(header, "Message-ID") + ")";
+  return "(" + text("Date") + " " + text("Subject") + " " + f + " " +
+         (trim(sender).empty() ? f : addresses(sender)) + " " + (trim(reply).empty() ? f : addresses(reply)) + " " +
+         addresses(last("To")) + " " + addresses(last("Cc")) + " " + addresses(last("Bcc")) + " " +
+         text("In-Reply-To") + " " + text("Message-ID") + ")";
 }
 
 std::string body_structure(const MimePart& p, bool ext) {
@@ -280,14 +355,20 @@ std::string body_structure(const MimePart& p, bool ext) {
     for (auto& c : p.children) out += body_structure(c, ext);
     out += " " + nstring(p.subtype, false);
     if (ext)
-      out += " " + params_list(p) + " " + disposition(p.header) + " " + field(p.header, "Content-Language") + " " +
+      out += " " + params_list(p) + " " + disposition(p.header) + " " + languages(p.header) + " " +
              field(p.header, "Content-Location");
     return out + ")";
   }
   std::string enc = unfold(header_value(p.header, "Content-Transfer-Encoding"));
   std::string out = "(" + nstring(p.type, false) + " " + nstring(p.subtype, false) + " ";
-  if (p.params.empty() && iequals(p.type, "text")) out += "(\"charset\" \"us-ascii\")";
-  else out += params_list(p);
+  if (iequals(p.type, "text") && param(p, "charset").empty()) {  // RFC 2045 5.2: the default, said
+    MimePart with;
+    with.params = p.params;
+    with.params.emplace_back("charset", "us-ascii");
+    out += params_list(with);
+  } else {
+    out += params_list(p);
+  }
   out += " " + field(p.header, "Content-ID") + " " + field(p.header, "Content-Description") + " " +
          nstring(enc.empty() ? "7bit" : enc, false) + " " + std::to_string(p.body.size());
   if (p.is_message() && p.message)
@@ -297,13 +378,15 @@ std::string body_structure(const MimePart& p, bool ext) {
     out += " " + std::to_string(count_lines(p.body));
   if (ext)
     out += " " + field(p.header, "Content-MD5") + " " + disposition(p.header) + " " +
-           field(p.header, "Content-Language") + " " + field(p.header, "Content-Location");
+           languages(p.header) + " " + field(p.header, "Content-Location");
   return out + ")";
 }
 
 std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what) {
   const MimePart* p = &root;
   bool top = true;  // a message's own level: there a single part is "part 1" of it
+  bool numbered = false;
+  bool stayed = false;  // the last number named the part itself ("2.1" of a single part 2)
   what.clear();
   while (!spec.empty()) {
     size_t dot = spec.find('.');
@@ -318,19 +401,27 @@ std::optional<std::string_view> mime_section(const MimePart& root, std::string_v
     if (!top && p->is_message() && p->message) {
       p = p->message.get();
       top = true;
+      stayed = false;
     }
     if (p->is_multipart()) {
       if (*n > p->children.size()) return std::nullopt;
       p = &p->children[*n - 1];
-    } else if (*n != 1 || !top) {
-      return std::nullopt;  // a single-part message has only part 1: its body
+      stayed = false;
+    } else if (*n != 1 || stayed) {
+      return std::nullopt;  // a single part has only part 1: itself (RFC 9051 6.4.5), once
+    } else {
+      stayed = true;
     }
     top = false;
+    numbered = true;
     spec = dot == std::string_view::npos ? std::string_view() : spec.substr(dot + 1);
   }
   if (what.empty()) return p->body;
   if (what == "MIME") return p->header;
-  const MimePart* m = p->is_message() && p->message ? p->message.get() : p;
+  // HEADER and TEXT of a part number exist only for a message/rfc822 part (empty
+  // otherwise, as Dovecot answers); without a part number they are the message's own.
+  const MimePart* m = p->is_message() && p->message ? p->message.get() : !numbered ? p : nullptr;
+  if (!m) return std::nullopt;
   if (what == "HEADER" || what.rfind("HEADER.FIELDS", 0) == 0) return m->header;
   if (what == "TEXT") return m->body;
   return std::nullopt;

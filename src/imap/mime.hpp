@@ -20,6 +20,7 @@ struct MimePart {
   std::vector<std::pair<std::string, std::string>> params;
   std::vector<MimePart> children;     // multipart/*
   std::unique_ptr<MimePart> message;  // message/rfc822: the enclosed message
+  size_t close_end = 0;               // multipart: the end of its close delimiter line in body
   bool is_multipart() const;
   bool is_message() const;
 };

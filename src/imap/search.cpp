@@ -5,6 +5,8 @@
 
 #include "core/strings.hpp"
 #include "imap/message_text.hpp"
+#include "imap/mime.hpp"
+#include "imap/search_text.hpp"
 #include "imap/session.hpp"
 
 namespace bulwark::imap {
@@ -30,6 +32,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   std::vector<Token> keys(a.begin() + long(i), a.end());
   const auto& msgs = folder_->messages();
   std::string error;
+  std::optional<std::string> decoded;  // the current message's text as BODY searches it
   // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
   std::function<std::optional<bool>(const std::vector<Token>&, size_t&, const MessageRef&, size_t,
                                     std::optional<std::string>&)>
@@ -60,7 +63,8 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     };
     if (u == "ALL") return true;
     if (u == "SEEN") return has('S');
-    if (u == "UNSEEN" || u == "NEW") return !has('S');
+    if (u == "UNSEEN") return !has('S');
+    if (u == "NEW") return false;  // RECENT and UNSEEN: bulwark gives no \Recent (docs/mailbox.md)
     if (u == "ANSWERED") return has('R');
     if (u == "UNANSWERED") return !has('R');
     if (u == "DELETED") return has('T');
@@ -105,10 +109,19 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       int64_t mday = m.internal_date - (m.internal_date % 86400 + 86400) % 86400;
       return u == "BEFORE" ? mday < *day : u == "ON" ? mday == *day : mday >= *day;
     }
+    if (u == "SENTBEFORE" || u == "SENTON" || u == "SENTSINCE") {
+      const Token* d = arg();
+      auto day = d ? search_date(d->value) : std::nullopt;
+      if (!day) return std::nullopt;
+      // no or an unreadable Date: counts as the epoch, as Dovecot has it
+      int64_t sent = sent_day(header_value(split_message(text()).first, "Date")).value_or(0);
+      return u == "SENTBEFORE" ? sent < *day : u == "SENTON" ? sent == *day : sent >= *day;
+    }
     if (u == "FROM" || u == "TO" || u == "CC" || u == "BCC" || u == "SUBJECT") {
       const Token* s = arg();
       if (!s || !s->is_astring()) return std::nullopt;
-      return contains_ci(header_value(split_message(text()).first, u), s->value);
+      return fold(decode_words(header_value(split_message(text()).first, u)), true).find(fold(s->value, true)) !=
+             std::string::npos;
     }
     if (u == "HEADER") {
       const Token* h = arg();
@@ -116,13 +129,16 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       if (!h || !s || !h->is_astring() || !s->is_astring()) return std::nullopt;
       std::string head = header_fields(split_message(text()).first, {h->value}, false);
       if (head.size() <= 2) return false;
-      return contains_ci(head.substr(head.find(':') + 1), s->value);
+      return fold(decode_words(head.substr(head.find(':') + 1)), true).find(fold(s->value, true)) != std::string::npos;
     }
     if (u == "BODY" || u == "TEXT") {
       const Token* s = arg();
       if (!s || !s->is_astring()) return std::nullopt;
-      std::string_view all = text();
-      return contains_ci(u == "BODY" ? split_message(all).second : all, s->value);
+      // decoded text parts (and enclosed messages' headers); TEXT adds the header
+      if (!decoded) decoded = fold(searchable_text(parse_mime(text())), false);
+      std::string needle = fold(s->value, false);
+      if (decoded->find(needle) != std::string::npos) return true;
+      return u == "TEXT" && fold(decode_words(split_message(text()).first), false).find(needle) != std::string::npos;
     }
     // a sequence set
     if (!u.empty() && (std::isdigit(static_cast<unsigned char>(u[0])) || u[0] == '*')) {
@@ -138,6 +154,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
                               [](const MessageRef& r, uint32_t x) { return r.uid < x; });
     if (m == msgs.end() || m->uid != view_[s]) continue;
     std::optional<std::string> content;
+    decoded.reset();
     size_t k = 0;
     bool all = true;
     while (k < keys.size()) {

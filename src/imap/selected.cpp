@@ -494,7 +494,13 @@ void Session::cmd_append(Command& c, Output& out) {
     }
     ++i;
   }
-  if (i < a.size() && a[i].kind == Token::Kind::quoted) ++i;  // the date: the file's own time is used
+  int64_t date = 0;
+  if (i < a.size() && a[i].kind == Token::Kind::quoted) {
+    auto d = date_time(a[i].value);
+    if (!d || *d <= 0) return bad(out, c.tag, "Bad date-time (dd-Mon-yyyy hh:mm:ss +zzzz)");
+    date = *d;
+    ++i;
+  }
   if (i + 1 != a.size() || (a[i].kind != Token::Kind::literal && a[i].kind != Token::Kind::streamed))
     return bad(out, c.tag, "APPEND needs the message as a literal");
   if (a[i].kind == Token::Kind::streamed && append_buf_.size() != a[i].size)
@@ -502,7 +508,7 @@ void Session::cmd_append(Command& c, Output& out) {
   std::string_view content = a[i].kind == Token::Kind::literal ? std::string_view(a[i].value) : append_buf_;
   if (content.empty()) return no(out, c.tag, "An empty message is not stored");
   std::string error;
-  auto r = mailbox_->append(*name, content, letters, error);
+  auto r = mailbox_->append(*name, content, letters, date, error);
   append_buf_.clear();
   append_buf_.shrink_to_fit();
   if (!r) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : error);

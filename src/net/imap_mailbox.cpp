@@ -124,14 +124,15 @@ std::unique_ptr<imap::OpenFolder> StoreMailbox::open(const std::string& name, st
 }
 
 std::optional<std::pair<uint32_t, uint32_t>> StoreMailbox::append(const std::string& name, std::string_view content,
-                                                                  const std::string& flags, std::string& error) {
+                                                                  const std::string& flags, int64_t internal_date,
+                                                                  std::string& error) {
   if (!exists(name)) {
     error = "[TRYCREATE] No such mailbox";
     return std::nullopt;
   }
   auto f = store::Folder::open(store::folder_dir(dir_, name), error);
   if (!f) return std::nullopt;
-  auto uid = f->add(content, flags, error);
+  auto uid = f->add(content, flags, error, internal_date);
   if (!uid) return std::nullopt;
   return std::pair{*uid, f->uidvalidity()};
 }

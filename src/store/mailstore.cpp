@@ -571,10 +571,12 @@ std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::stri
 }
 
 namespace {
-std::string unique_base(size_t size, size_t vsize) {
+// `time`: the seconds the name starts with (the arrival time, INTERNALDATE), 0 for now.
+std::string unique_base(size_t size, size_t vsize, int64_t time = 0) {
   static std::atomic<uint64_t> counter{0};
   auto now = std::chrono::system_clock::now().time_since_epoch();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  if (time > 0) us = time * 1000000 + us % 1000000;
   char host[256] = "localhost";
   ::gethostname(host, sizeof host - 1);
   for (char* h = host; *h; ++h)
@@ -588,7 +590,8 @@ std::string unique_base(size_t size, size_t vsize) {
 }
 }  // namespace
 
-std::optional<uint32_t> Folder::add(std::string_view content, const std::string& flags, std::string& error) {
+std::optional<uint32_t> Folder::add(std::string_view content, const std::string& flags, std::string& error,
+                                    int64_t time) {
   // LF line ends on disk, whatever came (the Maildir convention).
   std::string text;
   text.reserve(content.size());
@@ -600,7 +603,7 @@ std::optional<uint32_t> Folder::add(std::string_view content, const std::string&
   }
   std::string f = flags;
   std::sort(f.begin(), f.end());
-  std::string base = unique_base(text.size(), text.size() + lines);
+  std::string base = unique_base(text.size(), text.size() + lines, time);
   std::string tmp = dir_ + "/tmp/" + base;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
@@ -623,7 +626,12 @@ std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std
   for (uint32_t uid : uids) {
     Message* m = find(uid);
     if (!m) continue;
-    std::string base = unique_base(m->size, m->vsize);
+    // the copy keeps the arrival time (INTERNALDATE, RFC 9051 6.4.7)
+    std::string_view name = std::string_view(m->file).substr(m->file.find('/') + 1);
+    int64_t arrived = 0;
+    for (size_t k = 0; k < name.size() && name[k] >= '0' && name[k] <= '9' && k < 12; ++k)
+      arrived = arrived * 10 + (name[k] - '0');
+    std::string base = unique_base(m->size, m->vsize, arrived);
     std::string target = to.dir_ + "/cur/" + base + ":2," + m->flags;
     std::string source = dir_ + "/" + m->file;
     if (::link(source.c_str(), target.c_str()) != 0) {

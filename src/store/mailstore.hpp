@@ -96,7 +96,9 @@ class Folder {
   // Adds a message (IMAP APPEND): `content` with LF or CRLF line ends is written to
   // tmp/, synced, moved to cur/ with `flags`, the directory synced, and the message
   // given its UID before this returns. Nothing on failure.
-  std::optional<uint32_t> add(std::string_view content, const std::string& flags, std::string& error);
+  // `time`: the arrival time to record (IMAP APPEND's date-time), 0 for now.
+  std::optional<uint32_t> add(std::string_view content, const std::string& flags, std::string& error,
+                              int64_t time = 0);
 
   // Copies messages into `to` (hard links where possible) and gives them UIDs there;
   // returns (UID here, UID there) pairs (UIDPLUS COPYUID). A move is a copy, then

@@ -301,9 +301,9 @@ def test_report_language_and_admin_templates(make_server, dns, port):
 
 
 def test_relay_with_pop_before_smtp(make_server, dns, port, remotes, ca, tmp_path):
-    from pop3_server import Pop3Server
+    from dovecot import Dovecot
     pop_port = free_port()
-    pop = Pop3Server("127.0.0.60", pop_port, ca, "popuser", "Pop-Secret-55")
+    pop = Dovecot("127.0.0.60", pop_port, "popuser", "Pop-Secret-55", "pop3", ca)
     try:
         relay = remotes("127.0.0.60")
         pw = tmp_path / "relay.pw"

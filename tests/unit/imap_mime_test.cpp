@@ -63,13 +63,14 @@ TEST(ImapMime, BodystructureOfNestedParts) {
   MimePart m = parse_mime(nested);
   ASSERT_EQ(m.children.size(), 3u);
   EXPECT_EQ(m.children[0].children.size(), 2u);
+  // lines are line ends, as Dovecot counts them: the CRLF before a delimiter is the delimiter's
   EXPECT_EQ(body_structure(m, false),
-            "(((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2)"
-            "(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 12 1) \"alternative\")"
+            "(((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 1)"
+            "(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 12 0) \"alternative\")"
             "(\"application\" \"pdf\" (\"name\" \"a b.pdf\") NIL NIL \"base64\" 8)"
             "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 44 "
             "(NIL \"inner\" ((NIL NIL \"x\" \"y.test\")) ((NIL NIL \"x\" \"y.test\")) ((NIL NIL \"x\" \"y.test\")) "
-            "NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 1) 4) \"mixed\")");
+            "NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0) 3) \"mixed\")");
   std::string ext = body_structure(m, true);
   EXPECT_NE(ext.find("(\"attachment\" (\"filename\" \"a b.pdf\"))"), std::string::npos) << ext;
   EXPECT_NE(ext.find("\"mixed\" (\"boundary\" \"outer\") NIL NIL NIL)"), std::string::npos) << ext;
@@ -86,9 +87,15 @@ TEST(ImapMime, SectionsByPartNumber) {
   EXPECT_EQ(*mime_section(m, "3.TEXT", what), "inner body");
   EXPECT_EQ(*mime_section(m, "3.1", what), "inner body");
   EXPECT_FALSE(mime_section(m, "4", what));
-  EXPECT_FALSE(mime_section(m, "1.1.1", what));
+  // a single part's part 1 is itself, once (Dovecot answers the same)
+  EXPECT_EQ(*mime_section(m, "1.1.1", what), "hello\r\nworld");
+  EXPECT_FALSE(mime_section(m, "1.1.1.1", what));
+  // HEADER/TEXT below the top exist only for message/rfc822 parts
+  EXPECT_FALSE(mime_section(m, "2.HEADER", what));
+  EXPECT_FALSE(mime_section(m, "1.1.TEXT", what));
   MimePart single = parse_mime("Subject: x\r\n\r\nbody\r\n");
   EXPECT_EQ(*mime_section(single, "1", what), "body\r\n");
+  EXPECT_FALSE(mime_section(single, "1.1", what));
 }
 
 TEST(ImapMime, BrokenMimeIsShownAsClientsExpect) {

@@ -246,7 +246,8 @@ struct FakeMailbox : Mailbox {
     return std::make_unique<test::MemFolder>(data[name], data);
   }
   std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
-                                                       const std::string& flags, std::string& error) override {
+                                                       const std::string& flags, int64_t,
+                                                       std::string& error) override {
     if (!data.count(name)) {
       error = "[TRYCREATE] No such mailbox";
       return std::nullopt;

@@ -1,17 +1,20 @@
-"""A real POP3 server for the POP-before-SMTP tests: a private Dovecot instance
-(Debian's dovecot-pop3d) on a loopback address, STLS with the test CA's certificate,
-one user from a passwd file."""
+"""A real Dovecot (Debian's dovecot-pop3d / dovecot-imapd) as a private instance on a
+loopback address: the POP3 server of the POP-before-SMTP tests (STLS with the test CA's
+certificate) and the IMAP server the differential test compares bulwark with. One user
+from a passwd file, mail in ~/Maildir."""
 import pathlib
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 
 
-class Pop3Server:
-    def __init__(self, ip, port, ca, user, password):
-        self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-pop3-"))
+class Dovecot:
+    def __init__(self, ip, port, user, password, protocol="pop3", ca=None):
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix=f"bulwark-dovecot-{protocol}-"))
+        self.user = user
         r = self.root
         r.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the passwd file
         for d in ("run", "state", "home"):
@@ -20,18 +23,18 @@ class Pop3Server:
         shutil.chown(r / "home", nobody.pw_uid, nobody.pw_gid)
         (r / "passwd").write_text(f"{user}:{{PLAIN}}{password}\n")
         self.log = r / "dovecot.log"
+        tls = (f"ssl = yes\nssl_cert = <{ca.dir}/server.pem\nssl_key = <{ca.dir}/server.key\n"
+               "ssl_min_protocol = TLSv1.2\ndisable_plaintext_auth = yes\n") if ca else \
+            "ssl = no\ndisable_plaintext_auth = no\n"
+        pop_port, imap_port = (port, 0) if protocol == "pop3" else (0, port)
         (r / "dovecot.conf").write_text(f"""
 base_dir = {r}/run
 state_dir = {r}/state
 log_path = {self.log}
 info_log_path = {self.log}
-protocols = pop3
+protocols = {protocol}
 listen = {ip}
-ssl = yes
-ssl_cert = <{ca.dir}/server.pem
-ssl_key = <{ca.dir}/server.key
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
+{tls}
 auth_mechanisms = plain
 passdb {{
   driver = passwd-file
@@ -41,10 +44,11 @@ userdb {{
   driver = static
   args = uid={nobody.pw_uid} gid={nobody.pw_gid} home={r}/home/%u
 }}
+first_valid_uid = {nobody.pw_uid}
 mail_location = maildir:~/Maildir
 service pop3-login {{
   inet_listener pop3 {{
-    port = {port}
+    port = {pop_port}
   }}
   inet_listener pop3s {{
     port = 0
@@ -52,13 +56,15 @@ service pop3-login {{
 }}
 service imap-login {{
   inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
     port = 0
   }}
 }}
 """)
         self.proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(r / "dovecot.conf")],
                                      stdout=subprocess.DEVNULL, stderr=open(r / "stderr", "wb"))
-        import socket
         deadline = time.time() + 15
         while time.time() < deadline:
             try:
@@ -72,7 +78,7 @@ service imap-login {{
                              (self.log.read_text() if self.log.exists() else ""))
 
     def logins(self):
-        return [line for line in self.log.read_text().splitlines() if "pop3-login" in line and "Login: user=" in line] \
+        return [line for line in self.log.read_text().splitlines() if "-login" in line and "Login: user=" in line] \
             if self.log.exists() else []
 
     def stop(self):
