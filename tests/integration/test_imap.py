@@ -282,3 +282,166 @@ def test_envelope_bodystructure_and_part_sections(server):
     assert b'("attachment" ("filename" "x.bin"))' in head and b'"mixed" ("boundary" "b1")' in head
     assert b"the text" in data[0][1]
     m.logout()
+
+
+def folder_contents(m, folder):
+    """{subject: uid} of a folder, and its UIDVALIDITY."""
+    typ, data = m.select(folder)
+    assert typ == "OK", data
+    validity = int(m.response("UIDVALIDITY")[1][0])
+    typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    got = {}
+    for d in data:
+        if isinstance(d, tuple):
+            uid = int(re.search(rb"UID (\d+)", d[0]).group(1))
+            subject = d[1].decode().split(":", 1)[1].strip()
+            assert subject not in got, f"{subject} twice in {folder}"
+            got[subject] = uid
+    return got, validity
+
+
+def test_kill_9_during_append_move_expunge_loses_nothing_and_reuses_no_uid(server):
+    """Three sessions APPEND to INBOX, MOVE from INBOX to Work and EXPUNGE from Work
+    while the server is killed (-9) at a random moment, three times. After each restart:
+    every acknowledged message is where the last acknowledged command put it, under the
+    same UID and UIDVALIDITY; a message whose MOVE was in flight is in at least one of the
+    two folders; an acknowledged EXPUNGE stays done; and no UID is ever given twice."""
+    import random
+    import threading
+    m = imap(server)
+    assert m.create("Work")[0] == "OK"
+    m.logout()
+    lock = threading.Lock()
+    where = {}      # subject -> (folder, uid) after the last acknowledged command; None: expunged
+    pending = {}    # subject -> what was in flight at the kill
+    seen_uids = {"INBOX": set(), "Work": set()}
+    validity = {}
+    counter = [0]
+
+    def note(folder, uid):
+        assert uid not in seen_uids[folder], f"UID {uid} given twice in {folder}"
+        seen_uids[folder].add(uid)
+
+    def appender(stop):
+        c = imap(server)
+        while not stop.is_set():
+            with lock:
+                counter[0] += 1
+                subject = f"crash-{counter[0]}"
+                pending[subject] = "append"
+            typ, data = c.append("INBOX", None, None, b"Subject: %s\r\n\r\nbody\r\n" % subject.encode())
+            code = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+            with lock:
+                note("INBOX", int(code.group(2)))
+                where[subject] = ("INBOX", int(code.group(2)))
+                del pending[subject]
+
+    def mover(stop):
+        c = imap(server)
+        c.select("INBOX")
+        while not stop.is_set():
+            with lock:
+                movable = [s for s, w in where.items() if w and w[0] == "INBOX" and s not in pending]
+                if not movable:
+                    subject = None
+                else:
+                    subject = movable[0]
+                    pending[subject] = "move"
+            if subject is None:
+                time.sleep(0.01)
+                continue
+            c.noop()
+            typ, data = c.uid("MOVE", str(where[subject][1]), "Work")
+            assert typ == "OK", data
+            code = c.response("COPYUID")[1][-1]
+            new_uid = int(code.split()[-1])
+            with lock:
+                note("Work", new_uid)
+                where[subject] = ("Work", new_uid)
+                del pending[subject]
+
+    def expunger(stop):
+        c = imap(server)
+        c.select("Work")
+        while not stop.is_set():
+            with lock:
+                gone = [s for s, w in where.items() if w and w[0] == "Work" and s not in pending]
+                subject = gone[0] if len(gone) > 3 else None
+                if subject:
+                    pending[subject] = "expunge"
+            if subject is None:
+                time.sleep(0.01)
+                continue
+            uid = str(where[subject][1])
+            c.noop()  # a client knows a UID once the session announced it
+            c.untagged_responses.pop("EXPUNGE", None)
+            assert c.uid("STORE", uid, "+FLAGS", "(\\Deleted)")[0] == "OK"
+            typ, data = c.uid("EXPUNGE", uid)
+            assert typ == "OK", data
+            assert c.untagged_responses.pop("EXPUNGE", None), f"UID EXPUNGE {uid} expunged nothing"
+            with lock:
+                where[subject] = None
+                del pending[subject]
+
+    rng = random.Random(9)
+    errors = []
+    for round_no in range(3):
+        stop = threading.Event()
+
+        def run(f):
+            try:
+                f(stop)
+            except (OSError, imaplib.IMAP4.abort):
+                pass  # the server went away under us
+            except Exception as e:  # a refused command or a wrong answer fails the test
+                errors.append(f"{f.__name__}: {e!r}")
+
+        threads = [threading.Thread(target=run, args=(f,)) for f in (appender, mover, expunger)]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(1.0, 2.5))
+        server.kill9()
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors, errors
+        server.start()
+        m = imap(server)
+        boxes = {}
+        for folder in ("INBOX", "Work"):
+            boxes[folder], v = folder_contents(m, folder)
+            assert validity.setdefault(folder, v) == v, f"UIDVALIDITY of {folder} changed"
+        acked = [s for s in where if s not in pending]
+        assert len(acked) > 10, f"round {round_no}: too little done before the kill"
+        print(f"round {round_no}: {len(acked)} acknowledged, in flight {pending}, "
+              f"expunged {sum(1 for w in where.values() if w is None)}, in Work {len(boxes['Work'])}")
+        for s in acked:
+            w = where[s]
+            if w is None:
+                assert all(s not in b for b in boxes.values()), f"{s}: expunged, yet back"
+            else:
+                assert boxes[w[0]].get(s) == w[1], f"{s}: acknowledged in {w}, found {[b.get(s) for b in boxes.values()]}"
+                other = "Work" if w[0] == "INBOX" else "INBOX"
+                assert s not in boxes[other], f"{s}: in both folders"
+        for s, what in pending.items():
+            if what == "move":  # a move is copy then removal: never in neither folder
+                assert s in boxes["INBOX"] or s in boxes["Work"], f"{s}: lost in a MOVE"
+        # settle the in-flight ones to what the store now says, and remember every UID
+        for s in list(pending):
+            found = [(f, b[s]) for f, b in boxes.items() if s in b]
+            where[s] = found[-1] if found else None
+            if len(found) == 2:  # a MOVE cut between copy and removal: the next round moves the INBOX copy
+                where[s] = found[0]
+                where[s + "-copy"] = found[1]
+            del pending[s]
+        for f, b in boxes.items():
+            for uid in b.values():
+                seen_uids[f].add(uid)
+        # a new message gets a UID above every UID ever shown in that folder
+        for f in ("INBOX", "Work"):
+            typ, data = m.append(f, None, None, b"Subject: probe-%d-%s\r\n\r\nx\r\n" % (round_no, f.encode()))
+            uid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+            assert uid > max(seen_uids[f], default=0), f"{f}: UID {uid} not above {max(seen_uids[f])}"
+            seen_uids[f].add(uid)
+            where[f"probe-{round_no}-{f}"] = (f, uid)
+        m.logout()
