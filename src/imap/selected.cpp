@@ -94,21 +94,31 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
   if (!folder_->refresh(error)) return;
   const auto& now = folder_->messages();
   if (expunges_allowed) {
-    // gone: highest sequence number first, so no renumbering is needed in between
-    for (size_t i = view_.size(); i-- > 0;) {
-      auto it = std::lower_bound(now.begin(), now.end(), view_[i],
-                                 [](const MessageRef& m, uint32_t u) { return m.uid < u; });
-      if (it == now.end() || it->uid != view_[i]) {
-        out.bytes += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
-        view_.erase(view_.begin() + long(i));
-        view_modseq_.erase(view_modseq_.begin() + long(i));
-      }
+    // gone: one walk over both (by UID), told highest sequence number first so that
+    // no renumbering is needed in between, then the view compacted once
+    std::vector<size_t> gone;
+    auto it = now.begin();
+    for (size_t i = 0; i < view_.size(); ++i) {
+      while (it != now.end() && it->uid < view_[i]) ++it;
+      if (it == now.end() || it->uid != view_[i]) gone.push_back(i);
     }
+    for (size_t g = gone.size(); g-- > 0;) out.bytes += "* " + std::to_string(gone[g] + 1) + " EXPUNGE\r\n";
+    size_t kept = 0;
+    for (size_t i = 0, g = 0; i < view_.size(); ++i) {
+      if (g < gone.size() && gone[g] == i) {
+        ++g;
+        continue;
+      }
+      view_[kept] = view_[i];
+      view_modseq_[kept++] = view_modseq_[i];
+    }
+    view_.resize(kept);
+    view_modseq_.resize(kept);
   }
   size_t known = view_.size();
+  auto it = now.begin();  // both by UID: one walk, not a search per message
   for (size_t i = 0; i < view_.size(); ++i) {
-    auto it = std::lower_bound(now.begin(), now.end(), view_[i],
-                               [](const MessageRef& m, uint32_t u) { return m.uid < u; });
+    while (it != now.end() && it->uid < view_[i]) ++it;
     if (it == now.end() || it->uid != view_[i] || it->modseq == view_modseq_[i]) continue;
     view_modseq_[i] = it->modseq;
     out.bytes += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(it->uid) + " FLAGS " +

@@ -41,8 +41,11 @@ class StoreOpenFolder : public imap::OpenFolder {
     return true;
   }
   std::optional<std::string> content(uint32_t uid, std::string& error) override {
-    for (auto& m : f_->messages()) {
-      if (m.uid != uid) continue;
+    const auto& msgs = f_->messages();  // by UID
+    auto found = std::lower_bound(msgs.begin(), msgs.end(), uid,
+                                  [](const store::Message& m, uint32_t u) { return m.uid < u; });
+    if (found != msgs.end() && found->uid == uid) {
+      const store::Message& m = *found;
       int fd = f_->open_message(m);
       if (fd < 0) {
         error = "message " + std::to_string(uid) + " is gone";

@@ -191,6 +191,7 @@ std::unique_ptr<Folder> Folder::open(const std::string& dir, std::string& error)
     }
   }
   std::unique_ptr<Folder> f(new Folder(dir));
+  if (f->from_cache()) return f;
   if (!f->sync(error)) return nullptr;
   return f;
 }
@@ -330,18 +331,22 @@ Folder::Stamp Folder::stamp() const {
     s.index_ns = ns(st);
     s.index_size = int64_t(st.st_size);
   }
+  s.wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+                  .count();
   return s;
 }
 
+bool FolderStamp::settled() const {
+  int64_t last = std::max({new_ns, cur_ns, index_ns});
+  // Whole-second times (ext3, some network file systems): wait two seconds, as Dovecot
+  // does; nanosecond times move with the kernel tick: a tenth of a second is ample.
+  bool coarse = new_ns % 1'000'000'000 == 0 && cur_ns % 1'000'000'000 == 0 && index_ns % 1'000'000'000 == 0;
+  return wall_ns - last > (coarse ? 2'000'000'000 : 100'000'000);
+}
+
 bool Folder::maybe_changed() const {
-  Stamp now = stamp();
-  if (!(now == seen_)) return true;
-  // Directory times are as coarse as the kernel's clock tick: a change in the same tick
-  // as the last look leaves them equal. While they are that recent, look anyway
-  // (Dovecot treats recent Maildir times as dirty the same way).
-  auto wall = std::chrono::system_clock::now().time_since_epoch();
-  int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wall).count();
-  return ns - std::max(now.new_ns, now.cur_ns) < 2'000'000'000;
+  // While the times of the last look are that recent, a change may hide in the same tick.
+  return !stamp().same(seen_) || !seen_.settled();
 }
 
 bool Folder::sync(std::string& error) {
@@ -438,6 +443,7 @@ bool Folder::sync(std::string& error) {
   }
   if (lines.empty()) {
     seen_ = before;
+    if (before.settled()) to_cache(before);  // nothing written: as it was when this sync began
     return true;
   }
   index_lines_ += uint64_t(std::count(lines.begin(), lines.end(), '\n'));

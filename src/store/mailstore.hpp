@@ -55,6 +55,20 @@ struct Message {
   std::string flags;
 };
 
+// When a folder was looked at: the modification times of new/, cur/ and the index
+// (and its size), and the wall clock then.
+struct FolderStamp {
+  int64_t new_ns = -1, cur_ns = -1, index_ns = -1, index_size = -1;
+  int64_t wall_ns = 0;  // when taken; not part of the comparison
+  bool same(const FolderStamp& o) const {
+    return new_ns == o.new_ns && cur_ns == o.cur_ns && index_ns == o.index_ns && index_size == o.index_size;
+  }
+  // File times are as coarse as the kernel's clock tick (a few ms; whole seconds on
+  // some file systems): a change in the same tick as this look would leave them equal.
+  // Settled: taken long enough after the last change that any later change must show.
+  bool settled() const;
+};
+
 // One Maildir folder with its index. Not thread-safe: one owner at a time (a
 // session); several owners of the same folder (processes or threads) serialise
 // through a lock file.
@@ -117,15 +131,18 @@ class Folder {
   Message* find(uint32_t uid);
   std::string index_path() const { return dir_ + "/bulwark-uidlist"; }
 
+  // The process-wide cache of synced folders (folder_cache.cpp): a SELECT of a big
+  // folder nobody changed since it was last synced copies the result instead of
+  // reading the index and listing 100,000 names again.
+  bool from_cache();
+  void to_cache(const FolderStamp& after);
+
   std::string dir_;
   uint32_t uidvalidity_ = 0, next_uid_ = 1;
   uint64_t modseq_ = 0;
   std::vector<Message> msgs_;
   uint64_t index_lines_ = 0;  // entries in the log (live + dead): when to rewrite
-  struct Stamp {
-    int64_t new_ns = -1, cur_ns = -1, index_ns = -1, index_size = -1;
-    bool operator==(const Stamp&) const = default;
-  };
+  using Stamp = FolderStamp;
   Stamp stamp() const;
   Stamp seen_;  // as it was when the last sync began
 };
