@@ -46,6 +46,17 @@ std::string header_fields(std::string_view header, const std::vector<std::string
   return out + "\r\n";
 }
 
+std::string set_text(const std::vector<uint64_t>& v) {
+  std::string set;
+  for (size_t j = 0; j < v.size();) {
+    size_t e = j;
+    while (e + 1 < v.size() && v[e + 1] == v[e] + 1) ++e;
+    set += (set.empty() ? "" : ",") + std::to_string(v[j]) + (e > j ? ":" + std::to_string(v[e]) : std::string());
+    j = e + 1;
+  }
+  return set;
+}
+
 bool contains_ci(std::string_view hay, std::string_view needle) {
   if (needle.empty()) return true;
   auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),

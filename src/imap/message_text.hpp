@@ -16,6 +16,8 @@ std::pair<std::string_view, std::string_view> split_message(std::string_view m);
 // HEADER.FIELDS (A B) / HEADER.FIELDS.NOT: the chosen fields, then the blank line.
 std::string header_fields(std::string_view header, const std::vector<std::string>& names, bool exclude);
 bool contains_ci(std::string_view hay, std::string_view needle);
+// A sequence set for sorted, distinct numbers: "1:3,5,9:12".
+std::string set_text(const std::vector<uint64_t>& sorted);
 // The value of a header field (first occurrence, or the last one, as Dovecot takes it
 // for ENVELOPE), unfolded, or empty.
 std::string header_value(std::string_view header, std::string_view name, bool last = false);

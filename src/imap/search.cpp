@@ -177,17 +177,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       if (r == "MIN" && !values.empty()) line += " MIN " + std::to_string(values.front());
       else if (r == "MAX" && !values.empty()) line += " MAX " + std::to_string(values.back());
       else if (r == "COUNT") line += " COUNT " + std::to_string(values.size());
-      else if (r == "ALL" && !values.empty()) {
-        std::string set;
-        for (size_t j = 0; j < values.size();) {
-          size_t e = j;
-          while (e + 1 < values.size() && values[e + 1] == values[e] + 1) ++e;
-          set += (set.empty() ? "" : ",") + std::to_string(values[j]) +
-                 (e > j ? ":" + std::to_string(values[e]) : std::string());
-          j = e + 1;
-        }
-        line += " ALL " + set;
-      }
+      else if (r == "ALL" && !values.empty()) line += " ALL " + set_text(values);
     }
     out.bytes += line + "\r\n";
   }

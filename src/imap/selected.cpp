@@ -17,8 +17,9 @@ namespace {
 
 constexpr size_t fetch_chunk = 1 << 20;  // a FETCH answer is written in pieces of about this
 
-const char* flag_names[][2] = {{"D", "\\Draft"}, {"F", "\\Flagged"}, {"R", "\\Answered"}, {"S", "\\Seen"},
-                               {"T", "\\Deleted"}};
+// In the order RFC 9051 lists them (and Dovecot answers them)
+const char* flag_names[][2] = {{"R", "\\Answered"}, {"F", "\\Flagged"}, {"T", "\\Deleted"}, {"S", "\\Seen"},
+                               {"D", "\\Draft"}};
 
 std::optional<char> letter_of(std::string_view flag) {
   for (auto& f : flag_names)
@@ -51,11 +52,11 @@ size_t Session::seq_of(uint32_t uid) const {
   return it != view_.end() && *it == uid ? size_t(it - view_.begin()) + 1 : 0;
 }
 
-std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bool uid) const {
-  std::vector<uint32_t> out;
-  uint64_t star = uid ? (view_.empty() ? 0 : view_.back()) : view_.size();
-  size_t pos = 0;
-  while (pos <= s.size()) {
+namespace {
+// A sequence set as (low, high) pairs in the order written; `*` is `star`.
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> parse_set(std::string_view s, uint64_t star) {
+  std::vector<std::pair<uint64_t, uint64_t>> r;
+  for (size_t pos = 0; pos <= s.size();) {
     size_t comma = s.find(',', pos);
     std::string_view part = s.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
     size_t colon = part.find(':');
@@ -68,7 +69,20 @@ std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bo
     auto a = value(part.substr(0, colon));
     auto b = colon == std::string_view::npos ? a : value(part.substr(colon + 1));
     if (!a || !b) return std::nullopt;
-    uint64_t lo = std::min(*a, *b), hi = std::max(*a, *b);
+    r.emplace_back(std::min(*a, *b), std::max(*a, *b));
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  return r;
+}
+}  // namespace
+
+std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bool uid) const {
+  std::vector<uint32_t> out;
+  uint64_t star = uid ? (view_.empty() ? 0 : view_.back()) : view_.size();
+  auto ranges = parse_set(s, star);
+  if (!ranges) return std::nullopt;
+  for (auto [lo, hi] : *ranges) {
     if (uid) {
       for (auto it = std::lower_bound(view_.begin(), view_.end(), uint32_t(std::min<uint64_t>(lo, UINT32_MAX)));
            it != view_.end() && *it <= hi; ++it)
@@ -80,12 +94,43 @@ std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bo
       }
       for (uint64_t q = lo; q <= hi; ++q) out.push_back(view_[q - 1]);
     }
-    if (comma == std::string_view::npos) break;
-    pos = comma + 1;
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Session::uid_ranges(std::string_view s) const {
+  auto r = parse_set(s, std::max<uint64_t>(folder_->uidnext(), 2) - 1);
+  if (!r) return std::nullopt;
+  std::sort(r->begin(), r->end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (auto& x : *r) {
+    if (!merged.empty() && x.first <= merged.back().second + 1) merged.back().second = std::max(merged.back().second, x.second);
+    else merged.push_back(x);
+  }
+  return merged;
+}
+
+std::string Session::vanished_in(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const {
+  // Every UID below UIDNEXT in the ranges that the view does not hold: bulwark keeps no
+  // modseq for expunged messages, and RFC 7162 3.2.5.1 lets a server report all of them.
+  std::string set;
+  auto add = [&](uint64_t lo, uint64_t hi) {
+    set += (set.empty() ? "" : ",") + std::to_string(lo) + (hi > lo ? ":" + std::to_string(hi) : std::string());
+  };
+  uint64_t top = folder_->uidnext() ? folder_->uidnext() - 1 : 0;
+  for (auto [lo, hi] : ranges) {
+    hi = std::min(hi, top);
+    if (lo > hi) continue;
+    uint64_t cur = lo;
+    for (auto it = std::lower_bound(view_.begin(), view_.end(), uint32_t(lo)); it != view_.end() && *it <= hi; ++it) {
+      if (*it > cur) add(cur, *it - 1);
+      cur = uint64_t(*it) + 1;
+    }
+    if (cur <= hi) add(cur, hi);
+  }
+  return set;
 }
 
 void Session::report_changes(Output& out, bool expunges_allowed) {
@@ -102,7 +147,13 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
       while (it != now.end() && it->uid < view_[i]) ++it;
       if (it == now.end() || it->uid != view_[i]) gone.push_back(i);
     }
-    for (size_t g = gone.size(); g-- > 0;) out.bytes += "* " + std::to_string(gone[g] + 1) + " EXPUNGE\r\n";
+    if (qresync_ && !gone.empty()) {  // RFC 7162 3.2.10: UIDs, one response
+      std::vector<uint64_t> uids;
+      for (size_t g : gone) uids.push_back(view_[g]);
+      out.bytes += "* VANISHED " + set_text(uids) + "\r\n";
+    } else {
+      for (size_t g = gone.size(); g-- > 0;) out.bytes += "* " + std::to_string(gone[g] + 1) + " EXPUNGE\r\n";
+    }
     size_t kept = 0;
     for (size_t i = 0, g = 0; i < view_.size(); ++i) {
       if (g < gone.size() && gone[g] == i) {
@@ -146,11 +197,30 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
   if (c.args.empty() || c.args.size() > 2) return bad(out, c.tag, "Usage: SELECT mailbox [(CONDSTORE)]");
   auto name = name_arg(c.args[0]);
   if (!name) return bad(out, c.tag, "Bad mailbox name");
+  struct Resync {  // QRESYNC (uidvalidity modseq [known-uids [seq-match-data]]), RFC 7162 3.2.5
+    uint64_t uidvalidity = 0, modseq = 0;
+    std::string known;
+  };
+  std::optional<Resync> resync;
   if (c.args.size() == 2) {
     if (c.args[1].kind != Token::Kind::list) return bad(out, c.tag, "Bad SELECT parameters");
-    for (auto& p : c.args[1].items) {
-      if (p.kind == Token::Kind::atom && iequals(p.value, "CONDSTORE")) condstore_ = true;
-      else return bad(out, c.tag, "Unknown SELECT parameter");
+    const auto& ps = c.args[1].items;
+    for (size_t k = 0; k < ps.size(); ++k) {
+      if (ps[k].kind == Token::Kind::atom && iequals(ps[k].value, "CONDSTORE")) {
+        condstore_ = true;
+      } else if (ps[k].kind == Token::Kind::atom && iequals(ps[k].value, "QRESYNC")) {
+        if (!qresync_) return bad(out, c.tag, "QRESYNC is not enabled (ENABLE QRESYNC first)");
+        if (k + 1 >= ps.size() || ps[k + 1].kind != Token::Kind::list) return bad(out, c.tag, "Bad QRESYNC parameters");
+        const auto& q = ps[++k].items;
+        auto v = q.size() >= 2 ? number(q[0].value) : std::nullopt, m = q.size() >= 2 ? number(q[1].value) : std::nullopt;
+        if (!v || !m || *v == 0 || q.size() > 4 || (q.size() >= 3 && q[2].kind != Token::Kind::atom) ||
+            (q.size() == 4 && q[3].kind != Token::Kind::list))
+          return bad(out, c.tag, "Bad QRESYNC parameters");
+        resync = Resync{*v, *m, q.size() >= 3 ? q[2].value : std::string()};
+        // seq-match-data is a hint for servers that forget expunges; bulwark reports all
+      } else {
+        return bad(out, c.tag, "Unknown SELECT parameter");
+      }
     }
   }
   bool had = folder_ != nullptr;
@@ -181,6 +251,22 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
   out.bytes += "* OK [UIDVALIDITY " + std::to_string(folder_->uidvalidity()) + "] UIDs valid\r\n";
   out.bytes += "* OK [UIDNEXT " + std::to_string(folder_->uidnext()) + "] Predicted next UID\r\n";
   out.bytes += "* OK [HIGHESTMODSEQ " + std::to_string(folder_->highestmodseq()) + "] Highest\r\n";
+  if (resync && resync->uidvalidity == folder_->uidvalidity()) {
+    auto ranges = resync->known.empty() ? std::optional(std::vector<std::pair<uint64_t, uint64_t>>{{1, UINT32_MAX}})
+                                        : uid_ranges(resync->known);
+    if (!ranges) return bad(out, c.tag, "Bad known UIDs");
+    std::string gone = vanished_in(*ranges);
+    if (!gone.empty()) out.bytes += "* VANISHED (EARLIER) " + gone + "\r\n";
+    const auto& msgs = folder_->messages();
+    auto r = ranges->begin();
+    for (size_t i = 0; i < msgs.size(); ++i) {  // changed since: flags and modseq
+      while (r != ranges->end() && r->second < msgs[i].uid) ++r;
+      if (r == ranges->end()) break;
+      if (msgs[i].uid < r->first || msgs[i].modseq <= resync->modseq) continue;
+      out.bytes += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(msgs[i].uid) + " FLAGS " +
+                   flags_text(msgs[i].flags) + " MODSEQ (" + std::to_string(msgs[i].modseq) + "))\r\n";
+    }
+  }
   tagged(out, c.tag, "OK", std::string(readonly ? "[READ-ONLY] EXAMINE" : "[READ-WRITE] SELECT") + " completed");
 }
 
@@ -200,12 +286,26 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
   else if (spec.kind == Token::Kind::list) items = spec.items;
   else if (spec.kind == Token::Kind::atom) items.push_back(spec);
   else return bad(out, c.tag, "Bad FETCH items");
-  if (c.args.size() > 2) {  // (CHANGEDSINCE n) [VANISHED]: CONDSTORE
+  if (c.args.size() > 2) {  // (CHANGEDSINCE n [VANISHED]): CONDSTORE, QRESYNC
     if (c.args.size() != 3 || c.args[2].kind != Token::Kind::list) return bad(out, c.tag, "Bad FETCH modifiers");
     const auto& mods = c.args[2].items;
-    if (mods.size() != 2 || !iequals(mods[0].value, "CHANGEDSINCE") || !number(mods[1].value))
-      return bad(out, c.tag, "Bad FETCH modifiers");
-    uint64_t since = *number(mods[1].value);
+    std::optional<uint64_t> changed;
+    bool vanished = false;
+    for (size_t k = 0; k < mods.size(); ++k) {
+      if (iequals(mods[k].value, "CHANGEDSINCE") && k + 1 < mods.size() && number(mods[k + 1].value))
+        changed = number(mods[++k].value);
+      else if (iequals(mods[k].value, "VANISHED")) vanished = true;
+      else return bad(out, c.tag, "Bad FETCH modifiers");
+    }
+    if (!changed) return bad(out, c.tag, "Bad FETCH modifiers: CHANGEDSINCE needed");
+    if (vanished && (!uid || !qresync_)) return bad(out, c.tag, "VANISHED needs UID FETCH and ENABLE QRESYNC");
+    if (vanished) {  // RFC 7162 3.2.6: expunged UIDs of the set, before the FETCH responses
+      auto ranges = uid_ranges(c.args[0].value);
+      if (!ranges) return bad(out, c.tag, "Bad sequence set");
+      std::string gone = vanished_in(*ranges);
+      if (!gone.empty()) out.bytes += "* VANISHED (EARLIER) " + gone + "\r\n";
+    }
+    uint64_t since = *changed;
     condstore_ = true;
     std::erase_if(*set, [&](uint32_t u) {
       size_t q = seq_of(u);

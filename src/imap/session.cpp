@@ -65,7 +65,7 @@ std::string Session::capabilities() const {
   // Only what works (docs/mailbox.md): clients use what is advertised.
   std::string c =
       "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE CONDSTORE APPENDLIMIT=" +
+      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE CONDSTORE QRESYNC APPENDLIMIT=" +
       std::to_string(cfg_.limits.max_literal);
   if (state_ == State::not_authenticated) {
     if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";
@@ -457,6 +457,7 @@ void Session::cmd_enable(Command& c, Output& out) {
     std::string cap = to_upper(a.value);
     if (cap == "IMAP4REV2" && !rev2_) rev2_ = true, enabled += " IMAP4rev2";
     else if (cap == "CONDSTORE" && !condstore_) condstore_ = true, enabled += " CONDSTORE";
+    else if (cap == "QRESYNC" && !qresync_) qresync_ = condstore_ = true, enabled += " QRESYNC";  // RFC 7162 3.2.3
     else if (cap == "UTF8=ACCEPT" && !utf8_) utf8_ = true, enabled += " UTF8=ACCEPT";
   }
   out.bytes += "* ENABLED" + enabled + "\r\n";

@@ -118,6 +118,10 @@ class Session {
   void cmd_search(Command& c, Output& out, bool uid);
   void cmd_copy(Command& c, Output& out, bool uid, bool move);
   void cmd_append(Command& c, Output& out);
+  // QRESYNC: a UID set as written (merged ranges; * = the highest UID given), and the
+  // UIDs in ranges that the view lacks, as a set for VANISHED (EARLIER).
+  std::optional<std::vector<std::pair<uint64_t, uint64_t>>> uid_ranges(std::string_view set) const;
+  std::string vanished_in(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) const;
   void deselect();
   // What changed in the folder since the client last heard: EXPUNGE, EXISTS, FETCH.
   void report_changes(Output& out, bool expunges_allowed = true);
@@ -147,7 +151,7 @@ class Session {
   std::unique_ptr<auth::Mechanism> mech_;  // an AUTHENTICATE exchange in progress
   bool auth_final_ = false;
   std::string auth_user_, auth_buf_;
-  bool rev2_ = false, condstore_ = false, utf8_ = false;
+  bool rev2_ = false, condstore_ = false, utf8_ = false, qresync_ = false;
   Mailbox* mailbox_ = nullptr;
   // The selected folder and the client's view of it: UIDs in sequence order and the
   // modseq each had when the client last heard of it.

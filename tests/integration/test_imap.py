@@ -445,3 +445,53 @@ def test_kill_9_during_append_move_expunge_loses_nothing_and_reuses_no_uid(serve
             seen_uids[f].add(uid)
             where[f"probe-{round_no}-{f}"] = (f, uid)
         m.logout()
+
+
+def test_qresync_vanished_and_resynchronising_select(server):
+    send(server, [message(i) for i in range(1, 6)])
+    server.wait_messages(5)
+    a = imap(server)
+    typ, data = a._simple_command("ENABLE", "QRESYNC")
+    assert typ == "OK" and b"QRESYNC" in a.untagged_responses.pop("ENABLED", [b""])[0]
+    a.select("INBOX")
+    validity = int(a.response("UIDVALIDITY")[1][0])
+    modseq = int(a.response("HIGHESTMODSEQ")[1][0])
+    b = imap(server, "imaps")
+    b.select("INBOX")
+    b.store("2", "+FLAGS", "(\\Flagged)")
+    b.store("3:4", "+FLAGS", "(\\Deleted)")
+    b.expunge()
+    b.logout()
+    # the QRESYNC session hears UIDs, not sequence numbers, for the expunges
+    a.noop()
+    assert a.untagged_responses.pop("VANISHED", None) == [b"3:4"]
+    assert "EXPUNGE" not in a.untagged_responses
+    a.logout()
+    # a client coming back with what it knew: the expunged UIDs and the changed flags
+    c = imap(server)
+    tag = c._new_tag()
+    c.send(tag + b" ENABLE QRESYNC\r\n")
+    while not c.readline().startswith(tag):
+        pass
+    tag = c._new_tag()
+    c.send(tag + b" SELECT INBOX (QRESYNC (%d %d 1:5))\r\n" % (validity, modseq))
+    lines = []
+    while True:
+        line = c.readline()
+        lines.append(line)
+        if line.startswith(tag):
+            break
+    assert lines[-1].startswith(tag + b" OK"), lines
+    assert b"* VANISHED (EARLIER) 3:4\r\n" in lines, lines
+    changed = [ln for ln in lines if b"FETCH" in ln]
+    assert len(changed) == 1 and b"UID 2 FLAGS (\\Flagged) MODSEQ (" in changed[0], lines
+    # UID FETCH ... (CHANGEDSINCE m VANISHED): the same, for a set
+    c.state = "SELECTED"  # selected above by hand
+    typ, data = c.uid("FETCH", "1:*", "(FLAGS) (CHANGEDSINCE %d VANISHED)" % modseq)
+    assert typ == "OK" and c.untagged_responses.pop("VANISHED", None) == [b"(EARLIER) 3:4"], data
+    c.logout()
+    # without ENABLE QRESYNC the parameter is refused
+    d = imap(server)
+    with pytest.raises(imaplib.IMAP4.error, match="QRESYNC is not enabled"):
+        d._simple_command("SELECT", "INBOX", "(QRESYNC (%d %d))" % (validity, modseq))
+    d.logout()

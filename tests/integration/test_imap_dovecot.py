@@ -5,6 +5,7 @@ answers compared item by item: ENVELOPE, BODYSTRUCTURE, BODY, BODY[section]<part
 RFC822.SIZE and SEARCH results. Where bulwark answers differently on purpose, the
 difference is listed in KNOWN with the reason (docs/mailbox.md)."""
 import imaplib
+import re
 import ssl
 
 import pytest
@@ -204,7 +205,11 @@ def test_same_answers_as_dovecot(server, dovecot):
                 if vb != vd:
                     diffs.append(f"msg {n} {cmd} {key!r}:\n  bulwark {vb!r}\n  dovecot {vd!r}")
     # flags for the flag searches, set on both the same way
+    before = {}  # the HIGHESTMODSEQ and UIDVALIDITY before the flag changes, for QRESYNC below
     for conn in (cb, cd):
+        status = b"".join(conn.command("STATUS INBOX (HIGHESTMODSEQ UIDVALIDITY)")[0])
+        before[conn] = (int(re.search(rb"UIDVALIDITY (\d+)", status).group(1)),
+                        int(re.search(rb"HIGHESTMODSEQ (\d+)", status).group(1)))
         for cmd in ("STORE 1,3,5 +FLAGS (\\Seen)", "STORE 2 +FLAGS (\\Flagged \\Answered)",
                     "STORE 4 +FLAGS (\\Draft \\Deleted)"):
             assert conn.command(cmd)[1] == b"OK"
@@ -226,6 +231,25 @@ def test_same_answers_as_dovecot(server, dovecot):
     ub, _ = cb.command("FETCH 1:* (INTERNALDATE)")
     ud, _ = cd.command("FETCH 1:* (INTERNALDATE)")
     assert ub == ud and len(ub) == 5, (ub, ud)
+    # QRESYNC (RFC 7162): message 4 expunged, then a resynchronising SELECT and a UID
+    # FETCH with VANISHED tell the same UIDs gone and the same UIDs with the same flags
+    # changed since the modseq noted before the flag changes (modseq values differ)
+    answers = []
+    for conn in (cb, cd):
+        assert conn.command("SELECT INBOX")[1] == b"OK"
+        assert conn.command("EXPUNGE")[1] == b"OK"
+        assert conn.command("UNSELECT")[1] == b"OK"
+        assert conn.command("ENABLE QRESYNC")[1] == b"OK"
+        validity, modseq = before[conn]
+        got = []
+        for cmd in (f"SELECT INBOX (QRESYNC ({validity} {modseq} 1:20))",
+                    f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"):
+            untagged, status = conn.command(cmd)
+            assert status == b"OK", (cmd, untagged)
+            got.append(sorted(re.sub(rb" MODSEQ \(\d+\)", b"", re.sub(rb"^\* \d+ FETCH", b"* FETCH", u)).strip()
+                              for u in untagged if b"VANISHED" in u or b"FETCH" in u))
+        answers.append(got)
+    assert answers[0] == answers[1] and answers[0][0], answers
     b.logout()
     d.logout()
     assert compared > 500
