@@ -11,10 +11,11 @@ Maildir content and the same Argon2id password hashes, plain text on loopback:
   IDLE memory     N connections logged in, INBOX selected, in IDLE: server memory per
                   connection (bulwark: its RSS; Dovecot: the RSS of all its processes)
 
-Usage: /usr/bin/python3 bench/imap_compare.py [--bin build/bulwark] [--idle 1000]"""
+Usage: /usr/bin/python3 bench/imap_compare.py [--bin build/bulwark] [--idle 5000]"""
 import argparse
 import multiprocessing
 import os
+import resource
 import pathlib
 import pwd
 import shutil
@@ -149,8 +150,9 @@ def search_time(port, user):
     return took
 
 
-def tree_rss_kib(pid):
-    """RSS of a process and all its descendants."""
+def tree_pss_kib(pid):
+    """Proportional set size of a process and all its descendants: shared pages (the
+    libraries of Dovecot's one process per connection) counted once, not per process."""
     children = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -163,8 +165,8 @@ def tree_rss_kib(pid):
     while todo:
         p = todo.pop()
         try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
+            for line in open(f"/proc/{p}/smaps_rollup"):
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -173,21 +175,29 @@ def tree_rss_kib(pid):
 
 
 def idle_kib_each(port, pid, users, n):
-    before = tree_rss_kib(pid)
+    """Memory per IDLE connection: the slope between a tenth of the connections and all
+    of them (each logged in, INBOX selected, IDLE), so that what a server allocates once
+    (caches, pools, heap already grown by the earlier runs) does not count."""
     conns = []
-    for i in range(n):
-        c = Imap(port)
-        c.login(users[i % len(users)])
-        c.cmd("SELECT INBOX")
-        c.n += 1
-        c.s.sendall(b"i IDLE\r\n")
-        assert c.line().startswith(b"+")
-        conns.append(c)
-    time.sleep(2)
-    after = tree_rss_kib(pid)
+
+    def open_until(k):
+        while len(conns) < k:
+            c = Imap(port)
+            c.login(users[len(conns) % len(users)])
+            c.cmd("SELECT INBOX")
+            c.n += 1
+            c.s.sendall(b"i IDLE\r\n")
+            assert c.line().startswith(b"+")
+            conns.append(c)
+        time.sleep(3)
+        return tree_pss_kib(pid)
+
+    first = max(1, n // 10)
+    low = open_until(first)
+    high = open_until(n)
     for c in conns:
         c.s.close()
-    return (after - before) / n
+    return (high - low) / (n - first)
 
 
 def run(bin_, root, idle_n):
@@ -260,8 +270,14 @@ def run(bin_, root, idle_n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=str(pathlib.Path(__file__).resolve().parent.parent / "build" / "bulwark"))
-    ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--idle", type=int, default=5000)
     args = ap.parse_args()
+    # 5,000 connections: the client and both servers (which inherit it) need the fds
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if want < 2 * args.idle + 1000:
+        raise SystemExit(f"open files limit {want} is too low for --idle {args.idle}")
     root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-imap-bench-"))
     root.chmod(0o755)
     try:

@@ -382,7 +382,8 @@ std::string body_structure(const MimePart& p, bool ext) {
   return out + ")";
 }
 
-std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what) {
+std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what,
+                                             const MimePart** part) {
   const MimePart* p = &root;
   bool top = true;  // a message's own level: there a single part is "part 1" of it
   bool numbered = false;
@@ -416,6 +417,7 @@ std::optional<std::string_view> mime_section(const MimePart& root, std::string_v
     numbered = true;
     spec = dot == std::string_view::npos ? std::string_view() : spec.substr(dot + 1);
   }
+  if (part) *part = p;
   if (what.empty()) return p->body;
   if (what == "MIME") return p->header;
   // HEADER and TEXT of a part number exist only for a message/rfc822 part (empty

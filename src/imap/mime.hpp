@@ -34,6 +34,8 @@ std::string body_structure(const MimePart& part, bool extensible);
 // A section below the top level: "1", "1.2", "2.HEADER", "2.TEXT", "1.MIME",
 // "3.HEADER.FIELDS" is handled by the caller with the header this returns. Nothing
 // when the part does not exist. `what`: "" (the part's body), HEADER, TEXT, MIME.
-std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what);
+// `part`, when given, is set to the part the section names.
+std::optional<std::string_view> mime_section(const MimePart& root, std::string_view spec, std::string& what,
+                                             const MimePart** part = nullptr);
 
 }  // namespace bulwark::imap

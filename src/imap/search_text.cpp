@@ -96,14 +96,23 @@ void collect(const MimePart& p, std::string& out) {
     out += decode_words(p.message->header);
     collect(*p.message, out);
   } else if (iequals(p.type, "text")) {
-    std::string enc = to_lower(trim(header_value(p.header, "Content-Transfer-Encoding")));
-    std::string raw = enc == "base64"             ? unbase64(p.body)
-                      : enc == "quoted-printable" ? unquote_printable(p.body, false)
-                                                  : std::string(p.body);
-    out += to_utf8(param(p, "charset"), raw);
+    auto raw = decode_transfer(header_value(p.header, "Content-Transfer-Encoding"), p.body);
+    out += to_utf8(param(p, "charset"), raw ? *raw : std::string(p.body));
     out += "\r\n";
   }
 }
+
+}  // namespace
+
+std::optional<std::string> decode_transfer(std::string_view encoding, std::string_view body) {
+  std::string e = to_lower(trim(encoding));
+  if (e == "base64") return unbase64(body);
+  if (e == "quoted-printable") return unquote_printable(body, false);
+  if (e.empty() || e == "7bit" || e == "8bit" || e == "binary") return std::string(body);
+  return std::nullopt;
+}
+
+namespace {
 
 locale_t utf8_locale() {
   static locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(0));

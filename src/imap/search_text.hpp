@@ -3,6 +3,7 @@
 // message with their transfer encoding undone and converted to UTF-8, and a
 // case-insensitive comparison that folds non-ASCII letters too (Ü matches ü).
 #pragma once
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,10 @@ std::string decode_words(std::string_view value);
 // What BODY searches: every text/* part decoded into UTF-8, and the header of each
 // enclosed message (message/rfc822) decoded, separated by line ends.
 std::string searchable_text(const MimePart& root);
+// A part's content with its Content-Transfer-Encoding undone (FETCH BINARY, RFC 3516):
+// base64, quoted-printable; 7bit, 8bit, binary and none as they are; nothing for an
+// encoding bulwark does not know (the client is told [UNKNOWN-CTE]).
+std::optional<std::string> decode_transfer(std::string_view encoding, std::string_view body);
 // For comparing: lower case (Unicode, through the C.UTF-8 locale), runs of white space
 // as one space when `squeeze`.
 std::string fold(std::string_view utf8, bool squeeze);

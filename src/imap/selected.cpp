@@ -10,6 +10,7 @@
 #include "core/strings.hpp"
 #include "imap/message_text.hpp"
 #include "imap/mime.hpp"
+#include "imap/search_text.hpp"
 #include "imap/session.hpp"
 
 namespace bulwark::imap {
@@ -319,7 +320,7 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
     bool known = u == "UID" || u == "FLAGS" || u == "INTERNALDATE" || u == "RFC822.SIZE" || u == "RFC822" ||
                  u == "RFC822.HEADER" || u == "RFC822.TEXT" || u == "MODSEQ" || u.rfind("BODY[", 0) == 0 ||
                  u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 ||
-                 u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY";
+                 u.rfind("BINARY.SIZE[", 0) == 0 || u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY";
     if (!known) return bad(out, c.tag, "FETCH item not supported: " + sanitize(it.value, 40));
     std::string sec = u.substr(u.find('[') == std::string::npos ? 0 : u.find('[') + 1);
     sec = sec.substr(0, sec.find(']'));
@@ -327,6 +328,9 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
     if (u.find('[') != std::string::npos && !(sec.empty() || sec == "HEADER" || sec == "TEXT" || numbered ||
                                                sec.rfind("HEADER.FIELDS", 0) == 0))
       return bad(out, c.tag, "Bad body section: " + sanitize(sec, 40));
+    if (u.rfind("BINARY", 0) == 0 &&  // part numbers only (RFC 9051 6.4.5)
+        !std::all_of(sec.begin(), sec.end(), [](char ch) { return (ch >= '0' && ch <= '9') || ch == '.'; }))
+      return bad(out, c.tag, "BINARY takes a part number: " + sanitize(sec, 40));
     if (u == "MODSEQ") condstore_ = true;
   }
   if (uid) items.insert(items.begin(), Token{Token::Kind::atom, "UID", {}, 0, false});
@@ -384,7 +388,9 @@ void Session::continue_fetch(Output& out) {
           break;
         }
         auto [head, text] = split_message(*content);
-        bool peek = u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 || u == "RFC822.HEADER";
+        bool binary = u.rfind("BINARY", 0) == 0, binary_size = u.rfind("BINARY.SIZE[", 0) == 0;
+        bool peek = u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 || u == "RFC822.HEADER" ||
+                    binary_size;
         std::string name = u, data;
         if (u == "RFC822") data = *content;
         else if (u == "RFC822.HEADER") data = std::string(head);
@@ -400,10 +406,20 @@ void Session::continue_fetch(Output& out) {
           if (!sec.empty() && sec[0] >= '0' && sec[0] <= '9') {  // a MIME part: "1.2", "2.HEADER", "1.MIME"
             if (!mime) mime = parse_mime(*content);
             std::string spec = original.substr(0, original.find(' '));
-            auto found = mime_section(*mime, spec, what);
-            if (!found) what = "NONE";
-            else if (what.empty() || what == "TEXT" || what == "MIME") data = std::string(*found), what = "DONE";
-            else section_head = *found;
+            const MimePart* part = nullptr;
+            auto found = mime_section(*mime, spec, what, &part);
+            if (!found) {
+              what = "NONE";
+            } else if (what.empty() && binary && part && !part->is_multipart() && !part->is_message()) {
+              // BINARY: the part's content with its transfer encoding undone (RFC 3516)
+              auto decoded = decode_transfer(header_value(part->header, "Content-Transfer-Encoding"), *found);
+              if (!decoded) f.unknown_cte = true;
+              data = decoded ? std::move(*decoded) : std::string(), what = "DONE";
+            } else if (what.empty() || what == "TEXT" || what == "MIME") {
+              data = std::string(*found), what = "DONE";
+            } else {
+              section_head = *found;
+            }
           }
           if (what == "DONE" || what == "NONE") {
             // (a part that does not exist is an empty string)
@@ -428,7 +444,11 @@ void Session::continue_fetch(Output& out) {
                 names.push_back(n);
             data = header_fields(section_head, names, exclude);
           }
-          name = (u.rfind("BINARY", 0) == 0 ? "BINARY[" : "BODY[") + original + "]";
+          name = (binary_size ? "BINARY.SIZE[" : binary ? "BINARY[" : "BODY[") + original + "]";
+          if (binary_size) {
+            parts += name + " " + std::to_string(data.size());
+            continue;
+          }
           if (!partial.empty()) {  // <offset.length>
             size_t dot = partial.find('.');
             auto off = number(partial.substr(1, dot == std::string::npos ? partial.size() - 2 : dot - 1));
@@ -440,7 +460,8 @@ void Session::continue_fetch(Output& out) {
           }
         }
         if (!peek && !readonly_ && flags.find('S') == std::string::npos) set_seen = true;
-        parts += name + " " + literal(data);
+        // BINARY data with a NUL goes as literal8 (RFC 9051 4.3)
+        parts += name + " " + (binary && data.find('\0') != std::string::npos ? "~" + literal(data) : literal(data));
       }
     }
     if (parts.empty()) continue;
@@ -454,14 +475,16 @@ void Session::continue_fetch(Output& out) {
     out.bytes += "* " + std::to_string(q) + " FETCH (" + parts + ")\r\n";
     // our own flag change is reported here, not again by report_changes
     if (set_seen) {
-      for (auto& r : folder_->messages())
-        if (r.uid == uid) view_modseq_[q - 1] = r.modseq;
+      const auto& msgs = folder_->messages();  // by UID
+      auto r = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const MessageRef& x, uint32_t v) { return x.uid < v; });
+      if (r != msgs.end() && r->uid == uid) view_modseq_[q - 1] = r->modseq;
     }
   }
   std::string tag = f.tag;
-  bool uid = f.uid;
+  bool uid = f.uid, unknown_cte = f.unknown_cte;
   fetch_.reset();
   report_changes(out, uid);  // a sequence-number FETCH must not be followed by EXPUNGEs
+  if (unknown_cte) return no(out, tag, "[UNKNOWN-CTE] A part is in a transfer encoding bulwark cannot decode");
   tagged(out, tag, "OK", uid ? "UID FETCH completed" : "FETCH completed");
 }
 

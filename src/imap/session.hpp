@@ -166,6 +166,7 @@ class Session {
     std::vector<uint32_t> uids;
     size_t next = 0;
     std::vector<Token> items;
+    bool unknown_cte = false;  // a BINARY part in an encoding bulwark cannot undo
   };
   std::optional<PendingFetch> fetch_;
   std::string idle_tag_;

@@ -20,7 +20,9 @@ SECTIONS = ["HEADER", "TEXT", "1", "1.MIME", "2", "2.MIME", "3", "1.1", "1.2", "
             "2.TEXT", "2.1.1", "1.2.1", "1.2.2", "3.HEADER", "HEADER.FIELDS (From Subject Date)",
             "HEADER.FIELDS.NOT (Subject Received)", "1.HEADER.FIELDS (Content-Type)"]
 FETCHES = ["ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[]<0.50>", "BODY.PEEK[TEXT]<5.10>",
-           "BODY.PEEK[1]<2.8>"] + [f"BODY.PEEK[{s}]" for s in SECTIONS]
+           "BODY.PEEK[1]<2.8>", "BINARY.PEEK[1]", "BINARY.PEEK[2]", "BINARY.PEEK[3]", "BINARY.PEEK[1.1]",
+           "BINARY.PEEK[2.1]", "BINARY.SIZE[1]", "BINARY.SIZE[2]", "BINARY.PEEK[2]<3.7>",
+           ] + [f"BODY.PEEK[{s}]" for s in SECTIONS]
 SEARCHES = [
     "ALL", "FROM carol", "FROM example.org", "TO bob", "CC team", "CC b@example.com", "SUBJECT report",
     "SUBJECT long", "SUBJECT \"folded across\"", "HEADER Message-ID example.com", "HEADER References 2@",
@@ -43,6 +45,12 @@ SEARCHES = [
 # nothing; bulwark shows the text as one text/plain part, so the user can read it.
 BROKEN = (7, 8)
 KNOWN_SEARCH = {'BODY "no parts"'}
+# BINARY of a multipart part: Dovecot rewrites every part below it into binary (headers
+# too); bulwark undoes the transfer encoding of single parts only and gives a multipart
+# as it is (clients fetch BINARY of the leaf parts they show). And Dovecot's BINARY.SIZE
+# of a base64 attachment is 8 bytes short of what its BINARY returns; bulwark's is the
+# size of what BINARY returns.
+KNOWN_FETCH = {(6, "BINARY.PEEK[1]"), (6, "BINARY.SIZE[1]"), (4, "BINARY.SIZE[2]")}
 
 
 def search_command(key):
@@ -108,7 +116,8 @@ def parse(data, i=0):
                 j += 1
             items.append(("q", s))
             i = j + 1
-        elif ch == b"{":
+        elif ch == b"{" or data[i:i + 2] == b"~{":  # a literal, or a literal8 (BINARY with NULs)
+            i += ch == b"~"
             j = data.index(b"}", i)
             n = int(data[i + 1:j].rstrip(b"+"))
             start = data.index(b"\n", j) + 1
@@ -191,6 +200,10 @@ def test_same_answers_as_dovecot(server, dovecot):
             continue
         for item in FETCHES:
             cmd = f"FETCH {n} ({item})"
+            if (n, item) in KNOWN_FETCH:
+                assert fetch_items(cb.command(cmd)[0]) != fetch_items(cd.command(cmd)[0]), \
+                    f"{cmd}: now the same as Dovecot, update KNOWN_FETCH"
+                continue
             ub, sb = cb.command(cmd)
             ud, sd = cd.command(cmd)
             if sb != sd:

@@ -59,3 +59,13 @@ TEST(ImapSearchText, DatesOfAppendAndOfTheDateHeader) {
   EXPECT_FALSE(sent_day("yesterday"));
   EXPECT_FALSE(sent_day(""));
 }
+
+TEST(ImapSearchText, TransferEncodingsUndoneForBinary) {
+  EXPECT_EQ(decode_transfer("base64", "AAEC\r\nYmlu\r\n"), std::string("\0\1\2bin", 6));
+  EXPECT_EQ(decode_transfer(" Quoted-Printable ", "a=3Db=\r\nc=FF\r\n"), "a=bc\xff\r\n");
+  EXPECT_EQ(decode_transfer("8bit", "as is\r\n"), "as is\r\n");
+  EXPECT_EQ(decode_transfer("", "as is"), "as is");
+  EXPECT_FALSE(decode_transfer("x-uuencode", "begin 644 x"));
+  // broken base64: what decodes up to the first byte that is not base64, never a failure
+  EXPECT_EQ(decode_transfer("base64", "YWJj\r\nZGVm!!garbage"), "abcdef");
+}
