@@ -16,12 +16,22 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   size_t i = 0;
   bool esearch = rev2_;
   std::vector<std::string> ret;
+  bool save = false;
   if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "RETURN")) {
     if (i + 1 >= a.size() || a[i + 1].kind != Token::Kind::list) return bad(out, c.tag, "Bad RETURN options");
-    for (auto& o : a[i + 1].items) ret.push_back(to_upper(o.value));
+    for (auto& o : a[i + 1].items) {
+      std::string r = to_upper(o.value);
+      if (r == "SAVE") save = true;
+      else if (r == "MIN" || r == "MAX" || r == "ALL" || r == "COUNT") ret.push_back(r);
+      else return bad(out, c.tag, "Unknown RETURN option: " + sanitize(o.value, 20));
+    }
     esearch = true;
     i += 2;
   }
+  // RETURN () (and IMAP4rev2's plain SEARCH) means ALL; RETURN (SAVE) alone answers
+  // nothing but the tagged OK
+  if (esearch && ret.empty() && !save) ret = {"ALL"};
+  if (save) saved_.clear();  // a failed SEARCH leaves "$" empty (RFC 5182 2.1)
   if (i < a.size() && a[i].kind == Token::Kind::atom && iequals(a[i].value, "CHARSET")) {
     if (i + 1 >= a.size()) return bad(out, c.tag, "CHARSET needs a name");
     std::string cs = to_upper(a[i + 1].value);
@@ -140,8 +150,8 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       if (decoded->find(needle) != std::string::npos) return true;
       return u == "TEXT" && fold(decode_words(split_message(text()).first), false).find(needle) != std::string::npos;
     }
-    // a sequence set
-    if (!u.empty() && (std::isdigit(static_cast<unsigned char>(u[0])) || u[0] == '*')) {
+    // a sequence set, or "$" (the saved result)
+    if (!u.empty() && (std::isdigit(static_cast<unsigned char>(u[0])) || u[0] == '*' || u == "$")) {
       auto set = message_set(t.value, false);
       if (!set) return std::nullopt;
       return std::binary_search(set->begin(), set->end(), m.uid);
@@ -164,14 +174,24 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     }
     if (all) hits.push_back(m->uid);
   }
+  if (save) {  // with MIN or MAX alone, only those are kept (RFC 5182 2.4)
+    bool min = std::find(ret.begin(), ret.end(), "MIN") != ret.end();
+    bool max = std::find(ret.begin(), ret.end(), "MAX") != ret.end();
+    bool all = ret.empty() || std::find(ret.begin(), ret.end(), "ALL") != ret.end() ||
+               std::find(ret.begin(), ret.end(), "COUNT") != ret.end();
+    if (all || hits.empty()) saved_ = hits;
+    else {
+      if (min) saved_.push_back(hits.front());
+      if (max && (!min || hits.size() > 1)) saved_.push_back(hits.back());
+    }
+  }
   std::vector<uint64_t> values;
   for (uint32_t h : hits) values.push_back(uid ? h : seq_of(h));
   if (!esearch) {
     std::string line = "* SEARCH";
     for (auto v : values) line += " " + std::to_string(v);
     out.bytes += line + "\r\n";
-  } else {
-    if (ret.empty()) ret = {"ALL"};
+  } else if (!ret.empty()) {
     std::string line = "* ESEARCH (TAG " + std::string("\"") + c.tag + "\")" + (uid ? " UID" : "");
     for (auto& r : ret) {
       if (r == "MIN" && !values.empty()) line += " MIN " + std::to_string(values.front());

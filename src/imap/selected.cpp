@@ -80,6 +80,11 @@ std::optional<std::vector<std::pair<uint64_t, uint64_t>>> parse_set(std::string_
 
 std::optional<std::vector<uint32_t>> Session::message_set(std::string_view s, bool uid) const {
   std::vector<uint32_t> out;
+  if (s == "$") {  // the saved SEARCH result, less what was expunged since (RFC 5182)
+    for (uint32_t u : saved_)
+      if (std::binary_search(view_.begin(), view_.end(), u)) out.push_back(u);
+    return out;
+  }
   uint64_t star = uid ? (view_.empty() ? 0 : view_.back()) : view_.size();
   auto ranges = parse_set(s, star);
   if (!ranges) return std::nullopt;
@@ -187,6 +192,7 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
 
 void Session::deselect() {
   folder_.reset();
+  saved_.clear();
   view_.clear();
   view_modseq_.clear();
   fetch_.reset();

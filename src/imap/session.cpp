@@ -65,7 +65,7 @@ std::string Session::capabilities() const {
   // Only what works (docs/mailbox.md): clients use what is advertised.
   std::string c =
       "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH STATUS=SIZE CONDSTORE QRESYNC APPENDLIMIT=" +
+      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC APPENDLIMIT=" +
       std::to_string(cfg_.limits.max_literal);
   if (state_ == State::not_authenticated) {
     if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";

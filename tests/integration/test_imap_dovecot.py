@@ -236,6 +236,14 @@ def test_same_answers_as_dovecot(server, dovecot):
             continue
         if (sb, rb) != (sd, rd):
             diffs.append(f"SEARCH {key}: bulwark {sb} {rb} dovecot {sd} {rd}")
+    # SEARCHRES (RFC 5182): results saved as "$" and used by FETCH, UID FETCH and SEARCH
+    for cmd in ("SEARCH RETURN (SAVE) FROM example.org", "FETCH $ (UID)", "SEARCH RETURN (SAVE MIN MAX) SUBJECT e",
+                "UID FETCH $ (UID)", "SEARCH RETURN (ALL) $ SEEN", "SEARCH RETURN (SAVE COUNT) UNSEEN",
+                "SEARCH RETURN (ALL) NOT $", "SEARCH RETURN (SAVE) FROM nobody.invalid", "FETCH $ (UID)"):
+        (ub, sb), (ud, sd) = cb.command(cmd), cd.command(cmd)
+        compared += 1
+        if (sb, sorted(ub)) != (sd, sorted(ud)):
+            diffs.append(f"{cmd}: bulwark {sb} {ub} dovecot {sd} {ud}")
     # a copy keeps its INTERNALDATE (RFC 9051 6.4.7)
     for conn in (cb, cd):
         conn.command("CREATE Archive")
