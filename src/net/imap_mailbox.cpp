@@ -198,6 +198,29 @@ bool StoreMailbox::remove(const std::string& name, std::string& error) {
 }
 
 bool StoreMailbox::rename(const std::string& from, const std::string& to, std::string& error) {
+  if (store::is_inbox(from)) {
+    // RFC 9051 6.3.6: the messages move to a new folder, INBOX stays (empty). A copy,
+    // then a removal: a crash in between leaves them in both, never in neither.
+    if (!create(to, error)) return false;
+    auto inbox = store::Folder::open(dir_, error);
+    auto target = inbox ? store::Folder::open(store::folder_dir(dir_, to), error) : nullptr;
+    if (!target) {
+      error = "[SERVERBUG] " + error;
+      return false;
+    }
+    std::vector<uint32_t> uids;
+    for (auto& m : inbox->messages()) uids.push_back(m.uid);
+    error.clear();
+    auto copied = inbox->copy_to(*target, uids, error);
+    std::vector<uint32_t> done;
+    for (auto& [source, dest] : copied) done.push_back(source);
+    inbox->remove(done, error);
+    if (done.size() != uids.size() || !error.empty()) {
+      error = "[SERVERBUG] INBOX was renamed in part: " + error;
+      return false;
+    }
+    return true;
+  }
   if (store::rename_folder(dir_, from, to, error)) return true;
   if (error == "No such folder") error = "[NONEXISTENT] " + error;
   else if (error == "Target folder already exists") error = "[ALREADYEXISTS] " + error;

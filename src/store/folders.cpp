@@ -155,7 +155,7 @@ bool delete_folder(const std::string& maildir, std::string_view name, std::strin
 
 bool rename_folder(const std::string& maildir, std::string_view from, std::string_view to, std::string& error) {
   if (is_inbox(from)) {
-    error = "Renaming INBOX is not supported yet";
+    error = "INBOX is not a directory to rename: its messages are moved (the IMAP layer does it)";
     return false;
   }
   if (!valid_folder_name(from, error) || !valid_folder_name(to, error)) return false;

@@ -495,3 +495,29 @@ def test_qresync_vanished_and_resynchronising_select(server):
     with pytest.raises(imaplib.IMAP4.error, match="QRESYNC is not enabled"):
         d._simple_command("SELECT", "INBOX", "(QRESYNC (%d %d))" % (validity, modseq))
     d.logout()
+
+
+def test_rename_inbox_moves_its_messages_and_leaves_it_empty(server):
+    send(server, [message(i) for i in range(1, 4)])
+    server.wait_messages(3)
+    m = imap(server)
+    m.select("INBOX")
+    m.store("2", "+FLAGS", "(\\Flagged)")
+    m.unselect()
+    typ, data = m.rename("INBOX", '"Old/Inbox 2026"')
+    assert typ == "OK", data
+    assert m.select("INBOX")[1] == [b"0"]
+    typ, data = m.select('"Old/Inbox 2026"')
+    assert typ == "OK" and data == [b"3"], data
+    typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    subjects = [d[1] for d in data if isinstance(d, tuple)]
+    assert subjects == [b"Subject: message %d\r\n\r\n" % i for i in range(1, 4)], subjects
+    assert b"\\Flagged" in data[2][0] and b"\\Flagged" not in data[0][0], data
+    # new mail goes to INBOX as before
+    send(server, [message(9)])
+    deadline = time.time() + 10
+    while time.time() < deadline and m.select("INBOX")[1] != [b"1"]:
+        time.sleep(0.1)
+    assert m.select("INBOX")[1] == [b"1"]
+    assert m.rename("INBOX", '"Old/Inbox 2026"')[0] == "NO"  # the target exists
+    m.logout()
