@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: bulwark vs a private Postfix instance on this machine.
 # Installs postfix (for smtp-source/smtp-sink and the comparison) when missing.
-# Usage: bench/compare.sh   (BENCH_MESSAGES, BENCH_SESSIONS to change the load)
+# Usage: bench/compare.sh   (BENCH_MESSAGES, BENCH_SESSIONS to change the load; BENCH_IDLE:
+# IMAP IDLE connections held for the memory figure, default 5000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -58,3 +59,6 @@ echo
 echo
 echo "== POP3: bulwark vs Dovecot (dovecot-pop3d) =="
 /usr/bin/python3 bench/pop3_compare.py --bin "$PWD/build-rel/bulwark"
+echo
+echo "== IMAP: bulwark vs Dovecot (dovecot-imapd) =="
+/usr/bin/python3 bench/imap_compare.py --bin "$PWD/build-rel/bulwark" --idle "${BENCH_IDLE:-5000}"

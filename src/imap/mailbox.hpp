@@ -53,17 +53,28 @@ class OpenFolder {
   virtual std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
                                                                           const std::string& to,
                                                                           std::string& error) = 0;
+  // Keywords (RFC 9051 2.3.2): MessageRef::flags holds them as the letters a..z; these
+  // are the names by letter ('a' first). keyword_letter finds a name (case-insensitive)
+  // or, when `create`, adds it; nothing when absent or when the folder is full (26,
+  // `error` then starts with [LIMIT]).
+  virtual std::vector<std::string> keywords() { return {}; }
+  virtual std::optional<char> keyword_letter(std::string_view, bool, std::string& error) {
+    error = "[LIMIT] Keywords are not kept here";
+    return std::nullopt;
+  }
 };
 
 class Mailbox {
  public:
   virtual ~Mailbox() = default;
   virtual std::unique_ptr<OpenFolder> open(const std::string& name, std::string& error) = 0;
-  // APPEND: the new message's UID and the folder's UIDVALIDITY. `internal_date`: the
-  // epoch second the client gave, 0 for now.
+  // APPEND: the new message's UID and the folder's UIDVALIDITY. `flags`: system flag
+  // letters; `keywords`: names; `internal_date`: the epoch second the client gave, 0
+  // for now.
   virtual std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
-                                                               const std::string& flags, int64_t internal_date,
-                                                               std::string& error) = 0;
+                                                               const std::string& flags,
+                                                               const std::vector<std::string>& keywords,
+                                                               int64_t internal_date, std::string& error) = 0;
   virtual std::vector<FolderInfo> folders() = 0;  // INBOX first
   // `error` says why not (it becomes the text of a NO; may start with a response code).
   virtual std::optional<FolderStatus> status(const std::string& name, std::string& error) = 0;

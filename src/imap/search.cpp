@@ -97,8 +97,12 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       return *r1 || *r2;
     }
     if (u == "KEYWORD" || u == "UNKEYWORD") {
-      if (!arg()) return std::nullopt;
-      return u == "UNKEYWORD";
+      const Token* kw = arg();
+      if (!kw) return std::nullopt;
+      char letter = 0;
+      for (size_t l = 0; l < keywords_.size(); ++l)
+        if (!keywords_[l].empty() && iequals(keywords_[l], kw->value)) letter = char('a' + l);
+      return (letter && has(letter)) == (u == "KEYWORD");
     }
     if (u == "LARGER" || u == "SMALLER" || u == "MODSEQ") {
       const Token* n = arg();

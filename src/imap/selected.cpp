@@ -45,7 +45,17 @@ std::string Session::flags_text(const std::string& letters) const {
   std::string s;
   for (auto& f : flag_names)
     if (letters.find(f[0][0]) != std::string::npos) s += (s.empty() ? "" : " ") + std::string(f[1]);
+  for (char l : letters)  // keywords
+    if (l >= 'a' && l <= 'z' && size_t(l - 'a') < keywords_.size() && !keywords_[size_t(l - 'a')].empty())
+      s += (s.empty() ? "" : " ") + keywords_[size_t(l - 'a')];
   return "(" + s + ")";
+}
+
+std::string Session::flag_list() const {
+  std::string s = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+  for (auto& k : keywords_)
+    if (!k.empty()) s += " " + k;
+  return s;
 }
 
 size_t Session::seq_of(uint32_t uid) const {
@@ -144,6 +154,12 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
   std::string error;
   if (!folder_->refresh(error)) return;
   const auto& now = folder_->messages();
+  for (auto& m : now)  // a keyword letter we have no name for: another session added one
+    if (!m.flags.empty() && m.flags.back() >= 'a' && size_t(m.flags.back() - 'a') >= keywords_.size()) {
+      keywords_ = folder_->keywords();
+      out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
+      break;
+    }
   if (expunges_allowed) {
     // gone: one walk over both (by UID), told highest sequence number first so that
     // no renumbering is needed in between, then the view compacted once
@@ -193,6 +209,7 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
 void Session::deselect() {
   folder_.reset();
   saved_.clear();
+  keywords_.clear();
   view_.clear();
   view_modseq_.clear();
   fetch_.reset();
@@ -243,8 +260,8 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
     view_modseq_.push_back(m.modseq);
   }
   state_ = State::selected;
-  const char* all = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
-  out.bytes += std::string("* FLAGS (") + all + ")\r\n";
+  keywords_ = folder_->keywords();
+  out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
   out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
   if (!rev2_) {
     out.bytes += "* 0 RECENT\r\n";
@@ -254,7 +271,8 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
         break;
       }
   }
-  out.bytes += std::string("* OK [PERMANENTFLAGS (") + (readonly ? "" : all) + ")] Flags permitted\r\n";
+  // \* : new keywords may be made (up to 26 per folder, Maildir's letters)
+  out.bytes += "* OK [PERMANENTFLAGS (" + (readonly ? std::string() : flag_list() + " \\*") + ")] Flags permitted\r\n";
   out.bytes += "* OK [UIDVALIDITY " + std::to_string(folder_->uidvalidity()) + "] UIDs valid\r\n";
   out.bytes += "* OK [UIDNEXT " + std::to_string(folder_->uidnext()) + "] Predicted next UID\r\n";
   out.bytes += "* OK [HIGHESTMODSEQ " + std::to_string(folder_->highestmodseq()) + "] Highest\r\n";
@@ -518,14 +536,26 @@ void Session::cmd_store(Command& c, Output& out, bool uid) {
   if (a[i + 1].kind == Token::Kind::list) flag_tokens = a[i + 1].items;
   else
     for (size_t k = i + 1; k < a.size(); ++k) flag_tokens.push_back(a[k]);
+  if (readonly_) return no(out, c.tag, "[READ-ONLY] The mailbox is read-only");
   std::string letters;
+  size_t known_keywords = keywords_.size();
+  bool any_keyword = false;
   for (auto& f : flag_tokens) {
     if (f.kind != Token::Kind::atom) return bad(out, c.tag, "Bad flag");
-    if (auto l = letter_of(f.value)) letters += *l;
-    else if (f.value.empty() || f.value[0] == '\\') return bad(out, c.tag, "Unknown system flag " + sanitize(f.value, 40));
-    // keywords are not kept (PERMANENTFLAGS lists none); accepted and dropped
+    if (auto l = letter_of(f.value)) {
+      letters += *l;
+    } else if (f.value.empty() || f.value[0] == '\\') {
+      return bad(out, c.tag, "Unknown system flag " + sanitize(f.value, 40));
+    } else {  // a keyword: its letter in this folder, made when it is being set
+      any_keyword = true;
+      std::string error;
+      auto l = folder_->keyword_letter(f.value, op != "-FLAGS", error);
+      if (l) letters += *l;
+      else if (op != "-FLAGS") return no(out, c.tag, error.empty() ? "[LIMIT] No room for another keyword" : error);
+    }
   }
-  if (readonly_) return no(out, c.tag, "[READ-ONLY] The mailbox is read-only");
+  if (any_keyword) keywords_ = folder_->keywords();
+  if (keywords_.size() != known_keywords) out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
   std::vector<std::pair<uint32_t, std::string>> changes;
   std::vector<uint32_t> modified;
   for (uint32_t u : *set) {
@@ -625,11 +655,14 @@ void Session::cmd_append(Command& c, Output& out) {
   auto name = name_arg(a[0]);
   if (!name) return bad(out, c.tag, "Bad mailbox name");
   std::string letters;
+  std::vector<std::string> keywords;
   size_t i = 1;
   if (a[i].kind == Token::Kind::list) {
     for (auto& f : a[i].items) {
       if (auto l = letter_of(f.value)) letters += *l;
-      else if (f.value.empty() || f.value[0] == '\\') return bad(out, c.tag, "Unknown system flag");
+      else if (f.value.empty() || f.value[0] == '\\' || f.kind != Token::Kind::atom)
+        return bad(out, c.tag, "Unknown system flag");
+      else keywords.push_back(f.value);
     }
     ++i;
   }
@@ -647,7 +680,7 @@ void Session::cmd_append(Command& c, Output& out) {
   std::string_view content = a[i].kind == Token::Kind::literal ? std::string_view(a[i].value) : append_buf_;
   if (content.empty()) return no(out, c.tag, "An empty message is not stored");
   std::string error;
-  auto r = mailbox_->append(*name, content, letters, date, error);
+  auto r = mailbox_->append(*name, content, letters, keywords, date, error);
   append_buf_.clear();
   append_buf_.shrink_to_fit();
   if (!r) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : error);

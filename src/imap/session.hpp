@@ -169,7 +169,9 @@ class Session {
     bool unknown_cte = false;  // a BINARY part in an encoding bulwark cannot undo
   };
   std::optional<PendingFetch> fetch_;
-  std::vector<uint32_t> saved_;  // SEARCHRES: the UIDs of SEARCH RETURN (SAVE), "$" (RFC 5182)
+  std::vector<uint32_t> saved_;
+  std::vector<std::string> keywords_;  // the selected folder's keyword names, by letter (a..)
+  std::string flag_list() const;       // system flags and keywords, for FLAGS and PERMANENTFLAGS  // SEARCHRES: the UIDs of SEARCH RETURN (SAVE), "$" (RFC 5182)
   std::string idle_tag_;
   std::string append_buf_;  // a streamed APPEND literal (bounded by Limits::max_literal)
 };

@@ -74,6 +74,10 @@ class StoreOpenFolder : public imap::OpenFolder {
     rebuild();
     return ok;
   }
+  std::vector<std::string> keywords() override { return store::read_keywords(f_->dir()); }
+  std::optional<char> keyword_letter(std::string_view name, bool create, std::string& error) override {
+    return store::keyword_letter(f_->dir(), name, create, error);
+  }
   bool expunge(const std::vector<uint32_t>& uids, std::string& error) override {
     size_t n = f_->remove(uids, error);
     rebuild();
@@ -89,7 +93,15 @@ class StoreOpenFolder : public imap::OpenFolder {
     }
     auto target = store::Folder::open(store::folder_dir(maildir_, to), error);
     if (!target) return std::nullopt;
-    auto pairs = f_->copy_to(*target, uids, error);
+    // keywords are letters per folder: map ours to the target's by name
+    std::string letter_map;
+    auto names = store::read_keywords(f_->dir());
+    for (auto& n : names) {
+      std::optional<char> l = n.empty() ? std::nullopt : store::keyword_letter(target->dir(), n, true, error);
+      letter_map += l ? *l : ' ';
+    }
+    error.clear();  // a keyword the target has no room for is dropped from the copy
+    auto pairs = f_->copy_to(*target, uids, error, letter_map);
     if (pairs.size() != uids.size() && !error.empty()) return std::nullopt;
     return pairs;
   }
@@ -127,15 +139,22 @@ std::unique_ptr<imap::OpenFolder> StoreMailbox::open(const std::string& name, st
 }
 
 std::optional<std::pair<uint32_t, uint32_t>> StoreMailbox::append(const std::string& name, std::string_view content,
-                                                                  const std::string& flags, int64_t internal_date,
-                                                                  std::string& error) {
+                                                                  const std::string& flags,
+                                                                  const std::vector<std::string>& keywords,
+                                                                  int64_t internal_date, std::string& error) {
   if (!exists(name)) {
     error = "[TRYCREATE] No such mailbox";
     return std::nullopt;
   }
   auto f = store::Folder::open(store::folder_dir(dir_, name), error);
   if (!f) return std::nullopt;
-  auto uid = f->add(content, flags, error, internal_date);
+  std::string letters = flags;
+  for (auto& k : keywords) {
+    auto l = store::keyword_letter(f->dir(), k, true, error);
+    if (!l) return std::nullopt;
+    letters += *l;
+  }
+  auto uid = f->add(content, letters, error, internal_date);
   if (!uid) return std::nullopt;
   return std::pair{*uid, f->uidvalidity()};
 }

@@ -15,8 +15,9 @@ class StoreMailbox : public imap::Mailbox {
   std::vector<imap::FolderInfo> folders() override;
   std::unique_ptr<imap::OpenFolder> open(const std::string& name, std::string& error) override;
   std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
-                                                       const std::string& flags, int64_t internal_date,
-                                                       std::string& error) override;
+                                                       const std::string& flags,
+                                                       const std::vector<std::string>& keywords,
+                                                       int64_t internal_date, std::string& error) override;
   std::optional<imap::FolderStatus> status(const std::string& name, std::string& error) override;
   bool create(const std::string& name, std::string& error) override;
   bool remove(const std::string& name, std::string& error) override;

@@ -5,6 +5,7 @@
 // Archive (RFC 6154 special-use). Subscriptions are a file, one name per line, written
 // atomically. Blocking: call from a worker thread.
 #pragma once
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,11 +32,19 @@ const char* special_use(std::string_view name);  // for the default folders
 bool create_folder(const std::string& maildir, std::string_view name, std::string& error);
 // DELETE: not INBOX, not one with children (NO [HASCHILDREN]); its messages go with it.
 bool delete_folder(const std::string& maildir, std::string_view name, std::string& error);
-// RENAME, children included. (INBOX: not supported yet -- it must move INBOX's
-// messages into the new folder and leave INBOX empty, RFC 9051 6.3.6.)
+// RENAME, children included. (INBOX: the IMAP layer moves its messages into a new
+// folder and leaves INBOX empty, RFC 9051 6.3.6.)
 bool rename_folder(const std::string& maildir, std::string_view from, std::string_view to, std::string& error);
 // Sent, Drafts, Trash, Junk, Archive, when missing.
 bool ensure_default_folders(const std::string& maildir, std::string& error);
+
+// Keywords (keywords.cpp): the names behind the letters a..z of a folder's file names,
+// by letter ("dovecot-keywords", Dovecot's file); the letter of a name
+// (case-insensitive), added when `create` and there is room (26), else nothing
+// (`error` then says why: "[LIMIT] ..." when full).
+std::vector<std::string> read_keywords(const std::string& folder_dir);
+std::optional<char> keyword_letter(const std::string& folder_dir, std::string_view name, bool create,
+                                   std::string& error);
 
 std::vector<std::string> subscriptions(const std::string& maildir);
 bool set_subscribed(const std::string& maildir, std::string_view name, bool on, std::string& error);

@@ -627,7 +627,7 @@ std::optional<uint32_t> Folder::add(std::string_view content, const std::string&
 }
 
 std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std::vector<uint32_t>& uids,
-                                                          std::string& error) {
+                                                          std::string& error, const std::string& letter_map) {
   std::vector<std::pair<uint32_t, std::string>> made;  // source UID, base there
   for (uint32_t uid : uids) {
     Message* m = find(uid);
@@ -638,7 +638,13 @@ std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std
     for (size_t k = 0; k < name.size() && name[k] >= '0' && name[k] <= '9' && k < 12; ++k)
       arrived = arrived * 10 + (name[k] - '0');
     std::string base = unique_base(m->size, m->vsize, arrived);
-    std::string target = to.dir_ + "/cur/" + base + ":2," + m->flags;
+    std::string flags;
+    for (char f : m->flags) {
+      if (f >= 'a' && f <= 'z' && !letter_map.empty()) f = size_t(f - 'a') < letter_map.size() ? letter_map[size_t(f - 'a')] : ' ';
+      if (f != ' ') flags += f;
+    }
+    std::sort(flags.begin(), flags.end());
+    std::string target = to.dir_ + "/cur/" + base + ":2," + flags;
     std::string source = dir_ + "/" + m->file;
     if (::link(source.c_str(), target.c_str()) != 0) {
       // another filesystem, or renamed meanwhile: copy the bytes

@@ -117,8 +117,10 @@ class Folder {
   // Copies messages into `to` (hard links where possible) and gives them UIDs there;
   // returns (UID here, UID there) pairs (UIDPLUS COPYUID). A move is a copy, then
   // remove() here: a crash in between leaves the message in both, never in neither.
+  // `letter_map`: for keywords, the letter 'a' + i here becomes letter_map[i] there
+  // (a space: dropped); empty: letters kept as they are.
   std::vector<std::pair<uint32_t, uint32_t>> copy_to(Folder& to, const std::vector<uint32_t>& uids,
-                                                     std::string& error);
+                                                     std::string& error, const std::string& letter_map = {});
 
  private:
   explicit Folder(std::string dir) : dir_(std::move(dir)) {}

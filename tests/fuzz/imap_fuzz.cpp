@@ -68,7 +68,7 @@ struct FuzzMailbox : bulwark::imap::Mailbox {
     return std::make_unique<bulwark::test::MemFolder>(data[n], data);
   }
   std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& n, std::string_view c, const std::string& f,
-                                                       int64_t, std::string& e) override {
+                                                       const std::vector<std::string>&, int64_t, std::string& e) override {
     if (!data.count(n) || data[n].msgs.size() > 20) {
       e = "[TRYCREATE] no";
       return std::nullopt;

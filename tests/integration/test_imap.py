@@ -521,3 +521,43 @@ def test_rename_inbox_moves_its_messages_and_leaves_it_empty(server):
     assert m.select("INBOX")[1] == [b"1"]
     assert m.rename("INBOX", '"Old/Inbox 2026"')[0] == "NO"  # the target exists
     m.logout()
+
+
+def test_keywords_are_kept_copied_searched_and_seen_by_other_sessions(server):
+    send(server, [message(1), message(2)])
+    server.wait_messages(2)
+    a = imap(server)
+    a.select("INBOX")
+    assert b"\\*" in a.response("PERMANENTFLAGS")[1][0]
+    b = imap(server, "imaps")
+    b.select("INBOX")
+    typ, data = a.store("1", "+FLAGS", "($Forwarded Work)")
+    assert typ == "OK" and b"$Forwarded Work" in data[0], data
+    assert b"$Forwarded Work" in a.untagged_responses.get("FLAGS", [b""])[-1]
+    # the other session hears of the new keywords and the change
+    b.noop()
+    assert b"$Forwarded" in b.untagged_responses.get("FLAGS", [b""])[-1]
+    assert any(b"$Forwarded Work" in f for f in b.untagged_responses.get("FETCH", []))
+    assert a.search(None, "KEYWORD", "work") == ("OK", [b"1"])
+    assert a.search(None, "UNKEYWORD", "$forwarded") == ("OK", [b"2"])
+    # on disk the Maildir way, as Dovecot keeps them
+    box = server.data / "mail" / "example.test" / "demo"
+    assert (box / "dovecot-keywords").read_text() == "0 $Forwarded\n1 Work\n"
+    assert any(p.name.endswith(":2,ab") for p in (box / "cur").iterdir())
+    # a copy keeps them (the target folder gets its own letters), APPEND sets them
+    a.create("Kept")
+    assert a.append("Kept", "(Other)", None, message(3))[0] == "OK"
+    assert a.copy("1", "Kept")[0] == "OK"
+    a.select("Kept")
+    typ, data = a.fetch("1:*", "(FLAGS)")
+    assert b"FLAGS (Other)" in data[0] and b"FLAGS ($Forwarded Work)" in data[1], data
+    assert (box / ".Kept" / "dovecot-keywords").read_text() == "0 Other\n1 $Forwarded\n2 Work\n"
+    a.store("2", "-FLAGS", "(work)")
+    assert b"FLAGS ($Forwarded)" in a.fetch("2", "(FLAGS)")[1][0]
+    # 26 per folder (Maildir's letters): the 27th is refused with [LIMIT]
+    for i in range(23):
+        assert a.store("1", "+FLAGS", f"(k{i})")[0] == "OK"
+    typ, data = a.store("1", "+FLAGS", "(onetoomany)")
+    assert typ == "NO" and b"[LIMIT]" in data[0], data
+    a.logout()
+    b.logout()

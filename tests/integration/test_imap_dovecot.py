@@ -37,6 +37,8 @@ SEARCHES = [
     "SUBJECT Überprüfung", "FROM André", "FROM jörg", "SUBJECT café", "SUBJECT Ünïcödé", "BODY Grüße",
     "BODY \"Postfach voll\"", "BODY 100€", "TEXT Köln", "BODY \"report.pdf\"", "TEXT Rechnung",
     "SUBJECT überprüfung", "FROM ANDRÉ", "BODY GRÜSSE", "BODY grüße",
+    "KEYWORD $Forwarded", "KEYWORD important", "UNKEYWORD $forwarded", "KEYWORD $Junk", "KEYWORD nowhere",
+    "OR KEYWORD $Junk FLAGGED",
 ]
 
 # Where bulwark answers differently on purpose (docs/mailbox.md, "Broken MIME"): a
@@ -224,7 +226,8 @@ def test_same_answers_as_dovecot(server, dovecot):
         before[conn] = (int(re.search(rb"UIDVALIDITY (\d+)", status).group(1)),
                         int(re.search(rb"HIGHESTMODSEQ (\d+)", status).group(1)))
         for cmd in ("STORE 1,3,5 +FLAGS (\\Seen)", "STORE 2 +FLAGS (\\Flagged \\Answered)",
-                    "STORE 4 +FLAGS (\\Draft \\Deleted)"):
+                    "STORE 4 +FLAGS (\\Draft \\Deleted)", "STORE 6:7 +FLAGS ($Forwarded Important)",
+                    "STORE 7 -FLAGS (important)", "STORE 8 +FLAGS ($Junk)"):
             assert conn.command(cmd)[1] == b"OK"
     for key in SEARCHES:
         ub, sb = cb.command(search_command(key))

@@ -246,7 +246,7 @@ struct FakeMailbox : Mailbox {
     return std::make_unique<test::MemFolder>(data[name], data);
   }
   std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,
-                                                       const std::string& flags, int64_t,
+                                                       const std::string& flags, const std::vector<std::string>&, int64_t,
                                                        std::string& error) override {
     if (!data.count(name)) {
       error = "[TRYCREATE] No such mailbox";
@@ -375,7 +375,7 @@ TEST(ImapSelected, SelectFetchFlagsAndBodies) {
   EXPECT_EQ(t.run("s SELECT INBOX\r\n"),
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n* 3 EXISTS\r\n* 0 RECENT\r\n"
             "* OK [UNSEEN 1] First unseen\r\n"
-            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Flags permitted\r\n"
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n"
             "* OK [UIDVALIDITY 77] UIDs valid\r\n* OK [UIDNEXT 4] Predicted next UID\r\n"
             "* OK [HIGHESTMODSEQ 4] Highest\r\ns OK [READ-WRITE] SELECT completed\r\n");
   EXPECT_EQ(t.run("f FETCH 1:* (UID FLAGS RFC822.SIZE)\r\n"),
