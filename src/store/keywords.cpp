@@ -3,7 +3,6 @@
 // file name's ":2," info stand for the names listed in the folder's
 // "dovecot-keywords" file ("0 $Forwarded" = 'a'). 26 per folder at most.
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +11,7 @@
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "store/files.hpp"
 #include "store/folders.hpp"
 
 namespace bulwark::store {
@@ -43,10 +43,9 @@ std::optional<char> keyword_letter(const std::string& dir, std::string_view name
   if (auto l = find(read_keywords(dir))) return l;
   if (!create) return std::nullopt;
   // Under the folder's lock: two sessions adding keywords at once must not lose one.
-  int lock = ::open((dir + "/bulwark-uidlist.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock < 0 || ::flock(lock, LOCK_EX) != 0) {
+  FileLock lock(dir + "/bulwark-uidlist.lock");
+  if (!lock.ok()) {
     error = "cannot lock " + dir + ": " + std::strerror(errno);
-    if (lock >= 0) ::close(lock);
     return std::nullopt;
   }
   auto names = read_keywords(dir);
@@ -71,7 +70,6 @@ std::optional<char> keyword_letter(const std::string& dir, std::string_view name
       else error = "cannot write the keywords of " + dir + ": " + std::strerror(errno);
     }
   }
-  ::close(lock);
   return letter;
 }
 

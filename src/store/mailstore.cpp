@@ -17,6 +17,7 @@
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "store/files.hpp"
 
 namespace bulwark {
 namespace fs = std::filesystem;
@@ -74,37 +75,6 @@ bool usable_name(std::string_view n) {
     if (c <= ' ' || c == 0x7f || c == '/') return false;
   return true;
 }
-
-// Holds the folder's lock file (flock) for the life of the object.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);  // releases the lock
-  }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-
-bool read_all(int fd, std::string& out) {
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    if (n == 0) return true;
-    out.append(buf, size_t(n));
-  }
-}
-
 
 template <class F>
 bool each_entry(const std::string& dir, F f) {
@@ -576,107 +546,6 @@ std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::stri
   return uids;
 }
 
-namespace {
-// `time`: the seconds the name starts with (the arrival time, INTERNALDATE), 0 for now.
-std::string unique_base(size_t size, size_t vsize, int64_t time = 0) {
-  static std::atomic<uint64_t> counter{0};
-  auto now = std::chrono::system_clock::now().time_since_epoch();
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
-  if (time > 0) us = time * 1000000 + us % 1000000;
-  char host[256] = "localhost";
-  ::gethostname(host, sizeof host - 1);
-  for (char* h = host; *h; ++h)
-    if (*h == '/' || *h == ':' || *h == ' ') *h = '_';
-  // Zero-padded, so that names sort in the order they were made (a sync gives UIDs in
-  // name order, and COPYUID lists them in the order of the source).
-  char head[96];
-  std::snprintf(head, sizeof head, "%lld.M%06lldP%dQ%08llu.", (long long)(us / 1000000), (long long)(us % 1000000),
-                int(::getpid()), (unsigned long long)++counter);
-  return head + std::string(host) + ",S=" + std::to_string(size) + ",W=" + std::to_string(vsize);
-}
-}  // namespace
-
-std::optional<uint32_t> Folder::add(std::string_view content, const std::string& flags, std::string& error,
-                                    int64_t time) {
-  // LF line ends on disk, whatever came (the Maildir convention).
-  std::string text;
-  text.reserve(content.size());
-  uint64_t lines = 0;
-  for (size_t i = 0; i < content.size(); ++i) {
-    if (content[i] == '\r' && i + 1 < content.size() && content[i + 1] == '\n') continue;
-    text += content[i];
-    lines += content[i] == '\n';
-  }
-  std::string f = flags;
-  std::sort(f.begin(), f.end());
-  std::string base = unique_base(text.size(), text.size() + lines, time);
-  std::string tmp = dir_ + "/tmp/" + base;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  std::string cur = dir_ + "/cur/" + base + ":2," + f;
-  ok = ok && ::rename(tmp.c_str(), cur.c_str()) == 0 && sync_dir(dir_ + "/cur");
-  if (!ok) {
-    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return std::nullopt;
-  }
-  auto uids = take_in({base}, error);
-  if (!uids) return std::nullopt;
-  return uids->front();
-}
-
-std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std::vector<uint32_t>& uids,
-                                                          std::string& error, const std::string& letter_map) {
-  std::vector<std::pair<uint32_t, std::string>> made;  // source UID, base there
-  for (uint32_t uid : uids) {
-    Message* m = find(uid);
-    if (!m) continue;
-    // the copy keeps the arrival time (INTERNALDATE, RFC 9051 6.4.7)
-    std::string_view name = std::string_view(m->file).substr(m->file.find('/') + 1);
-    int64_t arrived = 0;
-    for (size_t k = 0; k < name.size() && name[k] >= '0' && name[k] <= '9' && k < 12; ++k)
-      arrived = arrived * 10 + (name[k] - '0');
-    std::string base = unique_base(m->size, m->vsize, arrived);
-    std::string flags;
-    for (char f : m->flags) {
-      if (f >= 'a' && f <= 'z' && !letter_map.empty()) f = size_t(f - 'a') < letter_map.size() ? letter_map[size_t(f - 'a')] : ' ';
-      if (f != ' ') flags += f;
-    }
-    std::sort(flags.begin(), flags.end());
-    std::string target = to.dir_ + "/cur/" + base + ":2," + flags;
-    std::string source = dir_ + "/" + m->file;
-    if (::link(source.c_str(), target.c_str()) != 0) {
-      // another filesystem, or renamed meanwhile: copy the bytes
-      int in = open_message(*m);
-      std::string text;
-      bool ok = in >= 0 && read_all(in, text);
-      if (in >= 0) ::close(in);
-      std::string tmp = to.dir_ + "/tmp/" + base;
-      int out = ok ? ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-      ok = out >= 0 && write_all(out, text) && ::fsync(out) == 0;
-      if (out >= 0) ::close(out);
-      if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
-        ::unlink(tmp.c_str());
-        error = "cannot copy message " + std::to_string(uid) + " of " + dir_ + ": " + std::strerror(errno);
-        break;
-      }
-    }
-    made.emplace_back(uid, base);
-  }
-  std::vector<std::pair<uint32_t, uint32_t>> out;
-  if (made.empty()) return out;
-  if (!sync_dir(to.dir_ + "/cur")) {
-    error = "cannot sync " + to.dir_ + ": " + std::strerror(errno);
-    return out;
-  }
-  std::vector<std::string> bases;
-  for (auto& [u, b] : made) bases.push_back(b);
-  auto given = to.take_in(bases, error);
-  if (!given) return out;
-  for (size_t i = 0; i < made.size(); ++i) out.emplace_back(made[i].first, (*given)[i]);
-  return out;
-}
 
 MailboxLocks::Lease& MailboxLocks::Lease::operator=(Lease&& o) noexcept {
   if (this != &o) {
