@@ -561,3 +561,85 @@ def test_keywords_are_kept_copied_searched_and_seen_by_other_sessions(server):
     assert typ == "NO" and b"[LIMIT]" in data[0], data
     a.logout()
     b.logout()
+
+
+def raw_command(m, line):
+    """Sends one command line (bytes, literals included) over an imaplib connection and
+    returns (untagged lines, tagged line)."""
+    tag = m._new_tag()
+    m.send(tag + b" " + line + b"\r\n")
+    untagged = []
+    while True:
+        got = m.readline()
+        if got.startswith(tag + b" "):
+            return untagged, got
+        if got.endswith(b"}\r\n"):
+            got += m.read(int(got[got.rindex(b"{") + 1:-3]))
+        untagged.append(got)
+
+
+def test_every_listed_extension_with_imaplib(make_server):
+    server = make_server(extra_config='[limits]\nmax_message_size = "64KB"\n').start()
+    send(server, [message(1), message(2)])
+    server.wait_messages(2)
+    m = imap(server, login=False)
+    caps = set(m.capabilities)
+    for cap in ("IMAP4REV1", "IMAP4REV2", "SASL-IR", "ENABLE", "IDLE", "NAMESPACE", "ID", "UIDPLUS", "MOVE",
+                "UNSELECT", "CHILDREN", "LITERAL+", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "ESEARCH",
+                "STATUS=SIZE", "CONDSTORE", "QRESYNC", "SEARCHRES"):
+        assert cap in caps, (cap, caps)
+    assert any(c.startswith("APPENDLIMIT=") for c in caps)
+    # SASL-IR: the initial response on the AUTHENTICATE line, no continuation
+    import base64
+    ir = base64.b64encode(f"\0{USER}\0{PASSWORD}".encode())
+    untagged, tagged = raw_command(m, b"AUTHENTICATE PLAIN " + ir)
+    assert tagged.split()[1] == b"OK", (untagged, tagged)
+    m.state = "AUTH"
+    # ID and NAMESPACE
+    untagged, tagged = raw_command(m, b'ID ("name" "imaplib")')
+    assert b"OK" in tagged and any(u.startswith(b'* ID ("name" "bulwark"') for u in untagged), untagged
+    assert m.namespace() == ("OK", [b'(("" "/")) NIL NIL'])
+    # CHILDREN, LIST-EXTENDED, SPECIAL-USE, LIST-STATUS with STATUS=SIZE
+    assert m.create("Projects/2026")[0] == "OK"
+    untagged, tagged = raw_command(m, b'LIST "" "*" RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES SIZE))')
+    text = b"".join(untagged)
+    assert b'(\\HasChildren) "/" "Projects"' in text and b'(\\HasNoChildren) "/" "Projects/2026"' in text, text
+    assert b'\\Sent' in text and b'\\Trash' in text and b'\\Junk' in text, text
+    assert re.search(rb'\* STATUS "INBOX" \(MESSAGES 2 SIZE \d+\)', text), text
+    untagged, tagged = raw_command(m, b'LIST (SPECIAL-USE) "" "*"')
+    assert len(untagged) == 5 and all(b"\\Has" in u or b"\\" in u for u in untagged), untagged
+    untagged, tagged = raw_command(m, b"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ)")
+    assert re.search(rb"MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+ UNSEEN 2 SIZE \d+ HIGHESTMODSEQ \d+", untagged[0])
+    # UTF8=ACCEPT: folder names in UTF-8 after ENABLE, modified UTF-7 before
+    assert m.create("&AMQ-rger")[0] == "OK"  # "Ärger" in modified UTF-7
+    assert any(b"&AMQ-rger" in f for f in m.list()[1])
+    untagged, tagged = raw_command(m, b"ENABLE UTF8=ACCEPT")
+    assert untagged == [b"* ENABLED UTF8=ACCEPT\r\n"], untagged
+    untagged, tagged = raw_command(m, b'LIST "" "*rger"')
+    assert untagged == ['* LIST (\\HasNoChildren) "/" "Ärger"\r\n'.encode()], untagged
+    # ESEARCH, CONDSTORE
+    m.select("INBOX")
+    untagged, tagged = raw_command(m, b"SEARCH RETURN (MIN MAX COUNT ALL) ALL")
+    assert untagged[0].startswith(b'* ESEARCH (TAG "') and b"MIN 1 MAX 2 COUNT 2 ALL 1:2" in untagged[0], untagged
+    untagged, tagged = raw_command(m, b"STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
+    assert b"[MODIFIED 1]" in tagged, tagged
+    untagged, tagged = raw_command(m, b"STORE 2 +FLAGS (\\Seen)")
+    changed = re.search(rb"MODSEQ \((\d+)\)", untagged[0])
+    assert changed, untagged
+    untagged, tagged = raw_command(m, b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % (int(changed.group(1)) - 1))
+    assert len(untagged) == 1 and untagged[0].startswith(b"* 2 FETCH"), untagged
+    # LITERAL+ (no continuation wait) and APPENDLIMIT: over the limit is refused with
+    # [TOOBIG] and the literal is read and discarded, the session goes on
+    small = message(7)
+    untagged, tagged = raw_command(m, b"APPEND INBOX {%d+}\r\n" % len(small) + small)
+    assert b"OK [APPENDUID" in tagged, tagged
+    big = b"x" * 70000
+    untagged, tagged = raw_command(m, b"APPEND INBOX {%d+}\r\n" % len(big) + big)
+    assert b"NO [TOOBIG]" in tagged or b"BAD" in tagged, tagged
+    assert m.noop()[0] == "OK"
+    assert m.select("INBOX")[1] == [b"3"]
+    # UNSELECT leaves without expunging
+    m.store("1", "+FLAGS", "(\\Deleted)")
+    assert m.unselect()[0] == "OK"
+    assert m.select("INBOX")[1] == [b"3"]
+    m.logout()
