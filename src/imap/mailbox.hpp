@@ -64,6 +64,18 @@ class OpenFolder {
   }
 };
 
+// APPEND of a large message, written as it arrives: the session never holds it whole.
+// Dropped without commit(): nothing is kept.
+class AppendSink {
+ public:
+  virtual ~AppendSink() = default;
+  virtual bool write(std::string_view data) = 0;
+  // The new message's UID and the folder's UIDVALIDITY, as Mailbox::append.
+  virtual std::optional<std::pair<uint32_t, uint32_t>> commit(const std::string& flags,
+                                                               const std::vector<std::string>& keywords,
+                                                               int64_t internal_date, std::string& error) = 0;
+};
+
 class Mailbox {
  public:
   virtual ~Mailbox() = default;
@@ -75,6 +87,13 @@ class Mailbox {
                                                                const std::string& flags,
                                                                const std::vector<std::string>& keywords,
                                                                int64_t internal_date, std::string& error) = 0;
+  // A sink for a streamed APPEND literal into folder `name`; nullptr when the folder
+  // does not exist or streaming is not offered (the session then collects the literal,
+  // bounded by Limits::max_literal, and calls append()).
+  virtual std::unique_ptr<AppendSink> begin_append(const std::string& name, std::string& error) {
+    (void)name, (void)error;
+    return nullptr;
+  }
   virtual std::vector<FolderInfo> folders() = 0;  // INBOX first
   // `error` says why not (it becomes the text of a NO; may start with a response code).
   virtual std::optional<FolderStatus> status(const std::string& name, std::string& error) = 0;

@@ -446,11 +446,21 @@ void Session::cmd_append(Command& c, Output& out) {
   }
   if (i + 1 != a.size() || (a[i].kind != Token::Kind::literal && a[i].kind != Token::Kind::streamed))
     return bad(out, c.tag, "APPEND needs the message as a literal");
+  std::string error;
+  if (a[i].kind == Token::Kind::streamed && append_sink_) {  // written to a file as it came
+    if (append_sink_failed_) return no(out, c.tag, "[SERVERBUG] The message could not be written");
+    if (a[i].size == 0) return no(out, c.tag, "An empty message is not stored");
+    auto r = append_sink_->commit(letters, keywords, date, error);
+    append_sink_.reset();
+    if (!r) return no(out, c.tag, error.empty() ? "[SERVERBUG] The message could not be stored" : error);
+    if (folder_) report_changes(out);
+    return tagged(out, c.tag, "OK",
+                  "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) + "] APPEND completed");
+  }
   if (a[i].kind == Token::Kind::streamed && append_buf_.size() != a[i].size)
     return no(out, c.tag, "[SERVERBUG] The message was not received whole");
   std::string_view content = a[i].kind == Token::Kind::literal ? std::string_view(a[i].value) : append_buf_;
   if (content.empty()) return no(out, c.tag, "An empty message is not stored");
-  std::string error;
   auto r = mailbox_->append(*name, content, letters, keywords, date, error);
   append_buf_.clear();
   append_buf_.shrink_to_fit();

@@ -161,11 +161,21 @@ Output Session::process(Output out) {
     }
     if (e.kind == K::literal_begin) {
       append_buf_.clear();
-      if (state_ == State::selected || state_ == State::authenticated) append_buf_.reserve(size_t(e.size));
+      append_sink_.reset();
+      append_sink_failed_ = false;
+      if (state_ == State::selected || state_ == State::authenticated) {
+        // APPEND mailbox ...: to a file in that folder as it comes, where offered
+        std::optional<std::string> name;
+        if (iequals(e.cmd.name, "APPEND") && !e.cmd.args.empty()) name = name_arg(e.cmd.args[0]);
+        std::string error;
+        if (name) append_sink_ = mailbox_->begin_append(*name, error);
+        if (!append_sink_) append_buf_.reserve(size_t(e.size));
+      }
       continue;
     }
     if (e.kind == K::literal_data) {  // a large APPEND: bounded by the reader's max_literal
-      if (state_ == State::selected || state_ == State::authenticated) append_buf_.append(e.data);
+      if (append_sink_) append_sink_failed_ |= !append_sink_->write(e.data);
+      else if (state_ == State::selected || state_ == State::authenticated) append_buf_.append(e.data);
       continue;
     }
     if (state_ == State::idle) {  // only "DONE" ends IDLE (RFC 2177)
@@ -187,11 +197,13 @@ Output Session::process(Output out) {
         state_ = State::logout;
         break;
       }
+      append_sink_.reset();
       if (e.too_big) no(out, e.tag, "[TOOBIG] " + e.reason);
       else bad(out, e.tag, e.reason);
       continue;
     }
     command(e.cmd, out);
+    append_sink_.reset();  // not committed by the command: its file goes
   }
   return out;
 }

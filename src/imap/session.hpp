@@ -174,6 +174,8 @@ class Session {
   std::string flag_list() const;       // system flags and keywords, for FLAGS and PERMANENTFLAGS  // SEARCHRES: the UIDs of SEARCH RETURN (SAVE), "$" (RFC 5182)
   std::string idle_tag_;
   std::string append_buf_;  // a streamed APPEND literal (bounded by Limits::max_literal)
+  std::unique_ptr<AppendSink> append_sink_;  // or, where the mailbox offers it, straight to a file
+  bool append_sink_failed_ = false;
 };
 
 }  // namespace bulwark::imap

@@ -159,6 +159,39 @@ std::optional<std::pair<uint32_t, uint32_t>> StoreMailbox::append(const std::str
   return std::pair{*uid, f->uidvalidity()};
 }
 
+namespace {
+class StoreAppendSink : public imap::AppendSink {
+ public:
+  StoreAppendSink(std::unique_ptr<store::Folder> f, std::unique_ptr<store::Folder::Incoming> in)
+      : f_(std::move(f)), in_(std::move(in)) {}
+  bool write(std::string_view data) override { return in_->write(data); }
+  std::optional<std::pair<uint32_t, uint32_t>> commit(const std::string& flags, const std::vector<std::string>& keywords,
+                                                      int64_t internal_date, std::string& error) override {
+    std::string letters = flags;
+    for (auto& k : keywords) {
+      auto l = store::keyword_letter(f_->dir(), k, true, error);
+      if (!l) return std::nullopt;
+      letters += *l;
+    }
+    auto uid = in_->finish(*f_, letters, internal_date, error);
+    if (!uid) return std::nullopt;
+    return std::pair{*uid, f_->uidvalidity()};
+  }
+
+ private:
+  std::unique_ptr<store::Folder> f_;
+  std::unique_ptr<store::Folder::Incoming> in_;
+};
+}  // namespace
+
+std::unique_ptr<imap::AppendSink> StoreMailbox::begin_append(const std::string& name, std::string& error) {
+  if (!exists(name)) return nullptr;
+  auto f = store::Folder::open(store::folder_dir(dir_, name), error);
+  auto in = f ? f->incoming(error) : nullptr;
+  if (!in) return nullptr;
+  return std::make_unique<StoreAppendSink>(std::move(f), std::move(in));
+}
+
 StoreMailbox::StoreMailbox(std::string maildir) : dir_(std::move(maildir)) {
   std::string error;
   std::filesystem::create_directories(dir_);

@@ -117,4 +117,64 @@ std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std
   return out;
 }
 
+std::unique_ptr<Folder::Incoming> Folder::incoming(std::string& error) {
+  std::unique_ptr<Incoming> in(new Incoming);
+  in->dir_ = dir_;
+  in->tmp_ = dir_ + "/tmp/" + unique_base(0, 0) + ".part";
+  in->fd_ = ::open(in->tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (in->fd_ < 0) {
+    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  return in;
+}
+
+Folder::Incoming::~Incoming() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+bool Folder::Incoming::write(std::string_view data) {
+  if (failed_ || fd_ < 0) return false;
+  buf_.clear();
+  buf_.reserve(data.size() + 1);
+  for (char c : data) {  // CRLF -> LF; a CR that ends a piece waits for the next one
+    if (cr_ && c != '\n') buf_ += '\r';
+    cr_ = c == '\r';
+    if (cr_) continue;
+    buf_ += c;
+    lines_ += c == '\n';
+  }
+  size_ += buf_.size();
+  if (!write_all(fd_, buf_)) failed_ = true;
+  return !failed_;
+}
+
+std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& flags, int64_t time,
+                                                 std::string& error) {
+  if (cr_ && !failed_ && fd_ >= 0) {  // a lone CR at the very end is content
+    cr_ = false;
+    failed_ = !write_all(fd_, "\r");
+    ++size_;
+  }
+  if (failed_ || fd_ < 0 || ::fsync(fd_) != 0) {
+    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  ::close(fd_);
+  fd_ = -1;
+  std::string fl = flags;
+  std::sort(fl.begin(), fl.end());
+  std::string base = unique_base(size_, size_ + lines_, time);
+  std::string cur = dir_ + "/cur/" + base + ":2," + fl;
+  if (::rename(tmp_.c_str(), cur.c_str()) != 0 || !sync_dir(dir_ + "/cur")) {
+    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  tmp_.clear();
+  auto uids = f.take_in({base}, error);
+  if (!uids) return std::nullopt;
+  return uids->front();
+}
+
 }  // namespace bulwark::store

@@ -117,6 +117,26 @@ class Folder {
   // Copies messages into `to` (hard links where possible) and gives them UIDs there;
   // returns (UID here, UID there) pairs (UIDPLUS COPYUID). A move is a copy, then
   // remove() here: a crash in between leaves the message in both, never in neither.
+  // A message written into tmp/ as it arrives (IMAP APPEND of a large message: the
+  // session never holds it whole), CRLF or LF in, LF on disk. finish() syncs it, moves
+  // it to cur/ with `flags` and gives it its UID, as add() does; an Incoming dropped
+  // unfinished removes its file.
+  class Incoming {
+   public:
+    ~Incoming();
+    bool write(std::string_view data);
+    std::optional<uint32_t> finish(Folder& f, const std::string& flags, int64_t time, std::string& error);
+
+   private:
+    friend class Folder;
+    std::string dir_, tmp_;
+    int fd_ = -1;
+    uint64_t size_ = 0, lines_ = 0;
+    bool cr_ = false, failed_ = false;
+    std::string buf_;
+  };
+  std::unique_ptr<Incoming> incoming(std::string& error);
+
   // `letter_map`: for keywords, the letter 'a' + i here becomes letter_map[i] there
   // (a space: dropped); empty: letters kept as they are.
   std::vector<std::pair<uint32_t, uint32_t>> copy_to(Folder& to, const std::vector<uint32_t>& uids,

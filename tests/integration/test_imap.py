@@ -643,3 +643,38 @@ def test_every_listed_extension_with_imaplib(make_server):
     assert m.unselect()[0] == "OK"
     assert m.select("INBOX")[1] == [b"3"]
     m.logout()
+
+
+def test_a_large_append_goes_to_disk_as_it_comes_and_an_abandoned_one_leaves_nothing(server):
+    box = server.data / "mail" / "example.test" / "demo"
+    m = imap(server)
+    body = b"".join(b"line %06d of a large message with a CRLF end\r\n" % i for i in range(120000))  # ~5.6 MB
+    big = b"From: a@remote.test\r\nSubject: large\r\n\r\n" + body
+    typ, data = m.append("INBOX", "(\\Seen $Work)", '"05-Feb-2023 10:00:00 +0000"', big)
+    assert typ == "OK" and b"APPENDUID" in data[0], data
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[])")
+    assert data[0][1] == big
+    assert b"RFC822.SIZE %d" % len(big) in data[0][0] and b"\\Seen $Work" in data[0][0], data[0][0]
+    assert b'"05-Feb-2023 10:00:00 +0000"' in data[0][0]
+    on_disk = [p for p in (box / "cur").iterdir()]
+    assert len(on_disk) == 1 and on_disk[0].read_bytes() == big.replace(b"\r\n", b"\n")
+    m.logout()
+    # a client that goes away in the middle of a literal: no message, no file left
+    s = socket.create_connection(("127.0.0.1", server.ports["imaps"]))
+    t = tls_context(server).wrap_socket(s)
+    t.recv(4096)
+    t.sendall(b"a LOGIN %s %s\r\n" % (USER.encode(), PASSWORD.encode()))
+    while b"a OK" not in t.recv(4096):
+        pass
+    t.sendall(b"b APPEND INBOX {3000000+}\r\n" + b"x" * 1000000)
+    time.sleep(0.5)
+    assert any(p.name.endswith(".part") for p in (box / "tmp").iterdir())
+    t.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and any((box / "tmp").iterdir()):
+        time.sleep(0.1)
+    assert not any((box / "tmp").iterdir())
+    m = imap(server)
+    assert m.select("INBOX")[1] == [b"1"]
+    m.logout()

@@ -320,3 +320,32 @@ TEST(Folder, OpeningAnUnchangedBigFolderAgainUsesTheCacheAndSeesEveryChange) {
   EXPECT_EQ(m->messages().size(), 1200u);
   EXPECT_EQ(m->messages()[6].uid, 8u);
 }
+
+TEST(Folder, IncomingMessagesAreWrittenAsTheyComeWhateverThePieces) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  std::string err;
+  auto f = Folder::open(dir.string(), err);
+  ASSERT_TRUE(f) << err;
+  const std::string msg = "Subject: x\r\n\r\na\r\nb\rc\r\n\r\r";  // lone CRs, CRLF at every place
+  for (size_t cut = 0; cut <= msg.size(); ++cut) {
+    auto in = f->incoming(err);
+    ASSERT_TRUE(in) << err;
+    ASSERT_TRUE(in->write(msg.substr(0, cut)));
+    ASSERT_TRUE(in->write(msg.substr(cut)));
+    auto uid = in->finish(*f, "S", 0, err);
+    ASSERT_TRUE(uid) << err;
+    const Message& m = f->messages().back();
+    EXPECT_EQ(m.uid, *uid);
+    EXPECT_EQ(read(dir / m.file), "Subject: x\n\na\nb\rc\n\r\r") << cut;
+    EXPECT_EQ(m.size, 20u);
+    EXPECT_EQ(m.vsize, 24u);  // as a client counts it: each LF as CRLF
+  }
+  {  // dropped unfinished: nothing stays, no UID given
+    auto in = f->incoming(err);
+    ASSERT_TRUE(in->write("half a message"));
+  }
+  EXPECT_TRUE(fs::is_empty(dir / "tmp"));
+  ASSERT_TRUE(f->sync(err));
+  EXPECT_EQ(f->messages().size(), msg.size() + 1);
+}
