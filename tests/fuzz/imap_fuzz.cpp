@@ -37,6 +37,21 @@ struct FuzzHooks : bulwark::imap::Hooks, bulwark::auth::SecretSource {
   int failures = 0;
 };
 
+// A streamed APPEND goes here when the mailbox offers it (the store writes a file).
+struct FuzzSink : bulwark::imap::AppendSink {
+  std::map<std::string, bulwark::test::MemFolderData>* data;
+  std::string folder, got;
+  bool write(std::string_view d) override {
+    got += d;
+    return got.size() <= 4096;
+  }
+  std::optional<std::pair<uint32_t, uint32_t>> commit(const std::string& f, const std::vector<std::string>&, int64_t,
+                                                      std::string&) override {
+    (*data)[folder].add(got, f);
+    return std::pair{(*data)[folder].msgs.back().ref.uid, (*data)[folder].uidvalidity};
+  }
+};
+
 struct FuzzMailbox : bulwark::imap::Mailbox {
   std::vector<bulwark::imap::FolderInfo> f{{"INBOX", "", false, true, true}, {"Sent", "\\Sent", true, false, true},
                                            {"Sent/x", "", false, true, false}};
@@ -59,6 +74,13 @@ struct FuzzMailbox : bulwark::imap::Mailbox {
     data["INBOX"].add("Subject: x\r\n\r\n", "FT");
     data["INBOX"].add("no header at all");
     data["Sent"];
+  }
+  std::unique_ptr<bulwark::imap::AppendSink> begin_append(const std::string& n, std::string&) override {
+    if (!data.count(n) || data[n].msgs.size() > 20) return nullptr;
+    auto s = std::make_unique<FuzzSink>();
+    s->data = &data;
+    s->folder = n;
+    return s;
   }
   std::unique_ptr<bulwark::imap::OpenFolder> open(const std::string& n, std::string& e) override {
     if (!data.count(n)) {
@@ -91,6 +113,7 @@ void session(const uint8_t* data, size_t size) {
   c.auth.mechanisms = {auth::Mech::scram_sha_256, auth::Mech::plain, auth::Mech::login};
   c.limits.max_text = 1024;
   c.limits.max_literal = 2048;
+  c.limits.max_inline_literal = data[0] & 16 ? 64 : 4096;  // APPEND streamed into a sink, or held
   imap::Session s(c, h, {"192.0.2.1", bool(data[0] & 8)});
   FuzzMailbox mb;
   auto drive = [&](imap::Output o) {
