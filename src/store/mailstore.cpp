@@ -162,6 +162,14 @@ std::unique_ptr<Folder> Folder::open(const std::string& dir, std::string& error)
   }
   std::unique_ptr<Folder> f(new Folder(dir));
   if (f->from_cache()) return f;
+  // Maildir's rule: a file in tmp/ untouched for 36 hours is a write that never finished
+  // (a crash in the middle of a delivery or an APPEND's *.part): removed.
+  std::time_t stale = std::time(nullptr) - 36 * 3600;
+  each_entry(dir + "/tmp", [&](std::string_view n) {
+    std::string p = dir + "/tmp/" + std::string(n);
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime < stale) ::unlink(p.c_str());
+  });
   if (!f->sync(error)) return nullptr;
   return f;
 }

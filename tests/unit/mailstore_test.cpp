@@ -349,3 +349,17 @@ TEST(Folder, IncomingMessagesAreWrittenAsTheyComeWhateverThePieces) {
   ASSERT_TRUE(f->sync(err));
   EXPECT_EQ(f->messages().size(), msg.size() + 1);
 }
+
+TEST(Folder, WritesLeftInTmpForThirtySixHoursAreRemoved) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  std::string err;
+  ASSERT_TRUE(Folder::open(dir.string(), err)) << err;
+  std::ofstream(dir / "tmp" / "1.crashed.part") << "half";
+  std::ofstream(dir / "tmp" / "2.in-flight.part") << "being written";
+  fs::last_write_time(dir / "tmp" / "1.crashed.part", fs::file_time_type::clock::now() - std::chrono::hours(37));
+  fs::last_write_time(dir / "tmp" / "2.in-flight.part", fs::file_time_type::clock::now() - std::chrono::hours(35));
+  ASSERT_TRUE(Folder::open(dir.string(), err)) << err;
+  EXPECT_FALSE(fs::exists(dir / "tmp" / "1.crashed.part"));
+  EXPECT_TRUE(fs::exists(dir / "tmp" / "2.in-flight.part"));  // could still be on its way
+}
