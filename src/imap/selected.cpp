@@ -142,12 +142,20 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
   std::string error;
   if (!folder_->refresh(error)) return;
   const auto& now = folder_->messages();
-  for (auto& m : now)  // a keyword letter we have no name for: another session added one
-    if (!m.flags.empty() && m.flags.back() >= 'a' && size_t(m.flags.back() - 'a') >= keywords_.size()) {
-      keywords_ = folder_->keywords();
+  // A keyword letter above those looked up so far: another session may have added a
+  // keyword. Looked up once per letter (a letter no name stands for, left by another
+  // tool, must not make every IDLE tick read the file and tell FLAGS again).
+  char highest = 0;
+  for (auto& m : now)
+    if (!m.flags.empty() && m.flags.back() >= 'a') highest = std::max(highest, m.flags.back());
+  if (highest > keywords_checked_ && size_t(highest - 'a') >= keywords_.size()) {
+    keywords_checked_ = highest;
+    auto names = folder_->keywords();
+    if (names != keywords_) {
+      keywords_ = std::move(names);
       out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
-      break;
     }
+  }
   if (expunges_allowed) {
     // gone: one walk over both (by UID), told highest sequence number first so that
     // no renumbering is needed in between, then the view compacted once
@@ -249,6 +257,7 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
   }
   state_ = State::selected;
   keywords_ = folder_->keywords();
+  keywords_checked_ = 0;
   out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
   out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
   if (!rev2_) {

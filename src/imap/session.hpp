@@ -171,6 +171,7 @@ class Session {
   std::optional<PendingFetch> fetch_;
   std::vector<uint32_t> saved_;
   std::vector<std::string> keywords_;  // the selected folder's keyword names, by letter (a..)
+  char keywords_checked_ = 0;          // the highest letter looked up in the folder since
   std::string flag_list() const;       // system flags and keywords, for FLAGS and PERMANENTFLAGS  // SEARCHRES: the UIDs of SEARCH RETURN (SAVE), "$" (RFC 5182)
   std::string idle_tag_;
   std::string append_buf_;  // a streamed APPEND literal (bounded by Limits::max_literal)

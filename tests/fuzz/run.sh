@@ -18,7 +18,7 @@ case "$target" in
     sources=("$here/pop3_fuzz.cpp" "$src/pop3/session.cpp" "${auth[@]}")
     corpus="$here/pop3_corpus" ;;
   imap)
-    sources=("$here/imap_fuzz.cpp" "$src/imap/parser.cpp" "$src/imap/session.cpp" "$src/imap/selected.cpp" "$src/imap/fetch.cpp" "$src/imap/search.cpp" "$src/imap/message_text.cpp" "$src/imap/mime.cpp" "$src/imap/mutf7.cpp" "$src/imap/search_text.cpp" "$src/core/units.cpp" "${auth[@]}")
+    sources=("$here/imap_fuzz.cpp" "$src/imap/parser.cpp" "$src/imap/session.cpp" "$src/imap/selected.cpp" "$src/imap/folder_commands.cpp" "$src/imap/fetch.cpp" "$src/imap/search.cpp" "$src/imap/message_text.cpp" "$src/imap/mime.cpp" "$src/imap/mutf7.cpp" "$src/imap/search_text.cpp" "$src/core/units.cpp" "${auth[@]}")
     corpus="$here/imap_corpus" ;;
   *) echo "unknown fuzz target: $target" >&2; exit 2 ;;
 esac

@@ -560,6 +560,18 @@ def test_keywords_are_kept_copied_searched_and_seen_by_other_sessions(server):
     typ, data = a.store("1", "+FLAGS", "(onetoomany)")
     assert typ == "NO" and b"[LIMIT]" in data[0], data
     a.logout()
+    # a letter no name stands for (left by another tool) is ignored, and quietly: an
+    # IDLE session is not told FLAGS over and over
+    f = next(p for p in (box / "cur").iterdir() if p.name.endswith(":2,ab"))
+    f.rename(f.with_name(f.name + "z"))
+    b.noop()
+    tag = b._new_tag()
+    b.send(tag + b" IDLE\r\n")
+    assert b.readline().startswith(b"+")
+    import select
+    assert select.select([b.sock], [], [], 3.5)[0] == [], "IDLE told something for nothing"
+    b.send(b"DONE\r\n")
+    assert b.readline().startswith(tag + b" OK")
     b.logout()
 
 
