@@ -26,6 +26,7 @@
 #include "core/strings.hpp"
 #include "delivery/local.hpp"
 #include "delivery/remote.hpp"
+#include "dkim/dkim.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
 #include "net/server.hpp"
@@ -150,6 +151,7 @@ RemoteSettings remote_settings(const Config& cfg) {
   r.bounce_after = d.bounce_after;
   r.report_language = d.report_language;
   r.mx_port = d.mx_port;
+  r.dkim_sign = cfg.dkim.sign;
   r.connect_timeout = d.connect_timeout;
   r.reply_timeout = d.reply_timeout;
   return r;
@@ -370,6 +372,21 @@ int main(int argc, char** argv) {
   auto* queue_delete = sub(queue, "delete", "delete a queued message");
   queue_delete->add_option("ID", arg1)->required();
 
+  std::string selector, algorithm = "rsa2048";
+  auto* dkim_cmd = sub(&app, "dkim", "DKIM signing keys");
+  dkim_cmd->require_subcommand(1);
+  auto* dkim_keygen = sub(dkim_cmd, "keygen", "make a signing key for a local domain and print its DNS TXT record");
+  dkim_keygen->add_option("DOMAIN", arg1)->required();
+  dkim_keygen->add_option("--selector", selector, "DNS selector (default: YYYYMM + r or e)");
+  dkim_keygen->add_option("--algorithm", algorithm, "rsa2048 | ed25519")
+      ->check(CLI::IsMember({"rsa2048", "ed25519"}))
+      ->capture_default_str();
+  auto* dkim_list = sub(dkim_cmd, "list", "list signing keys and their DNS records");
+  dkim_list->add_option("DOMAIN", arg1, "only this domain");
+  auto* dkim_remove = sub(dkim_cmd, "remove", "remove a signing key");
+  dkim_remove->add_option("DOMAIN", arg1)->required();
+  dkim_remove->add_option("--selector", selector, "the key's selector")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -444,7 +461,32 @@ int main(int argc, char** argv) {
       std::cout << "bulwark audit: " << warnings << " warning(s)\n";
       return warnings ? kRuntime : kOk;
     }
-    if (domain_add->parsed()) {
+    if (dkim_keygen->parsed()) {
+      std::string domain = to_lower(arg1);
+      if (!dir->is_local_domain(domain))
+        throw UsageError("domain " + sanitize(domain) + " is not a local domain (bulwark domain add " + sanitize(domain) + ")");
+      auto alg = algorithm == "ed25519" ? dkim::Algorithm::ed25519 : dkim::Algorithm::rsa2048;
+      if (selector.empty()) selector = dkim::default_selector(alg, int64_t(std::time(nullptr)));
+      if (!dkim::valid_selector(selector))
+        throw UsageError("selector \"" + sanitize(selector) + "\" must be DNS labels (letters, digits, '-', '.')");
+      dkim::Key k = dkim::keygen(cfg.server.data_dir, domain, selector, alg);
+      std::cout << dkim::dns_record(k) << "\n";
+      std::cerr << "key stored in " << k.path << " (0600); publish the record above in DNS, then mail from "
+                << domain << " is signed with it\n";
+    } else if (dkim_list->parsed()) {
+      for (auto& k : dkim::list_keys(cfg.server.data_dir, arg1)) {
+        char day[16];
+        std::time_t t = std::time_t(k.created);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
+        std::cout << k.domain << "  " << k.selector << "  " << dkim::algorithm_name(k.algorithm) << "  " << day << "\n"
+                  << "  " << dkim::dns_record(k) << "\n";
+      }
+    } else if (dkim_remove->parsed()) {
+      dkim::remove_key(cfg.server.data_dir, arg1, selector);
+      std::cout << "removed DKIM key " << selector << " of " << to_lower(arg1) << "\n";
+    } else if (domain_add->parsed()) {
       dir->add_domain(arg1, !no_anti_spoofing);
       std::cout << "added domain " << to_lower(arg1) << "\n";
     } else if (domain_remove->parsed()) {

@@ -217,6 +217,10 @@ Config load_config(const std::string& path) {
                            }},
                           {"trusted_ip_group", group_ref(c.relay.trusted_ip_group)}});
                }},
+              {"dkim",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p, {{"sign", [&](const toml::node& v, const std::string& k) { c.dkim.sign = r.boolean(v, k); }}});
+               }},
               {"dns",
                [&](const toml::node& n, const std::string& p) {
                  r.table(n, p,

@@ -122,6 +122,10 @@ struct Config {
   } delivery;
 
   struct {
+    bool sign = true;    // sign mail of ours whose From: domain has a key (bulwark dkim keygen)
+  } dkim;
+
+  struct {
     std::vector<DnsServer> servers;  // empty = /etc/resolv.conf
     std::chrono::seconds timeout{5};
   } dns;

@@ -158,6 +158,10 @@ awaitable<bool> Outbound::send_body(Conn& c, const StoredMessage& m) {
     return true;
   });
   Spool::Reader* r = &*reader;
+  if (opened && !m.prepend.empty()) {
+    std::string first = stuffer.stuff(m.prepend);
+    if (!co_await write(c, first)) co_return false;
+  }
   while (opened && r->left() > 0) {
     std::optional<std::string> chunk = co_await on_disk(disk_, io_, [r] { return r->next(64 * 1024); });
     if (!chunk || chunk->empty()) {

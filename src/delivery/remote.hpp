@@ -37,6 +37,7 @@ struct RemoteSettings {
   std::chrono::seconds retry_interval{1800}, warn_after{4 * 3600}, bounce_after{5 * 86400};
   std::string report_language = "en";
   uint16_t mx_port = 25;
+  bool dkim_sign = true;  // dkim.sign: sign mail of ours whose From: domain has a key
   // delivery.connect_timeout / reply_timeout: per reply and per block of the message
   // sent (RFC 5321 4.5.3.2 minimums); the reply to the end of the data gets twice it.
   std::chrono::seconds connect_timeout{30}, reply_timeout{300};

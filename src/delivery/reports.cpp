@@ -36,6 +36,7 @@ bool Reporter::send(const StoredMessage& m, DsnInput::Kind kind, const std::vect
   tx->envelope.id = spool_.new_id();
   tx->envelope.sender = "";
   tx->envelope.client_ip = "127.0.0.1";
+  tx->envelope.ours = true;  // the server's own report: signed like any mail of ours
   tx->envelope.helo = s.hostname;
   tx->envelope.recipients = to;
   DsnInput in;

@@ -197,6 +197,7 @@ class SmtpDriver : public Driver {
         }
         // commit
         tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
+        tx->envelope.ours = hooks.ours();
         c->set_deadline(cfg->timeouts.data);
         bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
         if (ok) {

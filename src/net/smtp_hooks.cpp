@@ -45,6 +45,10 @@ bool SmtpHooks::in_relay_group() const {
   return !p_.relay.allow_ip_group.empty() && p_.groups->contains(p_.relay.allow_ip_group, ipa_);
 }
 
+bool SmtpHooks::ours() const {
+  return !auth_user_.empty() || (in_relay_group() && !auth_failed_) || p_.pop.within(ipa_, p_.relay.pop_before_smtp);
+}
+
 bool SmtpHooks::may_relay(const Address& rcpt) {
   RelayInputs in{ipa_, !auth_user_.empty(), auth_failed_};
   RelayVerdict v = decide_relay(p_.relay, *p_.groups, p_.pop, in);

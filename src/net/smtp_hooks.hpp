@@ -53,6 +53,11 @@ class SmtpHooks : public smtp::SessionHooks {
   bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
   void auth_reset() override { auth_user_.clear(); }  // a failed AUTH still counts
 
+  // The message comes from one of ours (smtp::Envelope::ours): authenticated, or a
+  // client the relay settings trust to send (IP group not revoked, POP-before-SMTP).
+  // relay.open does not make a client ours.
+  bool ours() const;
+
  private:
   bool in_relay_group() const;
 

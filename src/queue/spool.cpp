@@ -101,6 +101,7 @@ std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, 
   h += std::string("smtputf8 ") + (e.smtputf8 ? "1" : "0") + "\n";
   h += std::string("8bit ") + (eight_bit ? "1" : "0") + "\n";
   h += "tls " + enc(e.tls) + "\n";
+  if (e.ours) h += "ours 1\n";
   h += "size " + std::to_string(content_size) + "\n";
   for (auto& r : e.recipients) h += std::string("rcpt ") + (r.local ? "L " : "R ") + enc(r.rcpt) + " " + enc(r.target) + "\n";
   return h;
@@ -370,6 +371,7 @@ Loaded Spool::load(const std::string& id) {
       m.eight_bit = a == "1";
       has_8bit_line = true;
     } else if (key == "tls") m.envelope.tls = dec(a);
+    else if (key == "ours") m.envelope.ours = a == "1";
     // "id" is the file name; "pad" fills the room before a streamed body; other keys
     // are from a newer version: ignored.
   }

@@ -36,6 +36,9 @@ struct StoredMessage {
   bool warned = false;            // the delay notice went out
   int64_t next_attempt = 0;       // unix seconds; 0 = now
   uint32_t attempts = 0;          // remote delivery attempts so far
+  // Not stored: header fields remote delivery sends in front of the content (the
+  // DKIM-Signature fields made when it loads the message for an attempt).
+  std::string prepend;
 
   bool finished(const std::string& target) const;  // delivered or bounced
   bool pending(bool local) const;  // a local (or a remote) target is not finished yet

@@ -112,6 +112,10 @@ struct Envelope {
   bool smtputf8 = false;
   std::string tls;     // "TLSv1.3/TLS_AES_256_GCM_SHA384" or ""
   std::string auth_user;  // authenticated user, or ""
+  // Sent by one of ours: an authenticated user or a client allowed to relay (IP group,
+  // POP-before-SMTP), or made by the server itself (reports). Only such mail is
+  // DKIM-signed when it leaves.
+  bool ours = false;
   std::vector<Recipient> recipients;
 };
 

@@ -54,6 +54,17 @@ def free_ports(n):
     return ports
 
 
+def wait(pred, timeout=20, what="condition"):
+    """pred()'s first true value, polled every 50 ms; AssertionError after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port():
     return free_ports(1)[0]
 

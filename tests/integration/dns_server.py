@@ -42,9 +42,19 @@ class ZoneResolver(BaseResolver):
 
 
 class DnsTestServer:
-    def __init__(self, zone):
+    def __init__(self, zone, address="127.0.0.1", port=None):
+        """port: a fixed port (53 for tools that read /etc/resolv.conf, which names no
+        port; see resolv_conf_cmd); default a free one."""
         self.resolver = ZoneResolver(zone)
+        self.address = address
         logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        if port is not None:
+            self.port = port
+            self.udp = DNSServer(self.resolver, address=address, port=port, logger=logger)
+            self.tcp = DNSServer(self.resolver, address=address, port=port, tcp=True, logger=logger)
+            self.udp.start_thread()
+            self.tcp.start_thread()
+            return
         # A port free for UDP may be taken for TCP (another test's listener): try again.
         for attempt in range(50):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -72,8 +82,17 @@ class DnsTestServer:
         self.tcp.stop()
 
 
+def resolv_conf_cmd(tmp_path, dns, cmd):
+    """`cmd` run with an /etc/resolv.conf that names only `dns` (which must listen on
+    port 53): a private mount namespace (unshare -m, as root) with the file bound over.
+    For tools with no way to name a DNS server (dkimverify, opendkim-testmsg)."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"nameserver {dns.address}\noptions timeout:2 attempts:1\n")
+    return ["unshare", "-m", "sh", "-c", f'mount --bind "{conf}" /etc/resolv.conf && exec "$@"', "sh", *cmd]
+
+
 def mx(host, pref=10):
     return MX(host, pref)
 
 
-__all__ = ["DnsTestServer", "A", "AAAA", "MX", "PTR", "TXT", "mx"]
+__all__ = ["DnsTestServer", "A", "AAAA", "MX", "PTR", "TXT", "mx", "resolv_conf_cmd"]

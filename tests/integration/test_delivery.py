@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, free_port
+from conftest import PASSWORD, free_port, wait
 from dns_server import AAAA, MX, A, DnsTestServer, mx
 from remote_mx import RemoteMx, CertAuthority
 
@@ -81,16 +81,6 @@ def send(srv, rcpts, subject="test", sender=SENDER, body="hello\r\n"):
     msg = f"From: {sender}\r\nTo: x\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@t>\r\n\r\n{body}"
     with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
         s.sendmail(sender, rcpts, msg)
-
-
-def wait(pred, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def queue_empty(srv):

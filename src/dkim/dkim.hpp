@@ -1,0 +1,131 @@
+// dkim/: DKIM (RFC 6376, RFC 8463): canonicalization, keys under <data_dir>/dkim/,
+// signing of outgoing mail and the sans-I/O part of verification (the caller looks
+// up the key records in DNS). OpenSSL does the cryptography. Depends on core/.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+typedef struct evp_pkey_st EVP_PKEY;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+
+namespace bulwark::dkim {
+
+// ---- message structure and canonicalization (canon.cpp)
+
+// One header field as it stands in the message: "Name: value" with its folding,
+// without the CRLF that ends it.
+struct Field {
+  std::string_view name;
+  std::string_view raw;
+};
+// Where the body starts: just after the first empty line; npos when the message has
+// no empty line (all of it is header).
+size_t body_offset(std::string_view message);
+// The fields of a header section (the bytes before the empty line).
+std::vector<Field> split_fields(std::string_view head);
+// RFC 6376 3.4.2 "relaxed" header canonicalization of one field, without CRLF.
+std::string relaxed_header(std::string_view raw);
+
+// Body canonicalization (RFC 6376 3.4.3/3.4.4) fed in pieces, hashed with SHA-256
+// (or SHA-1 for verifying old rsa-sha1 signatures). `limit` (l=) bounds what is hashed.
+class BodyHash {
+ public:
+  BodyHash(bool relaxed, bool sha1 = false, std::optional<uint64_t> limit = std::nullopt);
+  ~BodyHash();
+  BodyHash(const BodyHash&) = delete;
+  BodyHash& operator=(const BodyHash&) = delete;
+  void update(std::string_view bytes);
+  std::string finish();          // the raw digest
+  uint64_t length() const { return total_; }  // canonical bytes (before the l= cut)
+
+ private:
+  void emit(std::string_view s);
+  void content(char c);
+  bool relaxed_;
+  std::optional<uint64_t> limit_;
+  uint64_t total_ = 0;
+  EVP_MD_CTX* md_ = nullptr;
+  bool line_content_ = false, wsp_ = false, cr_ = false;
+  uint64_t empty_lines_ = 0;
+};
+
+// Tag lists (RFC 6376 3.2): "v=1; a=rsa-sha256; ..."; nullopt when malformed or a tag
+// appears twice. Values keep their inner whitespace except folding, which is removed.
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_tags(std::string_view text);
+std::string base64(std::string_view raw);
+std::optional<std::string> unbase64(std::string_view text);  // whitespace ignored
+
+// ---- keys (keys.cpp)
+
+enum class Algorithm { rsa2048, ed25519 };
+const char* algorithm_name(Algorithm a);  // "rsa2048" | "ed25519"
+
+struct Key {
+  std::string domain, selector;
+  Algorithm algorithm = Algorithm::rsa2048;
+  std::string path;
+  int64_t created = 0;  // unix seconds (file modification time)
+  std::shared_ptr<EVP_PKEY> pkey;
+};
+
+// <data_dir>/dkim/<domain>/<selector>.pem (PKCS#8, 0600). keygen refuses an existing
+// selector; the default selector is YYYYMM plus "r" (RSA) or "e" (Ed25519).
+std::string default_selector(Algorithm a, int64_t now);
+bool valid_selector(std::string_view s);
+Key keygen(const std::string& data_dir, const std::string& domain, const std::string& selector, Algorithm a);
+std::vector<Key> list_keys(const std::string& data_dir, const std::string& domain = "");
+void remove_key(const std::string& data_dir, const std::string& domain, const std::string& selector);
+// The DNS record to publish: `sel._domainkey.domain. IN TXT "v=DKIM1; k=...; p=..."`,
+// split into strings of at most 255 octets.
+std::string dns_record(const Key& k);
+std::string public_key_text(const Key& k);  // the p= value
+
+// ---- signing (sign.cpp)
+
+// Signs with every key of the From: domain: the newest key of each algorithm. The
+// keys of a domain are read again when its directory changes. Thread-safe.
+class Signer {
+ public:
+  explicit Signer(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+
+  class Job {
+   public:
+    void body(std::string_view bytes) { hash_->update(bytes); }
+    // The DKIM-Signature fields to put on top of the message, CRLF-terminated.
+    std::string finish(int64_t now);
+    const std::string& domain() const { return domain_; }
+
+   private:
+    friend class Signer;
+    std::vector<Key> keys_;
+    std::string domain_, head_;
+    std::unique_ptr<BodyHash> hash_;
+  };
+  // `head`: the header section of the message (without the empty line). Null when the
+  // message has no single From: domain with a key.
+  std::unique_ptr<Job> begin(std::string_view head);
+  // The whole message at once (tests, small messages).
+  std::string sign(std::string_view message, int64_t now);
+
+ private:
+  std::vector<Key> keys_for(const std::string& domain);
+  std::string data_dir_;
+  std::mutex mu_;
+  struct Cached {
+    int64_t stamp = -1;
+    std::vector<Key> keys;
+  };
+  std::unordered_map<std::string, Cached> cache_;
+};
+
+// The header fields a signature covers (h=), From counted one extra time (over-signed).
+std::vector<std::string> headers_to_sign(const std::vector<Field>& fields);
+
+}  // namespace bulwark::dkim
