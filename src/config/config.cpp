@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "core/address.hpp"
+#include "core/strings.hpp"
 #include "core/units.hpp"
 
 namespace bulwark {
@@ -136,6 +137,18 @@ Config load_config(const std::string& path) {
       if (!out.empty()) refs.emplace_back(k, &v);
     };
   };
+  // A string key that takes one of a few values.
+  auto one_of = [&](std::string& out, std::vector<std::string> allowed) {
+    return [&, allowed](const toml::node& v, const std::string& k) {
+      out = r.str(v, k);
+      std::string list;
+      for (auto& a : allowed) {
+        if (a == out) return;
+        list += (list.empty() ? "\"" : ", \"") + a + "\"";
+      }
+      r.fail(&v, k, "must be one of " + list);
+    };
+  };
   r.table(root, "",
           {
               {"server",
@@ -219,7 +232,40 @@ Config load_config(const std::string& path) {
                }},
               {"dkim",
                [&](const toml::node& n, const std::string& p) {
-                 r.table(n, p, {{"sign", [&](const toml::node& v, const std::string& k) { c.dkim.sign = r.boolean(v, k); }}});
+                 r.table(n, p,
+                         {{"sign", [&](const toml::node& v, const std::string& k) { c.dkim.sign = r.boolean(v, k); }},
+                          {"verify", [&](const toml::node& v, const std::string& k) { c.dkim.verify = r.boolean(v, k); }}});
+               }},
+              {"spf",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p, {{"mode", one_of(c.spf.mode, {"off", "tag", "reject"})}});
+               }},
+              {"dmarc",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p, {{"mode", one_of(c.dmarc.mode, {"off", "tag", "enforce"})}});
+               }},
+              {"dnsbl",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p, {{"zones", [&](const toml::node& v, const std::string& k) {
+                                   const toml::array* arr = v.as_array();
+                                   if (!arr) r.fail(&v, k, "must be a list like [\"zen.spamhaus.org\"]");
+                                   for (auto&& el : *arr) {
+                                     std::string z = to_lower(r.str(el, k));
+                                     while (!z.empty() && z.back() == '.') z.pop_back();
+                                     if (!valid_domain(z, false)) r.fail(&el, k, "\"" + z + "\" is not a domain name");
+                                     c.dnsbl.zones.push_back(z);
+                                   }
+                                 }}});
+               }},
+              {"greylisting",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p,
+                         {{"enabled", [&](const toml::node& v, const std::string& k) { c.greylisting.enabled = r.boolean(v, k); }},
+                          {"delay", [&](const toml::node& v, const std::string& k) { c.greylisting.delay = r.duration(v, k); }},
+                          {"expire", [&](const toml::node& v, const std::string& k) {
+                             c.greylisting.expire = r.duration(v, k);
+                             if (c.greylisting.expire.count() <= 0) r.fail(&v, k, "must be longer than 0");
+                           }}});
                }},
               {"dns",
                [&](const toml::node& n, const std::string& p) {
@@ -328,17 +374,6 @@ Config load_config(const std::string& path) {
                }},
               {"delivery",
                [&](const toml::node& n, const std::string& p) {
-                 auto one_of = [&](std::string& out, std::vector<std::string> allowed) {
-                   return [&, allowed](const toml::node& v, const std::string& k) {
-                     out = r.str(v, k);
-                     std::string list;
-                     for (auto& a : allowed) {
-                       if (a == out) return;
-                       list += (list.empty() ? "\"" : ", \"") + a + "\"";
-                     }
-                     r.fail(&v, k, "must be one of " + list);
-                   };
-                 };
                  r.table(n, p,
                          {{"mode", one_of(c.delivery.mode, {"direct", "relay"})},
                           {"relay_host",

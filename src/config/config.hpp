@@ -123,7 +123,26 @@ struct Config {
 
   struct {
     bool sign = true;    // sign mail of ours whose From: domain has a key (bulwark dkim keygen)
+    bool verify = true;  // verify inbound signatures; the result goes into Authentication-Results
   } dkim;
+
+  struct {
+    std::string mode = "tag";  // off | tag (Authentication-Results only) | reject (fail -> 550 5.7.23)
+  } spf;
+
+  struct {
+    std::string mode = "tag";  // off | tag | enforce (p=reject -> 550 5.7.1, p=quarantine -> Junk)
+  } dmarc;
+
+  struct {
+    std::vector<std::string> zones;  // DNSBL zones; a listed client gets 554 5.7.1 at RCPT
+  } dnsbl;
+
+  struct {
+    bool enabled = false;
+    std::chrono::seconds delay{300};             // first (network, sender, recipient): 451 4.7.1 until then
+    std::chrono::seconds expire{35 * 86400};     // a passed triplet is remembered this long after its last use
+  } greylisting;
 
   struct {
     std::vector<DnsServer> servers;  // empty = /etc/resolv.conf

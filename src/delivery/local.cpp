@@ -1,5 +1,7 @@
 #include "delivery/local.hpp"
 
+#include "store/folders.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
+#include "store/folders.hpp"
 
 namespace bulwark {
 namespace fs = std::filesystem;
@@ -207,6 +210,7 @@ bool LocalDelivery::ensure_maildir(const std::string& dir, std::string& error) {
 
 bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error) {
   std::string dir = maildir_path(s_.data_dir, target);
+  if (msg.m.envelope.junk) dir = store::folder_dir(dir, "Junk");  // DMARC quarantine
   if (!ensure_maildir(dir, error)) return false;
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();

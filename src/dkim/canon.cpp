@@ -54,15 +54,16 @@ std::string relaxed_header(std::string_view raw) {
   std::string out = to_lower(trim(raw.substr(0, colon)));
   out += ':';
   std::string_view v = raw.substr(colon + 1);
-  bool space = false;
+  bool space = false, value = false;  // whitespace before the value is dropped
   for (char c : v) {
     if (c == '\r' || c == '\n') continue;  // unfold
     if (wsp(c)) {
       space = true;
       continue;
     }
-    if (space && out.back() != ':') out += ' ';
+    if (space && value) out += ' ';
     space = false;
+    value = true;
     out += c;
   }
   return out;
@@ -131,6 +132,18 @@ std::string BodyHash::finish() {
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_DigestFinal_ex(md_, d, &n);
+  return std::string(reinterpret_cast<char*>(d), n);
+}
+
+std::string signed_input(bool ed25519, std::string_view data, const EVP_MD** md) {
+  if (!ed25519) {
+    *md = EVP_sha256();
+    return std::string(data);
+  }
+  unsigned char d[32];  // RFC 8463 3: Ed25519 (pure) over the SHA-256 hash of the data
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
+  *md = nullptr;
   return std::string(reinterpret_cast<char*>(d), n);
 }
 

@@ -14,6 +14,7 @@
 
 typedef struct evp_pkey_st EVP_PKEY;
 typedef struct evp_md_ctx_st EVP_MD_CTX;
+typedef struct evp_md_st EVP_MD;
 
 namespace bulwark::dkim {
 
@@ -60,6 +61,10 @@ class BodyHash {
 // appears twice. Values keep their inner whitespace except folding, which is removed.
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_tags(std::string_view text);
 std::string base64(std::string_view raw);
+// What the signature algorithm signs for these header bytes, and the digest to give
+// EVP_DigestSign/Verify: rsa-sha256 the bytes with SHA-256; ed25519-sha256 their
+// SHA-256 hash with no digest (RFC 8463).
+std::string signed_input(bool ed25519, std::string_view data, const EVP_MD** md);
 std::optional<std::string> unbase64(std::string_view text);  // whitespace ignored
 
 // ---- keys (keys.cpp)
@@ -127,5 +132,41 @@ class Signer {
 
 // The header fields a signature covers (h=), From counted one extra time (over-signed).
 std::vector<std::string> headers_to_sign(const std::vector<Field>& fields);
+
+// ---- verification (verify.cpp), sans-I/O: the caller feeds the body and answers the
+// key lookups (TXT records at key_names()).
+
+struct KeyAnswer {
+  enum Status { found, missing, temporary } status = missing;  // missing: NXDOMAIN or no TXT
+  std::vector<std::string> texts;
+};
+
+struct Verdict {
+  // RFC 8601 2.7.1 result names
+  enum Result { pass, fail, neutral, policy, temperror, permerror } result = permerror;
+  std::string domain, selector, algorithm;  // d=, s=, a= (as far as they could be read)
+  std::string b;       // the first 8 characters of b= (RFC 6008 header.b)
+  std::string reason;  // why not pass, for the A-R comment and the log
+};
+const char* result_name(Verdict::Result r);
+
+class Verifier {
+ public:
+  // head: the header section (without the empty line). At most max_signatures
+  // DKIM-Signature fields are looked at (the topmost), so a message cannot make the
+  // server do unbounded work.
+  Verifier(std::string_view head, int64_t now, size_t max_signatures = 5);
+  ~Verifier();
+  bool any() const { return !sigs_.empty(); }
+  void body(std::string_view bytes);
+  // "selector._domainkey.domain" of every signature that still needs its key.
+  std::vector<std::string> key_names() const;
+  std::vector<Verdict> finish(const std::unordered_map<std::string, KeyAnswer>& keys);
+
+ private:
+  struct Sig;
+  std::string head_;
+  std::vector<std::unique_ptr<Sig>> sigs_;
+};
 
 }  // namespace bulwark::dkim

@@ -23,15 +23,8 @@ const char* const kSigned[] = {"from",       "reply-to",  "sender",       "subje
                                "list-id",    "list-unsubscribe", "list-unsubscribe-post", "feedback-id"};
 
 std::string sign_bytes(EVP_PKEY* key, Algorithm a, std::string_view data) {
-  std::string input(data);
-  const EVP_MD* md = EVP_sha256();
-  if (a == Algorithm::ed25519) {  // RFC 8463: Ed25519 over the SHA-256 hash of the data
-    unsigned char d[32];
-    unsigned int n = 0;
-    EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
-    input.assign(reinterpret_cast<char*>(d), n);
-    md = nullptr;
-  }
+  const EVP_MD* md = nullptr;
+  std::string input = signed_input(a == Algorithm::ed25519, data, &md);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   size_t len = 0;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, key) != 1 ||

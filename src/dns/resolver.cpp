@@ -97,6 +97,14 @@ struct Resolver::Impl {
           for (char** a = h->h_aliases; a && *a; ++a) r.names.push_back(*a);
           ares_free_hostent(h);
         }
+      } else if (q->type == DnsType::txt) {
+        ares_txt_ext* txt = nullptr;
+        rc = ares_parse_txt_reply_ext(abuf, alen, &txt);
+        for (ares_txt_ext* t = txt; t; t = t->next) {
+          if (t->record_start || r.texts.empty()) r.texts.emplace_back();
+          r.texts.back().append(reinterpret_cast<const char*>(t->txt), t->length);
+        }
+        if (txt) ares_free_data(txt);
       } else if (q->type == DnsType::a) {
         ares_addrttl ttls[32];
         int n = 32;
@@ -116,7 +124,7 @@ struct Resolver::Impl {
           if (inet_ntop(AF_INET6, &ttls[i].ip6addr, buf, sizeof buf)) r.ips.push_back(buf);
         }
       }
-      if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && r.names.empty() && r.addresses == 0)) {
+      if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && r.names.empty() && r.addresses == 0 && r.texts.empty())) {
         r.status = DnsResult::nodata;
       } else if (rc != ARES_SUCCESS) {
         r.status = DnsResult::failure;

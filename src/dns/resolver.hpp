@@ -20,11 +20,12 @@ struct DnsResult {
   std::vector<int> preferences;    // MX: parallel to names
   size_t addresses = 0;            // A/AAAA records
   std::vector<std::string> ips;    // A/AAAA: the addresses in text form
+  std::vector<std::string> texts;  // TXT: one per record, its strings joined
   std::chrono::seconds ttl{0};     // smallest TTL of the answer (0 when none)
   std::string error;               // for failures: what c-ares said
 };
 
-enum class DnsType { a = 1, ptr = 12, mx = 15, aaaa = 28 };
+enum class DnsType { a = 1, ptr = 12, mx = 15, txt = 16, aaaa = 28 };
 
 class Resolver {
  public:

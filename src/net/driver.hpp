@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "net/connection.hpp"
+#include "policy/greylist.hpp"
 #include "policy/policy.hpp"
 
 namespace bulwark {
@@ -49,6 +50,7 @@ struct Shared {
   Logins& logins;
   store::MailboxLocks& mailbox_locks;
   asio::thread_pool& disk;  // mailbox syncs and removals (readdir, fsync): never on an I/O thread
+  Greylist* greylist = nullptr;  // made at start when greylisting.enabled
 };
 
 class Driver {

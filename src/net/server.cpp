@@ -4,6 +4,7 @@
 #include <asio/ssl.hpp>
 #include <chrono>
 #include <deque>
+#include <filesystem>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -56,6 +57,7 @@ struct Server::Impl {
   asio::thread_pool disk{2};     // mailbox syncs and removals
   store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
+  std::unique_ptr<Greylist> greylist;
   Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
@@ -69,6 +71,13 @@ struct Server::Impl {
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {
     logins.set_cache_ttl(cfg->policy.login_cache_ttl);
+    if (cfg->greylisting.enabled) {
+      GreylistSettings gs;
+      gs.delay = cfg->greylisting.delay;
+      gs.expire = cfg->greylisting.expire;
+      greylist = std::make_unique<Greylist>((std::filesystem::path(cfg->server.data_dir) / "greylist").string(), gs);
+      shared.greylist = greylist.get();
+    }
   }
 
   ~Impl() { close(); }

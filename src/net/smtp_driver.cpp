@@ -6,6 +6,7 @@
 #include "logging/logs.hpp"
 #include "net/driver.hpp"
 #include "net/login.hpp"
+#include "net/mail_auth.hpp"
 #include "net/smtp_hooks.hpp"
 #include "policy/dns_checks.hpp"
 #include "queue/spool.hpp"
@@ -75,6 +76,37 @@ auto async_dns_check(DnsChecks& dns, std::string ip, Address sender, bool ptr, b
       token);
 }
 
+// The checks of a whole received message (net/mail_auth.hpp), resumed on the
+// session's executor.
+template <class Token>
+auto async_check(asio::thread_pool& disk, DnsChecks& dns, const std::shared_ptr<smtp::Transaction>& tx,
+                 const MessageChecks& what, Token&& token) {
+  return asio::async_initiate<Token, void(CheckResults)>(
+      [&disk, &dns, tx, what](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        check_message(disk, dns, tx, what, [h, ex](CheckResults r) {
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      token);
+}
+
+// DNSBL lookups of the client (SPEC 11): the listing zone, or "".
+template <class Token>
+auto async_dnsbl(DnsChecks& dns, const std::string& ip, const std::vector<std::string>& zones, Token&& token) {
+  return asio::async_initiate<Token, void(std::string)>(
+      [&dns, ip, zones](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        dns.dnsbl(ip, zones, [h, ex, ip](std::string zone, std::vector<std::string> failed) {
+          for (auto& f : failed) logs::main().warn("DNSBL {} did not answer for {}: taken as not listed", f, ip);
+          asio::post(ex, [h, zone = std::move(zone)]() mutable { (*h)(std::move(zone)); });
+        });
+      },
+      token);
+}
+
 void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
   const auto& e = tx.envelope;
   std::string rcpts;
@@ -85,9 +117,10 @@ void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
     if (!rcpts.empty()) rcpts += ",";
     rcpts += "<" + sanitize(r.rcpt) + ">";
   }
-  logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}", e.id, e.client_ip,
+  logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}{}", e.id, e.client_ip,
                     lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.body.size(),
-                    e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user));
+                    e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user),
+                    e.junk ? " junk=dmarc-quarantine" : "");
 }
 
 class SmtpDriver : public Driver {
@@ -134,7 +167,8 @@ class SmtpDriver : public Driver {
                      cfg->relay.pop_before_smtp};
     SessionPolicy policy{a.groups, rs, sh_.limits, sh_.pop, cfg->limits.max_messages_per_hour, a.exempt,
                          a.groups->contains(cfg->relay.trusted_ip_group, ipa), cfg->limits.require_client_ptr,
-                         cfg->limits.require_sender_domain_in_dns, cfg->policy.anti_spoofing, cfg->server.postmaster};
+                         cfg->limits.require_sender_domain_in_dns, cfg->policy.anti_spoofing, cfg->server.postmaster,
+                         cfg->dnsbl.zones, cfg->greylisting.enabled ? sh_.greylist : nullptr};
     SmtpHooks hooks(sh_.dir, sh_.spool, sh_.logins, ip, ipa, cfg->server.hostname, policy);
     smtp::ServerSession s(sc, hooks, client);
     ReadPacer pacer(cfg->timeouts.command, cfg->timeouts.data, cfg->timeouts.min_data_rate);
@@ -175,6 +209,10 @@ class SmtpDriver : public Driver {
           c->set_deadline(cfg->timeouts.command);
           auto refusal = co_await async_dns_check(sh_.dns, ip, s.checking_sender(), cfg->limits.require_client_ptr,
                                                   cfg->limits.require_sender_domain_in_dns, use_awaitable);
+          if (!refusal && hooks.dnsbl_due()) {
+            std::string zone = co_await async_dnsbl(sh_.dns, ip, cfg->dnsbl.zones, use_awaitable);
+            hooks.dnsbl_result(zone);
+          }
           o = s.check_finished(std::move(refusal));
           continue;
         }
@@ -198,6 +236,38 @@ class SmtpDriver : public Driver {
         // commit
         tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
         tx->envelope.ours = hooks.ours();
+        // Mail of ours is signed when it leaves, not checked when it comes in; the
+        // trusted group (a backup MX) skips the sender checks (SPEC 11).
+        // DMARC needs both DKIM and SPF results, whatever their own modes say.
+        MessageChecks what;
+        bool sender_checks = !tx->envelope.ours && !policy.trusted;
+        what.dmarc = cfg->dmarc.mode != "off" && sender_checks;
+        what.dkim = (cfg->dkim.verify || what.dmarc) && !tx->envelope.ours;
+        what.spf = (cfg->spf.mode != "off" || what.dmarc) && sender_checks;
+        if (what.dkim || what.spf) {
+          what.ip = ip;
+          what.sender = tx->envelope.sender;
+          what.helo = tx->envelope.helo;
+          c->set_deadline(cfg->timeouts.command);
+          CheckResults results = co_await async_check(sh_.disk, sh_.dns, tx, what, use_awaitable);
+          if (results.spf && results.spf->result == spf::Result::fail && cfg->spf.mode == "reject") {
+            std::string text = "SPF validation failed: [" + ip + "] may not send for " +
+                               sanitize(spf::checked_domain(what.sender, what.helo));
+            tx.reset();
+            o = s.commit_refused(smtp::Reply(550, "5.7.23", text));
+            continue;
+          }
+          if (results.dmarc && results.dmarc->result == dmarc::Result::fail && cfg->dmarc.mode == "enforce") {
+            if (results.dmarc->disposition == dmarc::Policy::reject) {
+              std::string text = "DMARC policy of " + sanitize(results.from_domain) + " rejects this message";
+              tx.reset();
+              o = s.commit_refused(smtp::Reply(550, "5.7.1", text));
+              continue;
+            }
+            if (results.dmarc->disposition == dmarc::Policy::quarantine) tx->envelope.junk = true;
+          }
+          tx->received = authentication_results(cfg->server.hostname, what, results) + tx->received;
+        }
         c->set_deadline(cfg->timeouts.data);
         bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
         if (ok) {

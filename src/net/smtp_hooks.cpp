@@ -96,7 +96,37 @@ std::optional<smtp::Reply> SmtpHooks::check_message(std::string_view data) {
 
 bool SmtpHooks::sender_needs_check(const Address& sender) {
   if (p_.exempt || p_.trusted) return false;
-  return p_.require_ptr || (p_.require_sender_domain && !sender.empty());
+  return p_.require_ptr || (p_.require_sender_domain && !sender.empty()) || dnsbl_due();
+}
+
+bool SmtpHooks::dnsbl_due() const {
+  return !p_.dnsbl_zones.empty() && !dnsbl_checked_ && !p_.exempt && !p_.trusted && !ours();
+}
+
+void SmtpHooks::dnsbl_result(const std::string& zone) {
+  dnsbl_checked_ = true;
+  dnsbl_zone_ = zone;
+}
+
+// SPEC 11: DNSBL and greylisting spare the exempt and trusted groups and mail of ours;
+// mail to postmaster is always taken (RFC 5321 4.5.1), so a listed sender can still
+// reach a human about it.
+std::optional<smtp::Reply> SmtpHooks::check_recipient(const std::string& sender, const Address& rcpt) {
+  if (p_.exempt || p_.trusted || ours() || iequals(rcpt.local, "postmaster")) return std::nullopt;
+  if (!dnsbl_zone_.empty()) {
+    logs::security().info("SMTP client {} listed in {}: recipient <{}> refused", ip_, dnsbl_zone_,
+                          sanitize(rcpt.str()));
+    return smtp::Reply(554, "5.7.1", "Service unavailable; client [" + ip_ + "] blocked using " + dnsbl_zone_);
+  }
+  if (p_.greylist) {
+    int64_t left = 0;
+    if (p_.greylist->check(ipa_, sender, rcpt.str(), &left) == Greylist::Verdict::defer) {
+      logs::mail().info("greylisted client={} from=<{}> to=<{}> retry_after={}s", ip_, sanitize(sender),
+                        sanitize(rcpt.str()), left);
+      return smtp::Reply(451, "4.7.1", "Greylisted, please try again in " + std::to_string(left) + " seconds");
+    }
+  }
+  return std::nullopt;
 }
 
 bool SmtpHooks::unknown_recipient() {

@@ -9,6 +9,7 @@
 #include "auth/sasl.hpp"
 #include "directory/directory.hpp"
 #include "net/login.hpp"
+#include "policy/greylist.hpp"
 #include "policy/identity.hpp"
 #include "policy/policy.hpp"
 #include "queue/spool.hpp"
@@ -29,6 +30,8 @@ struct SessionPolicy {
   bool require_sender_domain = false;
   bool anti_spoofing = true;  // policy.anti_spoofing
   std::string postmaster;     // server.postmaster
+  std::vector<std::string> dnsbl_zones;  // dnsbl.zones
+  Greylist* greylist = nullptr;          // when greylisting is on
 };
 
 class SmtpHooks : public smtp::SessionHooks {
@@ -40,6 +43,11 @@ class SmtpHooks : public smtp::SessionHooks {
   bool may_relay(const Address& rcpt) override;
   std::optional<smtp::Reply> check_sender(const Address& sender) override;
   bool sender_needs_check(const Address& sender) override;
+  std::optional<smtp::Reply> check_recipient(const std::string& sender, const Address& rcpt) override;
+  // DNSBL: the lookup is due (zones set, the client not exempt, not yet looked up),
+  // and its result (the listing zone, or "").
+  bool dnsbl_due() const;
+  void dnsbl_result(const std::string& zone);
   bool unknown_recipient() override;
   void refused(std::string_view what) override;
   std::optional<smtp::Reply> check_message(std::string_view data) override;
@@ -71,6 +79,8 @@ class SmtpHooks : public smtp::SessionHooks {
   IdentityLookup identity_;
   std::string auth_user_;    // set by a successful AUTH
   bool auth_failed_ = false;  // any failed AUTH: the IP-group relay right is gone
+  bool dnsbl_checked_ = false;
+  std::string dnsbl_zone_;    // the zone that lists the client
 };
 
 }  // namespace bulwark

@@ -1,6 +1,9 @@
 #include "policy/dns_checks.hpp"
 
 #include <optional>
+#include <vector>
+
+#include "core/ip.hpp"
 
 #include "core/strings.hpp"
 
@@ -62,6 +65,49 @@ void DnsChecks::client_ptr(const std::string& ip, Done done) {
     if (r.status == DnsResult::failure) return done(Verdict::failure);
     done(Verdict::missing);
   });
+}
+
+void DnsChecks::dnsbl(const std::string& ip, const std::vector<std::string>& zones, DnsblDone done) {
+  // The query name: the address's octets (IPv4) or nibbles (IPv6) reversed, then the zone.
+  std::string rev = Resolver::reverse_name(ip);
+  size_t cut = rev.rfind(".in-addr.arpa");
+  if (cut == std::string::npos) cut = rev.rfind(".ip6.arpa");
+  if (rev.empty() || cut == std::string::npos || zones.empty()) return done("", {});
+  rev.erase(cut);
+  struct State {
+    std::mutex mu;
+    std::vector<int> listed;  // per zone: -1 unknown, 0 no, 1 yes, 2 failed
+    size_t left;
+    DnsblDone done;
+  };
+  auto st = std::make_shared<State>();
+  st->listed.assign(zones.size(), -1);
+  st->left = zones.size();
+  st->done = std::move(done);
+  for (size_t i = 0; i < zones.size(); ++i) {
+    cached_query(rev + "." + zones[i], DnsType::a, [st, i, zones](DnsResult r) {
+      int v = 0;
+      if (r.status == DnsResult::failure) v = 2;
+      // Listed: an A record in 127.0.0.0/8 (RFC 5782 2.1). 127.255.255.0/24 is what
+      // Spamhaus answers to refused queries (public resolvers, over quota): an error.
+      for (auto& a : r.ips)
+        if (a.rfind("127.", 0) == 0) v = a.rfind("127.255.255.", 0) == 0 ? 2 : 1;
+      bool last;
+      {
+        std::lock_guard lk(st->mu);
+        st->listed[i] = v;
+        last = --st->left == 0;
+      }
+      if (!last) return;
+      std::string zone;
+      std::vector<std::string> failed;
+      for (size_t k = 0; k < zones.size(); ++k) {
+        if (st->listed[k] == 1 && zone.empty()) zone = zones[k];
+        if (st->listed[k] == 2) failed.push_back(zones[k]);
+      }
+      st->done(zone, failed);
+    });
+  }
 }
 
 }  // namespace bulwark

@@ -25,9 +25,16 @@ class DnsChecks {
   // Does the client address have a PTR record?
   void client_ptr(const std::string& ip, Done done);
 
- private:
+  // DNSBL (RFC 5782): is the client address listed in one of the zones? `done` gets
+  // the first zone (in the order given) that lists it, or ""; a zone that does not
+  // answer counts as not listing it (named in `failed`, for the log).
+  using DnsblDone = std::function<void(std::string listed, std::vector<std::string> failed)>;
+  void dnsbl(const std::string& ip, const std::vector<std::string>& zones, DnsblDone done);
+
+  // Any query, through the same cache (DKIM keys, SPF and DMARC records, DNSBL).
   void cached_query(const std::string& name, DnsType type, Resolver::Callback cb);
 
+ private:
   Resolver& r_;
   NowFn now_;
   std::mutex mu_;

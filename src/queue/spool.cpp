@@ -102,6 +102,7 @@ std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, 
   h += std::string("8bit ") + (eight_bit ? "1" : "0") + "\n";
   h += "tls " + enc(e.tls) + "\n";
   if (e.ours) h += "ours 1\n";
+  if (e.junk) h += "junk 1\n";
   h += "size " + std::to_string(content_size) + "\n";
   for (auto& r : e.recipients) h += std::string("rcpt ") + (r.local ? "L " : "R ") + enc(r.rcpt) + " " + enc(r.target) + "\n";
   return h;
@@ -372,6 +373,7 @@ Loaded Spool::load(const std::string& id) {
       has_8bit_line = true;
     } else if (key == "tls") m.envelope.tls = dec(a);
     else if (key == "ours") m.envelope.ours = a == "1";
+    else if (key == "junk") m.envelope.junk = a == "1";
     // "id" is the file name; "pad" fills the room before a streamed body; other keys
     // are from a newer version: ignored.
   }

@@ -372,8 +372,17 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
   }
   RecipientLookup lk = hooks_.lookup_recipient(a);
   std::string rcpt = a.str();
+  auto refused = [&](Output& o) {
+    auto r = hooks_.check_recipient(env_.sender, a);
+    if (!r) return false;
+    if (r->code >= 500) fail(o, *r);
+    else reply(o, *r);
+    return true;
+  };
   switch (lk.kind) {
     case RecipientLookup::local:
+      if (!lk.mailboxes.empty() || !lk.remote.empty())
+        if (refused(out)) return;
       for (auto& m : lk.mailboxes) env_.recipients.push_back({rcpt, m, true});
       for (auto& r : lk.remote) env_.recipients.push_back({rcpt, r, false});
       if (lk.mailboxes.empty() && lk.remote.empty())  // e.g. an empty group
@@ -392,6 +401,7 @@ void ServerSession::cmd_rcpt(std::string_view arg, Output& out) {
       return reply(out, Reply(451, "4.3.0", "Temporary lookup failure, try again later"));
     case RecipientLookup::not_local:
       if (!hooks_.may_relay(a)) return fail(out, Reply(554, "5.7.1", "Relaying denied"));  // counts, like Postfix
+      if (refused(out)) return;
       env_.recipients.push_back({rcpt, rcpt, false});
       return reply(out, Reply(250, "2.1.5", "Ok"));
   }
@@ -419,7 +429,8 @@ void ServerSession::cmd_data(std::string_view arg, Output& out) {
   if (!mail_given_) return refuse_data(out, Reply(503, "5.5.1", "Need MAIL command"));
   if (bdat_used_) return refuse_data(out, Reply(503, "5.5.1", "DATA not allowed after BDAT"));
   if (env_.recipients.empty()) return refuse_data(out, Reply(554, "5.5.1", "No valid recipients"));
-  sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line, hooks_.body_spill());
+  sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line, hooks_.body_spill(),
+                                      cfg_.hostname);
   data_mid_line_ = false;
   reply(out, Reply(354, "", "End data with <CR><LF>.<CR><LF>"));
   set_state(State::data);
@@ -476,7 +487,7 @@ void ServerSession::cmd_bdat(std::string_view arg, Output& out) {
   if (!mail_given_ || env_.recipients.empty()) bdat_failed_ = true;
   if (!sink_ && !bdat_failed_)
     sink_ = std::make_unique<MessageSink>(cfg_.limits.max_message_size, cfg_.limits.max_text_line,
-                                          hooks_.body_spill());
+                                          hooks_.body_spill(), cfg_.hostname);
   if (mail_given_) bdat_used_ = true;
   set_state(State::bdat);
 }
@@ -571,6 +582,15 @@ Output ServerSession::commit_finished(bool ok) {
   Output out;
   if (ok) reply(out, Reply(250, "2.0.0", "Ok: queued as " + pending_id_));
   else reply(out, Reply(451, "4.3.0", "Error writing message to disk, try again later"));
+  pending_ = Transaction{};
+  set_state(State::command);
+  return process(std::move(out));
+}
+
+Output ServerSession::commit_refused(const Reply& why) {
+  Output out;
+  hooks_.refused(why.lines.front());
+  reply(out, why);
   pending_ = Transaction{};
   set_state(State::command);
   return process(std::move(out));

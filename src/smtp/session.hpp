@@ -78,6 +78,9 @@ class SessionHooks {
   // True when MAIL FROM needs checks that take time (DNS): the session then returns
   // Next::check and waits for check_finished().
   virtual bool sender_needs_check(const Address&) { return false; }
+  // A recipient that exists (or may be relayed to): may this client send it mail now?
+  // (DNSBL listing, greylisting.) A 5xx refusal counts as a failed command.
+  virtual std::optional<Reply> check_recipient(const std::string& /*sender*/, const Address&) { return std::nullopt; }
   // An unknown local recipient was given; true = the client is now blocked
   // (directory harvest) and the session must end.
   virtual bool unknown_recipient() { return false; }
@@ -116,6 +119,8 @@ struct Envelope {
   // POP-before-SMTP), or made by the server itself (reports). Only such mail is
   // DKIM-signed when it leaves.
   bool ours = false;
+  // DMARC quarantine (dmarc.mode = "enforce"): local copies go to the Junk folder.
+  bool junk = false;
   std::vector<Recipient> recipients;
 };
 
@@ -154,6 +159,8 @@ class ServerSession {
   // After Next::commit: the transaction to store, then commit_finished() with the result.
   Transaction& pending() { return pending_; }
   Output commit_finished(bool ok);
+  // Instead of the commit: the checks of the whole message refuse it (SPF, DMARC).
+  Output commit_refused(const Reply& why);
   // After Next::check: the sender being checked, then the outcome (a refusal, or none).
   const Address& checking_sender() const { return checking_sender_; }
   Output check_finished(std::optional<Reply> refusal);

@@ -2,15 +2,17 @@
 remote MX (python3-aiosmtpd) checked by verifiers nobody here wrote -- dkimpy's
 `dkimverify` and OpenDKIM's `opendkim-testmsg` -- which fetch the key records that
 keygen printed from a real DNS server (python3-dnslib) on a loopback port 53."""
-import os
+import base64
+import email
 import re
 import smtplib
 import stat
 import subprocess
+from unittest import mock
 
 import pytest
 
-from conftest import free_port, wait
+from conftest import HOST, free_port, wait
 from dns_server import TXT, A, DnsTestServer, mx, resolv_conf_cmd
 from remote_mx import CertAuthority, RemoteMx
 
@@ -114,7 +116,7 @@ def test_outgoing_mail_is_signed_and_verifies(make_server, dns, zone, remote, tm
     body = ("Hello  there \t\r\n\tindented line\r\n.a line with a leading dot\r\n..two\r\n" +
             "".join(f"line {i} with  spaces   \r\n" for i in range(6000)) + "\r\n\r\n")
     msg = ("From: Demo User <demo@example.test>\r\nTo: someone@good.test\r\n"
-           "Subject: a subject\r\n  folded onto two lines\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+           "Subject: Re: a subject\r\n  folded: onto two lines\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
            "Message-ID: <dkim.1@example.test>\r\nX-Custom: one\r\nX-Custom: two\r\n\r\n" + body)
     with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
         s.sendmail("demo@example.test", ["someone@good.test"], msg)
@@ -180,3 +182,117 @@ def test_mail_not_ours_is_never_signed(make_server, dns, zone, remote):
                    "From: demo@example.test\r\nSubject: forged\r\n\r\nbody\r\n")
     data = wait(lambda: remote.messages, what="delivery")[0]["data"]
     assert b"Subject: forged" in data and b"DKIM-Signature" not in data
+
+
+# ---- inbound: signatures made by dkimpy, checked by bulwark, the verdict in the
+# Authentication-Results field on top of the delivered message
+
+def rsa_key(tmp_path, name):
+    path = tmp_path / f"{name}.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(path), "2048"], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "rsa", "-in", str(path), "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return path.read_bytes(), base64.b64encode(pub).decode()
+
+
+def ed_key():
+    import nacl.signing
+    sk = nacl.signing.SigningKey.generate()
+    return base64.b64encode(bytes(sk)), base64.b64encode(bytes(sk.verify_key)).decode()
+
+
+def txt(value):
+    return [(300, TXT([value[i:i + 255] for i in range(0, len(value), 255)]))]
+
+
+def results_of(raw):
+    """The Authentication-Results fields of a delivered message, and the first field."""
+    msg = email.message_from_bytes(raw)
+    first = [k for k in msg.keys() if k.lower() not in ("return-path", "delivered-to")][0]
+    return [" ".join(str(v).split()) for v in msg.get_all("Authentication-Results", [])], first
+
+
+def test_inbound_signatures_are_verified(make_server, dns, zone, tmp_path):
+    import dkim
+    rsa_priv, rsa_pub = rsa_key(tmp_path, "a")
+    other_priv, _ = rsa_key(tmp_path, "b")
+    ed_priv, ed_pub = ed_key()
+    zone[("rsa._domainkey.sender.test", "TXT")] = txt(f"v=DKIM1; k=rsa; p={rsa_pub}")
+    zone[("ed._domainkey.sender.test", "TXT")] = txt(f"v=DKIM1; k=ed25519; p={ed_pub}")
+    zone[("gone._domainkey.sender.test", "TXT")] = txt("v=DKIM1; k=rsa; p=")
+    srv = make_server(extra_config=f'[dns]\nservers = ["{DNS_IP}:53"]\ntimeout = "2s"\n')
+    srv.start()
+
+    def message(subject, body="Hello.\r\n", extra=""):
+        return (f"From: Someone <someone@sender.test>\r\nTo: demo@example.test\r\nSubject: {subject}\r\n"
+                f"Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject.replace(' ', '.')}@sender.test>\r\n"
+                f"{extra}\r\n{body}").encode()
+
+    def sign(msg, selector, key, alg=b"rsa-sha256", domain=b"sender.test", **kw):
+        return dkim.sign(msg, selector, domain, key, signature_algorithm=alg, **kw) + msg
+
+    def expired(msg):
+        orig = dkim.DKIM.gen_header
+
+        def with_x(self, fields, *a, **k):
+            return orig(self, fields[:-3] + [(b"x", b"1000000100")] + fields[-3:], *a, **k)
+
+        with mock.patch.object(dkim.DKIM, "gen_header", with_x), mock.patch("time.time", return_value=1000000000):
+            return sign(msg, b"rsa", rsa_priv)
+
+    cases = {
+        "rsa good": sign(message("rsa good"), b"rsa", rsa_priv),
+        "ed good": sign(message("ed good"), b"ed", ed_priv, alg=b"ed25519-sha256"),
+        "simple canon": sign(message("simple canon"), b"rsa", rsa_priv, canonicalize=(b"simple", b"simple")),
+        "body changed": sign(message("body changed"), b"rsa", rsa_priv).replace(b"Hello.", b"Hello!"),
+        "header changed": sign(message("header changed"), b"rsa", rsa_priv).replace(b"header changed",
+                                                                                       b"header CHANGED"),
+        "wrong key": sign(message("wrong key"), b"rsa", other_priv),
+        "revoked key": sign(message("revoked key"), b"gone", rsa_priv),
+        "no key": sign(message("no key"), b"missing", rsa_priv),
+        "dns failure": sign(message("dns failure"), b"rsa", rsa_priv, domain=b"servfail.test"),
+        "expired": expired(message("expired")),
+        "length appended": sign(message("length appended"), b"rsa", rsa_priv, length=True) + b"Buy now!\r\n",
+        "unsigned": message("unsigned"),
+        "forged results": sign(message("forged results", extra=(
+            "Authentication-Results: mail.example.test; dkim=pass header.d=example.test\r\n"
+            "Authentication-Results: elsewhere.test; dkim=pass\r\n")), b"rsa", rsa_priv),
+    }
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        for subject, data in cases.items():
+            s.sendmail("someone@sender.test", ["demo@example.test"], data)
+    got = {}
+    for raw in srv.wait_messages(len(cases)):
+        subject = email.message_from_bytes(raw)["Subject"].replace("CHANGED", "changed")
+        got[subject] = results_of(raw)
+    for subject, (ar, first) in got.items():
+        assert first == "Authentication-Results", f"{subject}: ours is not on top"
+        assert ar[0].startswith(f"{HOST}; dkim="), (subject, ar)
+    want = {
+        "rsa good": "dkim=pass header.d=sender.test header.s=rsa header.a=rsa-sha256",
+        "ed good": "dkim=pass header.d=sender.test header.s=ed header.a=ed25519-sha256",
+        "simple canon": "dkim=pass header.d=sender.test",
+        "body changed": 'dkim=fail reason="body hash did not verify"',
+        "header changed": 'dkim=fail reason="signature did not verify"',
+        "wrong key": 'dkim=fail reason="signature did not verify"',
+        "revoked key": 'dkim=fail reason="key revoked"',
+        "no key": 'dkim=permerror reason="no key for signature"',
+        "dns failure": 'dkim=temperror reason="key lookup failed" header.d=servfail.test',
+        "expired": 'dkim=fail reason="signature expired"',
+        "length appended": 'dkim=neutral reason="l= leaves part of the body unsigned"',
+        "unsigned": "dkim=none",
+        "forged results": "dkim=pass header.d=sender.test",
+    }
+    for subject, expect in want.items():
+        assert expect in got[subject][0][0], (subject, got[subject][0])
+    # The forged field claiming our name is gone; someone else's stays, below ours.
+    assert got["forged results"][0][1:] == ["elsewhere.test; dkim=pass"]
+    # dkimpy agrees with every verdict of pass and fail above (same key records).
+    keys = {b"rsa._domainkey.sender.test.": f"v=DKIM1; k=rsa; p={rsa_pub}".encode(),
+            b"ed._domainkey.sender.test.": f"v=DKIM1; k=ed25519; p={ed_pub}".encode()}
+    for subject in ("rsa good", "ed good", "simple canon", "body changed", "header changed"):
+        try:
+            ok = dkim.verify(cases[subject], dnsfunc=lambda n, timeout=5: keys.get(n))
+        except dkim.ValidationError:
+            ok = False
+        assert ok == ("good" in subject or "canon" in subject), subject

@@ -1,5 +1,6 @@
 """SMTP receive against the real server: delivery, TLS, addresses, limits, smuggling."""
 import email.utils
+import re
 import smtplib
 import socket
 import ssl
@@ -40,7 +41,11 @@ def test_plain_delivery_is_byte_exact(server):
     [msg] = server.wait_messages(1)
     # Maildir stores LF line ends (the convention); CRLF->LF is lossless as bare CR/LF are refused.
     assert body_of(msg) == MESSAGE.replace(b"\r\n", b"\n")
-    assert msg.startswith(b"Return-Path: <someone@remote.test>\nDelivered-To: demo@example.test\nReceived: from client.test ([127.0.0.1])")
+    # Our Authentication-Results on top (docs/authentication.md), then our Received:.
+    assert re.match(rb"Return-Path: <someone@remote.test>\nDelivered-To: demo@example.test\n"
+                    rb"Authentication-Results: mail.example.test;\n\tdkim=none;\n\tspf=\w+ [^\n]*"
+                    rb"smtp.mailfrom=someone@remote.test;\n\tdmarc=\w+ [^\n]*header.from=remote.test\n"
+                    rb"Received: from client.test \(\[127.0.0.1\]\)", msg), msg[:400]
     log = server.wait_log("mail.log", "delivered id=")
     assert "accepted id=" in log and "client=127.0.0.1" in log and "from=<someone@remote.test>" in log
     assert "to=<demo@example.test>" in log and "tls=none" in log and f"size=" in log

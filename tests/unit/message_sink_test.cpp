@@ -58,3 +58,40 @@ TEST(MessageSink, SizeLimitDropsContent) {
 TEST(MessageSink, FinalCrlfAddedForBdat) {
   EXPECT_EQ(check_all_splits("Subject: x\r\n\r\nno newline").data, "Subject: x\r\n\r\nno newline\r\n");
 }
+
+TEST(MessageSinkAuthResults, ForgedFieldsClaimingOurHostnameAreDropped) {
+  // RFC 8601 5: our own Authentication-Results may only come from us; others' stay.
+  std::string in =
+      "Authentication-Results: mx.example.com; dkim=pass\r\n"
+      "Received: from a\r\n"
+      "authentication-results:  (comment) MX.EXAMPLE.COM;\r\n\tspf=pass smtp.mailfrom=x\r\n"
+      "Authentication-Results: other.example.net; dkim=fail\r\n"
+      "Authentication-Results:\r\n mx.example.com; dmarc=pass\r\n"
+      "Authentication-Results:\r\n someone.else; dmarc=none\r\n"
+      "Subject: Authentication-Results: mx.example.com; in a subject\r\n"
+      "\r\n"
+      "Authentication-Results: mx.example.com; in the body stays\r\n";
+  for (size_t piece : {size_t(1), size_t(3), in.size()}) {
+    MessageSink sink(0, 1000, nullptr, "mx.example.com");
+    for (size_t i = 0; i < in.size(); i += piece) sink.append(std::string_view(in).substr(i, piece));
+    sink.finish();
+    EXPECT_EQ(sink.body().memory(),
+              "Received: from a\r\n"
+              "Authentication-Results: other.example.net; dkim=fail\r\n"
+              "Authentication-Results:\r\n someone.else; dmarc=none\r\n"
+              "Subject: Authentication-Results: mx.example.com; in a subject\r\n"
+              "\r\n"
+              "Authentication-Results: mx.example.com; in the body stays\r\n")
+        << piece;
+    EXPECT_EQ(sink.dropped_results(), 3u);
+    EXPECT_EQ(sink.received_count(), 1u);
+    EXPECT_EQ(sink.size(), in.size());
+  }
+}
+
+TEST(MessageSinkAuthResults, HeaderOnlyMessageKeepsItsLastLine) {
+  MessageSink sink(0, 1000, nullptr, "mx.example.com");
+  sink.append("Subject: x\r\nAuthentication-Results:");
+  sink.finish();
+  EXPECT_EQ(sink.body().memory(), "Subject: x\r\nAuthentication-Results:\r\n");
+}

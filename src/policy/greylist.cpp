@@ -1,0 +1,173 @@
+#include "policy/greylist.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "core/body.hpp"
+#include "core/strings.hpp"
+
+namespace bulwark {
+
+namespace {
+
+int64_t system_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The network part of the client address: IPv4 /24, IPv6 /64 (a sender's pool of
+// outbound servers usually shares it; a retry may come from a neighbour).
+std::string network(const IpAddress& ip) {
+  IpAddress n = ip;
+  if (ip.is_v4()) n.bytes[15] = 0;
+  else
+    for (int i = 8; i < 16; ++i) n.bytes[i] = 0;
+  return n.str();
+}
+
+}  // namespace
+
+Greylist::Greylist(std::string path, GreylistSettings s, Clock now)
+    : path_(std::move(path)), s_(s), now_(now ? std::move(now) : Clock(system_now)) {
+  std::lock_guard lk(mu_);
+  load();
+  compact();
+}
+
+Greylist::~Greylist() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// The file: "<passed-at> <last-use> <key>" lines; keys hold no spaces or newlines
+// (addresses are sanitized by the SMTP layer; anything else is escaped below).
+void Greylist::load() {
+  std::ifstream in(path_);
+  std::string line;
+  int64_t now = now_();
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    int64_t first = 0, last = 0;
+    std::string key;
+    if (!(ls >> first >> last >> key) || last + s_.expire.count() < now) continue;
+    auto [it, fresh] = map_.try_emplace(key);
+    Entry& e = it->second;
+    if (!fresh) passed_order_.erase(e.order);
+    else ++passed_;
+    e.first = first;
+    e.last = e.written = std::max(e.last, last);
+    e.passed = true;
+    e.order = passed_order_.insert(passed_order_.end(), key);
+  }
+}
+
+void Greylist::compact() {
+  std::string tmp = path_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (auto& key : passed_order_) {
+      const Entry& e = map_[key];
+      out << e.first << ' ' << e.last << ' ' << key << '\n';
+    }
+    if (!out) return;  // keep appending to the old file
+  }
+  if (fd_ >= 0) ::close(fd_);
+  ::rename(tmp.c_str(), path_.c_str());
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  lines_ = passed_;
+}
+
+void Greylist::append(const std::string& key, const Entry& e) {
+  if (fd_ < 0) return;
+  std::string line = std::to_string(e.first) + ' ' + std::to_string(e.last) + ' ' + key + '\n';
+  write_all(fd_, line);
+  if (++lines_ > 2 * passed_ + 1000) compact();
+}
+
+void Greylist::drop_expired(int64_t now) {
+  while (!pending_order_.empty()) {
+    auto it = map_.find(pending_order_.front());
+    if (it->second.first + s_.pending_for.count() >= now) break;
+    map_.erase(it);
+    pending_order_.pop_front();
+  }
+  while (!passed_order_.empty()) {
+    auto it = map_.find(passed_order_.front());
+    if (it->second.last + s_.expire.count() >= now) break;
+    map_.erase(it);
+    passed_order_.pop_front();
+    --passed_;
+  }
+}
+
+Greylist::Verdict Greylist::check(const IpAddress& ip, const std::string& sender, const std::string& rcpt,
+                                  int64_t* seconds_left) {
+  std::string key = network(ip) + "/";
+  for (char c : to_lower(sender) + "/" + to_lower(rcpt))  // no spaces or controls in the file
+    key += (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) ? '_' : c;
+  int64_t now = now_();
+  std::lock_guard lk(mu_);
+  if (now - last_sweep_ >= 60) {
+    drop_expired(now);
+    last_sweep_ = now;
+  }
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    if (pending_order_.size() >= s_.max_pending) {  // bounded: the oldest attempt goes
+      map_.erase(pending_order_.front());
+      pending_order_.pop_front();
+    }
+    Entry e;
+    e.first = e.last = now;
+    e.order = pending_order_.insert(pending_order_.end(), key);
+    map_.emplace(key, e);
+    if (seconds_left) *seconds_left = s_.delay.count();
+    return Verdict::defer;
+  }
+  Entry& e = it->second;
+  if (!e.passed) {
+    if (now - e.first < s_.delay.count()) {
+      if (seconds_left) *seconds_left = s_.delay.count() - (now - e.first);
+      return Verdict::defer;
+    }
+    if (e.first + s_.pending_for.count() < now) {  // too late: this counts as a first attempt
+      e.first = now;
+      pending_order_.splice(pending_order_.end(), pending_order_, e.order);
+      if (seconds_left) *seconds_left = s_.delay.count();
+      return Verdict::defer;
+    }
+    pending_order_.erase(e.order);
+    e.passed = true;
+    ++passed_;
+    if (passed_ > s_.max_passed) {  // bounded: the least recently used goes
+      map_.erase(passed_order_.front());
+      passed_order_.pop_front();
+      --passed_;
+    }
+    e.order = passed_order_.insert(passed_order_.end(), key);
+    e.last = e.written = now;
+    append(key, e);
+    return Verdict::pass;
+  }
+  e.last = now;
+  passed_order_.splice(passed_order_.end(), passed_order_, e.order);
+  if (now - e.written >= 86400) {  // the file learns of the use once a day
+    e.written = now;
+    append(key, e);
+  }
+  return Verdict::pass;
+}
+
+size_t Greylist::pending() const {
+  std::lock_guard lk(mu_);
+  return pending_order_.size();
+}
+
+size_t Greylist::passed() const {
+  std::lock_guard lk(mu_);
+  return passed_;
+}
+
+}  // namespace bulwark

@@ -1,0 +1,64 @@
+// policy/: greylisting. A triplet (client network -- IPv4 /24, IPv6 /64 --, sender,
+// recipient) seen for the first time is deferred (451 4.7.1) until `delay` has passed;
+// a retry after that passes and is remembered for `expire` after its last use.
+// Passed triplets are appended to <data_dir>/greylist (a line per pass or refresh, no
+// fsync: losing the last seconds only means one more delay), read back at start and
+// rewritten when it holds twice as many lines as live triplets. The table is bounded:
+// pending triplets beyond max_pending push out the oldest pending ones, passed ones
+// beyond max_passed the least recently used. Thread-safe.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "core/ip.hpp"
+
+namespace bulwark {
+
+struct GreylistSettings {
+  std::chrono::seconds delay{300}, expire{35 * 86400};
+  std::chrono::seconds pending_for{86400};  // a first attempt not retried within this is forgotten
+  size_t max_pending = 100000, max_passed = 1000000;
+};
+
+class Greylist {
+ public:
+  using Clock = std::function<int64_t()>;  // unix seconds
+  Greylist(std::string path, GreylistSettings s, Clock now = {});
+  ~Greylist();
+  Greylist(const Greylist&) = delete;
+  Greylist& operator=(const Greylist&) = delete;
+
+  enum class Verdict { pass, defer };
+  // `seconds_left` (defer): how long until a retry passes.
+  Verdict check(const IpAddress& ip, const std::string& sender, const std::string& rcpt, int64_t* seconds_left = nullptr);
+  size_t pending() const;
+  size_t passed() const;
+
+ private:
+  struct Entry {
+    int64_t first = 0, last = 0, written = 0;
+    bool passed = false;
+    std::list<std::string>::iterator order;  // in pending_order_ or passed_order_
+  };
+  void load();
+  void append(const std::string& key, const Entry& e);
+  void compact();
+  void drop_expired(int64_t now);
+
+  std::string path_;
+  GreylistSettings s_;
+  Clock now_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> map_;
+  std::list<std::string> pending_order_, passed_order_;  // oldest first
+  size_t passed_ = 0, lines_ = 0;
+  int fd_ = -1;
+  int64_t last_sweep_ = 0;
+};
+
+}  // namespace bulwark
