@@ -42,9 +42,11 @@ def start(bin_, root, name, extra, services=("smtp",)):
     return proc, ports
 
 
-def rate(port, n, sender="sender@remote.test"):
-    """smtp-source, 20 sessions, 4 KiB messages, one per connection: messages/s."""
-    args = ["smtp-source", "-s", "20", "-l", "4096", "-m", str(n), "-f", sender, "-t", "u@bench.test",
+def rate(port, n, sender="sender@remote.test", message_file=None):
+    """smtp-source, 20 sessions, 4 KiB messages (or the pre-formatted message_file), one
+    per connection: messages/s."""
+    body = ["-F", str(message_file)] if message_file else ["-l", "4096"]
+    args = ["smtp-source", "-s", "20", *body, "-m", str(n), "-f", sender, "-t", "u@bench.test",
             f"127.0.0.1:{port}"]
     t = time.monotonic()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)

@@ -9,8 +9,8 @@ scripts/deps.sh test
 if ! command -v smtp-source >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 fi
-cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-cmake --build build-rel -j"$(nproc)" --target bulwark >/dev/null
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DBULWARK_BENCH=ON >/dev/null
+cmake --build build-rel -j"$(nproc)" --target bulwark dkim_bench >/dev/null
 root=${BENCH_ROOT:-/tmp/bulwark-bench}
 export BENCH_ROOT=$root
 bw_port=12525 pf_port=12526
@@ -50,6 +50,11 @@ cleanup
 trap - EXIT
 echo
 /usr/bin/python3 bench/policy_cost.py "$PWD/build-rel/bulwark" "$root/policy"
+echo
+/usr/bin/python3 bench/mailauth_cost.py "$PWD/build-rel/bulwark" "$root/mailauth"
+echo
+echo "== DKIM per core (items/s = messages/s) =="
+./build-rel/dkim_bench --benchmark_min_time=0.5
 echo
 /usr/bin/python3 bench/flood.py "$PWD/build-rel/bulwark" "$root"
 echo

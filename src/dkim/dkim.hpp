@@ -91,6 +91,7 @@ void remove_key(const std::string& data_dir, const std::string& domain, const st
 // split into strings of at most 255 octets.
 std::string dns_record(const Key& k);
 std::string public_key_text(const Key& k);  // the p= value
+std::string record_value(const Key& k);     // "v=DKIM1; k=...; p=...", not split
 
 // ---- signing (sign.cpp)
 

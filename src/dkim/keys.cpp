@@ -163,9 +163,13 @@ std::string public_key_text(const Key& k) {
   return out;
 }
 
+std::string record_value(const Key& k) {
+  return std::string("v=DKIM1; k=") + (k.algorithm == Algorithm::ed25519 ? "ed25519" : "rsa") + "; p=" +
+         public_key_text(k);
+}
+
 std::string dns_record(const Key& k) {
-  std::string value = std::string("v=DKIM1; k=") + (k.algorithm == Algorithm::ed25519 ? "ed25519" : "rsa") +
-                      "; p=" + public_key_text(k);
+  std::string value = record_value(k);
   std::string out = k.selector + "._domainkey." + k.domain + ". IN TXT";
   for (size_t i = 0; i < value.size(); i += 255) out += " \"" + value.substr(i, 255) + "\"";
   return out;

@@ -212,14 +212,13 @@ TEST(DkimVerify, OwnSignaturesExpiryAndLength) {
   test::TempDir d;
   Key rsa = keygen(d.path.string(), "example.test", "r", Algorithm::rsa2048);
   Key ed = keygen(d.path.string(), "example.test", "e", Algorithm::ed25519);
-  auto record = [](const Key& k) {
-    std::string r = dns_record(k), v;
-    for (size_t q = r.find('"'); q != std::string::npos; q = r.find('"', r.find('"', q + 1) + 1))
-      v += r.substr(q + 1, r.find('"', q + 1) - q - 1);
-    return v;
-  };
-  Keys keys{{"r._domainkey.example.test", {KeyAnswer::found, {record(rsa)}}},
-            {"e._domainkey.example.test", {KeyAnswer::found, {record(ed)}}}};
+  // the printed record's strings joined again are the record's value
+  std::string printed = dns_record(rsa), joined;
+  for (size_t q = printed.find('"'); q != std::string::npos; q = printed.find('"', printed.find('"', q + 1) + 1))
+    joined += printed.substr(q + 1, printed.find('"', q + 1) - q - 1);
+  EXPECT_EQ(joined, record_value(rsa));
+  Keys keys{{"r._domainkey.example.test", {KeyAnswer::found, {record_value(rsa)}}},
+            {"e._domainkey.example.test", {KeyAnswer::found, {record_value(ed)}}}};
   Signer signer(d.path.string());
   std::string msg = "From: u@example.test\r\nSubject:  spaced \t out\r\n\r\nbody  text \r\n\r\n";
   std::string signed_msg = signer.sign(msg, 1700000000) + msg;
