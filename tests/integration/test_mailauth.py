@@ -256,3 +256,19 @@ def test_greylisting(make_server, dns):
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(srv, "127.0.0.10", "b@pass.test", "another sender")
     assert len(srv.wait_messages(2)) == 2
+
+
+def test_trusted_group_skips_sender_checks(make_server, dns):
+    """relay.trusted_ip_group (a backup MX): no SPF, DMARC, DNSBL or greylisting -- its
+    mail would fail them all on the sender's behalf -- but DKIM is still verified."""
+    srv = make_server(extra_config=(
+        f'[dns]\nservers = ["{DNS_IP}:53"]\ntimeout = "2s"\n[ip_groups]\nbackup = ["127.0.0.20"]\n'
+        '[relay]\nallow_ip_group = ""\ntrusted_ip_group = "backup"\n[spf]\nmode = "reject"\n'
+        '[dmarc]\nmode = "enforce"\n[dnsbl]\nzones = ["bl.test"]\n[greylisting]\nenabled = true\n')).start()
+    send(srv, "127.0.0.20", "a@pass.test", "via the backup mx", from_hdr="x@pass.test")
+    raw = srv.wait_messages(1)[0]
+    ar = " ".join(email.message_from_bytes(raw)["Authentication-Results"].split())
+    assert ar == f"{HOST}; dkim=none", ar
+    # a neighbour outside the group gets the checks (here: greylisted)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(srv, "127.0.0.21", "a@pass.test", "not trusted", from_hdr="x@pass.test")
