@@ -4,11 +4,13 @@
 #include <openssl/x509.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 
 #include "directory/directory.hpp"
+#include "dkim/dkim.hpp"
 
 namespace fs = std::filesystem;
 
@@ -111,6 +113,14 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
   if (::stat(c.server.log_dir.c_str(), &ld) == 0 && (ld.st_mode & S_IWOTH))
     warn("log_dir " + c.server.log_dir + " is writable by other users (chmod o-w)");
   check_certificate(c, out);
+  if (c.dmarc.mode == "off" && c.spf.mode == "off") note("SPF and DMARC are off: forged senders are not even marked");
+  for (auto& k : dkim::list_keys(c.server.data_dir)) {
+    struct stat ks {};
+    if (::stat(k.path.c_str(), &ks) == 0 && (ks.st_mode & 077))
+      warn("DKIM key " + k.path + " is readable by other users (chmod 600)");
+    if (!dir.is_local_domain(k.domain))
+      note("DKIM key " + k.path + " belongs to " + k.domain + ", which is not a local domain (bulwark dkim remove)");
+  }
 
   // The directory.
   auto domains = dir.list_domains();
@@ -118,8 +128,12 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
   bool fallback = dir.resolve_postmaster(c.server.hostname, c.server.postmaster).kind == Resolution::local;
   if (!c.server.postmaster.empty() && !fallback)
     warn("server.postmaster " + c.server.postmaster + " does not resolve to a mailbox or remote address");
+  auto keys = dkim::list_keys(c.server.data_dir);
   for (auto& d : domains) {
     if (!d.anti_spoofing) warn("domain " + d.name + " has anti-spoofing off: its addresses can be forged by anyone");
+    bool has_key = std::any_of(keys.begin(), keys.end(), [&](const dkim::Key& k) { return k.domain == d.name; });
+    if (c.dkim.sign && !has_key)
+      note("domain " + d.name + " has no DKIM key: its mail leaves unsigned (bulwark dkim keygen " + d.name + ")");
     Address pm{"postmaster", d.name, false};
     if (dir.resolve(pm).kind == Resolution::local) continue;
     if (fallback)

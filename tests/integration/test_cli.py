@@ -114,6 +114,16 @@ def test_audit(make_server):
     srv.cli("alias", "add", "postmaster@example.test", "demo@example.test")
     r = run(srv, "audit")
     assert r.returncode == 0 and "0 warning(s)" in r.stdout
+    # DKIM: a domain without a key is noted; a key others can read is a warning.
+    assert "notice:  domain example.test has no DKIM key: its mail leaves unsigned" in r.stdout
+    srv.cli("dkim", "keygen", "example.test", "--selector", "a1")
+    r = run(srv, "audit")
+    assert r.returncode == 0 and "DKIM" not in r.stdout
+    key = srv.data / "dkim" / "example.test" / "a1.pem"
+    os.chmod(key, 0o644)
+    r = run(srv, "audit")
+    assert r.returncode == 1 and f"warning: DKIM key {key} is readable by other users" in r.stdout
+    os.chmod(key, 0o600)
     # The directory holds password hashes: only its owner may read it.
     assert (srv.data / "directory.db").stat().st_mode & 0o077 == 0
     # Logs written by a server are 0640 (issue 8.17); one made readable by all is flagged.
