@@ -107,7 +107,20 @@ auto async_dnsbl(DnsChecks& dns, const std::string& ip, const std::vector<std::s
       token);
 }
 
-void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
+// "dkim=pass+fail spf=pass dmarc=none" for the mail.log line ("" when nothing ran).
+std::string verdicts_for_log(const CheckResults& r) {
+  std::string out;
+  if (r.dkim) {
+    out += " dkim=";
+    if (r.dkim->empty()) out += "none";
+    for (size_t i = 0; i < r.dkim->size(); ++i) out += (i ? "+" : "") + std::string(dkim::result_name((*r.dkim)[i].result));
+  }
+  if (r.spf) out += std::string(" spf=") + spf::result_name(r.spf->result);
+  if (r.dmarc) out += std::string(" dmarc=") + dmarc::result_name(r.dmarc->result);
+  return out;
+}
+
+void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc, const std::string& verdicts) {
   const auto& e = tx.envelope;
   std::string rcpts;
   std::string last;
@@ -117,9 +130,9 @@ void log_accepted(const smtp::Transaction& tx, const ListenerConfig& lc) {
     if (!rcpts.empty()) rcpts += ",";
     rcpts += "<" + sanitize(r.rcpt) + ">";
   }
-  logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}{}", e.id, e.client_ip,
-                    lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.body.size(),
-                    e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user),
+  logs::mail().info("accepted id={} client={} service={} from=<{}> to={} size={} tls={} auth={}{}{}", e.id,
+                    e.client_ip, lc.service, sanitize(e.sender), rcpts, tx.received.size() + tx.body.size(),
+                    e.tls.empty() ? "none" : e.tls, e.auth_user.empty() ? "none" : sanitize(e.auth_user), verdicts,
                     e.junk ? " junk=dmarc-quarantine" : "");
 }
 
@@ -175,6 +188,9 @@ class SmtpDriver : public Driver {
     std::string greeting = s.greet().bytes;  // named: see write()
     std::string bye;
     std::shared_ptr<smtp::Transaction> tx;
+    MessageChecks what;      // the checks of the message being committed
+    CheckResults results;
+    std::string verdicts;    // their summary for mail.log
     if (!co_await write(*c, greeting)) co_return;
     for (;;) {
       bool in_data = s.state() == smtp::State::data || s.state() == smtp::State::bdat;
@@ -239,7 +255,8 @@ class SmtpDriver : public Driver {
         // Mail of ours is signed when it leaves, not checked when it comes in; the
         // trusted group (a backup MX) skips the sender checks (SPEC 11).
         // DMARC needs both DKIM and SPF results, whatever their own modes say.
-        MessageChecks what;
+        what = MessageChecks{};
+        verdicts.clear();
         bool sender_checks = !tx->envelope.ours && !policy.trusted;
         what.dmarc = cfg->dmarc.mode != "off" && sender_checks;
         what.dkim = (cfg->dkim.verify || what.dmarc) && !tx->envelope.ours;
@@ -249,7 +266,8 @@ class SmtpDriver : public Driver {
           what.sender = tx->envelope.sender;
           what.helo = tx->envelope.helo;
           c->set_deadline(cfg->timeouts.command);
-          CheckResults results = co_await async_check(sh_.disk, sh_.dns, tx, what, use_awaitable);
+          results = co_await async_check(sh_.disk, sh_.dns, tx, what, use_awaitable);
+          verdicts = verdicts_for_log(results);
           if (results.spf && results.spf->result == spf::Result::fail && cfg->spf.mode == "reject") {
             std::string text = "SPF validation failed: [" + ip + "] may not send for " +
                                sanitize(spf::checked_domain(what.sender, what.helo));
@@ -271,7 +289,7 @@ class SmtpDriver : public Driver {
         c->set_deadline(cfg->timeouts.data);
         bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
         if (ok) {
-          log_accepted(*tx, a.listener);
+          log_accepted(*tx, a.listener, verdicts);
           if (!a.exempt) sh_.limits.message_accepted(ipa);
         } else {
           logs::main().error("spool commit failed for message from {}", ip);
