@@ -1,5 +1,7 @@
 #include "delivery/remote.hpp"
 
+#include "dkim/dkim.hpp"
+
 #include <openssl/ssl.h>
 
 #include <asio.hpp>
@@ -16,7 +18,7 @@
 #include "delivery/outbound.hpp"
 #include "logging/logs.hpp"
 #include "delivery/reports.hpp"
-#include "delivery/signing.hpp"
+#include "dkim/dkim.hpp"
 #include "queue/dsn.hpp"
 
 namespace fs = std::filesystem;
@@ -224,12 +226,44 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       bool sign = s.dkim_sign;
       disk_then([this, id, sign] {
         Loaded l = spool.load(id);
-        if (sign && l.status == Loaded::ok && l.msg.envelope.ours) l.msg.prepend = dkim_fields(spool, signer, l.msg);
+        if (sign && l.status == Loaded::ok && l.msg.envelope.ours) dkim_sign(l.msg);
         return l;
       }, [this, id](Loaded l) { begin_attempt(id, std::move(l)); });
     }
   }
 
+  // On the disk thread: the DKIM-Signature fields for a message of ours whose From:
+  // domain has a key (dkim/). The content is read once more, in 64 KiB pieces; a
+  // failure is logged and the message goes out unsigned.
+  void dkim_sign(StoredMessage& m) {
+    try {
+      Spool::Reader r(spool, m);
+      std::string head;
+      size_t body = std::string::npos;
+      while (body == std::string::npos && r.left() > 0 && head.size() < kMaxSignedHead) {
+        auto chunk = r.next(64 * 1024);
+        if (!chunk || chunk->empty()) return;
+        head += *chunk;
+        body = dkim::body_offset(head);
+      }
+      if (body == std::string::npos && r.left() > 0) return;  // a header over 1 MiB: not signed
+      std::string_view h(head);
+      h = h.substr(0, body == std::string::npos ? h.size() : body - 2);
+      if (h.size() >= 2 && h.substr(h.size() - 2) == "\r\n") h.remove_suffix(2);
+      auto job = signer.begin(h);
+      if (!job) return;
+      if (body != std::string::npos) job->body(std::string_view(head).substr(body));
+      while (r.left() > 0) {
+        auto chunk = r.next(64 * 1024);
+        if (!chunk || chunk->empty()) return;
+        job->body(*chunk);
+      }
+      m.prepend = job->finish(unix_now());
+    } catch (const std::exception& e) {
+      logs::main().error("DKIM signing of {} failed, sent unsigned: {}", m.envelope.id, e.what());
+    }
+  }
+  static constexpr size_t kMaxSignedHead = 1 << 20;
 
   void begin_attempt(const std::string& id, Loaded loaded) {
     if (loaded.status != Loaded::ok) {
