@@ -28,7 +28,9 @@ std::string to_utf8(std::string_view charset, std::string_view bytes) {
   char* o = out.data();
   size_t out_left = out.size();
   while (in_left > 0) {
-    if (iconv(cd, &in, &in_left, &o, &out_left) != size_t(-1)) break;
+    // glibc's //IGNORE converts to the end and still reports EILSEQ with nothing left:
+    // done then (skipping a byte there would run past the input).
+    if (iconv(cd, &in, &in_left, &o, &out_left) != size_t(-1) || in_left == 0) break;
     if (errno == EILSEQ || errno == EINVAL) {  // a byte the charset does not have: skip it
       ++in;
       --in_left;

@@ -18,6 +18,14 @@ TEST(ImapSearchText, EncodedWordsDecodeIntoUtf8) {
   EXPECT_EQ(decode_words("=?UTF-8*de?B?w7w=?="), "ü");  // RFC 2231 language
 }
 
+// Found by fuzz_imap: glibc's //IGNORE reports EILSEQ having consumed every byte, and the
+// converter then skipped one more -- a read past the input (ASan: negative-size-param).
+TEST(ImapSearchText, InvalidBytesAtTheEndOfAStatefulCharset) {
+  EXPECT_EQ(decode_words("=?shift_jis?Q?ab=FF?="), "ab");
+  EXPECT_EQ(decode_words("=?iso-2022-jp?Q?a=1B$B=FF=FF?="), "a");
+  EXPECT_EQ(decode_words("=?big5?Q?=8E=FF=80=81=82?= tail"), std::string(decode_words("=?big5?Q?=8E=FF=80=81=82?=")) + " tail");
+}
+
 TEST(ImapSearchText, FoldsCaseBeyondAscii) {
   EXPECT_EQ(fold("ÜBER Café ΑΒΓ Жук", false), "über café αβγ жук");
   EXPECT_EQ(fold("a \t\r\n  b  ", true), "a b");
