@@ -73,62 +73,94 @@ BodyHash::BodyHash(bool relaxed, bool sha1, std::optional<uint64_t> limit) : rel
   md_ = EVP_MD_CTX_new();
   if (!md_ || EVP_DigestInit_ex(md_, sha1 ? EVP_sha1() : EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("DKIM: cannot start a digest");
+  pending_.reserve(flush_at + 4096);
 }
 
 BodyHash::~BodyHash() { EVP_MD_CTX_free(md_); }
 
+// Canonical bytes collect in `pending_` and reach the digest in blocks: one
+// EVP_DigestUpdate per byte cost more than the hashing itself.
 void BodyHash::emit(std::string_view s) {
   uint64_t room = limit_ ? (*limit_ > total_ ? *limit_ - total_ : 0) : s.size();
-  if (room > 0) EVP_DigestUpdate(md_, s.data(), std::min<uint64_t>(room, s.size()));
+  if (room > 0) pending_.append(s.data(), std::min<uint64_t>(room, s.size()));
   total_ += s.size();
+  if (pending_.size() >= flush_at) flush();
+}
+
+void BodyHash::flush() {
+  if (!pending_.empty()) EVP_DigestUpdate(md_, pending_.data(), pending_.size());
+  pending_.clear();
 }
 
 // One state machine for both canonicalizations: a line's content is emitted as it
 // comes (relaxed: whitespace runs become one SP, trailing whitespace dropped), the
 // CRLF of a line with content at once, empty lines only when more content follows.
+// Runs of ordinary bytes (not CR; when relaxed, no whitespace but single spaces between
+// words) go out in one piece.
 void BodyHash::update(std::string_view bytes) {
-  for (char c : bytes) {
+  size_t i = 0, n = bytes.size();
+  while (i < n) {
+    char c = bytes[i];
     if (cr_) {
       cr_ = false;
       if (c == '\n') {
         if (line_content_) emit("\r\n");
         else ++empty_lines_;
         line_content_ = wsp_ = false;
+        ++i;
         continue;
       }
-      content('\r');  // a lone CR is content
+      content("\r");  // a lone CR is content
     }
     if (c == '\r') {
       cr_ = true;
+      ++i;
       continue;
     }
     if (relaxed_ && wsp(c)) {
       wsp_ = true;
+      ++i;
       continue;
     }
-    content(c);
+    size_t j = i + 1;
+    while (j < n) {
+      char d = bytes[j];
+      if (d == '\r') break;
+      if (relaxed_ && wsp(d)) {
+        // one SP between words is already canonical: the run goes on through it
+        if (d == ' ' && j + 1 < n && !wsp(bytes[j + 1]) && bytes[j + 1] != '\r') {
+          j += 2;
+          continue;
+        }
+        break;
+      }
+      ++j;
+    }
+    content(bytes.substr(i, j - i));
+    i = j;
   }
 }
 
-// A byte of a line's content: the empty lines held back and the whitespace run before
-// it are due now.
-void BodyHash::content(char c) {
+// Bytes of a line's content: the empty lines held back and the whitespace run before
+// them are due now.
+void BodyHash::content(std::string_view run) {
   if (!line_content_) {
     for (; empty_lines_ > 0; --empty_lines_) emit("\r\n");
     line_content_ = true;
   }
   if (wsp_) emit(" ");
   wsp_ = false;
-  emit(std::string_view(&c, 1));
+  emit(run);
 }
 
 std::string BodyHash::finish() {
   if (cr_) {  // a CR at the very end is content
     cr_ = false;
-    content('\r');
+    content("\r");
   }
   if (line_content_) emit("\r\n");  // a last line without CRLF gets one
   else if (!relaxed_ && total_ == 0) emit("\r\n");  // simple: an empty body is one CRLF
+  flush();
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   EVP_DigestFinal_ex(md_, d, &n);

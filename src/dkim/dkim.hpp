@@ -47,14 +47,17 @@ class BodyHash {
   uint64_t length() const { return total_; }  // canonical bytes (before the l= cut)
 
  private:
+  static constexpr size_t flush_at = 32 * 1024;
   void emit(std::string_view s);
-  void content(char c);
+  void flush();
+  void content(std::string_view run);
   bool relaxed_;
   std::optional<uint64_t> limit_;
   uint64_t total_ = 0;
   EVP_MD_CTX* md_ = nullptr;
   bool line_content_ = false, wsp_ = false, cr_ = false;
   uint64_t empty_lines_ = 0;
+  std::string pending_;  // canonical bytes not yet given to the digest
 };
 
 // Tag lists (RFC 6376 3.2): "v=1; a=rsa-sha256; ..."; nullopt when malformed or a tag

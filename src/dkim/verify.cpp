@@ -2,7 +2,10 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <list>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 
 #include "core/strings.hpp"
 #include "dkim/dkim.hpp"
@@ -97,7 +100,7 @@ bool identity_in_domain(std::string_view i, std::string_view d) {
                          dom[dom.size() - want.size() - 1] == '.');
 }
 
-std::shared_ptr<EVP_PKEY> public_key(const std::string& der, bool ed25519) {
+std::shared_ptr<EVP_PKEY> parse_public_key(const std::string& der, bool ed25519) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   EVP_PKEY* k = nullptr;
   if (ed25519) {
@@ -114,6 +117,38 @@ std::shared_ptr<EVP_PKEY> public_key(const std::string& der, bool ed25519) {
     }
   }
   return std::shared_ptr<EVP_PKEY>(k, EVP_PKEY_free);
+}
+
+// Parsed keys by their bytes, the most recently used 1,024 (process-wide): OpenSSL 3's
+// d2i_PUBKEY takes ~130 us, five times the RSA verification itself, and a busy
+// sender's key is the same in every message. An EVP_PKEY is only read once made, so
+// threads share it. Unparsable keys are remembered too (as null).
+std::shared_ptr<EVP_PKEY> public_key(const std::string& der, bool ed25519) {
+  static constexpr size_t capacity = 1024;
+  struct Cache {
+    std::mutex m;
+    std::list<std::string> order;  // most recent first
+    std::unordered_map<std::string, std::pair<std::shared_ptr<EVP_PKEY>, std::list<std::string>::iterator>> keys;
+  };
+  static Cache cache;
+  std::string id = (ed25519 ? "e" : "r") + der;
+  {
+    std::lock_guard lock(cache.m);
+    if (auto it = cache.keys.find(id); it != cache.keys.end()) {
+      cache.order.splice(cache.order.begin(), cache.order, it->second.second);
+      return it->second.first;
+    }
+  }
+  auto key = parse_public_key(der, ed25519);
+  std::lock_guard lock(cache.m);
+  if (cache.keys.count(id)) return key;  // another thread parsed it meanwhile
+  cache.order.push_front(id);
+  cache.keys.emplace(std::move(id), std::make_pair(key, cache.order.begin()));
+  if (cache.keys.size() > capacity) {
+    cache.keys.erase(cache.order.back());
+    cache.order.pop_back();
+  }
+  return key;
 }
 
 bool verify_bytes(EVP_PKEY* key, bool ed25519, std::string_view data, const std::string& sig) {
