@@ -1,7 +1,5 @@
 #include "delivery/remote.hpp"
 
-#include "dkim/dkim.hpp"
-
 #include <openssl/ssl.h>
 
 #include <asio.hpp>
@@ -12,13 +10,14 @@
 #include <future>
 #include <map>
 #include <set>
+#include <algorithm>
 #include <thread>
 
 #include "core/strings.hpp"
 #include "delivery/outbound.hpp"
 #include "logging/logs.hpp"
 #include "delivery/reports.hpp"
-#include "dkim/dkim.hpp"
+#include "delivery/signing.hpp"
 #include "queue/dsn.hpp"
 
 namespace fs = std::filesystem;
@@ -84,6 +83,9 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   // File work (loads, state records, reports, reading content) runs here, never on
   // the loop's thread: one slow disk must not stall every outbound session.
   asio::thread_pool disk{1};
+  // DKIM signing is CPU work (an RSA-2048 signature ~0.3 ms): it has its own threads,
+  // so that neither loads nor state records wait behind it.
+  asio::thread_pool signing{std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4)};
   // The loop, owned so that close() ends it (and the session frames left in it,
   // which hold this Impl) at a stated moment; the timer and the work guard go first.
   std::unique_ptr<asio::io_context> io_holder = std::make_unique<asio::io_context>();
@@ -130,11 +132,15 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   Impl(Spool& sp, Resolver& r, RemoteSettings st, Reporter& rep)
       : spool(sp), resolver(r), s(std::move(st)), reporter(rep) {}
 
-  // Runs f on the disk thread, then `then(result)` back on the loop's thread.
+  // Runs f on the disk thread (or `pool`), then `then(result)` back on the loop's thread.
   template <class F, class Then>
   void disk_then(F f, Then then) {
+    disk_then(std::move(f), std::move(then), disk);
+  }
+  template <class F, class Then>
+  void disk_then(F f, Then then, asio::thread_pool& pool) {
     ++disk_pending;
-    asio::post(disk, [self = shared_from_this(), f = std::move(f), then = std::move(then)]() mutable {
+    asio::post(pool, [self = shared_from_this(), f = std::move(f), then = std::move(then)]() mutable {
       auto r = f();
       asio::post(self->io, [self, then = std::move(then), r = std::move(r)]() mutable {
         --self->disk_pending;
@@ -224,46 +230,19 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       it->second.busy = true;
       ++attempts;  // counted from here: the load is part of the attempt
       bool sign = s.dkim_sign;
-      disk_then([this, id, sign] {
-        Loaded l = spool.load(id);
-        if (sign && l.status == Loaded::ok && l.msg.envelope.ours) dkim_sign(l.msg);
-        return l;
-      }, [this, id](Loaded l) { begin_attempt(id, std::move(l)); });
+      disk_then([this, id] { return spool.load(id); }, [this, id, sign](Loaded l) {
+        if (!sign || l.status != Loaded::ok || !l.msg.envelope.ours) return begin_attempt(id, std::move(l));
+        auto held = std::make_shared<Loaded>(std::move(l));
+        disk_then(
+            [this, held] {
+              held->msg.prepend = dkim_fields(spool, signer, held->msg);
+              return true;
+            },
+            [this, id, held](bool) { begin_attempt(id, std::move(*held)); }, signing);
+      });
     }
   }
 
-  // On the disk thread: the DKIM-Signature fields for a message of ours whose From:
-  // domain has a key (dkim/). The content is read once more, in 64 KiB pieces; a
-  // failure is logged and the message goes out unsigned.
-  void dkim_sign(StoredMessage& m) {
-    try {
-      Spool::Reader r(spool, m);
-      std::string head;
-      size_t body = std::string::npos;
-      while (body == std::string::npos && r.left() > 0 && head.size() < kMaxSignedHead) {
-        auto chunk = r.next(64 * 1024);
-        if (!chunk || chunk->empty()) return;
-        head += *chunk;
-        body = dkim::body_offset(head);
-      }
-      if (body == std::string::npos && r.left() > 0) return;  // a header over 1 MiB: not signed
-      std::string_view h(head);
-      h = h.substr(0, body == std::string::npos ? h.size() : body - 2);
-      if (h.size() >= 2 && h.substr(h.size() - 2) == "\r\n") h.remove_suffix(2);
-      auto job = signer.begin(h);
-      if (!job) return;
-      if (body != std::string::npos) job->body(std::string_view(head).substr(body));
-      while (r.left() > 0) {
-        auto chunk = r.next(64 * 1024);
-        if (!chunk || chunk->empty()) return;
-        job->body(*chunk);
-      }
-      m.prepend = job->finish(unix_now());
-    } catch (const std::exception& e) {
-      logs::main().error("DKIM signing of {} failed, sent unsigned: {}", m.envelope.id, e.what());
-    }
-  }
-  static constexpr size_t kMaxSignedHead = 1 << 20;
 
   void begin_attempt(const std::string& id, Loaded loaded) {
     if (loaded.status != Loaded::ok) {
@@ -675,6 +654,7 @@ void RemoteDelivery::stop() {
   impl->io.stop();
   impl->thread.join();
   impl->disk.join();  // its last jobs post into the stopped loop, which close() ends
+  impl->signing.join();
 }
 
 void RemoteDelivery::close() {
