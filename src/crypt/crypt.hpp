@@ -1,0 +1,119 @@
+// crypt/: encryption at rest (SPEC 13), the primitives. Depends on core and libsodium
+// only; does no file I/O of its own except positioned reads through a caller's fd.
+//
+// Envelope encryption: one random data key encrypts the files; the keyring holds it
+// wrapped by a key derived from the administrator's password with Argon2id. A new
+// password rewraps 72 bytes -- no mail is rewritten.
+//
+// A sealed file is authenticated in chunks (XChaCha20-Poly1305, 64 KiB of plaintext
+// each), so a reader decrypts only the chunks a partial FETCH or a TOP needs:
+//
+//   "BWSEAL1\n"  u32 chunk size (big-endian)  16 random bytes (the file's nonce prefix)
+//   chunk 0 .. n-1: ciphertext + 16-byte tag; every chunk full but the last
+//
+// A chunk's nonce is the file's prefix and its number, with the top bit set on the
+// last chunk: chunks cannot be reordered, dropped or moved between files, a file cut
+// at a chunk boundary fails, and the header (bound as associated data) cannot be
+// altered. Files are written once with a fresh random prefix (2^128 of them), so no
+// nonce is ever used twice under one key.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bulwark::crypt {
+
+// 32 secret bytes in guarded, locked memory (sodium_malloc), wiped when destroyed.
+class DataKey {
+ public:
+  static DataKey random();
+  static std::optional<DataKey> from_bytes(std::string_view raw);  // exactly 32 bytes
+  DataKey(DataKey&& o) noexcept : k_(o.k_) { o.k_ = nullptr; }
+  DataKey& operator=(DataKey&& o) noexcept;
+  DataKey(const DataKey&) = delete;
+  DataKey& operator=(const DataKey&) = delete;
+  ~DataKey();
+  const unsigned char* bytes() const { return k_; }
+  static constexpr size_t size = 32;
+
+ private:
+  DataKey();
+  unsigned char* k_ = nullptr;
+};
+
+constexpr std::string_view kMagic = "BWSEAL1\n";
+constexpr size_t kHeaderSize = 8 + 4 + 16;
+constexpr size_t kTagSize = 16;
+constexpr uint32_t kDefaultChunk = 64 * 1024;
+
+// Whether these first bytes of a file are a sealed file's.
+bool is_sealed(std::string_view first_bytes);
+
+// The sealed form of `plain`, whole.
+std::string seal(const DataKey& key, std::string_view plain, uint32_t chunk = kDefaultChunk);
+
+// The plaintext of a whole sealed file; nullopt, with the cause in *why, when it is not
+// one, was altered, cut short or sealed under another key.
+std::optional<std::string> open(const DataKey& key, std::string_view sealed, std::string* why = nullptr);
+
+// Sealing as the bytes come (a message arriving over SMTP): `out` receives the sealed
+// bytes in order, the header first.
+class Sealer {
+ public:
+  Sealer(const DataKey& key, std::string* out, uint32_t chunk = kDefaultChunk);
+  void write(std::string_view plain);
+  void finish();  // the last chunk (possibly empty); required, once
+
+ private:
+  void emit(std::string_view plain, bool last);
+  const DataKey& key_;
+  std::string* out_;
+  uint32_t chunk_;
+  std::string header_, pending_;
+  uint64_t index_ = 0;
+  bool finished_ = false;
+};
+
+// Positioned reads of a sealed file through an open descriptor: only the chunks
+// covering [offset, offset + length) are read and checked. The last chunk read is kept.
+class Reader {
+ public:
+  // Reads and checks the header; `file_size` is the sealed file's size.
+  static std::optional<Reader> make(const DataKey& key, int fd, uint64_t file_size, std::string* why = nullptr);
+  uint64_t size() const { return plain_size_; }
+  // The plaintext bytes at [offset, offset + length) (shorter at the end); nullopt when
+  // a chunk fails its check or cannot be read (cause in *why).
+  std::optional<std::string> read(uint64_t offset, size_t length, std::string* why = nullptr);
+
+ private:
+  Reader(const DataKey& key, int fd) : key_(&key), fd_(fd) {}
+  bool load(uint64_t index, std::string* why);
+  const DataKey* key_;
+  int fd_;
+  std::string header_;
+  uint32_t chunk_ = 0;
+  uint64_t chunks_ = 0, plain_size_ = 0;
+  std::optional<uint64_t> cached_index_;
+  std::string cached_;
+};
+
+// ---- the keyring (text; the caller stores it durably) ----
+
+struct KdfCost {
+  uint64_t ops;
+  size_t mem;  // bytes
+  static KdfCost moderate();  // libsodium's MODERATE: 3 passes over 256 MiB (~1 s)
+};
+
+// A new keyring: a fresh data key wrapped under `password`. Returns the file text.
+std::string new_keyring(std::string_view password, const DataKey& key, KdfCost cost = KdfCost::moderate());
+// The data key, or nullopt with the cause in *why: a wrong password ("wrong password")
+// or a damaged keyring. Runs Argon2id: call it off any I/O thread.
+std::optional<DataKey> unlock(std::string_view keyring, std::string_view password, std::string* why = nullptr);
+// The same data key wrapped under a new password (fresh salt and nonce); nullopt when
+// `old_password` does not open it.
+std::optional<std::string> rewrap(std::string_view keyring, std::string_view old_password,
+                                  std::string_view new_password, std::string* why = nullptr);
+
+}  // namespace bulwark::crypt
