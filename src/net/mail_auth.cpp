@@ -217,11 +217,10 @@ void verify_dkim(asio::thread_pool& disk, DnsChecks& dns, std::shared_ptr<smtp::
     };
     auto names = v->key_names();
     auto keys = std::make_shared<Keys>();
-    keys->left = names.size();
+    keys->left = names.size() + 1;  // +1: this loop, so that answers all from the cache finish here
     auto finish = [&disk, v, keys, done]() {
       asio::post(disk, [v, keys, done] { done(v->finish(keys->answers)); });
     };
-    if (names.empty()) return finish();
     for (auto& name : names) {
       dns.cached_query(name, DnsType::txt, [name, keys, finish](DnsResult r) {
         dkim::KeyAnswer a;
@@ -239,9 +238,15 @@ void verify_dkim(asio::thread_pool& disk, DnsChecks& dns, std::shared_ptr<smtp::
           keys->answers[name] = std::move(a);
           last = --keys->left == 0;
         }
-        if (last) finish();
+        if (last) finish();  // on the resolver's thread: back to the disk pool
       });
     }
+    bool last;
+    {
+      std::lock_guard lk(keys->mu);
+      last = --keys->left == 0;
+    }
+    if (last) done(v->finish(keys->answers));  // every key came from the cache: no second hop
   });
 }
 
