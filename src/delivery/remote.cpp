@@ -513,13 +513,16 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
     } else {
       smtp::ServerReply last = hosts.temporary;
       size_t permanent_refusals = 0;
+      bool clean = false;  // a connection ran out of jobs and said QUIT
       for (auto& host : hosts.list) {
-        if (dests[key].jobs.empty()) break;
+        if (dests[key].jobs.empty() || clean) break;
         bool permanent = false;
-        co_await connection(key, host, port, last, permanent);
+        co_await connection(key, host, port, last, permanent, clean);
         permanent_refusals += permanent;
       }
-      if (!dests[key].jobs.empty())
+      // Jobs queued while a clean connection said QUIT are not failures: pump() below
+      // starts a session for them.
+      if (!clean && !dests[key].jobs.empty())
         fail_all(key, last, permanent_refusals == hosts.list.size() ? Result::failed : Result::deferred);
     }
     --dests[key].sessions;
@@ -530,7 +533,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
 
   // One TCP connection: deliver queued jobs of `key` until none is left or it fails.
   awaitable<void> connection(const std::string& key, const Host& host, uint16_t port, smtp::ServerReply& last,
-                             bool& permanent) {
+                             bool& permanent, bool& clean) {
     if (s.relay && s.relay_pop_before_smtp) {
       std::string err = co_await net.pop3_login(host);
       if (!err.empty()) {
@@ -589,6 +592,7 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
       last = why;
       co_return;
     }
+    clean = true;
     c.out = c.client.quit();
     co_await net.drive(c);
   }

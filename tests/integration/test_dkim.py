@@ -3,6 +3,7 @@ remote MX (python3-aiosmtpd) checked by verifiers nobody here wrote -- dkimpy's
 `dkimverify` and OpenDKIM's `opendkim-testmsg` -- which fetch the key records that
 keygen printed from a real DNS server (python3-dnslib) on a loopback port 53."""
 import base64
+import concurrent.futures
 import email
 import re
 import smtplib
@@ -179,6 +180,50 @@ def test_key_removed_or_sign_off_means_unsigned(make_server, dns, zone, remote):
     srv.write_config(srv.extra_config + "\n[dkim]\nsign = false\n")
     srv.start()
     assert b"DKIM-Signature" not in send("signing off")
+
+
+def test_signed_backlog_is_all_delivered_without_a_false_deferral(make_server, dns, zone):
+    """A backlog of signed mail (the MX was down; it comes up, the server restarts): signing makes the
+    messages reach the delivery sessions a little apart, and one queued while a
+    connection was saying QUIT used to be deferred with "no address found"."""
+    port = free_port()
+    srv = make_server(extra_config=(
+        f'[dns]\nservers = ["{DNS_IP}:53"]\ntimeout = "2s"\n[relay]\nallow_ip_group = "local"\n'
+        f'[delivery]\nmx_port = {port}\nretry_interval = "1h"\nmax_delivery_threads = 20\nmax_per_destination = 20\n'))
+    keygen(srv, zone, "--selector", "s1")
+    srv.start()
+    n_threads, per_thread = 8, 150
+
+    def client(t):
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+            for i in range(per_thread):
+                s.sendmail("demo@example.test", ["x@good.test"],
+                           f"From: demo@example.test\r\nSubject: load {t}-{i}\r\n\r\nbody {t} {i}\r\n")
+
+    with concurrent.futures.ThreadPoolExecutor(n_threads) as pool:
+        list(pool.map(client, range(n_threads)))
+    total = n_threads * per_thread
+    wait(lambda: srv.log("mail.log").count("cannot connect") >= total, what="every message deferred")
+    srv.stop()
+    # The MX comes up -- Postfix's smtp-sink, fast enough for connections to run dry --
+    # and the server restarts with the whole backlog due at once.
+    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.50:{port}", "256"])
+    try:
+        srv.start()
+        srv.cli("queue", "retry")  # everything due now
+        delivered = lambda: srv.log("mail.log").count(" delivered id=")  # noqa: E731
+        try:
+            wait(lambda: delivered() >= total, timeout=30, what="every message delivered")
+        except AssertionError:
+            other = [l for l in srv.log("mail.log").splitlines() if "cannot connect" not in l and " accepted " not in l
+                     and " delivered " not in l]
+            raise AssertionError(f"{delivered()} of {total} delivered; {other[:3]}; {srv.log('bulwark.log')[-600:]}")
+        false = [line for line in srv.log("mail.log").splitlines() if "no address found" in line]
+        assert not false, false[:3]
+        assert delivered() == total
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def test_mail_not_ours_is_never_signed(make_server, dns, zone, remote):
