@@ -1,5 +1,5 @@
-// crypt/: encryption at rest (SPEC 13), the primitives. Depends on core and libsodium
-// only; does no file I/O of its own except positioned reads through a caller's fd.
+// crypt/: encryption at rest (SPEC 13), the primitives. Depends on core, auth (base64)
+// and libsodium; does no file I/O of its own except positioned reads through a caller's fd.
 //
 // Envelope encryption: one random data key encrypts the files; the keyring holds it
 // wrapped by a key derived from the administrator's password with Argon2id. A new
@@ -77,6 +77,7 @@ class Sealer {
 
 // Positioned reads of a sealed file through an open descriptor: only the chunks
 // covering [offset, offset + length) are read and checked. The last chunk read is kept.
+// The key and the descriptor must outlive the Reader (it keeps neither).
 class Reader {
  public:
   // Reads and checks the header; `file_size` is the sealed file's size.

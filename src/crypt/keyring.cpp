@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "auth/password.hpp"
 #include "crypt/crypt.hpp"
 
 namespace bulwark::crypt {
@@ -19,23 +20,6 @@ namespace bulwark::crypt {
 namespace {
 
 constexpr std::string_view kFirstLine = "bulwark-keyring 1";
-
-std::string b64(const unsigned char* p, size_t n) {
-  std::string out(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), p, n, sodium_base64_VARIANT_ORIGINAL);
-  out.resize(std::strlen(out.c_str()));
-  return out;
-}
-
-std::optional<std::string> unb64(std::string_view s) {
-  std::string out(s.size(), '\0');
-  size_t n = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), s.data(), s.size(), nullptr, &n,
-                        nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return std::nullopt;
-  out.resize(n);
-  return out;
-}
 
 // The key-encryption key: Argon2id of the password. Wiped by the caller.
 bool derive(std::string_view password, const unsigned char* salt, KdfCost cost, unsigned char kek[32]) {
@@ -45,7 +29,7 @@ bool derive(std::string_view password, const unsigned char* salt, KdfCost cost, 
 
 std::string kdf_line(KdfCost cost, const unsigned char* salt) {
   return "kdf argon2id13 ops=" + std::to_string(cost.ops) + " mem=" + std::to_string(cost.mem) +
-         " salt=" + b64(salt, crypto_pwhash_SALTBYTES);
+         " salt=" + auth::base64_encode(std::string_view(reinterpret_cast<const char*>(salt), crypto_pwhash_SALTBYTES));
 }
 
 struct Parsed {
@@ -70,11 +54,11 @@ std::optional<Parsed> parse(std::string_view text) {
   if (ops < crypto_pwhash_OPSLIMIT_MIN || ops > 64 || mem < crypto_pwhash_MEMLIMIT_MIN || mem > (4ull << 30))
     return std::nullopt;
   p.cost = {ops, size_t(mem)};
-  auto s = unb64(salt);
+  auto s = auth::base64_decode(salt);
   if (!s || s->size() != crypto_pwhash_SALTBYTES) return std::nullopt;
   p.salt = *s;
   if (lines[2].substr(0, 4) != "key ") return std::nullopt;
-  auto w = unb64(lines[2].substr(4));
+  auto w = auth::base64_decode(lines[2].substr(4));
   if (!w || w->size() != 24 + DataKey::size + 16) return std::nullopt;
   p.wrapped = *w;
   p.ad = std::string(lines[0]) + "\n" + std::string(lines[1]) + "\n";
@@ -99,7 +83,7 @@ std::string new_keyring(std::string_view password, const DataKey& key, KdfCost c
                                              reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
                                              wrapped, kek);
   sodium_memzero(kek, sizeof kek);
-  return ad + "key " + b64(wrapped, sizeof wrapped) + "\n";
+  return ad + "key " + auth::base64_encode(std::string_view(reinterpret_cast<const char*>(wrapped), sizeof wrapped)) + "\n";
 }
 
 std::optional<DataKey> unlock(std::string_view keyring, std::string_view password, std::string* why) {

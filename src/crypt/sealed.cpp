@@ -230,7 +230,7 @@ bool Reader::load(uint64_t index, std::string* why) {
 std::optional<std::string> Reader::read(uint64_t offset, size_t length, std::string* why) {
   std::string out;
   if (offset >= plain_size_) return out;
-  uint64_t end = std::min<uint64_t>(plain_size_, offset + length);
+  uint64_t end = length >= plain_size_ - offset ? plain_size_ : offset + length;  // no overflow for huge lengths
   out.reserve(size_t(end - offset));
   for (uint64_t i = offset / chunk_; i * chunk_ < end; ++i) {
     if (!load(i, why)) return std::nullopt;

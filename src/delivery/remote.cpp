@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include <asio.hpp>
+#include <algorithm>
 #include <asio/ssl.hpp>
 #include <deque>
 #include <filesystem>
@@ -10,7 +11,6 @@
 #include <future>
 #include <map>
 #include <set>
-#include <algorithm>
 #include <thread>
 
 #include "core/strings.hpp"

@@ -105,7 +105,7 @@ TEST(CryptSealed, ReaderDecryptsOnlyWhatIsAsked) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->size(), plain.size());
   for (auto [off, len] : std::vector<std::pair<uint64_t, size_t>>{{0, 10}, {60, 10}, {63, 1}, {64, 64}, {990, 100},
-                                                                 {0, 1000}, {1000, 5}, {500, 0}})
+                                                                 {0, 1000}, {1000, 5}, {500, 0}, {10, SIZE_MAX}})
     EXPECT_EQ(r->read(off, len), plain.substr(std::min<size_t>(off, plain.size()), len)) << off;
   ::close(fd);
   // A damaged chunk fails the reads that touch it, and only those.
