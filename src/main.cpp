@@ -24,6 +24,7 @@
 #include "auth/password.hpp"
 #include "config/config.hpp"
 #include "core/strings.hpp"
+#include "crypt/keystore.hpp"
 #include "delivery/local.hpp"
 #include "delivery/remote.hpp"
 #include "dkim/dkim.hpp"
@@ -51,6 +52,21 @@ Address mailbox_arg(const std::string& s, const char* what) {
   return *a;
 }
 
+// A line typed on the terminal without echo.
+std::string ask_quietly(const char* prompt) {
+  std::cerr << prompt << std::flush;
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios quiet = old;
+  quiet.c_lflag &= ~tcflag_t(ECHO);
+  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  std::string p;
+  std::getline(std::cin, p);
+  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  std::cerr << "\n";
+  return p;
+}
+
 std::string read_password(bool from_stdin) {
   std::string pw;
   if (from_stdin) {
@@ -59,22 +75,36 @@ std::string read_password(bool from_stdin) {
     return pw;
   }
   if (!isatty(STDIN_FILENO)) throw UsageError("give the password on standard input with --password-stdin");
-  auto ask = [](const char* prompt) {
-    std::cerr << prompt << std::flush;
-    termios old{};
-    tcgetattr(STDIN_FILENO, &old);
-    termios quiet = old;
-    quiet.c_lflag &= ~tcflag_t(ECHO);
-    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-    std::string p;
-    std::getline(std::cin, p);
-    tcsetattr(STDIN_FILENO, TCSANOW, &old);
-    std::cerr << "\n";
-    return p;
-  };
-  pw = ask("Password: ");
-  if (ask("Again: ") != pw) throw UsageError("the two passwords differ");
+  pw = ask_quietly("Password: ");
+  if (ask_quietly("Again: ") != pw) throw UsageError("the two passwords differ");
   return pw;
+}
+
+// Wipes a password when it goes out of scope, also on an exception.
+struct Wiped {
+  std::string& s;
+  ~Wiped() { sodium_memzero(s.data(), s.size()); }
+};
+
+// SPEC 13: a data dir with a keyring is encrypted. `serve` unlocks it first, before it
+// creates or writes anything: a wrong or missing password stops it (exit 1).
+void unlock_encryption(const Config& cfg) {
+  if (!crypt::read_keyring(cfg.server.data_dir)) return;
+  std::string pw;
+  Wiped wiped{pw};
+  if (!cfg.encryption.password_file.empty()) {
+    std::ifstream in(cfg.encryption.password_file);
+    std::getline(in, pw);
+    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+    if (pw.empty()) throw std::runtime_error("encryption.password_file " + cfg.encryption.password_file + " holds no password");
+  } else if (isatty(STDIN_FILENO)) {
+    pw = ask_quietly("Encryption password: ");
+  } else {
+    throw std::runtime_error("the data in " + cfg.server.data_dir + " is encrypted: set encryption.password_file in " +
+                             cfg.file + ", or start serve on a terminal to type the password");
+  }
+  auto key = crypt::unlock_data_dir(cfg.server.data_dir, pw);  // throws on a wrong password
+  crypt::set_data_key(std::move(*key));
 }
 
 // Started as root: everything under data_dir/log_dir becomes the service user's,
@@ -194,6 +224,7 @@ int serve(const Config& cfg) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, sig);
   pthread_sigmask(SIG_BLOCK, &sigs, &old);
   ::umask(027);  // logs, queue and mailboxes are nobody else's business
+  unlock_encryption(cfg);
   logs::init(cfg.server.log_dir);
   raise_fd_limit();
   fs::create_directories(cfg.server.data_dir);
@@ -387,6 +418,13 @@ int main(int argc, char** argv) {
   dkim_remove->add_option("DOMAIN", arg1)->required();
   dkim_remove->add_option("--selector", selector, "the key's selector")->required();
 
+  auto* encryption = sub(&app, "encryption", "encryption at rest");
+  encryption->require_subcommand(1);
+  auto* encryption_status = sub(encryption, "status", "whether the data is encrypted: off | on");
+  auto* encryption_passwd =
+      sub(encryption, "passwd", "change the encryption password (no data is rewritten); --password-stdin: two lines, old and new");
+  encryption_passwd->add_flag("--password-stdin", password_stdin, "read the old and the new password from standard input");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -448,6 +486,34 @@ int main(int argc, char** argv) {
         spool.remove(arg1);
         std::cout << "deleted " << arg1 << "\n";
       }
+      return kOk;
+    }
+
+    if (encryption_status->parsed()) {
+      std::cout << (crypt::read_keyring(cfg.server.data_dir) ? "on" : "off") << "\n";
+      return kOk;
+    }
+    if (encryption_passwd->parsed()) {
+      auto ring = crypt::read_keyring(cfg.server.data_dir);
+      if (!ring) throw std::runtime_error("encryption is off in " + cfg.server.data_dir + ": there is no password to change");
+      std::string old_pw, new_pw;
+      Wiped w1{old_pw}, w2{new_pw};
+      if (password_stdin) {
+        old_pw = read_password(true);
+        new_pw = read_password(true);
+      } else {
+        if (!isatty(STDIN_FILENO)) throw UsageError("give the passwords on standard input with --password-stdin");
+        old_pw = ask_quietly("Current encryption password: ");
+        new_pw = read_password(false);
+      }
+      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes), false};
+      if (auto problem = auth::check_password_policy(new_pw, "", pp))
+        throw UsageError("new password refused: " + *problem + " ([password_policy] in " + config_path + ")");
+      std::string why;
+      auto next = crypt::rewrap(*ring, old_pw, new_pw, &why);
+      if (!next) throw std::runtime_error("cannot change the encryption password: " + why + "; nothing changed");
+      crypt::write_keyring(cfg.server.data_dir, *next);
+      std::cout << "encryption password changed (the data key is the same: no data was rewritten)\n";
       return kOk;
     }
 

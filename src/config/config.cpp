@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <cctype>
 #include <cstring>
@@ -123,6 +124,7 @@ Config load_config(const std::string& path) {
   bool saw_listener = false;
   std::map<std::string, const toml::node*> group_nodes;       // for line numbers
   std::map<std::string, const toml::node*> delivery_nodes;    // for line numbers
+  const toml::node* password_file_node = nullptr;              // for line numbers
   std::vector<std::pair<std::string, const toml::node*>> refs;  // group names used by keys
   // Handlers that store a checked value.
   auto port = [&](uint16_t& out) {
@@ -235,6 +237,13 @@ Config load_config(const std::string& path) {
                  r.table(n, p,
                          {{"sign", [&](const toml::node& v, const std::string& k) { c.dkim.sign = r.boolean(v, k); }},
                           {"verify", [&](const toml::node& v, const std::string& k) { c.dkim.verify = r.boolean(v, k); }}});
+               }},
+              {"encryption",
+               [&](const toml::node& n, const std::string& p) {
+                 r.table(n, p, {{"password_file", [&](const toml::node& v, const std::string& k) {
+                                   c.encryption.password_file = r.str(v, k);
+                                   password_file_node = &v;
+                                 }}});
                }},
               {"spf",
                [&](const toml::node& n, const std::string& p) {
@@ -588,6 +597,16 @@ Config load_config(const std::string& path) {
     if (fs::path(pwf).is_relative()) pwf = (base / pwf).lexically_normal().string();
     std::ifstream in(pwf);
     if (!in) r.fail(delivery_nodes["relay_password_file"], "delivery.relay_password_file", "cannot read " + pwf);
+  }
+  auto& epf = c.encryption.password_file;  // SPEC 13: read by `serve` when encryption is on
+  if (!epf.empty()) {
+    if (fs::path(epf).is_relative()) epf = (base / epf).lexically_normal().string();
+    struct stat st{};
+    if (::stat(epf.c_str(), &st) != 0 || !std::ifstream(epf))
+      r.fail(password_file_node, "encryption.password_file", "cannot read " + epf);
+    if (st.st_mode & 077)
+      r.fail(password_file_node, "encryption.password_file",
+             epf + " is readable by others: it holds the encryption password (chmod 600 " + epf + ")");
   }
   auto& ca = c.delivery.tls_ca_file;
   if (!ca.empty()) {

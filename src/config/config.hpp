@@ -127,6 +127,10 @@ struct Config {
   } dkim;
 
   struct {
+    std::string password_file;  // `serve` reads the password here when encryption is on ("" = the terminal)
+  } encryption;
+
+  struct {
     std::string mode = "tag";  // off | tag (Authentication-Results only) | reject (fail -> 550 5.7.23)
   } spf;
 

@@ -2,6 +2,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -216,6 +217,7 @@ bool Reader::load(uint64_t index, std::string* why) {
   off_t at = off_t(kHeaderSize + index * full);
   for (size_t got = 0; got < len;) {
     ssize_t n = ::pread(fd_, cipher.data() + got, len - got, at + off_t(got));
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return set_why(why, "sealed file cut short"), false;
     got += size_t(n);
   }

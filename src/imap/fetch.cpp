@@ -133,6 +133,7 @@ void Session::continue_fetch(Output& out) {
       } else if (u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY") {
         if (!content) content = folder_->content(uid, error);
         if (!content) {
+          f.unreadable |= !error.empty();
           parts.clear();
           break;
         }
@@ -140,7 +141,8 @@ void Session::continue_fetch(Output& out) {
         parts += u == "ENVELOPE" ? "ENVELOPE " + envelope(mime->header) : u + " " + body_structure(*mime, u == "BODYSTRUCTURE");
       } else {
         if (!content) content = folder_->content(uid, error);
-        if (!content) {  // gone meanwhile (another session expunged it)
+        if (!content) {  // gone meanwhile (another session expunged it), or unreadable
+          f.unreadable |= !error.empty();
           parts.clear();
           break;
         }
@@ -238,9 +240,10 @@ void Session::continue_fetch(Output& out) {
     }
   }
   std::string tag = f.tag;
-  bool uid = f.uid, unknown_cte = f.unknown_cte;
+  bool uid = f.uid, unknown_cte = f.unknown_cte, unreadable = f.unreadable;
   fetch_.reset();
   report_changes(out, uid);  // a sequence-number FETCH must not be followed by EXPUNGEs
+  if (unreadable) return no(out, tag, "[SERVERBUG] A message could not be read; the server log says why");
   if (unknown_cte) return no(out, tag, "[UNKNOWN-CTE] A part is in a transfer encoding bulwark cannot decode");
   tagged(out, tag, "OK", uid ? "UID FETCH completed" : "FETCH completed");
 }

@@ -45,7 +45,8 @@ class OpenFolder {
   virtual uint64_t highestmodseq() const = 0;
   virtual const std::vector<MessageRef>& messages() const = 0;  // by UID
   virtual bool refresh(std::string& error) = 0;
-  // The message with CRLF line ends; nothing if it is gone.
+  // The message with CRLF line ends; nothing if it is gone (error left empty) or cannot
+  // be read (error says why: the session answers NO [SERVERBUG]).
   virtual std::optional<std::string> content(uint32_t uid, std::string& error) = 0;
   virtual bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) = 0;
   virtual bool expunge(const std::vector<uint32_t>& uids, std::string& error) = 0;

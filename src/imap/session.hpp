@@ -167,6 +167,7 @@ class Session {
     size_t next = 0;
     std::vector<Token> items;
     bool unknown_cte = false;  // a BINARY part in an encoding bulwark cannot undo
+    bool unreadable = false;   // a message's content could not be read (not: gone)
   };
   std::optional<PendingFetch> fetch_;
   std::vector<uint32_t> saved_;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "logging/logs.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
 
@@ -46,24 +47,20 @@ class StoreOpenFolder : public imap::OpenFolder {
                                   [](const store::Message& m, uint32_t u) { return m.uid < u; });
     if (found != msgs.end() && found->uid == uid) {
       const store::Message& m = *found;
-      int fd = f_->open_message(m);
-      if (fd < 0) {
-        error = "message " + std::to_string(uid) + " is gone";
+      std::string why;
+      auto file = f_->read_message(m, &why);
+      if (!file && errno == ENOENT) return std::nullopt;  // gone: another session expunged it
+      auto raw = file ? file->all(&why) : std::nullopt;
+      if (!raw) {
+        error = "message " + std::to_string(uid) + " cannot be read: " + why;
+        if (file) logs::main().error("IMAP: {} of {}: {}", error, maildir_, why);
         return std::nullopt;
       }
-      std::string raw, out;
-      char buf[65536];
-      for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        raw.append(buf, size_t(n));
-      }
-      ::close(fd);
-      out.reserve(raw.size() + raw.size() / 30);
-      for (size_t i = 0; i < raw.size(); ++i) {  // LF on disk, CRLF on the wire
-        if (raw[i] == '\n' && (i == 0 || raw[i - 1] != '\r')) out += '\r';
-        out += raw[i];
+      std::string out;
+      out.reserve(raw->size() + raw->size() / 30);
+      for (size_t i = 0; i < raw->size(); ++i) {  // LF on disk, CRLF on the wire
+        if ((*raw)[i] == '\n' && (i == 0 || (*raw)[i - 1] != '\r')) out += '\r';
+        out += (*raw)[i];
       }
       return out;
     }

@@ -68,7 +68,7 @@ class Pop3Driver : public Driver {
     ReadPacer pacer(std::max<std::chrono::seconds>(cfg->timeouts.command, std::chrono::minutes(10)),
                     cfg->timeouts.data, cfg->timeouts.min_data_rate);
     std::string greeting = s.greet().bytes;  // named: see write()
-    std::string bye, chunk, encoded;
+    std::string bye, encoded;
     std::string key, maildir, error;
     store::MailboxLocks::Lease lease;
     std::unique_ptr<store::Folder> folder;
@@ -142,10 +142,11 @@ class Pop3Driver : public Driver {
         }
         if (o.next == pop3::Next::send_message) {
           const auto& send = s.sending();
-          int fd = folder->open_message(folder->messages()[send.index]);
-          if (fd < 0) {
-            logs::main().warn("POP3: message {} of {} cannot be opened", folder->messages()[send.index].uid,
-                              sanitize(key));
+          std::string why;
+          auto file = folder->read_message(folder->messages()[send.index], &why);
+          if (!file) {
+            logs::main().warn("POP3: message {} of {} cannot be read: {}", folder->messages()[send.index].uid,
+                              sanitize(key), why);
             o = s.message_sent(false);
             continue;
           }
@@ -153,21 +154,28 @@ class Pop3Driver : public Driver {
           // page cache, and a blocking read here costs less than a hop to the pool.
           pop3::MessageEncoder enc(send.body_lines);
           encoded = send.ok_line;
-          chunk.resize(64 * 1024);
-          bool ok = true, more = true;
+          bool ok = true, more = true, sent_any = false;
           while (ok && more) {
-            ssize_t r = ::read(fd, chunk.data(), chunk.size());
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) ok = false;
-            if (r <= 0) break;
-            more = enc.put(std::string_view(chunk.data(), size_t(r)), encoded);
+            auto piece = file->next(64 * 1024, &why);
+            if (!piece) {  // a sealed chunk failed its check (altered), or a read error
+              logs::main().error("POP3: message {} of {} cannot be read: {}", folder->messages()[send.index].uid,
+                                 sanitize(key), why);
+              ok = false;
+            }
+            if (!piece || piece->empty()) break;
+            more = enc.put(*piece, encoded);
             if (encoded.size() >= 64 * 1024) {
               c->set_deadline(cfg->timeouts.command);
               ok = co_await write(*c, encoded);
+              sent_any = true;
               encoded.clear();
             }
           }
-          ::close(fd);
+          if (!ok && !sent_any) {  // nothing out yet: an -ERR, and the session goes on
+            encoded.clear();
+            o = s.message_sent(false);
+            continue;
+          }
           if (!ok) {  // the +OK may be out already: the client must not take a short message as whole
             logs::main().warn("POP3: sending message {} of {} to {} failed", folder->messages()[send.index].uid,
                               sanitize(key), ip);

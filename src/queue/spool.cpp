@@ -310,28 +310,26 @@ std::vector<std::string> Spool::list() {
 Loaded Spool::load(const std::string& id) {
   Loaded out;
   if (id.empty() || id.find('/') != std::string::npos || id.find('.') != std::string::npos) return out;
-  int fd = ::open(path_of(id).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;  // missing: delivered meanwhile, or `queue delete`
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
   auto damaged = [&](std::string why) {
     out.status = Loaded::damaged;
     out.why = std::move(why);
     return out;
   };
+  std::string why;
+  auto file = crypt::PlainFile::open(path_of(id), &why);
+  // Missing: delivered meanwhile, or `queue delete` -- or unreadable for now (no key
+  // loaded, out of descriptors): left alone. Damaged only when a sealed file fails.
+  if (!file) return errno == EBADMSG ? damaged(why) : out;
   // The envelope: everything up to the first empty line (bounded: a file without one
   // within 1 MiB is not a spool file).
   std::string head;
   size_t end = std::string::npos;
-  char buf[8192];
   while (end == std::string::npos) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    auto piece = file->next(8192, &why);
+    if (!piece) return damaged("cannot be read: " + why);
+    if (piece->empty()) break;
     size_t from = head.size() > 0 ? head.size() - 1 : 0;
-    head.append(buf, size_t(n));
+    head += *piece;
     end = head.find("\n\n", from);
     if (head.size() > (1u << 20)) break;
   }
@@ -382,9 +380,8 @@ Loaded Spool::load(const std::string& id) {
   if (!has_size) return damaged("no size");
   if (m.envelope.recipients.empty()) return damaged("no recipients");
   m.content_offset = end + 2;
-  struct stat st{};
-  if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) != m.content_offset + m.content_size)
-    return damaged("truncated: " + std::to_string(st.st_size) + " bytes where the envelope says " +
+  if (file->size() != m.content_offset + m.content_size)
+    return damaged("truncated: " + std::to_string(file->size()) + " bytes where the envelope says " +
                    std::to_string(m.content_offset + m.content_size));
   if (!has_8bit_line) {  // written by a version before the "8bit" line: look
     Reader r(*this, m);
@@ -425,25 +422,25 @@ Loaded Spool::load(const std::string& id) {
 }
 
 Spool::Reader::Reader(const Spool& spool, const StoredMessage& m)
-    : offset_(m.content_offset), size_(m.content_size) {
-  fd_ = ::open(spool.path_of(m.envelope.id).c_str(), O_RDONLY | O_CLOEXEC);
+    : id_(m.envelope.id), offset_(m.content_offset), size_(m.content_size) {
+  std::string why;
+  file_ = crypt::PlainFile::open(spool.path_of(m.envelope.id), &why);
+  if (!file_ && errno != ENOENT)
+    logs::main().error("spool: message {} cannot be read: {}", m.envelope.id, why);
 }
 
-Spool::Reader::~Reader() {
-  if (fd_ >= 0) ::close(fd_);
-}
+Spool::Reader::~Reader() = default;
 
 std::optional<std::string> Spool::Reader::next(size_t max) {
-  if (fd_ < 0) return std::nullopt;
-  std::string chunk(size_t(std::min<uint64_t>(max, size_ - pos_)), '\0');
-  size_t got = 0;
-  while (got < chunk.size()) {
-    ssize_t n = ::pread(fd_, chunk.data() + got, chunk.size() - got, off_t(offset_ + pos_ + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt;  // shorter than the envelope says
-    got += size_t(n);
+  if (!file_) return std::nullopt;
+  std::string why;
+  auto chunk = file_->read(offset_ + pos_, size_t(std::min<uint64_t>(max, size_ - pos_)), &why);
+  if (!chunk) {
+    logs::main().error("spool: message {} cannot be read: {}", id_, why);
+    return std::nullopt;
   }
-  pos_ += got;
+  if (chunk->size() != std::min<uint64_t>(max, size_ - pos_)) return std::nullopt;  // shorter than the envelope says
+  pos_ += chunk->size();
   return chunk;
 }
 

@@ -6,7 +6,8 @@
 // its commit writes the header into the room left at the front and renames it.
 // Loads read the envelope and delivery state only; content is read in chunks. A file
 // that cannot be read as a spool file is moved to quarantine/, never dropped.
-// Depends on core/ and smtp/ (for the Envelope/Transaction vocabulary).
+// Depends on core/, crypt/ (reads either form of a file) and smtp/ (for the
+// Envelope/Transaction vocabulary).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "core/body.hpp"
+#include "crypt/file.hpp"
 #include "smtp/session.hpp"
 
 namespace bulwark {
@@ -113,7 +115,8 @@ class Spool {
     uint64_t left() const { return size_ - pos_; }
 
    private:
-    int fd_ = -1;
+    std::optional<crypt::PlainFile> file_;  // plain or sealed: crypt/file.hpp
+    std::string id_;
     uint64_t offset_ = 0, size_ = 0, pos_ = 0;
   };
   // The whole content (small messages, the CLI), or nothing on an error.

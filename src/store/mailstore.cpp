@@ -17,6 +17,7 @@
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
 #include "store/files.hpp"
 
 namespace bulwark {
@@ -92,26 +93,23 @@ bool each_entry(const std::string& dir, F f) {
 // Size with CRLF line ends, for a file that does not say it in its name: read once,
 // when it gets its UID, then kept in the index.
 std::optional<std::pair<uint64_t, uint64_t>> measure(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+  auto file = crypt::PlainFile::open(path);  // either form: the plaintext's sizes
+  if (!file) return std::nullopt;
   uint64_t size = 0, lf = 0;
-  char buf[65536];
   char prev = 0;
   uint64_t crlf = 0;
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
-      if (buf[i] == '\n') {
+    auto piece = file->next(65536);
+    if (!piece || piece->empty()) break;
+    for (char c : *piece) {
+      if (c == '\n') {
         ++lf;
         if (prev == '\r') ++crlf;
       }
-      prev = buf[i];
+      prev = c;
     }
-    size += uint64_t(n);
+    size += piece->size();
   }
-  ::close(fd);
   return std::pair{size, size + lf - crlf};
 }
 
@@ -447,6 +445,17 @@ int Folder::open_message(const Message& m) {
     });
   if (found.empty()) return -1;
   return ::open((dir_ + "/" + found).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+std::optional<crypt::PlainFile> Folder::read_message(const Message& m, std::string* why) {
+  int fd = open_message(m);
+  if (fd < 0) {
+    int e = errno;
+    if (why) *why = e == ENOENT ? "it is gone" : std::strerror(e);
+    errno = e;
+    return std::nullopt;
+  }
+  return crypt::PlainFile::adopt(fd, why);
 }
 
 size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {

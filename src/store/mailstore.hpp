@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "crypt/file.hpp"
+
 namespace bulwark {
 
 // <data_dir>/mail/<domain>/<local>/ with bytes outside [a-z0-9._+-] %-escaped, so
@@ -91,9 +93,14 @@ class Folder {
   const std::vector<Message>& messages() const { return msgs_; }  // by UID
   const std::string& dir() const { return dir_; }
 
-  // Opens a message for reading (O_RDONLY fd, or -1): follows a file another owner
-  // renamed (a flag change) by looking it up again.
+  // Opens a message's file as it is on disk (O_RDONLY fd, or -1; a copy keeps its
+  // form, plain or sealed): follows a file another owner renamed (a flag change) by
+  // looking it up again.
   int open_message(const Message& m);
+  // The message's plaintext, whichever form the file is in (crypt/file.hpp); nullopt
+  // with the cause in *why (and errno ENOENT) when it is gone, or when it cannot be read
+  // or is sealed and fails its check.
+  std::optional<crypt::PlainFile> read_message(const Message& m, std::string* why);
 
   // Removes messages (POP3 UPDATE, IMAP EXPUNGE): files unlinked and the directory
   // synced, then the index told and synced. A crash in between leaves an index entry

@@ -10,25 +10,13 @@
 #include <thread>
 
 #include "delivery/local.hpp"
+#include "spool_commit.hpp"
 #include "temp_dir.hpp"
 
 using namespace bulwark;
 namespace fs = std::filesystem;
 
 namespace {
-std::string commit(Spool& spool, const std::string& text) {
-  auto tx = std::make_shared<smtp::Transaction>();
-  tx->envelope.id = spool.new_id();
-  tx->envelope.sender = "a@remote.test";
-  tx->envelope.recipients = {{"demo@example.test", "demo@example.test", true}};
-  tx->received = "Received: test\r\n";
-  tx->body = MessageBody(text);
-  std::promise<bool> done;
-  spool.submit(tx, [&done](bool ok) { done.set_value(ok); });
-  EXPECT_TRUE(done.get_future().get());
-  return tx->envelope.id;
-}
-
 template <class F>
 bool eventually(F f, std::chrono::seconds limit = std::chrono::seconds(10)) {
   auto until = std::chrono::steady_clock::now() + limit;
@@ -50,7 +38,7 @@ TEST(LocalDelivery, AFailedSyncLeavesTheMessageQueuedUntilOneSucceeds) {
   Spool spool(t.path.string());
   spool.recover();
   spool.start();
-  std::string id = commit(spool, "Subject: x\r\n\r\nbody\r\n");
+  std::string id = test::commit(spool, "Subject: x\r\n\r\nbody\r\n");
   Reporter reporter(spool, {"host.test", t.path.string(), "en", std::chrono::hours(1)},
                     [](const std::string&) { return std::vector<smtp::Recipient>{}; });
   std::atomic<int> syncs{0};

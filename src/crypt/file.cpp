@@ -1,0 +1,108 @@
+// crypt/file.cpp: PlainFile, the read seam for both forms of a stored file.
+#include "crypt/file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace bulwark::crypt {
+
+namespace {
+std::optional<DataKey> g_key;
+
+void set_why(std::string* why, std::string text) {
+  if (why) *why = std::move(text);
+}
+}  // namespace
+
+const DataKey* data_key() { return g_key ? &*g_key : nullptr; }
+void set_data_key(DataKey key) { g_key = std::move(key); }
+
+std::optional<PlainFile> PlainFile::open(const std::string& path, std::string* why) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    set_why(why, std::strerror(e));
+    errno = e;
+    return std::nullopt;
+  }
+  return adopt(fd, why);
+}
+
+namespace {
+std::nullopt_t fail(std::string* why, std::string text, int error) {
+  set_why(why, std::move(text));
+  errno = error;
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<PlainFile> PlainFile::adopt(int fd, std::string* why) {
+  PlainFile f(fd);
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return fail(why, std::strerror(errno), errno == ENOENT ? EIO : errno);
+  char magic[kMagic.size()];
+  ssize_t n;
+  do n = ::pread(fd, magic, sizeof magic, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return fail(why, std::strerror(errno), errno == ENOENT ? EIO : errno);
+  if (!is_sealed(std::string_view(magic, size_t(n)))) {
+    f.size_ = uint64_t(st.st_size);
+    return f;
+  }
+  const DataKey* key = data_key();
+  if (!key) return fail(why, "the file is encrypted and no key is loaded", ENOKEY);
+  f.sealed_ = Reader::make(*key, fd, uint64_t(st.st_size), why);
+  if (!f.sealed_) {
+    errno = EBADMSG;
+    return std::nullopt;
+  }
+  f.size_ = f.sealed_->size();
+  return f;
+}
+
+PlainFile::PlainFile(PlainFile&& o) noexcept : fd_(o.fd_), size_(o.size_), pos_(o.pos_), sealed_(std::move(o.sealed_)) {
+  o.fd_ = -1;
+}
+
+PlainFile& PlainFile::operator=(PlainFile&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    size_ = o.size_;
+    pos_ = o.pos_;
+    sealed_ = std::move(o.sealed_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+PlainFile::~PlainFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<std::string> PlainFile::read(uint64_t offset, size_t length, std::string* why) {
+  if (sealed_) return sealed_->read(offset, length, why);
+  std::string out;
+  if (offset >= size_) return out;
+  out.resize(size_t(std::min<uint64_t>(length, size_ - offset)));
+  for (size_t got = 0; got < out.size();) {
+    ssize_t n = ::pread(fd_, out.data() + got, out.size() - got, off_t(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(why, std::strerror(errno), errno == ENOENT ? EIO : errno);
+    if (n == 0) return set_why(why, "the file is shorter than it was"), std::nullopt;
+    got += size_t(n);
+  }
+  return out;
+}
+
+std::optional<std::string> PlainFile::next(size_t max, std::string* why) {
+  auto r = read(pos_, max, why);
+  if (r) pos_ += r->size();
+  return r;
+}
+
+}  // namespace bulwark::crypt

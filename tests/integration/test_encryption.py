@@ -1,0 +1,207 @@
+"""Encryption at rest (SPEC 13), the parts that exist so far: the keyring on disk,
+`serve` unlocking it before it writes anything, `encryption status` and `passwd`, and
+the server reading sealed messages over POP3 and IMAP.
+
+The keyring and the sealed messages here are made by PyNaCl (Debian's python3-nacl,
+libsodium's Python binding) from the formats written down in docs/encryption.md -- an
+implementation independent of bulwark's, so these tests also pin the formats."""
+import base64
+import imaplib
+import os
+import poplib
+import smtplib
+import ssl
+import struct
+
+import nacl.bindings as nb
+import nacl.pwhash
+import pytest
+
+from conftest import PASSWORD
+
+USER = "demo@example.test"
+ENC_PASSWORD = "Encryption-Pass-42"
+
+
+def make_keyring(password, data_key, ops=1, mem=8 * 1024 * 1024):
+    """docs/encryption.md: three lines; the first two are the associated data of the
+    wrapping (XChaCha20-Poly1305 under Argon2id(password, salt))."""
+    salt = os.urandom(16)
+    ad = f"bulwark-keyring 1\nkdf argon2id13 ops={ops} mem={mem} salt={base64.b64encode(salt).decode()}\n".encode()
+    kek = nacl.pwhash.argon2id.kdf(32, password.encode(), salt, opslimit=ops, memlimit=mem)
+    nonce = os.urandom(24)
+    wrapped = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(data_key, ad, nonce, kek)
+    return ad + b"key " + base64.b64encode(nonce + wrapped) + b"\n"
+
+
+def seal(key, plain, chunk=65536):
+    """A sealed file: magic, chunk size, 16-byte nonce prefix; each chunk sealed with the
+    header as associated data and the nonce prefix + chunk number (top bit: last)."""
+    header = b"BWSEAL1\n" + struct.pack(">I", chunk) + os.urandom(16)
+    pieces = [plain[i:i + chunk] for i in range(0, len(plain), chunk)] or [b""]
+    out = header
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        nonce = header[12:28] + struct.pack(">Q", i | (1 << 63 if last else 0))
+        out += nb.crypto_aead_xchacha20poly1305_ietf_encrypt(piece, header, nonce, key)
+    return out
+
+
+def encrypted_server(make_server, password=ENC_PASSWORD):
+    """A server whose data dir has a keyring; the password in a 0600 file."""
+    srv = make_server()
+    key = os.urandom(32)
+    (srv.data / "keyring").write_bytes(make_keyring(password, key))
+    pw = srv.root / "encryption.pw"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    srv.write_config(srv.extra_config + '\n[encryption]\npassword_file = "encryption.pw"\n')
+    return srv, key
+
+
+def tls_context(srv):
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    return ctx
+
+
+def pop(srv):
+    p = poplib.POP3("127.0.0.1", srv.ports["pop3"], timeout=20)
+    p.stls(tls_context(srv))
+    p.user(USER)
+    p.pass_(PASSWORD)
+    return p
+
+
+def retr(p, i):
+    return b"\r\n".join(p.retr(i)[1]) + b"\r\n"
+
+
+def test_status_is_off_and_passwd_refuses_without_a_keyring(make_server):
+    srv = make_server()
+    assert srv.cli("encryption", "status").stdout == "off\n"
+    r = srv.cli("encryption", "passwd", "--password-stdin", input="a\nb\n", check=False)
+    assert r.returncode == 1 and "encryption is off" in r.stderr, r.stderr
+
+
+def test_serve_unlocks_and_reads_sealed_messages_byte_exact_over_pop3_and_imap(make_server):
+    srv, key = encrypted_server(make_server)
+    assert srv.cli("encryption", "status").stdout == "on\n"
+    srv.start()
+    # Two sealed messages put into the Maildir (LF line ends on disk, as Maildir has
+    # them), one of them over several chunks, and one plain message arriving by SMTP.
+    small = b"From: a@remote.test\nTo: demo@example.test\nSubject: sealed one\n\nsecret body one\n"
+    big = (b"From: a@remote.test\nTo: demo@example.test\nSubject: sealed two\n\n" +
+           b"".join(b"line %06d of a long sealed message\n" % i for i in range(5000)))
+    new = srv.maildir()
+    new.mkdir(parents=True, exist_ok=True)
+    (new / "1700000000.sealed1.host").write_bytes(seal(key, small))
+    (new / "1700000001.sealed2.host").write_bytes(seal(key, big, chunk=4096))
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", [USER], b"Subject: plain three\r\n\r\nplain body\r\n")
+    srv.wait_messages(3)
+    crlf = [small.replace(b"\n", b"\r\n"), big.replace(b"\n", b"\r\n")]
+
+    p = pop(srv)
+    sizes = [int(x.split()[1]) for x in p.list()[1]]
+    assert sizes[:2] == [len(crlf[0]), len(crlf[1])]  # LIST: the plaintext's size, not the file's
+    assert retr(p, 1) == crlf[0]
+    assert retr(p, 2) == crlf[1]
+    assert b"plain body" in retr(p, 3)
+    top = p.top(2, 2)[1]
+    assert top[-2:] == [b"line 000000 of a long sealed message", b"line 000001 of a long sealed message"]
+    p.quit()
+
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    m.select("INBOX")
+    typ, data = m.fetch("1:2", "(RFC822.SIZE BODY.PEEK[])")
+    assert typ == "OK"
+    bodies = [d[1] for d in data if isinstance(d, tuple)]
+    assert bodies == crlf
+    assert b"RFC822.SIZE %d" % len(crlf[1]) in data[2][0]
+    typ, data = m.fetch("2", "(BODY.PEEK[TEXT]<100.40>)")
+    assert data[0][1] == crlf[1][crlf[1].index(b"\r\n\r\n") + 4:][100:140]
+    typ, hits = m.search(None, "BODY", "000042")
+    assert hits[0].split() == [b"2"]
+    m.logout()
+
+
+def test_a_tampered_sealed_message_is_refused_and_logged_not_sent_as_garbage(make_server):
+    srv, key = encrypted_server(make_server)
+    srv.start()
+    new = srv.maildir()
+    new.mkdir(parents=True, exist_ok=True)
+    good = b"Subject: intact\n\nintact body\n"
+    sealed = bytearray(seal(key, b"Subject: tampered\n\n" + b"x" * 3000 + b"\n"))
+    sealed[len(sealed) // 2] ^= 0x01
+    (new / "1700000000.a.host").write_bytes(seal(key, good))
+    (new / "1700000001.b.host").write_bytes(bytes(sealed))
+    p = pop(srv)
+    with pytest.raises(poplib.error_proto, match="cannot be read"):
+        p.retr(2)
+    assert retr(p, 1) == good.replace(b"\n", b"\r\n")  # the session goes on
+    p.quit()
+    srv.wait_log("bulwark.log", "sealed file altered")
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    m.select("INBOX")
+    typ, data = m.fetch("2", "(BODY.PEEK[])")
+    assert typ == "NO" and b"SERVERBUG" in data[-1], (typ, data)
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert data[0][1] == good.replace(b"\n", b"\r\n")
+    m.logout()
+
+
+def test_a_wrong_or_missing_password_stops_serve_before_it_writes_anything(make_server):
+    srv, _ = encrypted_server(make_server, password="the-right-one-77")
+    (srv.root / "encryption.pw").write_text("a-wrong-one-77\n")
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in srv.root.rglob("*") if p.name != "serve.stderr")
+    with pytest.raises(AssertionError, match="exited with 1"):
+        srv.start()
+    srv.proc = None
+    assert "wrong password" in srv.serve_output()
+    after = sorted((str(p), p.stat().st_mtime_ns) for p in srv.root.rglob("*") if p.name != "serve.stderr")
+    assert after == before  # no log, no queue, no database touched
+    # No password file and no terminal: a clear refusal, not a hang.
+    srv.write_config(srv.extra_config.replace('password_file = "encryption.pw"', 'password_file = ""'))
+    with pytest.raises(AssertionError, match="exited with 1"):
+        srv.start()
+    srv.proc = None
+    assert "set encryption.password_file" in srv.serve_output()
+
+
+def test_password_file_readable_by_others_is_refused_with_key_and_line(make_server):
+    srv, _ = encrypted_server(make_server)
+    (srv.root / "encryption.pw").chmod(0o644)
+    r = srv.cli("check-config", check=False)
+    assert r.returncode == 2
+    assert "encryption.password_file" in r.stderr and "readable by others" in r.stderr
+    line = srv.config.read_text().splitlines().index('password_file = "encryption.pw"') + 1
+    assert f"bulwark.toml:{line}:" in r.stderr, r.stderr
+
+
+def test_passwd_rewraps_the_same_key_old_password_then_fails(make_server):
+    srv, key = encrypted_server(make_server)
+    new = srv.maildir()
+    new.mkdir(parents=True, exist_ok=True)
+    (new / "1700000000.s.host").write_bytes(seal(key, b"Subject: kept\n\nstill readable\n"))
+    ring = (srv.data / "keyring").read_bytes()
+    r = srv.cli("encryption", "passwd", "--password-stdin", input="not-the-password-1\nNew-Password-2024\n", check=False)
+    assert r.returncode == 1 and "wrong password" in r.stderr and "nothing changed" in r.stderr
+    assert (srv.data / "keyring").read_bytes() == ring
+    r = srv.cli("encryption", "passwd", "--password-stdin", input=f"{ENC_PASSWORD}\nshort\n", check=False)
+    assert r.returncode == 2 and "new password refused" in r.stderr
+    srv.cli("encryption", "passwd", "--password-stdin", input=f"{ENC_PASSWORD}\nNew-Password-2024\n")
+    assert (srv.data / "keyring").stat().st_mode & 0o777 == 0o600
+    assert ENC_PASSWORD.encode() not in (srv.data / "keyring").read_bytes()
+    with pytest.raises(AssertionError, match="exited with 1"):
+        srv.start()  # the file still holds the old password
+    assert "wrong password" in srv.serve_output()
+    (srv.root / "encryption.pw").write_text("New-Password-2024\n")
+    srv.start()
+    p = pop(srv)
+    assert retr(p, 1) == b"Subject: kept\r\n\r\nstill readable\r\n"  # same data key: nothing rewritten
+    p.quit()
