@@ -1,4 +1,5 @@
 // `bulwark`: `serve` runs the server; every other command administers its state.
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <sodium.h>
 #include <filesystem>
 #include <cstddef>
@@ -25,6 +27,7 @@
 #include "config/config.hpp"
 #include "core/strings.hpp"
 #include "crypt/keystore.hpp"
+#include "crypt/records.hpp"
 #include "delivery/local.hpp"
 #include "delivery/remote.hpp"
 #include "dkim/dkim.hpp"
@@ -279,6 +282,9 @@ int serve(const Config& cfg) {
   queued = {};
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
   logs::main().info("ready: accepting connections");
+  if (crypt::data_key())  // bulwark.log is sealed and not copied to stderr: say that it runs
+    std::cerr << "ready: accepting connections (the logs are encrypted: read them with `bulwark log show`)"
+              << std::endl;
   sd_notify("READY=1");
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   int rc = server.run(threads);
@@ -425,6 +431,14 @@ int main(int argc, char** argv) {
       sub(encryption, "passwd", "change the encryption password (no data is rewritten); --password-stdin: two lines, old and new");
   encryption_passwd->add_flag("--password-stdin", password_stdin, "read the old and the new password from standard input");
 
+  bool follow = false;
+  auto* log_cmd = sub(&app, "log", "the logs");
+  log_cmd->require_subcommand(1);
+  auto* log_show = sub(log_cmd, "show", "print a log: mail, security or main (bulwark.log); "
+                                        "the way to read them when encryption is on");
+  log_show->add_option("LOG", arg1)->required()->check(CLI::IsMember({"mail", "security", "main"}));
+  log_show->add_flag("--follow,-f", follow, "keep printing lines as they are written");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -452,6 +466,7 @@ int main(int argc, char** argv) {
     if (serve_cmd->parsed()) return serve(cfg);
 
     if (queue->parsed()) {
+      unlock_encryption(cfg);  // the queue files are sealed when encryption is on
       Spool spool(cfg.server.data_dir);
       auto queued = [&spool](const std::string& id) {
         Loaded l = spool.load(id);
@@ -489,6 +504,27 @@ int main(int argc, char** argv) {
       return kOk;
     }
 
+    if (log_show->parsed()) {
+      unlock_encryption(cfg);  // when the data is encrypted, so are the logs
+      fs::path path = fs::path(cfg.server.log_dir) / (arg1 == "main" ? "bulwark.log" : arg1 + ".log");
+      uint64_t offset = 0;
+      for (;;) {
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && !follow) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+        if (fd >= 0) {
+          struct stat st{};
+          if (::fstat(fd, &st) == 0 && uint64_t(st.st_size) < offset) offset = 0;  // rotated or truncated
+          std::string why;
+          auto text = crypt::read_text(fd, crypt::data_key(), &why, offset);
+          ::close(fd);
+          if (!text) throw std::runtime_error("cannot read " + path.string() + ": " + why);
+          std::cout << text->text << std::flush;
+          offset = text->good_end;
+        }
+        if (!follow) return kOk;
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+    }
     if (encryption_status->parsed()) {
       std::cout << (crypt::read_keyring(cfg.server.data_dir) ? "on" : "off") << "\n";
       return kOk;
@@ -517,6 +553,9 @@ int main(int argc, char** argv) {
       return kOk;
     }
 
+    // Commands below write mailboxes (user add) or read and write DKIM keys: when the
+    // data is encrypted they need its key, as `serve` does.
+    if (!audit_cmd->parsed()) unlock_encryption(cfg);
     auto dir = Directory::open(cfg.server.data_dir);
     if (audit_cmd->parsed()) {
       size_t warnings = 0;

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/body.hpp"
+
 namespace bulwark::crypt {
 
 namespace {
@@ -20,6 +22,7 @@ void set_why(std::string* why, std::string text) {
 
 const DataKey* data_key() { return g_key ? &*g_key : nullptr; }
 void set_data_key(DataKey key) { g_key = std::move(key); }
+void clear_data_key() { g_key.reset(); }
 
 std::optional<PlainFile> PlainFile::open(const std::string& path, std::string* why) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -103,6 +106,60 @@ std::optional<std::string> PlainFile::next(size_t max, std::string* why) {
   auto r = read(pos_, max, why);
   if (r) pos_ += r->size();
   return r;
+}
+
+std::optional<std::string> read_small(const std::string& path, std::string* why) {
+  auto f = PlainFile::open(path, why);
+  if (!f) return std::nullopt;
+  auto text = f->all(why);
+  if (!text) errno = EBADMSG;
+  return text;
+}
+
+bool replace_file(const std::string& path, std::string_view plain, const DataKey* key) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok;
+  {
+    FileWriter w(fd, key);
+    ok = w.write(plain) && w.finish() && ::fsync(fd) == 0;
+  }
+  int e = errno;
+  ::close(fd);
+  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  if (ok && (::rename(tmp.c_str(), path.c_str()) != 0 || !sync_dir(dir.empty() ? "." : dir))) {
+    ok = false;
+    e = errno;
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    errno = e;
+  }
+  return ok;
+}
+
+FileWriter::FileWriter(int fd, const DataKey* key) : fd_(fd) {
+  if (key) sealer_.emplace(*key, &out_);
+}
+
+bool FileWriter::flush() {
+  if (ok_ && !out_.empty()) ok_ = write_all(fd_, out_);
+  out_.clear();
+  return ok_;
+}
+
+bool FileWriter::write(std::string_view plain) {
+  if (!ok_) return false;
+  plain_ += plain.size();
+  if (sealer_) sealer_->write(plain);
+  else out_.append(plain);
+  return out_.size() < 64 * 1024 || flush();
+}
+
+bool FileWriter::finish() {
+  if (sealer_) sealer_->finish();
+  return flush();
 }
 
 }  // namespace bulwark::crypt

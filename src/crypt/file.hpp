@@ -15,6 +15,7 @@ namespace bulwark::crypt {
 // null while encryption is off. Set once, before any thread reads stored files.
 const DataKey* data_key();
 void set_data_key(DataKey key);
+void clear_data_key();  // tests
 
 class PlainFile {
  public:
@@ -46,6 +47,38 @@ class PlainFile {
   int fd_ = -1;
   uint64_t size_ = 0, pos_ = 0;
   std::optional<Reader> sealed_;
+};
+
+// A small file's whole plaintext, either form (subscriptions, keywords, a DKIM key);
+// nullopt with errno ENOENT when it does not exist, or another errno and *why.
+std::optional<std::string> read_small(const std::string& path, std::string* why = nullptr);
+// Replaces a small file durably: a temporary file (0600) beside it, written plain or
+// sealed under `key` (by default the process's), fsync, rename, fsync of the
+// directory. False with errno on an error (the old file stays).
+bool replace_file(const std::string& path, std::string_view plain, const DataKey* key = data_key());
+
+// The one way stored mail is written: plain, or sealed when a key is given (by default
+// the process's: encryption on). Buffers up to 64 KiB; the caller syncs and closes the
+// descriptor, which it keeps. Not movable (the sealer writes into this object).
+class FileWriter {
+ public:
+  explicit FileWriter(int fd, const DataKey* key = data_key());
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  // False once a write failed (errno is the system's).
+  bool write(std::string_view plain);
+  // Seals the last chunk and writes what is buffered; required, once.
+  bool finish();
+  uint64_t written() const { return plain_; }  // plaintext bytes so far
+  bool sealed() const { return sealer_.has_value(); }
+
+ private:
+  bool flush();
+  int fd_;
+  std::string out_;
+  std::optional<Sealer> sealer_;
+  uint64_t plain_ = 0;
+  bool ok_ = true;
 };
 
 }  // namespace bulwark::crypt

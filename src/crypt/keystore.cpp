@@ -1,16 +1,13 @@
 // crypt/keystore.cpp: the keyring file.
 #include "crypt/keystore.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "core/body.hpp"
+#include "crypt/file.hpp"
 
 namespace bulwark::crypt {
 
@@ -29,16 +26,9 @@ std::optional<std::string> read_keyring(const std::string& data_dir) {
 }
 
 void write_keyring(const std::string& data_dir, const std::string& text) {
-  std::string path = keyring_path(data_dir), tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-  int e = errno;
-  if (fd >= 0) ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0 || !sync_dir(data_dir)) {
-    if (ok) e = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot write the encryption keyring " + path + ": " + std::strerror(e));
-  }
+  std::string path = keyring_path(data_dir);
+  if (!replace_file(path, text, nullptr))  // the keyring itself is never sealed
+    throw std::runtime_error("cannot write the encryption keyring " + path + ": " + std::strerror(errno));
 }
 
 std::optional<DataKey> unlock_data_dir(const std::string& data_dir, std::string_view password) {

@@ -23,7 +23,7 @@ namespace {
 // bare CR and LF were refused at the door). Buffers and writes in 64 KiB pieces.
 class MaildirWriter {
  public:
-  explicit MaildirWriter(int fd) : fd_(fd) {}
+  explicit MaildirWriter(int fd) : file_(fd) {}
   void put(std::string_view bytes) {
     for (char c : bytes) {
       if (cr_) {
@@ -43,7 +43,7 @@ class MaildirWriter {
     if (cr_) out_ += '\r';
     cr_ = false;
     flush();
-    return ok_;
+    return file_.finish() && ok_;
   }
   uint64_t written() const { return written_; }
   // The size a POP3 or IMAP client is told: with CRLF line ends again.
@@ -51,11 +51,11 @@ class MaildirWriter {
 
  private:
   void flush() {
-    if (ok_ && !write_all(fd_, out_)) ok_ = false;
+    if (ok_ && !file_.write(out_)) ok_ = false;  // plain, or sealed when encryption is on
     written_ += out_.size();
     out_.clear();
   }
-  int fd_;
+  crypt::FileWriter file_;
   std::string out_;
   bool cr_ = false, ok_ = true;
   uint64_t written_ = 0, lines_ = 0;

@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
 #include "dkim/dkim.hpp"
 
 namespace fs = std::filesystem;
@@ -34,11 +35,13 @@ bool valid_domain(std::string_view d) {
   return d.find("..") == std::string_view::npos;
 }
 
+// The key file, plain or sealed (encryption at rest, crypt/file.hpp).
 std::shared_ptr<EVP_PKEY> read_key(const fs::path& p) {
-  FILE* f = std::fopen(p.c_str(), "re");
-  if (!f) return nullptr;
-  EVP_PKEY* k = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
-  std::fclose(f);
+  auto pem = crypt::read_small(p.string());
+  if (!pem) return nullptr;
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem->data(), int(pem->size())), BIO_free);
+  EVP_PKEY* k = bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr;
+  OPENSSL_cleanse(pem->data(), pem->size());
   return std::shared_ptr<EVP_PKEY>(k, EVP_PKEY_free);
 }
 
@@ -91,11 +94,15 @@ Key keygen(const std::string& data_dir, const std::string& domain_in, const std:
   fs::path tmp = dir / ("." + selector + ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-  FILE* f = ::fdopen(fd, "w");
-  bool ok = f && PEM_write_PrivateKey(f, pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
-            std::fflush(f) == 0 && ::fsync(fd) == 0;
-  if (f) std::fclose(f);
-  else ::close(fd);
+  std::unique_ptr<BIO, decltype(&BIO_free)> mem(BIO_new(BIO_s_mem()), BIO_free);
+  bool ok = mem && PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  if (ok) {
+    char* pem = nullptr;
+    long len = BIO_get_mem_data(mem.get(), &pem);
+    crypt::FileWriter w(fd);  // sealed when encryption is on
+    ok = w.write(std::string_view(pem, size_t(len))) && w.finish() && ::fsync(fd) == 0;
+  }
+  ::close(fd);
   if (!ok || ::link(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());

@@ -1,16 +1,44 @@
 #include "logging/logs.hpp"
 
+#include <fcntl.h>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
-
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
 
+#include "crypt/file.hpp"
+#include "crypt/records.hpp"
+
 namespace bulwark::logs {
 namespace {
+
+// Encryption at rest (SPEC 13): a log file of sealed records, one per line
+// (crypt/records.hpp), read with `bulwark log show`. A log that was plain before
+// stays plain (an append keeps the file's form) until the conversion turns it.
+class SealedFileSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit SealedFileSink(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640)) {}
+  ~SealedFileSink() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    if (fd_ >= 0) crypt::append_text(fd_, std::string_view(line.data(), line.size()), crypt::data_key());
+  }
+  void flush_() override {}  // every line is written when it is logged
+
+ private:
+  int fd_;
+};
 
 std::mutex mu;
 std::string dir;
@@ -19,8 +47,11 @@ std::shared_ptr<spdlog::logger> mail_l, security_l, main_l;
 
 std::shared_ptr<spdlog::logger> make(const std::string& name, const std::string& file, bool stderr_too) {
   std::vector<spdlog::sink_ptr> sinks;
-  if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
-  if (stderr_too || file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  bool sealed = !file.empty() && crypt::data_key();
+  if (sealed) sinks.push_back(std::make_shared<SealedFileSink>(file));
+  else if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file));
+  // Sealed logs are not copied to stderr (a terminal, or the system journal in the clear).
+  if ((stderr_too && !sealed) || file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto l = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
   l->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %v",
                                                                spdlog::pattern_time_type::utc));

@@ -1,7 +1,9 @@
 // logging/: the three logs. mail.log (one line per accepted message and per delivery),
 // security.log (every refusal for a policy reason), bulwark.log (server events, also
 // on stderr). Every line starts with an ISO-8601 UTC timestamp. Callers pass values
-// through sanitize() when they come from the network. Depends on spdlog only.
+// through sanitize() when they come from the network. With a data key loaded (encryption
+// at rest) the files are sealed records and bulwark.log is not copied to stderr.
+// Depends on spdlog and crypt/.
 #pragma once
 #include <spdlog/spdlog.h>
 

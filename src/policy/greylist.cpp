@@ -9,6 +9,9 @@
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
+#include "crypt/records.hpp"
+#include "logging/logs.hpp"
 
 namespace bulwark {
 
@@ -44,7 +47,13 @@ Greylist::~Greylist() {
 // The file: "<passed-at> <last-use> <key>" lines; keys hold no spaces or newlines
 // (addresses are sanitized by the SMTP layer; anything else is escaped below).
 void Greylist::load() {
-  std::ifstream in(path_);
+  std::string why;
+  auto file = crypt::read_text(path_, crypt::data_key(), &why);  // plain lines, or sealed records
+  if (!file) {
+    logs::main().error("greylisting: {} cannot be read ({}); starting with no passed triplets", path_, why);
+    return;
+  }
+  std::istringstream in(std::move(file->text));
   std::string line;
   int64_t now = now_();
   while (std::getline(in, line)) {
@@ -66,23 +75,27 @@ void Greylist::load() {
 void Greylist::compact() {
   std::string tmp = path_ + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::trunc);
+    std::string text;
     for (auto& key : passed_order_) {
       const Entry& e = map_[key];
-      out << e.first << ' ' << e.last << ' ' << key << '\n';
+      text += std::to_string(e.first) + ' ' + std::to_string(e.last) + ' ' + key + '\n';
     }
-    if (!out) return;  // keep appending to the old file
+    if (const crypt::DataKey* k = crypt::data_key()) text = crypt::seal_records(*k, text);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, text);
+    if (fd >= 0) ::close(fd);
+    if (!ok) return;  // keep appending to the old file
   }
   if (fd_ >= 0) ::close(fd_);
   ::rename(tmp.c_str(), path_.c_str());
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   lines_ = passed_;
 }
 
 void Greylist::append(const std::string& key, const Entry& e) {
   if (fd_ < 0) return;
   std::string line = std::to_string(e.first) + ' ' + std::to_string(e.last) + ' ' + key + '\n';
-  write_all(fd_, line);
+  crypt::append_text(fd_, line, crypt::data_key());
   if (++lines_ > 2 * passed_ + 1000) compact();
 }
 

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/strings.hpp"
+#include "crypt/records.hpp"
 #include "logging/logs.hpp"
 
 namespace bulwark {
@@ -225,6 +226,7 @@ bool Spool::write_job(const smtp::Transaction& tx, int64_t now, std::string& tmp
   const MessageBody& body = tx.body;
   uint64_t content = tx.received.size() + body.size();
   std::string header = serialize_envelope_header(tx.envelope, now, content, body.eight_bit() || has_8bit(tx.received));
+  if (crypt::data_key()) return write_sealed(tx, header, tmp_path);
   if (body.spilled()) {
     size_t fixed = header.size() + 1 + tx.received.size();  // + the empty line
     const size_t room = MessageBody::kHeaderRoom;
@@ -256,6 +258,31 @@ bool Spool::write_job(const smtp::Transaction& tx, int64_t now, std::string& tmp
       if (ok) left -= uint64_t(n);
     }
   }
+  ::close(fd);
+  if (!ok) ::unlink(tmp_path.c_str());
+  return ok;
+}
+
+// Encryption on (SPEC 13): the whole file -- envelope, Received:, content -- sealed
+// into a new file of queue.tmp/; a streamed body is read back from its spill file (which
+// its owner removes).
+bool Spool::write_sealed(const smtp::Transaction& tx, const std::string& header, std::string& tmp_path) {
+  const MessageBody& body = tx.body;
+  tmp_path = tmp_dir_ + "/" + tx.envelope.id;
+  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  crypt::FileWriter w(fd);
+  bool ok = w.write(header) && w.write("\n") && w.write(tx.received);
+  if (ok && !body.spilled()) ok = w.write(body.memory());
+  std::string piece;
+  for (uint64_t at = 0; ok && body.spilled() && at < body.size();) {
+    piece.resize(size_t(std::min<uint64_t>(body.size() - at, 64 * 1024)));
+    ssize_t n = ::pread(body.fd(), piece.data(), piece.size(), off_t(MessageBody::kHeaderRoom + at));
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0 && w.write(std::string_view(piece.data(), size_t(n)));
+    at += n > 0 ? uint64_t(n) : 0;
+  }
+  ok = w.finish() && ok;
   ::close(fd);
   if (!ok) ::unlink(tmp_path.c_str());
   return ok;
@@ -396,7 +423,9 @@ Loaded Spool::load(const std::string& id) {
   // <id>.done: one line per event. "TARGET" delivered; "F TARGET REASON" bounced;
   // "D TARGET REASON" deferred (the last one counts); "W 1" delay notice sent;
   // "R NEXT ATTEMPTS" retry schedule (the last one counts).
-  std::ifstream dn(path_of(id) + ".done");
+  auto state = crypt::read_text(path_of(id) + ".done", crypt::data_key(), &why);
+  if (!state) return damaged("delivery state " + id + ".done cannot be read: " + why);
+  std::istringstream dn(std::move(state->text));
   std::string line;
   while (std::getline(dn, line)) {
     auto t = tokens(line);
@@ -509,11 +538,13 @@ bool StoredMessage::pending(bool local) const {
 }
 
 namespace {
-void append_synced(const std::string& path, const std::string& lines) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+// <id>.done: plain lines, or sealed records when encryption is on (crypt/records.hpp).
+void append_state(const std::string& path, const std::string& lines, bool sync) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  write_all(fd, lines);
-  ::fdatasync(fd);
+  if (!crypt::append_text(fd, lines, crypt::data_key()))
+    logs::main().error("spool: cannot write {}: {}", path, std::strerror(errno));
+  if (sync) ::fdatasync(fd);
   ::close(fd);
 }
 }  // namespace
@@ -522,7 +553,7 @@ void Spool::record_delivered(const std::string& id, const std::vector<std::strin
   std::string lines;
   for (auto& t : targets) lines += enc(t) + "\n";
   std::lock_guard lk(state_mu_);
-  append_synced(queue_dir_ + "/" + id + ".done", lines);
+  append_state(queue_dir_ + "/" + id + ".done", lines, true);
 }
 
 void Spool::record_many(const std::vector<StateRecord>& records) {
@@ -536,10 +567,7 @@ void Spool::record_many(const std::vector<StateRecord>& records) {
     if (r.warned) lines += "W 1\n";
     if (r.next_attempt >= 0) lines += "R " + std::to_string(r.next_attempt) + " " + std::to_string(r.attempts) + "\n";
     if (lines.empty() || !fs::exists(queue_dir_ + "/" + r.id)) continue;  // deleted meanwhile
-    int fd = ::open((queue_dir_ + "/" + r.id + ".done").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) continue;
-    write_all(fd, lines);
-    ::close(fd);
+    append_state(queue_dir_ + "/" + r.id + ".done", lines, false);
   }
   // Not synced: the state survives a crash of the process (it is in the page cache);
   // after a power loss a message may go out once more, or a report be repeated --

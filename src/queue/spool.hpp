@@ -159,6 +159,7 @@ class Spool {
   void run();
   bool commit_batch(std::vector<Job>& jobs);
   bool write_job(const smtp::Transaction& tx, int64_t now, std::string& tmp_path);
+  bool write_sealed(const smtp::Transaction& tx, const std::string& header, std::string& tmp_path);
 
   std::string data_dir_, queue_dir_, tmp_dir_, quarantine_dir_;
   MemoryBudget budget_;

@@ -51,8 +51,12 @@ std::optional<uint32_t> Folder::add(std::string_view content, const std::string&
   std::string base = unique_base(text.size(), text.size() + lines, time);
   std::string tmp = dir_ + "/tmp/" + base;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
+  bool ok = fd >= 0;
+  if (ok) {
+    crypt::FileWriter w(fd);  // sealed when encryption is on
+    ok = w.write(text) && w.finish() && ::fsync(fd) == 0;
+    ::close(fd);
+  }
   std::string cur = dir_ + "/cur/" + base + ":2," + f;
   ok = ok && ::rename(tmp.c_str(), cur.c_str()) == 0 && sync_dir(dir_ + "/cur");
   if (!ok) {
@@ -126,6 +130,7 @@ std::unique_ptr<Folder::Incoming> Folder::incoming(std::string& error) {
     error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
     return nullptr;
   }
+  in->writer_ = std::make_unique<crypt::FileWriter>(in->fd_);  // sealed when encryption is on
   return in;
 }
 
@@ -146,7 +151,7 @@ bool Folder::Incoming::write(std::string_view data) {
     lines_ += c == '\n';
   }
   size_ += buf_.size();
-  if (!write_all(fd_, buf_)) failed_ = true;
+  if (!writer_->write(buf_)) failed_ = true;
   return !failed_;
 }
 
@@ -154,9 +159,10 @@ std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& f
                                                  std::string& error) {
   if (cr_ && !failed_ && fd_ >= 0) {  // a lone CR at the very end is content
     cr_ = false;
-    failed_ = !write_all(fd_, "\r");
+    failed_ = !writer_->write("\r");
     ++size_;
   }
+  if (!failed_ && fd_ >= 0) failed_ = !writer_->finish();
   if (failed_ || fd_ < 0 || ::fsync(fd_) != 0) {
     error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
     return std::nullopt;

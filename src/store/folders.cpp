@@ -7,11 +7,12 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <set>
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
 
 namespace bulwark::store {
 namespace fs = std::filesystem;
@@ -205,7 +206,7 @@ bool ensure_default_folders(const std::string& maildir, std::string& error) {
 
 std::vector<std::string> subscriptions(const std::string& maildir) {
   std::vector<std::string> out;
-  std::ifstream in(fs::path(maildir) / "subscriptions");
+  std::istringstream in(crypt::read_small((fs::path(maildir) / "subscriptions").string()).value_or(""));
   std::string line;
   while (std::getline(in, line))
     if (!line.empty()) out.push_back(line);
@@ -221,11 +222,7 @@ bool set_subscribed(const std::string& maildir, std::string_view name, bool on, 
   else subs.erase(it);
   std::string text;
   for (auto& s : subs) text += s + "\n";
-  std::string tmp = (fs::path(maildir) / "subscriptions.tmp").string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  ok = ok && ::rename(tmp.c_str(), (fs::path(maildir) / "subscriptions").c_str()) == 0;
+  bool ok = crypt::replace_file((fs::path(maildir) / "subscriptions").string(), text);  // sealed when encryption is on
   if (!ok) error = "cannot write the subscriptions of " + maildir + ": " + std::strerror(errno);
   return ok;
 }

@@ -7,10 +7,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
 #include "store/files.hpp"
 #include "store/folders.hpp"
 
@@ -18,7 +19,7 @@ namespace bulwark::store {
 
 std::vector<std::string> read_keywords(const std::string& dir) {
   std::vector<std::string> names;
-  std::ifstream in(dir + "/dovecot-keywords");
+  std::istringstream in(crypt::read_small(dir + "/dovecot-keywords").value_or(""));
   std::string line;
   while (std::getline(in, line)) {
     size_t sp = line.find(' ');
@@ -61,11 +62,7 @@ std::optional<char> keyword_letter(const std::string& dir, std::string_view name
       std::string text;
       for (size_t i = 0; i < names.size(); ++i)
         if (!names[i].empty()) text += std::to_string(i) + " " + names[i] + "\n";
-      std::string tmp = dir + "/dovecot-keywords.tmp";
-      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-      if (fd >= 0) ::close(fd);
-      ok = ok && ::rename(tmp.c_str(), (dir + "/dovecot-keywords").c_str()) == 0 && sync_dir(dir);
+      bool ok = crypt::replace_file(dir + "/dovecot-keywords", text);  // sealed when encryption is on
       if (ok) letter = char('a' + slot);
       else error = "cannot write the keywords of " + dir + ": " + std::strerror(errno);
     }

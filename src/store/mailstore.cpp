@@ -18,6 +18,7 @@
 #include "core/body.hpp"
 #include "core/strings.hpp"
 #include "crypt/file.hpp"
+#include "crypt/records.hpp"
 #include "store/files.hpp"
 
 namespace bulwark {
@@ -189,13 +190,17 @@ bool Folder::read_index(std::string& error) {
     modseq_ = 1;
     return rewrite(error);
   }
-  std::string text;
-  bool ok = read_all(fd, text);
-  if (!ok) {
+  std::string why;
+  auto file = crypt::read_text(fd, crypt::data_key(), &why);  // plain lines, or sealed records
+  if (!file) {
     ::close(fd);
-    error = "cannot read " + path;
+    error = "cannot read " + path + ": " + why;
     return false;
   }
+  std::string& text = file->text;
+  struct stat st{};
+  if (file->sealed && ::fstat(fd, &st) == 0 && uint64_t(st.st_size) > file->good_end)
+    ::ftruncate(fd, off_t(file->good_end));  // a record torn by a crash: never synced, never shown
   std::unordered_map<uint32_t, size_t> at;  // uid -> position in msgs_
   size_t pos = 0, good_end = 0;
   bool header = false;
@@ -264,7 +269,7 @@ bool Folder::read_index(std::string& error) {
     error = path + " is not a bulwark UID index";
     return false;
   }
-  if (good_end < text.size()) ::ftruncate(fd, off_t(good_end));  // drop the torn tail
+  if (!file->sealed && good_end < text.size()) ::ftruncate(fd, off_t(good_end));  // drop the torn tail
   ::close(fd);
   std::erase_if(msgs_, [](const Message& m) { return m.uid == 0; });
   std::sort(msgs_.begin(), msgs_.end(), [](const Message& a, const Message& b) { return a.uid < b.uid; });
@@ -273,8 +278,8 @@ bool Folder::read_index(std::string& error) {
 
 bool Folder::append(const std::string& lines, std::string& error) {
   std::string path = index_path();
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  bool ok = fd >= 0 && write_all(fd, lines) && ::fdatasync(fd) == 0;
+  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  bool ok = fd >= 0 && crypt::append_text(fd, lines, crypt::data_key()) && ::fdatasync(fd) == 0;
   if (!ok) error = "cannot write " + path + ": " + std::strerror(errno);
   if (fd >= 0) ::close(fd);
   return ok;
@@ -284,6 +289,7 @@ bool Folder::rewrite(std::string& error) {
   std::string text = "bulwark-uidlist 1 " + std::to_string(uidvalidity_) + " " + std::to_string(next_uid_) + " " +
                      std::to_string(modseq_) + "\n";
   for (auto& m : msgs_) text += entry_line(m);
+  if (const crypt::DataKey* key = crypt::data_key()) text = crypt::seal_records(*key, text);
   std::string tmp = index_path() + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;

@@ -138,6 +138,7 @@ class Folder {
     friend class Folder;
     std::string dir_, tmp_;
     int fd_ = -1;
+    std::unique_ptr<crypt::FileWriter> writer_;  // into fd_
     uint64_t size_ = 0, lines_ = 0;
     bool cr_ = false, failed_ = false;
     std::string buf_;

@@ -1,6 +1,7 @@
 """Encryption at rest (SPEC 13), the parts that exist so far: the keyring on disk,
-`serve` unlocking it before it writes anything, `encryption status` and `passwd`, and
-the server reading sealed messages over POP3 and IMAP.
+`serve` unlocking it before it writes anything, `encryption status` and `passwd`, the
+server reading sealed messages over POP3 and IMAP, and writing new mail sealed (the
+queue, local delivery, IMAP APPEND).
 
 The keyring and the sealed messages here are made by PyNaCl (Debian's python3-nacl,
 libsodium's Python binding) from the formats written down in docs/encryption.md -- an
@@ -17,7 +18,7 @@ import nacl.bindings as nb
 import nacl.pwhash
 import pytest
 
-from conftest import PASSWORD
+from conftest import PASSWORD, wait
 
 USER = "demo@example.test"
 ENC_PASSWORD = "Encryption-Pass-42"
@@ -47,9 +48,24 @@ def seal(key, plain, chunk=65536):
     return out
 
 
-def encrypted_server(make_server, password=ENC_PASSWORD):
+def open_sealed(key, data):
+    """The plaintext of a sealed file (the reverse of seal); raises when it fails."""
+    assert data[:8] == b"BWSEAL1\n", data[:40]
+    header, chunk = data[:28], struct.unpack(">I", data[8:12])[0]
+    body, out, i = data[28:], b"", 0
+    while True:
+        piece, body = body[:chunk + 16], body[chunk + 16:]
+        last = not body
+        nonce = header[12:28] + struct.pack(">Q", i | (1 << 63 if last else 0))
+        out += nb.crypto_aead_xchacha20poly1305_ietf_decrypt(piece, header, nonce, key)
+        if last:
+            return out
+        i += 1
+
+
+def encrypted_server(make_server, password=ENC_PASSWORD, **kw):
     """A server whose data dir has a keyring; the password in a 0600 file."""
-    srv = make_server()
+    srv = make_server(**kw)
     key = os.urandom(32)
     (srv.data / "keyring").write_bytes(make_keyring(password, key))
     pw = srv.root / "encryption.pw"
@@ -57,6 +73,15 @@ def encrypted_server(make_server, password=ENC_PASSWORD):
     pw.chmod(0o600)
     srv.write_config(srv.extra_config + '\n[encryption]\npassword_file = "encryption.pw"\n')
     return srv, key
+
+
+def log_show(srv, name):
+    """A log as `bulwark log show` prints it (the files are sealed)."""
+    return srv.cli("log", "show", name).stdout
+
+
+def wait_log(srv, name, needle):
+    return wait(lambda: needle in log_show(srv, name) and log_show(srv, name), what=f"{needle!r} in {name}")
 
 
 def tls_context(srv):
@@ -143,7 +168,7 @@ def test_a_tampered_sealed_message_is_refused_and_logged_not_sent_as_garbage(mak
         p.retr(2)
     assert retr(p, 1) == good.replace(b"\n", b"\r\n")  # the session goes on
     p.quit()
-    srv.wait_log("bulwark.log", "sealed file altered")
+    wait_log(srv, "main", "sealed file altered")
     m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
     m.starttls(tls_context(srv))
     m.login(USER, PASSWORD)
@@ -205,3 +230,110 @@ def test_passwd_rewraps_the_same_key_old_password_then_fails(make_server):
     p = pop(srv)
     assert retr(p, 1) == b"Subject: kept\r\n\r\nstill readable\r\n"  # same data key: nothing rewritten
     p.quit()
+
+
+def test_new_mail_is_written_sealed_queue_mailbox_and_append(make_server):
+    # A group with a remote member whose domain cannot be resolved: that copy waits in
+    # the queue, so the queue file can be looked at.
+    srv, key = encrypted_server(make_server, extra_config='[dns]\nservers = ["127.0.0.1:9"]\ntimeout = "1s"\n'
+                                                          '[delivery]\nretry_interval = "1h"\n')
+    srv.cli("group", "add", "team@example.test", "--member", "demo@example.test", "--member", "x@far-away.test")
+    srv.start()
+    small = b"Subject: small\r\n\r\nMARKER-small-7f3a body\r\n"
+    large = b"Subject: large\r\n\r\n" + b"".join(b"MARKER-large-7f3a line %06d\r\n" % i for i in range(20000))
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        s.sendmail("a@remote.test", [USER], small)
+        s.sendmail("a@remote.test", ["team@example.test"], large)  # > 256 KiB: streamed to disk
+    wait_log(srv, "mail", "deferred id=")
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    appended = b"Subject: appended\r\n\r\nMARKER-append-7f3a\r\n"
+    assert m.append("INBOX", None, None, appended)[0] == "OK"
+    m.logout()
+
+    files = [p for p in (srv.data / "mail").rglob("*") if p.is_file() and p.parent.name in ("new", "cur")]
+    assert len(files) == 3, files
+    plain = sorted(open_sealed(key, p.read_bytes()) for p in files)  # each one sealed, and opens
+    assert any(x.endswith(small.replace(b"\r\n", b"\n")) for x in plain)
+    assert any(x.endswith(large.replace(b"\r\n", b"\n")) for x in plain)
+    assert appended.replace(b"\r\n", b"\n") in plain
+    [queued] = [p for p in (srv.data / "queue").iterdir() if "." not in p.name]
+    spool = open_sealed(key, queued.read_bytes())
+    assert spool.startswith(b"bulwark-spool 1\n") and spool.endswith(large)
+    # The delivery state of the queued copy and the mailbox's UID index: sealed records.
+    done = queued.with_name(queued.name + ".done").read_bytes()
+    index = (srv.data / "mail" / "example.test" / "demo" / "bulwark-uidlist").read_bytes()
+    assert done.startswith(b"BWRECS1\n") and index.startswith(b"BWRECS1\n")
+    # Nothing of the messages in the clear anywhere under the data dir and the logs; the
+    # remote address only in the directory (not sealed yet: docs/encryption.md).
+    for p in list(srv.data.rglob("*")) + list(srv.logs.rglob("*")):
+        if p.is_file():
+            assert b"MARKER-" not in p.read_bytes(), p
+            if not p.name.startswith("directory.db"):
+                assert b"far-away" not in p.read_bytes() and b"a@remote.test" not in p.read_bytes(), p
+    # The logs are sealed records, readable through `log show`; nothing of them on stderr.
+    for name in ("mail.log", "security.log", "bulwark.log"):
+        assert (srv.logs / name).read_bytes()[:8] in (b"BWRECS1\n", b""), name
+    assert "to=<x@far-away.test>" in log_show(srv, "mail") and "deferred id=" in log_show(srv, "mail")
+    assert "bulwark started" in log_show(srv, "main")
+    assert "far-away" not in srv.serve_output() and "the logs are encrypted" in srv.serve_output()
+
+    # Read back byte-exact, also after a restart (the same key).
+    srv.stop()
+    srv.start()
+    p = pop(srv)
+    got = [retr(p, i) for i in (1, 2, 3)]
+    p.quit()
+    assert got[0].endswith(small) and got[1].endswith(large) and got[2] == appended
+    # The CLI unlocks too (from the password file): the queued copy is listed.
+    out = srv.cli("queue", "list").stdout
+    assert "x@far-away.test" in out and "1 message(s) queued" in out
+
+
+def test_log_show_follow_prints_new_lines_as_they_come(make_server):
+    srv, _ = encrypted_server(make_server)
+    srv.start()
+    import subprocess, time
+    from conftest import BIN
+    f = subprocess.Popen([BIN, "--config", str(srv.config), "log", "show", "mail", "--follow"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+            s.sendmail("a@remote.test", [USER], b"Subject: followed\r\n\r\nx\r\n")
+        deadline = time.time() + 20
+        seen = ""
+        while "relay=local" not in seen and time.time() < deadline:
+            seen += f.stdout.readline()
+        assert "relay=local" in seen, seen
+    finally:
+        f.kill()
+        f.wait()
+
+
+def test_dkim_keys_subscriptions_and_keywords_are_sealed(make_server):
+    srv, key = encrypted_server(make_server)
+    record = srv.cli("dkim", "keygen", "example.test", "--selector", "s1").stdout
+    [pem] = list((srv.data / "dkim").rglob("*.pem"))
+    assert b"PRIVATE KEY" in open_sealed(key, pem.read_bytes())
+    assert srv.cli("dkim", "list").stdout.count("v=DKIM1") == 1  # read back through the seal
+    assert record.split("p=")[1][:40] in srv.cli("dkim", "list").stdout
+    srv.start()
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    assert m.create("Projects")[0] == "OK" and m.subscribe("Projects")[0] == "OK"
+    m.select("INBOX")
+    m.append("INBOX", None, None, b"Subject: k\r\n\r\nk\r\n")
+    assert m.store("1", "+FLAGS", "(Customerkeyword)")[0] == "OK"
+    m.logout()
+    box = srv.data / "mail" / "example.test" / "demo"
+    assert b"Projects" in open_sealed(key, (box / "subscriptions").read_bytes())
+    assert b"Customerkeyword" in open_sealed(key, (box / "dovecot-keywords").read_bytes())
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    assert b"Projects" in b"".join(m.lsub()[1])
+    m.select("INBOX")
+    assert b"Customerkeyword" in m.fetch("1", "FLAGS")[1][0]
+    m.logout()
