@@ -15,10 +15,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(bin_, root, name, extra, services=("smtp",)):
-    """Starts `bulwark serve` under root/name; returns (process, {service: port})."""
+def start(bin_, root, name, extra, services=("smtp",), prepare=None):
+    """Starts `bulwark serve` under root/name; returns (process, {service: port}).
+    prepare(dir), when given, runs once the directory exists, before any command."""
     d = pathlib.Path(root) / name
     d.mkdir(parents=True)
+    if prepare:
+        prepare(d)
     ports = {}
     listeners = ""
     for svc in services:

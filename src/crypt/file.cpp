@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,18 +48,22 @@ std::optional<PlainFile> PlainFile::adopt(int fd, std::string* why) {
   PlainFile f(fd);
   struct stat st{};
   if (::fstat(fd, &st) != 0) return fail(why, std::strerror(errno), errno == ENOENT ? EIO : errno);
-  char magic[kMagic.size()];
+  // One read for the form and, for a small message (most of them), all of it: the
+  // header and chunk 0 of a sealed one, the whole of a plain one.
+  std::string start(size_t(std::min<uint64_t>(uint64_t(st.st_size), kHeaderSize + kDefaultChunk + kTagSize)), '\0');
   ssize_t n;
-  do n = ::pread(fd, magic, sizeof magic, 0);
+  do n = ::pread(fd, start.data(), start.size(), 0);
   while (n < 0 && errno == EINTR);
   if (n < 0) return fail(why, std::strerror(errno), errno == ENOENT ? EIO : errno);
-  if (!is_sealed(std::string_view(magic, size_t(n)))) {
+  start.resize(size_t(n));
+  if (!is_sealed(start)) {
     f.size_ = uint64_t(st.st_size);
+    f.head_ = std::move(start);
     return f;
   }
   const DataKey* key = data_key();
   if (!key) return fail(why, "the file is encrypted and no key is loaded", ENOKEY);
-  f.sealed_ = Reader::make(*key, fd, uint64_t(st.st_size), why);
+  f.sealed_ = Reader::make(*key, fd, uint64_t(st.st_size), why, start);
   if (!f.sealed_) {
     errno = EBADMSG;
     return std::nullopt;
@@ -67,7 +72,8 @@ std::optional<PlainFile> PlainFile::adopt(int fd, std::string* why) {
   return f;
 }
 
-PlainFile::PlainFile(PlainFile&& o) noexcept : fd_(o.fd_), size_(o.size_), pos_(o.pos_), sealed_(std::move(o.sealed_)) {
+PlainFile::PlainFile(PlainFile&& o) noexcept
+    : fd_(o.fd_), size_(o.size_), pos_(o.pos_), head_(std::move(o.head_)), sealed_(std::move(o.sealed_)) {
   o.fd_ = -1;
 }
 
@@ -77,6 +83,7 @@ PlainFile& PlainFile::operator=(PlainFile&& o) noexcept {
     fd_ = o.fd_;
     size_ = o.size_;
     pos_ = o.pos_;
+    head_ = std::move(o.head_);
     sealed_ = std::move(o.sealed_);
     o.fd_ = -1;
   }
@@ -91,6 +98,8 @@ std::optional<std::string> PlainFile::read(uint64_t offset, size_t length, std::
   if (sealed_) return sealed_->read(offset, length, why);
   std::string out;
   if (offset >= size_) return out;
+  if (offset + std::min<uint64_t>(length, size_ - offset) <= head_.size())
+    return head_.substr(size_t(offset), size_t(std::min<uint64_t>(length, size_ - offset)));
   out.resize(size_t(std::min<uint64_t>(length, size_ - offset)));
   for (size_t got = 0; got < out.size();) {
     ssize_t n = ::pread(fd_, out.data() + got, out.size() - got, off_t(offset + got));

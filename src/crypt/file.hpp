@@ -46,6 +46,7 @@ class PlainFile {
   explicit PlainFile(int fd) : fd_(fd) {}
   int fd_ = -1;
   uint64_t size_ = 0, pos_ = 0;
+  std::string head_;  // a plain file's first bytes, read with the magic (a small message: all of it)
   std::optional<Reader> sealed_;
 };
 

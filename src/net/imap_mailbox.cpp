@@ -58,9 +58,17 @@ class StoreOpenFolder : public imap::OpenFolder {
       }
       std::string out;
       out.reserve(raw->size() + raw->size() / 30);
-      for (size_t i = 0; i < raw->size(); ++i) {  // LF on disk, CRLF on the wire
-        if ((*raw)[i] == '\n' && (i == 0 || (*raw)[i - 1] != '\r')) out += '\r';
-        out += (*raw)[i];
+      const std::string& r = *raw;
+      for (size_t i = 0; i < r.size();) {  // LF on disk, CRLF on the wire: whole lines at once
+        size_t nl = r.find('\n', i);
+        if (nl == std::string::npos) {
+          out.append(r, i, std::string::npos);
+          break;
+        }
+        out.append(r, i, nl - i);
+        if (nl == 0 || r[nl - 1] != '\r') out += '\r';
+        out += '\n';
+        i = nl + 1;
       }
       return out;
     }

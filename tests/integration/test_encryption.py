@@ -4,9 +4,11 @@ server reading sealed messages over POP3 and IMAP, and writing new mail sealed (
 queue, local delivery, IMAP APPEND).
 
 The keyring and the sealed messages here are made by PyNaCl (Debian's python3-nacl,
-libsodium's Python binding) from the formats written down in docs/encryption.md -- an
-implementation independent of bulwark's, so these tests also pin the formats."""
+libsodium's Python binding: Argon2id, XChaCha20-Poly1305), python3-cryptography
+(AES-256-GCM) and hashlib (BLAKE2b) from the formats written down in docs/encryption.md
+-- an implementation independent of bulwark's, so these tests also pin the formats."""
 import base64
+import hashlib
 import imaplib
 import os
 import poplib
@@ -17,6 +19,7 @@ import struct
 import nacl.bindings as nb
 import nacl.pwhash
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from conftest import PASSWORD, wait
 
@@ -35,30 +38,37 @@ def make_keyring(password, data_key, ops=1, mem=8 * 1024 * 1024):
     return ad + b"key " + base64.b64encode(nonce + wrapped) + b"\n"
 
 
+def file_key(key, header):
+    """A sealed file's own key: keyed BLAKE2b-256 of its 28-byte header."""
+    return hashlib.blake2b(header, key=key, digest_size=32).digest()
+
+
+def chunk_nonce(i, last):
+    return b"\0\0\0\0" + struct.pack(">Q", i | (1 << 63 if last else 0))
+
+
 def seal(key, plain, chunk=65536):
-    """A sealed file: magic, chunk size, 16-byte nonce prefix; each chunk sealed with the
-    header as associated data and the nonce prefix + chunk number (top bit: last)."""
-    header = b"BWSEAL1\n" + struct.pack(">I", chunk) + os.urandom(16)
+    """A sealed file: magic, chunk size, 16-byte file id; each chunk AES-256-GCM under the
+    file's key, nonce = its number (top bit: last), the header as associated data."""
+    header = b"BWSEAL2\n" + struct.pack(">I", chunk) + os.urandom(16)
+    gcm = AESGCM(file_key(key, header))
     pieces = [plain[i:i + chunk] for i in range(0, len(plain), chunk)] or [b""]
     out = header
     for i, piece in enumerate(pieces):
-        last = i == len(pieces) - 1
-        nonce = header[12:28] + struct.pack(">Q", i | (1 << 63 if last else 0))
-        out += nb.crypto_aead_xchacha20poly1305_ietf_encrypt(piece, header, nonce, key)
+        out += gcm.encrypt(chunk_nonce(i, i == len(pieces) - 1), piece, header)
     return out
 
 
 def open_sealed(key, data):
     """The plaintext of a sealed file (the reverse of seal); raises when it fails."""
-    assert data[:8] == b"BWSEAL1\n", data[:40]
+    assert data[:8] == b"BWSEAL2\n", data[:40]
     header, chunk = data[:28], struct.unpack(">I", data[8:12])[0]
+    gcm = AESGCM(file_key(key, header))
     body, out, i = data[28:], b"", 0
     while True:
         piece, body = body[:chunk + 16], body[chunk + 16:]
-        last = not body
-        nonce = header[12:28] + struct.pack(">Q", i | (1 << 63 if last else 0))
-        out += nb.crypto_aead_xchacha20poly1305_ietf_decrypt(piece, header, nonce, key)
-        if last:
+        out += gcm.decrypt(chunk_nonce(i, not body), piece, header)
+        if not body:
             return out
         i += 1
 
