@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <thread>
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "crypt/convert.hpp"
 #include "crypt/file.hpp"
 #include "crypt/records.hpp"
 #include "policy/greylist.hpp"
@@ -275,4 +277,82 @@ TEST(SealedGreylist, PassedTripletsAreSealedRecordsAndSurviveARestart) {
   Greylist g(path, s, [&] { return now; });
   EXPECT_EQ(g.passed(), 1u);
   EXPECT_EQ(g.check(ip("192.0.2.10"), "a@x.test", "u@example.test"), Greylist::Verdict::pass);
+}
+
+TEST(CryptConvert, BothWaysResumableAfterAnInterruptionAtAnyFileAndByteExactBack) {
+  KeyLoaded k;
+  test::TempDir t("bulwark-seam-test");
+  fs::path data = t.path / "data", logs = t.path / "log";
+  std::map<std::string, std::string> covered = {
+      {"queue/6610A", "bulwark-spool 1\narrival 1\nsize 3\n\nhi\n"},
+      {"queue/6610A.done", "x@far.test\n"},
+      {"quarantine/6610B", "bulwark-spool 1\nbroken\n"},
+      {"mail/example.test/demo/cur/1700000000.a.host,S=5,W=6:2,S", "a\nbcd"},
+      {"mail/example.test/demo/new/1700000001.b.host", std::string(200000, 'm') + "\n"},
+      {"mail/example.test/demo/.Sent/cur/1700000002.c.host:2,", "sent\n"},
+      {"mail/example.test/demo/bulwark-uidlist", "bulwark-uidlist 1 1 3 1\n+ 1 1 5 6 S 1700000000.a.host,S=5,W=6\n"},
+      {"mail/example.test/demo/subscriptions", "INBOX\nSent\n"},
+      {"mail/example.test/demo/dovecot-keywords", "0 $Junk\n"},
+      {"dkim/example.test/s1.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+      {"greylist", "1 2 192.0.2/a@b/c@d\n"},
+  };
+  std::map<std::string, std::string> left = {
+      {"keyring", "bulwark-keyring 1\n"},
+      {"directory.db", "SQLite format 3"},
+      {"cert.pem", "-----BEGIN CERTIFICATE-----\n"},
+      {"mail/example.test/demo/.Sent/maildirfolder", ""},
+      {"mail/example.test/demo/tmp/1700000003.d.host", "being written\n"},
+      {"queue.tmp/spill.1.1", "partial\n"},
+      {"reports/en/failed.txt", "template\n"},
+  };
+  for (auto& [rel, text] : covered) {
+    fs::create_directories((data / rel).parent_path());
+    put(data / rel, text);
+  }
+  for (auto& [rel, text] : left) {
+    fs::create_directories((data / rel).parent_path());
+    put(data / rel, text);
+  }
+  fs::create_directories(logs);
+  put(logs / "mail.log", "2026-11-24T10:00:00Z accepted id=6610A\n");
+  covered["../log/mail.log"] = "2026-11-24T10:00:00Z accepted id=6610A\n";
+  auto at = [&](const std::string& rel) { return rel.starts_with("../") ? t.path / rel.substr(3) : data / rel; };
+  fs::file_time_type mtime = fs::last_write_time(at("mail/example.test/demo/new/1700000001.b.host"));
+  // Reads what a file holds, in either form, as the server does.
+  auto plaintext = [&](const std::string& rel) -> std::optional<std::string> {
+    crypt::Form f = rel.starts_with("../") ? crypt::Form::records : crypt::form_of(rel, false);
+    if (f == crypt::Form::records) {
+      auto r = crypt::read_text(at(rel).string(), crypt::data_key());
+      return r ? std::optional<std::string>(r->text) : std::nullopt;
+    }
+    return crypt::read_small(at(rel).string());
+  };
+  for (bool to_sealed : {true, false}) {
+    // Interrupted after every file in turn: each time every file still reads the same,
+    // and the next run goes on where it stopped.
+    for (size_t step = 0;; ++step) {
+      put(at("mail/example.test/demo/bulwark-uidlist").string() + ".bwconv", "half-written");  // a killed run's
+      auto p = crypt::convert(data.string(), logs.string(), *crypt::data_key(), to_sealed, 1);
+      ASSERT_TRUE(p.failed.empty()) << p.failed.front();
+      EXPECT_EQ(p.total, covered.size());
+      EXPECT_FALSE(fs::exists(at("mail/example.test/demo/bulwark-uidlist").string() + ".bwconv"));
+      for (auto& [rel, text] : covered) EXPECT_EQ(plaintext(rel), text) << rel << " after step " << step;
+      if (p.converted == 0) {
+        EXPECT_EQ(p.already, covered.size());
+        break;
+      }
+      ASSERT_LT(step, covered.size());
+    }
+    for (auto& [rel, text] : covered) {
+      std::string raw = slurp(at(rel));
+      crypt::Form f = rel.starts_with("../") ? crypt::Form::records : crypt::form_of(rel, false);
+      bool sealed = f == crypt::Form::whole ? crypt::is_sealed(raw) : raw.starts_with(crypt::kRecordsMagic);
+      EXPECT_EQ(sealed, to_sealed) << rel;
+      if (!to_sealed) {
+        EXPECT_EQ(raw, text) << rel << ": byte-exact after the way back";
+      }
+    }
+    for (auto& [rel, text] : left) EXPECT_EQ(slurp(data / rel), text) << rel << " is not the conversion's";
+    EXPECT_EQ(fs::last_write_time(at("mail/example.test/demo/new/1700000001.b.host")), mtime);
+  }
 }
