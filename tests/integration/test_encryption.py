@@ -347,3 +347,40 @@ def test_dkim_keys_subscriptions_and_keywords_are_sealed(make_server):
     m.select("INBOX")
     assert b"Customerkeyword" in m.fetch("1", "FLAGS")[1][0]
     m.logout()
+
+
+def test_kill_9_under_load_loses_no_acknowledged_sealed_message(make_server):
+    """test_crash.py's proof, with every file sealed: a 250 still means on disk."""
+    import re
+    import threading
+    import time
+    import test_crash
+    srv, key = encrypted_server(make_server)
+    srv.start()
+
+    def delivered():
+        out = []
+        for d in ("new", "cur"):
+            p = srv.data / "mail" / "example.test" / "demo" / d
+            for f in (p.iterdir() if p.exists() else []):
+                found = re.search(rb"Subject: (crash-[0-9-]+)", open_sealed(key, f.read_bytes()))
+                if found:
+                    out.append(found.group(1).decode())
+        return out
+
+    acked = []
+    for round_no in range(2):
+        stop = threading.Event()
+        threads = test_crash.load(srv, round_no, acked, stop)
+        time.sleep(test_crash.LOAD_SECONDS)
+        sending = sum(t.is_alive() for t in threads)
+        srv.kill9()
+        assert sending == test_crash.SENDERS, "senders finished before the kill"
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        srv.start()
+    assert acked
+    wait(lambda: set(acked) <= set(delivered()), timeout=60, what="every acknowledged message delivered")
+    for q in (srv.data / "queue").iterdir():  # whatever is still queued is sealed too
+        assert q.read_bytes()[:8] in (b"BWSEAL2\n", b"BWRECS1\n"), q
