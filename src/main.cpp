@@ -1,5 +1,4 @@
 // `bulwark`: `serve` runs the server; every other command administers its state.
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -7,11 +6,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <sodium.h>
 #include <filesystem>
 #include <cstddef>
@@ -23,11 +20,11 @@
 #include <thread>
 
 #include "admin/audit.hpp"
+#include "admin/encryption_cli.hpp"
 #include "auth/password.hpp"
 #include "config/config.hpp"
 #include "core/strings.hpp"
 #include "crypt/keystore.hpp"
-#include "crypt/records.hpp"
 #include "delivery/local.hpp"
 #include "delivery/remote.hpp"
 #include "dkim/dkim.hpp"
@@ -45,69 +42,10 @@ namespace {
 
 constexpr int kOk = 0, kRuntime = 1, kUsage = 2;
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 Address mailbox_arg(const std::string& s, const char* what) {
   auto a = parse_mailbox(s);
   if (!a) throw UsageError(std::string(what) + " \"" + sanitize(s) + "\" is not a valid address (user@domain)");
   return *a;
-}
-
-// A line typed on the terminal without echo.
-std::string ask_quietly(const char* prompt) {
-  std::cerr << prompt << std::flush;
-  termios old{};
-  tcgetattr(STDIN_FILENO, &old);
-  termios quiet = old;
-  quiet.c_lflag &= ~tcflag_t(ECHO);
-  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-  std::string p;
-  std::getline(std::cin, p);
-  tcsetattr(STDIN_FILENO, TCSANOW, &old);
-  std::cerr << "\n";
-  return p;
-}
-
-std::string read_password(bool from_stdin) {
-  std::string pw;
-  if (from_stdin) {
-    if (!std::getline(std::cin, pw)) throw UsageError("no password on standard input");
-    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
-    return pw;
-  }
-  if (!isatty(STDIN_FILENO)) throw UsageError("give the password on standard input with --password-stdin");
-  pw = ask_quietly("Password: ");
-  if (ask_quietly("Again: ") != pw) throw UsageError("the two passwords differ");
-  return pw;
-}
-
-// Wipes a password when it goes out of scope, also on an exception.
-struct Wiped {
-  std::string& s;
-  ~Wiped() { sodium_memzero(s.data(), s.size()); }
-};
-
-// SPEC 13: a data dir with a keyring is encrypted. `serve` unlocks it first, before it
-// creates or writes anything: a wrong or missing password stops it (exit 1).
-void unlock_encryption(const Config& cfg) {
-  if (!crypt::read_keyring(cfg.server.data_dir)) return;
-  std::string pw;
-  Wiped wiped{pw};
-  if (!cfg.encryption.password_file.empty()) {
-    std::ifstream in(cfg.encryption.password_file);
-    std::getline(in, pw);
-    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
-    if (pw.empty()) throw std::runtime_error("encryption.password_file " + cfg.encryption.password_file + " holds no password");
-  } else if (isatty(STDIN_FILENO)) {
-    pw = ask_quietly("Encryption password: ");
-  } else {
-    throw std::runtime_error("the data in " + cfg.server.data_dir + " is encrypted: set encryption.password_file in " +
-                             cfg.file + ", or start serve on a terminal to type the password");
-  }
-  auto key = crypt::unlock_data_dir(cfg.server.data_dir, pw);  // throws on a wrong password
-  crypt::set_data_key(std::move(*key));
 }
 
 // Started as root: everything under data_dir/log_dir becomes the service user's,
@@ -165,10 +103,7 @@ RemoteSettings remote_settings(const Config& cfg) {
   r.relay_port = d.relay_port;
   if (d.relay_auth == "smtp" || d.relay_auth == "pop3-before-smtp") {
     r.relay_user = d.relay_user;
-    std::ifstream in(d.relay_password_file);
-    std::getline(in, r.relay_password);
-    while (!r.relay_password.empty() && (r.relay_password.back() == '\r' || r.relay_password.back() == ' '))
-      r.relay_password.pop_back();
+    r.relay_password = read_secret_line(d.relay_password_file);
     if (r.relay_password.empty())
       throw std::runtime_error("delivery.relay_password_file " + d.relay_password_file + " holds no password");
   }
@@ -505,51 +440,15 @@ int main(int argc, char** argv) {
     }
 
     if (log_show->parsed()) {
-      unlock_encryption(cfg);  // when the data is encrypted, so are the logs
-      fs::path path = fs::path(cfg.server.log_dir) / (arg1 == "main" ? "bulwark.log" : arg1 + ".log");
-      uint64_t offset = 0;
-      for (;;) {
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0 && !follow) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
-        if (fd >= 0) {
-          struct stat st{};
-          if (::fstat(fd, &st) == 0 && uint64_t(st.st_size) < offset) offset = 0;  // rotated or truncated
-          std::string why;
-          auto text = crypt::read_text(fd, crypt::data_key(), &why, offset);
-          ::close(fd);
-          if (!text) throw std::runtime_error("cannot read " + path.string() + ": " + why);
-          std::cout << text->text << std::flush;
-          offset = text->good_end;
-        }
-        if (!follow) return kOk;
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      }
+      show_log(cfg, arg1, follow);
+      return kOk;
     }
     if (encryption_status->parsed()) {
       std::cout << (crypt::read_keyring(cfg.server.data_dir) ? "on" : "off") << "\n";
       return kOk;
     }
     if (encryption_passwd->parsed()) {
-      auto ring = crypt::read_keyring(cfg.server.data_dir);
-      if (!ring) throw std::runtime_error("encryption is off in " + cfg.server.data_dir + ": there is no password to change");
-      std::string old_pw, new_pw;
-      Wiped w1{old_pw}, w2{new_pw};
-      if (password_stdin) {
-        old_pw = read_password(true);
-        new_pw = read_password(true);
-      } else {
-        if (!isatty(STDIN_FILENO)) throw UsageError("give the passwords on standard input with --password-stdin");
-        old_pw = ask_quietly("Current encryption password: ");
-        new_pw = read_password(false);
-      }
-      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes), false};
-      if (auto problem = auth::check_password_policy(new_pw, "", pp))
-        throw UsageError("new password refused: " + *problem + " ([password_policy] in " + config_path + ")");
-      std::string why;
-      auto next = crypt::rewrap(*ring, old_pw, new_pw, &why);
-      if (!next) throw std::runtime_error("cannot change the encryption password: " + why + "; nothing changed");
-      crypt::write_keyring(cfg.server.data_dir, *next);
-      std::cout << "encryption password changed (the data key is the same: no data was rewritten)\n";
+      bulwark::encryption_passwd(cfg, password_stdin);
       return kOk;
     }
 

@@ -90,7 +90,7 @@ Form form_of(const std::string& relative, bool in_log_dir) {
 Progress convert(const std::string& data_dir, const std::string& log_dir, const DataKey& key, bool to_sealed,
                  size_t stop_after) {
   Progress pr;
-  std::vector<std::pair<std::string, Form>> todo;
+  std::vector<std::pair<std::string, Form>> files;
   std::error_code ec;
   for (const auto& [root, logs] : {std::pair{data_dir, false}, std::pair{log_dir, true}}) {
     if (root.empty() || !fs::is_directory(root, ec)) continue;
@@ -103,12 +103,12 @@ Progress convert(const std::string& data_dir, const std::string& log_dir, const 
         continue;
       }
       Form f = form_of(fs::relative(it->path(), root, ec).string(), logs);
-      if (f != Form::left) todo.emplace_back(path, f);
+      if (f != Form::left) files.emplace_back(path, f);
     }
   }
-  pr.total = todo.size();
+  pr.total = files.size();
   std::set<std::string> touched_dirs;
-  for (auto& [path, form] : todo) {
+  for (auto& [path, form] : files) {
     if (in_target_form(path, form, to_sealed)) {
       ++pr.already;
       continue;

@@ -1,0 +1,42 @@
+// admin/encryption_cli: the command-line side of secrets -- passwords typed on the
+// terminal or read from stdin or a file, unlocking the encryption keyring (SPEC 13) for
+// `serve` and the other commands, `encryption passwd`, and `log show` (SPEC 14), which
+// is how sealed logs are read.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "config/config.hpp"
+
+namespace bulwark {
+
+// A mistake in how a command was called: `bulwark` exits 2 (others exit 1).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A line typed on the terminal without echo.
+std::string ask_quietly(const char* prompt);
+// A new password: one line of stdin, or typed twice on the terminal.
+std::string read_password(bool from_stdin);
+// The first line of a secret file, without trailing CR and spaces ("" when unreadable).
+std::string read_secret_line(const std::string& path);
+
+// Wipes a password when it goes out of scope, also on an exception.
+struct Wiped {
+  std::string& s;
+  ~Wiped();
+};
+
+// A data dir with a keyring is encrypted: loads its data key into the process, the
+// password from encryption.password_file or the terminal. Throws (nothing written)
+// on a wrong or missing password; does nothing when encryption is off.
+void unlock_encryption(const Config& cfg);
+
+// `bulwark encryption passwd`: rewraps the data key; prints what it did.
+void encryption_passwd(const Config& cfg, bool password_stdin);
+
+// `bulwark log show NAME [--follow]`: NAME is mail, security or main (bulwark.log).
+void show_log(const Config& cfg, const std::string& name, bool follow);
+
+}  // namespace bulwark
