@@ -103,7 +103,7 @@ RemoteSettings remote_settings(const Config& cfg) {
   r.relay_port = d.relay_port;
   if (d.relay_auth == "smtp" || d.relay_auth == "pop3-before-smtp") {
     r.relay_user = d.relay_user;
-    r.relay_password = read_secret_line(d.relay_password_file);
+    r.relay_password = read_secret_line(d.relay_password_file, true);
     if (r.relay_password.empty())
       throw std::runtime_error("delivery.relay_password_file " + d.relay_password_file + " holds no password");
   }

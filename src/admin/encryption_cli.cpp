@@ -49,11 +49,11 @@ std::string read_password(bool from_stdin) {
   return pw;
 }
 
-std::string read_secret_line(const std::string& path) {
+std::string read_secret_line(const std::string& path, bool trim_spaces) {
   std::ifstream in(path);
   std::string line;
   std::getline(in, line);
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  while (!line.empty() && (line.back() == '\r' || (trim_spaces && line.back() == ' '))) line.pop_back();
   return line;
 }
 

@@ -19,8 +19,10 @@ struct UsageError : std::runtime_error {
 std::string ask_quietly(const char* prompt);
 // A new password: one line of stdin, or typed twice on the terminal.
 std::string read_password(bool from_stdin);
-// The first line of a secret file, without trailing CR and spaces ("" when unreadable).
-std::string read_secret_line(const std::string& path);
+// The first line of a secret file without its CR ("" when unreadable); `trim_spaces`
+// also drops trailing spaces (the relay password file always did; an encryption
+// password is taken as typed, as `encryption passwd` stores it).
+std::string read_secret_line(const std::string& path, bool trim_spaces = false);
 
 // Wipes a password when it goes out of scope, also on an exception.
 struct Wiped {
