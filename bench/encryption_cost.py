@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Cost of encryption at rest (issue 12): two bulwark servers, one plain and one whose
 data dir holds a keyring (made with PyNaCl, as tests/integration/test_encryption.py
-does -- there is no `encryption enable` yet), so it writes the queue, the mailbox, the
-index and the logs sealed. Measured side by side, best of three interleaved runs:
+does), so it writes the queue, the mailbox, the index, the directory and the logs
+sealed. Measured side by side, best of three interleaved runs:
   - SMTP accept + local delivery: smtp-source, 20 sessions, 4 KiB, one message per
     connection, into the Maildir, after a warm-up, the order alternating (target:
     within 15% of plain);
   - IMAP FETCH: every message's BODY.PEEK[] over one connection (target: within 15%).
+Then the plain server is stopped and its data dir converted with `bulwark encryption
+enable`, then back with `disable`: the conversion speed in MB/s as the commands report it.
 Usage: encryption_cost.py BULWARK_BIN ROOT"""
 import imaplib
 import os
@@ -82,6 +84,15 @@ try:
           f"sealed {f['sealed'][0]:.1f} MB/s: cost {(1 - f['sealed'][0] / f['plain'][0]) * 100:.1f}% (target < 15%)")
     print("  (runs: accept plain " + ", ".join(f"{r:.0f}" for r in smtp["plain"]) + "; sealed " +
           ", ".join(f"{r:.0f}" for r in smtp["sealed"]) + ")")
+    p1.terminate()
+    p1.wait()
+    cli = [BIN, "--config", str(ROOT / "plain" / "b.toml"), "encryption"]
+    for what in ("enable", "disable"):
+        t = time.monotonic()
+        r = subprocess.run(cli + [what, "--password-stdin"], input=PW + "\n", capture_output=True, text=True,
+                           check=True)
+        print(f"  conversion, `encryption {what}` of the plain server's data ({time.monotonic() - t:.1f} s with "
+              f"Argon2id): {r.stdout.splitlines()[0]}")
 finally:
     for p in procs:
         p.terminate()

@@ -162,7 +162,7 @@ int serve(const Config& cfg) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, sig);
   pthread_sigmask(SIG_BLOCK, &sigs, &old);
   ::umask(027);  // logs, queue and mailboxes are nobody else's business
-  unlock_encryption(cfg);
+  start_encryption(cfg);  // before the logs open: an interrupted conversion may still turn them
   logs::init(cfg.server.log_dir);
   raise_fd_limit();
   fs::create_directories(cfg.server.data_dir);
@@ -361,7 +361,15 @@ int main(int argc, char** argv) {
 
   auto* encryption = sub(&app, "encryption", "encryption at rest");
   encryption->require_subcommand(1);
-  auto* encryption_status = sub(encryption, "status", "whether the data is encrypted: off | on");
+  auto* encryption_status =
+      sub(encryption, "status", "whether the data is encrypted: off | on | converting (n of m done)");
+  auto* encryption_enable = sub(encryption, "enable",
+                                "turn encryption on: converts the data and logs (resumable; the server stopped); "
+                                "--password-stdin: the new password on one line");
+  encryption_enable->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  auto* encryption_disable = sub(encryption, "disable",
+                                 "turn encryption off: converts everything back (resumable; the server stopped)");
+  encryption_disable->add_flag("--password-stdin", password_stdin, "read the password from standard input");
   auto* encryption_passwd =
       sub(encryption, "passwd", "change the encryption password (no data is rewritten); --password-stdin: two lines, old and new");
   encryption_passwd->add_flag("--password-stdin", password_stdin, "read the old and the new password from standard input");
@@ -444,7 +452,15 @@ int main(int argc, char** argv) {
       return kOk;
     }
     if (encryption_status->parsed()) {
-      std::cout << (crypt::read_keyring(cfg.server.data_dir) ? "on" : "off") << "\n";
+      std::cout << bulwark::encryption_status(cfg) << "\n";
+      return kOk;
+    }
+    if (encryption_enable->parsed()) {
+      bulwark::encryption_enable(cfg, password_stdin);
+      return kOk;
+    }
+    if (encryption_disable->parsed()) {
+      bulwark::encryption_disable(cfg, password_stdin);
       return kOk;
     }
     if (encryption_passwd->parsed()) {
@@ -452,9 +468,9 @@ int main(int argc, char** argv) {
       return kOk;
     }
 
-    // Commands below write mailboxes (user add) or read and write DKIM keys: when the
-    // data is encrypted they need its key, as `serve` does.
-    if (!audit_cmd->parsed()) unlock_encryption(cfg);
+    // Commands below read the directory, write mailboxes (user add) or read and write
+    // DKIM keys: when the data is encrypted they need its key, as `serve` does.
+    unlock_encryption(cfg);
     auto dir = Directory::open(cfg.server.data_dir);
     if (audit_cmd->parsed()) {
       size_t warnings = 0;

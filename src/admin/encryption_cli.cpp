@@ -2,6 +2,7 @@
 #include "admin/encryption_cli.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -12,10 +13,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <thread>
 
 #include "auth/password.hpp"
+#include "core/body.hpp"
+#include "crypt/convert.hpp"
+#include "directory/directory.hpp"
 #include "crypt/file.hpp"
 #include "crypt/keystore.hpp"
 #include "crypt/records.hpp"
@@ -59,10 +64,46 @@ std::string read_secret_line(const std::string& path, bool trim_spaces) {
 
 Wiped::~Wiped() { sodium_memzero(s.data(), s.size()); }
 
-void unlock_encryption(const Config& cfg) {
-  if (!crypt::read_keyring(cfg.server.data_dir)) return;
+namespace {
+
+namespace fs = std::filesystem;
+
+// Present while a conversion is unfinished: "enable" or "disable" (SPEC 13).
+std::string journal_path(const std::string& data_dir) { return (fs::path(data_dir) / "encryption.converting").string(); }
+
+std::string read_journal(const std::string& data_dir) {
+  std::string j = read_secret_line(journal_path(data_dir));
+  return j == "enable" || j == "disable" ? j : std::string();
+}
+
+void write_journal(const std::string& data_dir, const std::string& what) {
+  if (!crypt::replace_file(journal_path(data_dir), what + "\n", nullptr))
+    throw std::runtime_error("cannot write " + journal_path(data_dir) + ": " + std::strerror(errno));
+}
+
+void remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    throw std::runtime_error("cannot remove " + path + ": " + std::strerror(errno));
+  sync_dir(fs::path(path).parent_path().string());
+}
+
+// <data_dir>/serve.lock: `serve` holds it shared, a conversion exclusive (flock: a
+// killed process lets go). -1 when another process holds it the other way.
+int lock_data_dir(const std::string& data_dir, bool exclusive) {
+  if (fs::create_directories(data_dir)) ::chmod(data_dir.c_str(), 0750);
+  std::string path = (fs::path(data_dir) / "serve.lock").string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The password that unlocks the keyring: encryption.password_file, else the terminal.
+std::string configured_password(const Config& cfg) {
   std::string pw;
-  Wiped wiped{pw};
   if (!cfg.encryption.password_file.empty()) {
     pw = read_secret_line(cfg.encryption.password_file);
     if (pw.empty()) throw std::runtime_error("encryption.password_file " + cfg.encryption.password_file + " holds no password");
@@ -72,8 +113,154 @@ void unlock_encryption(const Config& cfg) {
     throw std::runtime_error("the data in " + cfg.server.data_dir + " is encrypted: set encryption.password_file in " +
                              cfg.file + ", or start serve on a terminal to type the password");
   }
+  return pw;
+}
+
+void unlock_with(const Config& cfg, std::string_view pw) {
   auto key = crypt::unlock_data_dir(cfg.server.data_dir, pw);  // throws on a wrong password
-  crypt::set_data_key(std::move(*key));
+  if (key) crypt::set_data_key(std::move(*key));
+}
+
+// Converts every covered file, then the directory; what it did, to `out`. Throws
+// (the journal stays: running again finishes) when a file could not be converted.
+void run_conversion(const Config& cfg, bool to_sealed, std::ostream& out) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto pr = crypt::convert(cfg.server.data_dir, cfg.server.log_dir, *crypt::data_key(), to_sealed);
+  if (!pr.failed.empty()) {
+    std::string m = "could not convert " + std::to_string(pr.failed.size()) +
+                    " file(s), left as they were; run the command again once the cause is fixed:";
+    for (size_t i = 0; i < pr.failed.size() && i < 5; ++i) m += "\n  " + pr.failed[i];
+    throw std::runtime_error(m);
+  }
+  if (to_sealed)
+    Directory::open(cfg.server.data_dir);  // with the key loaded: made a sealed snapshot
+  else
+    Directory::unseal(cfg.server.data_dir);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double mb = double(pr.bytes) / 1e6;
+  out << (to_sealed ? "sealed " : "unsealed ") << pr.converted << " file(s), " << std::fixed << std::setprecision(1)
+      << mb << " MB in " << secs << " s (" << (secs > 0 ? mb / secs : 0.0) << " MB/s); " << pr.already
+      << " were done already; the directory is " << (to_sealed ? "sealed" : "plain") << "\n";
+}
+
+std::string interrupted_message(const std::string& j) {
+  return "an `encryption " + j + "` did not finish: run `bulwark encryption " + j +
+         "` again, or start `bulwark serve`, which finishes it";
+}
+
+// A password for enable/disable: one line of stdin, or typed on the terminal (twice for
+// a new keyring).
+std::string conversion_password(bool password_stdin, bool is_new) {
+  if (password_stdin || is_new) return read_password(password_stdin);
+  if (!isatty(STDIN_FILENO)) throw UsageError("give the password on standard input with --password-stdin");
+  return ask_quietly("Encryption password: ");
+}
+
+}  // namespace
+
+void unlock_encryption(const Config& cfg) {
+  std::string j = read_journal(cfg.server.data_dir);
+  if (!j.empty()) throw std::runtime_error(interrupted_message(j));
+  if (!crypt::read_keyring(cfg.server.data_dir)) return;
+  std::string pw = configured_password(cfg);
+  Wiped wiped{pw};
+  unlock_with(cfg, pw);
+}
+
+void start_encryption(const Config& cfg) {
+  const std::string& dd = cfg.server.data_dir;
+  std::string j = read_journal(dd);
+  auto ring = crypt::read_keyring(dd);
+  if (!j.empty() && !ring && j == "enable")
+    throw std::runtime_error("an `encryption enable` was interrupted before its key was made: run `bulwark encryption enable` again");
+  if (ring) {  // first: a wrong password stops serve before it writes anything, the lock file too
+    std::string pw = configured_password(cfg);
+    Wiped wiped{pw};
+    unlock_with(cfg, pw);
+  }
+  static int lock_fd = -1;  // held for the life of the server
+  lock_fd = lock_data_dir(dd, !j.empty());
+  if (lock_fd < 0)
+    throw std::runtime_error(j.empty() ? "`bulwark encryption` is converting " + dd + ": start serve when it has finished"
+                                       : "another process is using " + dd + " (serve, or a conversion)");
+  if (!j.empty()) {
+    if (ring) {
+      std::cerr << "bulwark: finishing an interrupted `encryption " << j << "` before accepting connections\n";
+      run_conversion(cfg, j == "enable", std::cerr);
+      if (j == "disable") {
+        remove_file(crypt::keyring_path(dd));
+        crypt::clear_data_key();
+      }
+    }
+    remove_file(journal_path(dd));
+    ::flock(lock_fd, LOCK_SH);
+  }
+}
+
+void encryption_enable(const Config& cfg, bool password_stdin) {
+  const std::string& dd = cfg.server.data_dir;
+  int fd = lock_data_dir(dd, true);
+  if (fd < 0) throw std::runtime_error("bulwark serve is running on " + dd + ": stop it first (the conversion runs with the server stopped)");
+  std::string j = read_journal(dd);
+  auto ring = crypt::read_keyring(dd);
+  if (ring && j.empty()) throw std::runtime_error("encryption is already on in " + dd);
+  std::string pw = conversion_password(password_stdin, !ring);
+  Wiped wiped{pw};
+  if (!ring) {  // a new data key under this password; the journal first, so a rerun knows
+    auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes), false};
+    if (auto problem = auth::check_password_policy(pw, "", pp))
+      throw UsageError("password refused: " + *problem + " ([password_policy] in " + cfg.file + ")");
+    write_journal(dd, "enable");
+    crypt::DataKey key = crypt::DataKey::random();
+    crypt::write_keyring(dd, crypt::new_keyring(pw, key));
+  } else if (j != "enable") {
+    write_journal(dd, "enable");  // turning an interrupted disable back
+  }
+  unlock_with(cfg, pw);  // a rerun: the password must be the one given first
+  std::cerr << "converting the data in " << dd << " and the logs in " << cfg.server.log_dir << "...\n";
+  run_conversion(cfg, true, std::cout);
+  remove_file(journal_path(dd));
+  std::cout << "encryption on\n";
+  ::close(fd);
+}
+
+void encryption_disable(const Config& cfg, bool password_stdin) {
+  const std::string& dd = cfg.server.data_dir;
+  int fd = lock_data_dir(dd, true);
+  if (fd < 0) throw std::runtime_error("bulwark serve is running on " + dd + ": stop it first (the conversion runs with the server stopped)");
+  std::string j = read_journal(dd);
+  auto ring = crypt::read_keyring(dd);
+  if (!ring) {
+    if (j == "disable") {  // killed after the keyring went: nothing sealed is left
+      remove_file(journal_path(dd));
+      std::cout << "encryption off\n";
+      return;
+    }
+    if (j == "enable") throw std::runtime_error(interrupted_message(j));
+    throw std::runtime_error("encryption is already off in " + dd);
+  }
+  std::string pw = conversion_password(password_stdin, false);
+  Wiped wiped{pw};
+  unlock_with(cfg, pw);  // before anything is written: a wrong password changes nothing
+  if (j != "disable") write_journal(dd, "disable");
+  std::cerr << "converting the data in " << dd << " and the logs in " << cfg.server.log_dir << "...\n";
+  run_conversion(cfg, false, std::cout);
+  remove_file(crypt::keyring_path(dd));
+  remove_file(journal_path(dd));
+  crypt::clear_data_key();
+  std::cout << "encryption off\n";
+  ::close(fd);
+}
+
+std::string encryption_status(const Config& cfg) {
+  const std::string& dd = cfg.server.data_dir;
+  std::string j = read_journal(dd);
+  if (j.empty()) return crypt::read_keyring(dd) ? "on" : "off";
+  bool to_sealed = j == "enable";
+  auto pr = crypt::survey(dd, cfg.server.log_dir, to_sealed);
+  bool dir_done = (::access(Directory::sealed_path(dd).c_str(), F_OK) == 0) == to_sealed;
+  return "converting (" + std::to_string(pr.already + dir_done) + " of " + std::to_string(pr.total + 1) +
+         " done): `encryption " + j + "`";
 }
 
 void encryption_passwd(const Config& cfg, bool password_stdin) {

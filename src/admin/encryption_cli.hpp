@@ -32,8 +32,22 @@ struct Wiped {
 
 // A data dir with a keyring is encrypted: loads its data key into the process, the
 // password from encryption.password_file or the terminal. Throws (nothing written)
-// on a wrong or missing password; does nothing when encryption is off.
+// on a wrong or missing password, or when a conversion did not finish; does nothing
+// when encryption is off.
 void unlock_encryption(const Config& cfg);
+
+// `serve`, first thing: holds <data_dir>/serve.lock (shared; `encryption enable` and
+// `disable` take it exclusive, so neither runs beside a server), unlocks the key, and
+// finishes an interrupted conversion before anything else opens the data (saying so
+// on stderr). Throws on a wrong or missing password, nothing written.
+void start_encryption(const Config& cfg);
+
+// `bulwark encryption enable|disable`: converts the data dir and the logs (resumable:
+// a journal, <data_dir>/encryption.converting, says which way until it is done).
+void encryption_enable(const Config& cfg, bool password_stdin);
+void encryption_disable(const Config& cfg, bool password_stdin);
+// off | on | converting (n of m done): `encryption enable|disable`
+std::string encryption_status(const Config& cfg);
 
 // `bulwark encryption passwd`: rewraps the data key; prints what it did.
 void encryption_passwd(const Config& cfg, bool password_stdin);

@@ -82,14 +82,16 @@ Form form_of(const std::string& relative, bool in_log_dir) {
     if ((parent == "new" || parent == "cur") && !has_part(p, "tmp")) return Form::whole;
     return Form::left;  // maildirfolder, tmp/
   }
-  // keyring, directory.db (not sealed yet: docs/encryption.md), cert.pem and key.pem,
+  // keyring, the directory (sealed by Directory itself), cert.pem and key.pem,
   // reports/ (templates), queue.tmp/ (transient), retry requests.
   return Form::left;
 }
 
-Progress convert(const std::string& data_dir, const std::string& log_dir, const DataKey& key, bool to_sealed,
-                 size_t stop_after) {
-  Progress pr;
+namespace {
+
+// The covered files of both trees; an interrupted run's temporaries are removed
+// (`tidy`) or skipped.
+std::vector<std::pair<std::string, Form>> covered(const std::string& data_dir, const std::string& log_dir, bool tidy) {
   std::vector<std::pair<std::string, Form>> files;
   std::error_code ec;
   for (const auto& [root, logs] : {std::pair{data_dir, false}, std::pair{log_dir, true}}) {
@@ -99,13 +101,30 @@ Progress convert(const std::string& data_dir, const std::string& log_dir, const 
       if (!it->is_regular_file(ec)) continue;
       std::string path = it->path().string();
       if (path.ends_with(kTempSuffix)) {  // an interrupted run's: the original is whole
-        fs::remove(it->path(), ec);
+        if (tidy) fs::remove(it->path(), ec);
         continue;
       }
       Form f = form_of(fs::relative(it->path(), root, ec).string(), logs);
       if (f != Form::left) files.emplace_back(path, f);
     }
   }
+  return files;
+}
+
+}  // namespace
+
+Progress survey(const std::string& data_dir, const std::string& log_dir, bool to_sealed) {
+  Progress pr;
+  auto files = covered(data_dir, log_dir, false);
+  pr.total = files.size();
+  for (auto& [path, form] : files) pr.already += in_target_form(path, form, to_sealed);
+  return pr;
+}
+
+Progress convert(const std::string& data_dir, const std::string& log_dir, const DataKey& key, bool to_sealed,
+                 size_t stop_after) {
+  Progress pr;
+  auto files = covered(data_dir, log_dir, true);
   pr.total = files.size();
   std::set<std::string> touched_dirs;
   for (auto& [path, form] : files) {
@@ -144,6 +163,7 @@ Progress convert(const std::string& data_dir, const std::string& log_dir, const 
     }
     touched_dirs.insert(fs::path(path).parent_path().string());
     ++pr.converted;
+    pr.bytes += uint64_t(st.st_size);
   }
   for (auto& d : touched_dirs) sync_dir(d);
   return pr;

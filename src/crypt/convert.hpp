@@ -12,6 +12,7 @@
 // indexes) are serialised inside its process.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,13 +21,14 @@
 namespace bulwark::crypt {
 
 // How a file is sealed, by its path relative to the data dir (or the log dir).
-enum class Form { whole, records, left };  // left: not covered (yet), or not secret
+enum class Form { whole, records, left };  // left: not secret, transient, or done elsewhere (the directory)
 Form form_of(const std::string& relative, bool in_log_dir);
 
 struct Progress {
   size_t converted = 0;  // turned this run
   size_t already = 0;    // found in the target form
   size_t total = 0;      // covered files seen
+  uint64_t bytes = 0;    // size on disk of the files turned this run
   std::vector<std::string> failed;  // "path: why" -- left as they were
 };
 
@@ -35,5 +37,9 @@ struct Progress {
 // were converted (tests: an interruption).
 Progress convert(const std::string& data_dir, const std::string& log_dir, const DataKey& key, bool to_sealed,
                  size_t stop_after = SIZE_MAX);
+
+// What `convert` would find, without touching anything (`encryption status`): total
+// and already (in the target form).
+Progress survey(const std::string& data_dir, const std::string& log_dir, bool to_sealed);
 
 }  // namespace bulwark::crypt

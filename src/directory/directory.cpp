@@ -4,109 +4,17 @@
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <sqlite3.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
+#include "directory/sqlite.hpp"
 
 namespace bulwark {
-namespace {}  // namespace
-
-// Prepared statements by SQL text (every text is a string literal, so its address is
-// the key), reused across calls: preparing costs more than running these lookups.
-// One cache per connection, used by one thread at a time (the writer under
-// Directory::mu_, a reader while leased). A statement already in use (a nested
-// lookup) gets a fresh, uncached one.
-struct StmtCache {
-  struct Slot {
-    sqlite3_stmt* st = nullptr;
-    bool busy = false;
-  };
-  std::unordered_map<const char*, Slot> slots;
-};
-
-// One SQLite connection and its statements.
-struct DbConn {
-  sqlite3* db = nullptr;
-  StmtCache cache;
-  explicit DbConn(sqlite3* d) : db(d) {}
-  ~DbConn() {
-    for (auto& [sql, slot] : cache.slots) sqlite3_finalize(slot.st);  // before close: it refuses otherwise
-    cache.slots.clear();
-    sqlite3_close(db);
-  }
-};
-
 namespace {
-
-// A prepared statement, reset (cached) or finalized when it goes out of scope.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql, StmtCache* cache = nullptr) : db_(db) {
-    if (cache) {
-      auto& slot = cache->slots[sql];
-      if (!slot.busy) {
-        if (!slot.st && sqlite3_prepare_v2(db, sql, -1, &slot.st, nullptr) != SQLITE_OK) {
-          slot.st = nullptr;
-          throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db));
-        }
-        slot.busy = true;
-        slot_ = &slot;
-        st_ = slot.st;
-        return;
-      }
-    }
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
-      throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db));
-  }
-  ~Stmt() {
-    if (slot_) {
-      sqlite3_reset(st_);
-      sqlite3_clear_bindings(st_);
-      slot_->busy = false;
-    } else {
-      sqlite3_finalize(st_);
-    }
-  }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  Stmt& bind(int i, const std::string& v) {
-    sqlite3_bind_text(st_, i, v.data(), int(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(st_, i, v);
-    return *this;
-  }
-  bool step() {
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(db_));
-  }
-  std::string text(int col) {
-    auto p = reinterpret_cast<const char*>(sqlite3_column_text(st_, col));
-    return p ? std::string(p, size_t(sqlite3_column_bytes(st_, col))) : std::string();
-  }
-  int64_t integer(int col) { return sqlite3_column_int64(st_, col); }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-  StmtCache::Slot* slot_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string m = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw DirectoryError("directory: " + m);
-  }
-}
 
 void check_password(const std::string& pw) {
   if (pw.empty()) throw DirectoryError("the password is empty");
@@ -127,6 +35,9 @@ bool valid_user_local_part(const std::string& local) {
 std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
   // A new data_dir is private from the start (serve() also sets 0750 on it).
   if (std::filesystem::create_directories(data_dir)) ::chmod(data_dir.c_str(), 0750);
+  if (crypt::data_key()) return open_sealed(data_dir);
+  if (::access(sealed_path(data_dir).c_str(), F_OK) == 0)
+    throw DirectoryError("the directory in " + data_dir + " is encrypted (directory.sealed) and its key is not loaded");
   std::string path = (std::filesystem::path(data_dir) / "directory.db").string();
   // Password hashes and SCRAM keys: the file is the owner's alone. SQLite gives its
   // -wal and -shm files the database file's permissions.
@@ -138,7 +49,13 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
   for (const char* suffix : {"-wal", "-shm"}) ::chmod((path + suffix).c_str(), 0600);
   std::unique_ptr<Directory> d(new Directory(path, connect(path, true)));
   sqlite3* db = d->writer_->db;
-  exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+  exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+  create_directory_schema(db);
+  return d;
+}
+
+void create_directory_schema(sqlite3* db) {
+  exec(db, "PRAGMA foreign_keys=ON;");
   exec(db,
        "CREATE TABLE IF NOT EXISTS domains(name TEXT PRIMARY KEY, anti_spoofing INTEGER NOT NULL DEFAULT 1);"
        "CREATE TABLE IF NOT EXISTS users(key TEXT PRIMARY KEY, address TEXT NOT NULL, domain TEXT NOT NULL,"
@@ -157,12 +74,12 @@ std::unique_ptr<Directory> Directory::open(const std::string& data_dir) {
       if (s.text(0) == "scram") has_scram = true;
   }
   if (!has_scram) exec(db, "ALTER TABLE users ADD COLUMN scram TEXT; ALTER TABLE users ADD COLUMN cram_md5 TEXT;");
-  return d;
 }
 
 std::unique_ptr<DbConn> Directory::connect(const std::string& path, bool writer) {
   sqlite3* db = nullptr;
-  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+  // URI: the sealed form's shared in-memory database is named "file:/...?vfs=memdb".
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI | (writer ? SQLITE_OPEN_CREATE : 0);
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string m = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -177,12 +94,8 @@ std::unique_ptr<DbConn> Directory::connect(const std::string& path, bool writer)
   return c;
 }
 
-Directory::Directory(std::string path, std::unique_ptr<DbConn> writer)
-    : path_(std::move(path)), writer_(std::move(writer)) {}
-
-Directory::~Directory() = default;
-
 Directory::Lease Directory::reader() {
+  refresh();
   {
     std::lock_guard lk(pool_mu_);
     if (!idle_.empty()) {
@@ -302,7 +215,7 @@ void Directory::require_free(const std::string& key) {
 }
 
 void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   std::string d = to_lower(domain);
   if (!valid_domain(d, false)) throw DirectoryError("\"" + sanitize(domain) + "\" is not a valid domain name");
@@ -314,7 +227,7 @@ void Directory::add_domain(const std::string& domain, bool anti_spoofing) {
 }
 
 void Directory::remove_domain(const std::string& domain) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   std::string d = to_lower(domain);
   if (!exists(c, "SELECT 1 FROM domains WHERE name=?", d)) throw DirectoryError("domain " + d + " does not exist");
@@ -354,7 +267,7 @@ void Directory::add_user(const Address& a, const std::string& password, bool cra
   if (!valid_user_local_part(a.local) || a.domain_is_literal())
     throw DirectoryError("\"" + sanitize(a.str()) + "\" cannot be a mailbox (use letters, digits and . _ + -)");
   Secrets sec = make_secrets(password, cram_md5);  // slow: outside the lock
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   require_local_domain(a.domain);
   require_free(a.lookup_key());
@@ -368,7 +281,7 @@ void Directory::add_user(const Address& a, const std::string& password, bool cra
 void Directory::set_password(const Address& a, const std::string& password, bool cram_md5) {
   check_password(password);
   Secrets sec = make_secrets(password, cram_md5);
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   if (!exists(c, "SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
@@ -421,9 +334,9 @@ std::optional<std::string> Directory::verify_login(const std::string& user, cons
   if (!ok) return std::nullopt;
   if (auth::needs_rehash(hash)) {
     std::string fresh = auth::hash_password(password);
-    std::lock_guard lk(mu_);
-    DbConn& c = *writer_;
     try {
+      Writing w(*this);
+      DbConn& c = *writer_;
       Stmt(c.db, "UPDATE users SET password_hash=? WHERE key=? AND password_hash=?", &c.cache)
           .bind(1, fresh)
           .bind(2, key)
@@ -499,7 +412,7 @@ std::optional<bool> Directory::domain_anti_spoofing(const std::string& domain) {
 }
 
 void Directory::add_delegation(const Address& owner, const Address& to) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   require_local_domain(owner.domain);
   if (!exists(c, "SELECT 1 FROM users WHERE key=?", to.lookup_key()))
@@ -512,7 +425,7 @@ void Directory::add_delegation(const Address& owner, const Address& to) {
 }
 
 void Directory::remove_delegation(const Address& owner, const Address& to) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   {
     Stmt s(c.db, "SELECT 1 FROM delegations WHERE owner=? AND delegate=?", &c.cache);
@@ -535,7 +448,7 @@ std::vector<std::pair<std::string, std::string>> Directory::list_delegations() {
 }
 
 void Directory::remove_user(const Address& a) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   if (!exists(c, "SELECT 1 FROM users WHERE key=?", a.lookup_key()))
     throw DirectoryError("user " + a.lookup_key() + " does not exist");
@@ -554,7 +467,7 @@ std::vector<std::string> Directory::list_users(const std::string& domain_filter)
 }
 
 void Directory::add_alias(const Address& alias, const Address& target) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   require_local_domain(alias.domain);
   std::string key = alias.lookup_key();
@@ -569,7 +482,7 @@ void Directory::add_alias(const Address& alias, const Address& target) {
 }
 
 void Directory::remove_alias(const Address& alias) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   if (!exists(c, "SELECT 1 FROM aliases WHERE alias=?", alias.lookup_key()))
     throw DirectoryError("alias " + alias.lookup_key() + " does not exist");
@@ -586,7 +499,7 @@ std::vector<std::pair<std::string, std::string>> Directory::list_aliases() {
 }
 
 void Directory::add_group(const Address& group, const std::vector<Address>& members) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   require_local_domain(group.domain);
   std::string key = group.lookup_key();
@@ -609,7 +522,7 @@ void Directory::add_group(const Address& group, const std::vector<Address>& memb
 }
 
 void Directory::remove_group(const Address& group) {
-  std::lock_guard lk(mu_);
+  Writing w(*this);
   DbConn& c = *writer_;
   if (!exists(c, "SELECT 1 FROM groups WHERE grp=?", group.lookup_key()))
     throw DirectoryError("group " + group.lookup_key() + " does not exist");

@@ -4,7 +4,14 @@
 // take effect without restart). Lookups run on read connections of their own (a
 // pool, one per thread reading at once): under WAL they never wait for a writer,
 // neither this process's (a password rehash) nor the admin CLI's. Writes go through
-// one connection under a mutex. Depends on core/.
+// one connection under a mutex.
+//
+// Sealed form (encryption on, SPEC 13; docs/encryption.md): the database lives in
+// memory (SQLite's memdb, shared by this process's connections), loaded from the
+// sealed snapshot <data_dir>/directory.sealed; every change is written back sealed
+// (temp + fsync + rename) under <data_dir>/directory.lock, which also serialises the
+// CLI and the server; a lookup that finds the snapshot replaced reloads it, so the
+// admin CLI's changes still take effect without restart. Depends on core/ and crypt/.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -12,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <cstdint>
 
 #include "auth/password.hpp"
 #include "core/address.hpp"
@@ -39,8 +47,16 @@ struct DomainInfo {
 
 class Directory {
  public:
-  // Opens (creating if needed) <data_dir>/directory.db.
+  // Opens (creating if needed) <data_dir>/directory.db -- or, when this process holds
+  // the data key, the sealed snapshot, made from directory.db if there is none yet
+  // (then directory.db is removed). Throws DirectoryError when the directory is
+  // sealed and no key is loaded.
   static std::unique_ptr<Directory> open(const std::string& data_dir);
+  // `encryption disable`: writes the sealed snapshot back as <data_dir>/directory.db
+  // (temp + fsync + rename) and removes the snapshot; nothing when there is none.
+  // Needs the data key. Safe to run again after an interruption.
+  static void unseal(const std::string& data_dir);
+  static std::string sealed_path(const std::string& data_dir);
   ~Directory();
   Directory(const Directory&) = delete;
   Directory& operator=(const Directory&) = delete;
@@ -114,7 +130,28 @@ class Directory {
   };
   static std::unique_ptr<DbConn> connect(const std::string& path, bool writer);
   Directory(std::string path, std::unique_ptr<DbConn> writer);
+  static std::unique_ptr<Directory> open_sealed(const std::string& data_dir);
   Lease reader();
+  // A change: holds mu_ (and, sealed, the directory lock with the snapshot reloaded if
+  // another process replaced it); when it ends without an exception and the database
+  // changed, the sealed snapshot is written (an error then throws DirectoryError).
+  class Writing {
+   public:
+    explicit Writing(Directory& d);
+    ~Writing() noexcept(false);
+    Writing(const Writing&) = delete;
+    Writing& operator=(const Writing&) = delete;
+
+   private:
+    Directory& d_;
+    std::lock_guard<std::mutex> lk_;
+    int64_t changes_ = 0;
+    int exceptions_ = 0;
+  };
+  struct Snapshot;                      // the sealed form's state (directory_sealed.cpp)
+  void refresh();                        // readers: reload a replaced snapshot
+  void reload_locked();                  // under mu_ and the directory lock
+  void persist_locked();                 // under mu_ and the directory lock
   bool exists(DbConn& c, const char* sql, const std::string& key);
   // One text column of the user row `key` ("" when there is none or on error).
   std::string user_column(const char* sql, const std::string& key);
@@ -127,6 +164,7 @@ class Directory {
   std::unique_ptr<DbConn> writer_;
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<DbConn>> idle_;  // read connections not in use
+  std::unique_ptr<Snapshot> snap_;             // sealed form only
 };
 
 // Local-part rules for mailboxes we create: a dot-atom, so the name maps safely

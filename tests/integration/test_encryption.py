@@ -275,13 +275,15 @@ def test_new_mail_is_written_sealed_queue_mailbox_and_append(make_server):
     done = queued.with_name(queued.name + ".done").read_bytes()
     index = (srv.data / "mail" / "example.test" / "demo" / "bulwark-uidlist").read_bytes()
     assert done.startswith(b"BWRECS1\n") and index.startswith(b"BWRECS1\n")
-    # Nothing of the messages in the clear anywhere under the data dir and the logs; the
-    # remote address only in the directory (not sealed yet: docs/encryption.md).
+    # Nothing of the messages or the addresses in the clear anywhere under the data dir
+    # and the logs: the directory too is a sealed snapshot (directory.db is gone).
+    assert not (srv.data / "directory.db").exists()
+    assert open_sealed(key, (srv.data / "directory.sealed").read_bytes()).startswith(b"SQLite format 3\0")
     for p in list(srv.data.rglob("*")) + list(srv.logs.rglob("*")):
         if p.is_file():
-            assert b"MARKER-" not in p.read_bytes(), p
-            if not p.name.startswith("directory.db"):
-                assert b"far-away" not in p.read_bytes() and b"a@remote.test" not in p.read_bytes(), p
+            data = p.read_bytes()
+            for needle in (b"MARKER-", b"far-away", b"a@remote.test", b"demo@example", b"example.test"):
+                assert needle not in data, (p, needle)
     # The logs are sealed records, readable through `log show`; nothing of them on stderr.
     for name in ("mail.log", "security.log", "bulwark.log"):
         assert (srv.logs / name).read_bytes()[:8] in (b"BWRECS1\n", b""), name
@@ -384,3 +386,140 @@ def test_kill_9_under_load_loses_no_acknowledged_sealed_message(make_server):
     wait(lambda: set(acked) <= set(delivered()), timeout=60, what="every acknowledged message delivered")
     for q in (srv.data / "queue").iterdir():  # whatever is still queued is sealed too
         assert q.read_bytes()[:8] in (b"BWSEAL2\n", b"BWRECS1\n"), q
+
+
+def mailbox_over_pop3_and_imap(srv):
+    """Every message as POP3 RETR and IMAP FETCH BODY.PEEK[] give it, sorted."""
+    p = pop(srv)
+    popped = sorted(retr(p, i) for i in range(1, len(p.list()[1]) + 1))
+    p.quit()
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=30)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    m.select("INBOX", readonly=True)
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    assert typ == "OK"
+    fetched = sorted(d[1] for d in data if isinstance(d, tuple))
+    m.logout()
+    return popped, fetched
+
+
+def convert_killed(srv, command, password, kills, what):
+    """Runs `encryption enable|disable` and kill -9s it up to `kills` times, each time a
+    little later after it started converting (twice as late while a kill found no new
+    file done: the walk comes first, and a sanitized build is slower); returns the
+    "n of m" that `encryption status` saw after each kill."""
+    import re
+    import subprocess
+    import time
+    seen, delay, best = [], 0.002, -1
+    for k in range(kills):
+        err = srv.root / f"{command}.{k}.stderr"
+        with open(err, "wb") as e:
+            proc = subprocess.Popen([srv_bin(), "--config", str(srv.config), "encryption", command, "--password-stdin"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=e)
+            proc.stdin.write(password.encode() + b"\n")
+            proc.stdin.close()
+            deadline = time.time() + 30  # the password's Argon2id first, then the conversion
+            while b"converting the data" not in err.read_bytes() and proc.poll() is None:
+                assert time.time() < deadline, what
+                time.sleep(0.001)
+            time.sleep(delay)
+            proc.kill()
+            proc.wait()
+        status = srv.cli("encryption", "status").stdout.strip()
+        if proc.returncode == 0:  # finished before the kill
+            break
+        found = re.match(r"converting \((\d+) of (\d+) done\)", status)
+        assert found, (k, status, err.read_text())
+        n = int(found.group(1))
+        seen.append((n, int(found.group(2))))
+        delay *= 1.3 if n > best else 2
+        best = max(best, n)
+    return seen
+
+
+def srv_bin():
+    from conftest import BIN
+    return BIN
+
+
+def test_enable_and_disable_killed_at_many_points_resume_and_lose_nothing(make_server):
+    # Mail present before encryption: 400 small messages and 12 of 300 KB, a queued
+    # copy for an unresolvable domain, a DKIM key, an IMAP subscription.
+    srv = make_server(extra_config='[dns]\nservers = ["127.0.0.1:9"]\ntimeout = "1s"\n'
+                                   '[delivery]\nretry_interval = "1h"\n')
+    srv.cli("group", "add", "team@example.test", "--member", "demo@example.test", "--member", "x@far-away.test")
+    srv.cli("dkim", "keygen", "example.test", "--selector", "s1")
+    srv.start()
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=30) as s:
+        for i in range(400):
+            s.sendmail("a@remote.test", [USER], b"Subject: small %d\r\n\r\nMARKER-conv-7f3a body %d\r\n" % (i, i))
+        for i in range(12):
+            s.sendmail("a@remote.test", ["team@example.test"] if i == 0 else [USER],
+                       b"Subject: large %d\r\n\r\n" % i + b"MARKER-conv-7f3a large line\r\n" * 10000)
+    srv.wait_messages(412)
+    srv.wait_log("mail.log", "deferred id=")
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(tls_context(srv))
+    m.login(USER, PASSWORD)
+    assert m.create("Projects-7f3a")[0] == "OK" and m.subscribe("Projects-7f3a")[0] == "OK"
+    m.logout()
+    before = mailbox_over_pop3_and_imap(srv)
+    assert len(before[0]) == 412 and before[0] == before[1]
+
+    # The conversion runs with the server stopped: enable refuses beside a running serve.
+    r = srv.cli("encryption", "enable", "--password-stdin", input=ENC_PASSWORD + "\n", check=False)
+    assert r.returncode == 1 and "serve is running" in r.stderr, r.stderr
+    assert srv.cli("encryption", "status").stdout == "off\n"
+    srv.stop()
+
+    seen = convert_killed(srv, "enable", ENC_PASSWORD, 10, "enable to start converting")
+    assert sum(1 < n < m for n, m in seen) >= 2, seen  # kills landed mid-way, and a rerun went on
+    print("enable: n of m at each kill", seen)
+    # Other commands refuse while it is unfinished; a wrong password on the rerun changes nothing.
+    if srv.cli("encryption", "status").stdout.startswith("converting"):
+        r = srv.cli("user", "list", check=False)
+        assert r.returncode == 1 and "did not finish" in r.stderr, r.stderr
+        status = srv.cli("encryption", "status").stdout
+        r = srv.cli("encryption", "enable", "--password-stdin", input="Not-The-Password-1\n", check=False)
+        assert r.returncode == 1 and "wrong password" in r.stderr, r.stderr
+        assert srv.cli("encryption", "status").stdout == status
+    if srv.cli("encryption", "status").stdout.startswith("converting"):
+        r = srv.cli("encryption", "enable", "--password-stdin", input=ENC_PASSWORD + "\n")
+        assert r.stdout.endswith("encryption on\n") and "MB/s" in r.stdout, r.stdout
+    assert srv.cli("encryption", "status").stdout == "on\n"
+
+    # Nothing readable left: messages, addresses, domain, the directory's hashes.
+    assert not (srv.data / "directory.db").exists() and (srv.data / "directory.sealed").exists()
+    for p in list(srv.data.rglob("*")) + list(srv.logs.rglob("*")):
+        if p.is_file() and p.name not in ("cert.pem", "key.pem"):
+            data = p.read_bytes()
+            for needle in (b"MARKER-conv", b"far-away", b"a@remote.test", b"demo@example", b"example.test",
+                           b"argon2id$", b"BEGIN PRIVATE KEY", b"Projects-7f3a"):
+                assert needle not in data, (p, needle)
+
+    pw = srv.root / "encryption.pw"
+    pw.write_text(ENC_PASSWORD + "\n")
+    pw.chmod(0o600)
+    srv.write_config(srv.extra_config + '\n[encryption]\npassword_file = "encryption.pw"\n')
+    srv.start()
+    assert mailbox_over_pop3_and_imap(srv) == before
+    assert "x@far-away.test" in srv.cli("queue", "list").stdout  # the queued copy survived
+    assert "s1" in srv.cli("dkim", "list").stdout
+    srv.stop()
+
+    # Back: killed at many points, then one interruption left for `serve` to finish.
+    seen = convert_killed(srv, "disable", ENC_PASSWORD, 6, "disable to start converting")
+    print("disable: n of m at each kill", seen)
+    if srv.cli("encryption", "status").stdout.startswith("converting"):
+        srv.start()
+        assert "finishing an interrupted `encryption disable`" in srv.serve_output()
+    else:
+        srv.start()
+    assert srv.cli("encryption", "status").stdout == "off\n"
+    assert not (srv.data / "keyring").exists() and (srv.data / "directory.db").exists()
+    assert mailbox_over_pop3_and_imap(srv) == before
+    new_files = [p for p in (srv.data / "mail").rglob("*") if p.is_file() and p.parent.name in ("new", "cur")]
+    assert len(new_files) == 412 and all(p.read_bytes()[:8] != b"BWSEAL2\n" for p in new_files)
+    assert "to=<x@far-away.test>" in srv.log("mail.log")  # the log is plain text again
