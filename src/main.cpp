@@ -322,6 +322,19 @@ int main(int argc, char** argv) {
   group_remove->add_option("GROUP_ADDRESS", arg1)->required();
   auto* group_list = sub(group, "list", "list groups and members");
 
+  auto* admin = sub(&app, "admin", "administrators of the HTTPS console and API (not mail users)");
+  admin->require_subcommand(1);
+  bool read_only = false;
+  auto* admin_add = sub(admin, "add", "add an administrator");
+  admin_add->add_option("NAME", arg1)->required();
+  admin_add->add_flag("--read-only", read_only, "may look, may not change anything");
+  admin_add->add_flag("--password-stdin", password_stdin, "read the password from standard input");
+  auto* admin_remove = sub(admin, "remove", "remove an administrator");
+  admin_remove->add_option("NAME", arg1)->required();
+  auto* admin_list = sub(admin, "list", "list administrators");
+  auto* admin_token = sub(admin, "token", "print a new API token for NAME (the previous one stops working)");
+  admin_token->add_option("NAME", arg1)->required();
+
   auto* audit_cmd = sub(&app, "audit", "security review of the configuration and directory (exit 1 on warnings)");
 
   auto* delegate = sub(&app, "delegate", "delegations: who may send as another address");
@@ -556,6 +569,23 @@ int main(int argc, char** argv) {
       std::cout << "removed group " << g.lookup_key() << "\n";
     } else if (group_list->parsed()) {
       for (auto& [g, m] : dir->list_groups()) std::cout << g << ": " << m << "\n";
+    } else if (admin_add->parsed()) {
+      std::string pw = read_password(password_stdin);
+      Wiped wiped{pw};
+      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
+                              cfg.password_policy.forbid_username};
+      if (auto problem = auth::check_password_policy(pw, arg1, pp))
+        throw UsageError("password refused: " + *problem + " ([password_policy] in " + config_path + ")");
+      dir->add_admin(arg1, pw, read_only);
+      std::cout << "added administrator " << arg1 << (read_only ? " (read-only)" : "") << "\n";
+    } else if (admin_remove->parsed()) {
+      dir->remove_admin(arg1);
+      std::cout << "removed administrator " << arg1 << "\n";
+    } else if (admin_list->parsed()) {
+      for (auto& ad : dir->list_admins())
+        std::cout << ad.name << (ad.read_only ? " read-only" : " full") << (ad.has_token ? " token" : "") << "\n";
+    } else if (admin_token->parsed()) {
+      std::cout << dir->new_admin_token(arg1) << "\n";
     } else if (delegate_add->parsed()) {
       Address o = mailbox_arg(arg1, "owner"), t = mailbox_arg(arg2, "user");
       dir->add_delegation(o, t);

@@ -526,10 +526,10 @@ Config load_config(const std::string& path) {
                                has_service = true;
                                if (l.service != "smtp" && l.service != "submission" && l.service != "smtps" &&
                                    l.service != "pop3" && l.service != "pop3s" && l.service != "imap" &&
-                                   l.service != "imaps")
+                                   l.service != "imaps" && l.service != "admin")
                                  r.fail(&v, k,
                                         "must be \"smtp\", \"submission\", \"smtps\", \"pop3\", \"pop3s\", "
-                                        "\"imap\" or \"imaps\"");
+                                        "\"imap\", \"imaps\" or \"admin\"");
                              }},
                             {"address",
                              [&](const toml::node& v, const std::string& k) {
@@ -555,6 +555,7 @@ Config load_config(const std::string& path) {
                               : l.service == "pop3"       ? 110
                               : l.service == "pop3s"      ? 995
                               : l.service == "imap"       ? 143
+                              : l.service == "admin"      ? 4040
                                                           : 993;
                    for (auto& other : c.listeners)
                      if (other.address == l.address && other.port == l.port)

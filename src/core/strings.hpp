@@ -50,4 +50,7 @@ inline std::string_view trim(std::string_view s) {
 // bytes >= 0x7f become \xNN so nothing a peer sends can forge a log line.
 std::string sanitize(std::string_view s, size_t max_len = 200);
 
+// Lower-case hexadecimal of raw bytes.
+std::string hex(std::string_view raw);
+
 }  // namespace bulwark

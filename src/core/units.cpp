@@ -51,6 +51,17 @@ std::optional<std::chrono::seconds> parse_duration(std::string_view s) {
   return std::chrono::seconds(static_cast<int64_t>(*n * mult));
 }
 
+std::string hex(std::string_view raw) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char b : raw) {
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  return out;
+}
+
 std::string sanitize(std::string_view s, size_t max_len) {
   static const char* hex = "0123456789abcdef";
   std::string out;

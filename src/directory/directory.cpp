@@ -65,7 +65,9 @@ void create_directory_schema(sqlite3* db) {
        "CREATE TABLE IF NOT EXISTS groups(grp TEXT NOT NULL, domain TEXT NOT NULL, member TEXT NOT NULL,"
        "  PRIMARY KEY(grp, member));"
        "CREATE TABLE IF NOT EXISTS delegations(owner TEXT NOT NULL, delegate TEXT NOT NULL,"
-       "  PRIMARY KEY(owner, delegate));");
+       "  PRIMARY KEY(owner, delegate));"
+       "CREATE TABLE IF NOT EXISTS admins(name TEXT PRIMARY KEY, password_hash TEXT NOT NULL,"
+       "  read_only INTEGER NOT NULL DEFAULT 0, token_hash TEXT);");
   // Directories made before authentication existed lack the mechanism secrets.
   bool has_scram = false;
   {

@@ -114,6 +114,23 @@ class Directory {
   void remove_alias(const Address& alias);
   std::vector<std::pair<std::string, std::string>> list_aliases();
 
+  // Administrators (SPEC 15): separate from mail users. Names: 1-64 of a-z 0-9 . _ -
+  struct AdminInfo {
+    std::string name;
+    bool read_only = false;
+    bool has_token = false;
+  };
+  void add_admin(const std::string& name, const std::string& password, bool read_only);
+  void remove_admin(const std::string& name);
+  std::vector<AdminInfo> list_admins();
+  // Argon2id (slow: off the I/O threads); an unknown name pays the same.
+  std::optional<AdminInfo> verify_admin(const std::string& name, const std::string& password);
+  std::optional<AdminInfo> admin(const std::string& name);
+  // A new API token for the admin (the old one stops working); returns it. Only its
+  // SHA-256 is stored.
+  std::string new_admin_token(const std::string& name);
+  std::optional<AdminInfo> admin_by_token(const std::string& token);
+
   void add_group(const Address& group, const std::vector<Address>& members);
   void remove_group(const Address& group);
   std::vector<std::pair<std::string, std::string>> list_groups();

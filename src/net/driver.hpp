@@ -50,6 +50,7 @@ struct Shared {
   Logins& logins;
   store::MailboxLocks& mailbox_locks;
   asio::thread_pool& disk;  // mailbox syncs and removals (readdir, fsync): never on an I/O thread
+  asio::thread_pool& hashing;  // Argon2id and the admin API's directory work
   Greylist* greylist = nullptr;  // made at start when greylisting.enabled
 };
 
@@ -73,6 +74,8 @@ std::unique_ptr<Driver> make_smtp_driver(Shared& shared, const std::string& serv
 std::unique_ptr<Driver> make_pop3_driver(Shared& shared, const std::string& service);
 // imap, imaps
 std::unique_ptr<Driver> make_imap_driver(Shared& shared, const std::string& service);
+// admin (HTTPS only)
+std::unique_ptr<Driver> make_admin_driver(Shared& shared);
 
 // Runs (*f)() on `pool` and completes on the caller's executor with its result. `f`
 // points to a named callable that outlives the wait (GCC 12: no class-type temporaries

@@ -58,7 +58,7 @@ struct Server::Impl {
   store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
-  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk};
+  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
 
@@ -373,9 +373,10 @@ void Server::bind() {
     impl_->acceptors.emplace_back(lc, std::move(acc));
     bool pop = lc.service == "pop3" || lc.service == "pop3s";
     bool imap = lc.service == "imap" || lc.service == "imaps";
-    impl_->drivers.push_back(pop    ? make_pop3_driver(impl_->shared, lc.service)
-                             : imap ? make_imap_driver(impl_->shared, lc.service)
-                                    : make_smtp_driver(impl_->shared, lc.service));
+    impl_->drivers.push_back(lc.service == "admin" ? make_admin_driver(impl_->shared)
+                             : pop                  ? make_pop3_driver(impl_->shared, lc.service)
+                             : imap                 ? make_imap_driver(impl_->shared, lc.service)
+                                                    : make_smtp_driver(impl_->shared, lc.service));
     impl_->accept_warnings.push_back(std::make_unique<logs::Throttle>());
     impl_->listener_conns.emplace_back(0);
   }

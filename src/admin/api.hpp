@@ -1,0 +1,39 @@
+// admin/api: the JSON API of the HTTPS admin listener (SPEC 15), sans I/O: one
+// authenticated request in, one response out. It runs on a worker thread (directory
+// writes and Argon2id never on an I/O thread); the driver (net/admin_driver.cpp)
+// authenticates, enforces CSRF and the login machinery, and moves the bytes.
+// Depends on config/, directory/, store/, http/.
+#pragma once
+#include <chrono>
+#include <string>
+
+#include "config/config.hpp"
+#include "http/http.hpp"
+
+namespace bulwark {
+class Directory;
+}
+
+namespace bulwark::admin {
+
+struct Caller {
+  std::string name;
+  bool read_only = false;
+};
+
+struct Context {
+  const Config& cfg;
+  Directory& dir;
+  std::chrono::steady_clock::time_point started;
+};
+
+// A JSON answer {"error": msg} with `status`.
+http::Response error(int status, const std::string& msg);
+// A JSON answer.
+http::Response answer(int status, const std::string& body);
+
+// Every /api/v1/ route but login (the driver's). A read-only caller gets 403 for any
+// change; unknown paths 404; a known path with another method 405.
+http::Response handle(const http::Request& req, const Caller& who, Context& ctx);
+
+}  // namespace bulwark::admin

@@ -1,0 +1,245 @@
+// net/: the admin driver (SPEC 15) -- HTTPS only (implicit TLS on the shared
+// connection layer: access group, caps, deadlines, drain), HTTP/1.1 from http/,
+// administrators' logins through the shared login machinery (Argon2id on the hashing
+// pool, failure delay, per-IP block, security.log), sessions and CSRF, and the JSON API
+// (admin/api) run on the hashing pool: directory writes and Argon2id never run on an
+// I/O thread.
+#include <sodium.h>
+
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "admin/api.hpp"
+#include "auth/password.hpp"
+#include "core/strings.hpp"
+#include "directory/directory.hpp"
+#include "http/http.hpp"
+#include "logging/logs.hpp"
+#include "net/driver.hpp"
+#include "net/login.hpp"
+
+namespace bulwark {
+
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+// Console sessions: random ids, in memory (a restart logs everyone out), bounded.
+class Sessions {
+ public:
+  struct Session {
+    std::string admin, csrf;
+    std::chrono::steady_clock::time_point expires;
+  };
+  static constexpr size_t kMax = 1000;
+  static constexpr std::chrono::hours kLifetime{8};
+
+  std::pair<std::string, std::string> open(const std::string& admin) {
+    std::string id = token(), csrf = token();
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard lk(mu_);
+    if (map_.size() >= kMax) {
+      std::erase_if(map_, [&](auto& kv) { return kv.second.expires <= now; });
+      if (map_.size() >= kMax) {  // all live: the one that ends first goes
+        auto first = std::min_element(map_.begin(), map_.end(),
+                                      [](auto& a, auto& b) { return a.second.expires < b.second.expires; });
+        map_.erase(first);
+      }
+    }
+    map_[id] = {admin, csrf, now + kLifetime};
+    return {id, csrf};
+  }
+  std::optional<Session> find(const std::string& id) {
+    std::lock_guard lk(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end()) return std::nullopt;
+    if (it->second.expires <= std::chrono::steady_clock::now()) {
+      map_.erase(it);
+      return std::nullopt;
+    }
+    return it->second;
+  }
+  void close(const std::string& id) {
+    std::lock_guard lk(mu_);
+    map_.erase(id);
+  }
+
+ private:
+  static std::string token() { return hex(auth::random_bytes(32)); }
+  std::mutex mu_;
+  std::unordered_map<std::string, Session> map_;
+};
+
+std::string cookie(const http::Request& req, const std::string& name) {
+  std::string all = req.header("cookie");
+  std::string_view v = all;
+  while (!v.empty()) {
+    size_t semi = v.find(';');
+    std::string_view part = v.substr(0, semi);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.substr(0, name.size() + 1) == name + "=") return std::string(part.substr(name.size() + 1));
+    if (semi == std::string_view::npos) break;
+    v.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+bool equal_ct(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+class AdminDriver : public Driver {
+ public:
+  explicit AdminDriver(Shared& shared) : sh_(shared), started_(std::chrono::steady_clock::now()) {}
+  const char* name() const override { return "ADMIN"; }
+  bool implicit_tls() const override { return true; }
+
+  std::string refusal(Refusal why, const std::string&) const override {
+    http::Response r = admin::error(why == Refusal::not_in_group ? 403 : 503,
+                                    why == Refusal::not_in_group ? "access denied" : "too many connections, try later");
+    r.close = true;
+    return r.wire();
+  }
+
+  // Every local lives at function scope (see docs/architecture.md on GCC 12).
+  awaitable<void> converse(Conn& conn, Admitted& a) override {
+    Conn* c = &conn;
+    const Config* cfg = a.cfg.get();
+    const std::string& ip = a.ip;
+    http::Parser parser;
+    std::string out;
+    std::optional<http::Request> req;
+    admin::Caller who;
+    http::Response resp;
+    std::optional<std::string> session_id;
+    std::string login_name, login_password;
+    std::optional<Directory::AdminInfo> found;
+    auto verify = [this, &login_name, &login_password]() {
+      auto r = sh_.dir.verify_admin(login_name, login_password);
+      sodium_memzero(login_password.data(), login_password.size());
+      return r;
+    };
+    auto run_api = [this, &req, &who, cfg]() {
+      admin::Context ctx{*cfg, sh_.dir, started_};
+      return admin::handle(*req, who, ctx);
+    };
+    auto policy = Logins::policy(*cfg, *a.groups, a.ipa);
+    for (;;) {
+      c->set_deadline(cfg->timeouts.command);
+      size_t n = 0;
+      ReadEnd end = co_await next_read(*c, n);
+      if (end != ReadEnd::data) break;
+      if (!parser.feed(std::string_view(c->buf.data(), n))) {
+        resp = admin::error(parser.error_status(), parser.error());
+        resp.close = true;
+        out = resp.wire();
+        co_await write(*c, out);
+        break;
+      }
+      bool close = false;
+      while ((req = parser.next())) {
+        resp = http::Response{};
+        session_id.reset();
+        if (req->path.rfind("/api/v1/", 0) != 0) {
+          resp = admin::error(404, "not found (the API is under /api/v1/)");
+        } else if (req->path == "/api/v1/login") {
+          if (req->method != "POST") {
+            resp = admin::error(405, "POST a JSON {\"name\", \"password\"}");
+          } else if (sh_.logins.blocked("ADMIN", ip, a.ipa)) {
+            resp = admin::error(429, "too many failed logins from your address; try later");
+          } else {
+            auto j = nlohmann::json::parse(req->body, nullptr, false);
+            if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j.contains("password") ||
+                !j["name"].is_string() || !j["password"].is_string() || j.size() != 2) {
+              resp = admin::error(400, "the body must be a JSON object {\"name\", \"password\"}");
+            } else {
+              login_name = j["name"].get<std::string>();
+              login_password = j["password"].get<std::string>();
+              j.clear();
+              sodium_memzero(req->body.data(), req->body.size());
+              found = co_await async_on(sh_.hashing, &verify, use_awaitable);
+              if (!found) {
+                sh_.logins.failed("ADMIN", "password", login_name, ip, a.ipa, "wrong name or password");
+                co_await pause(*c, policy.failure_delay);
+                resp = admin::error(401, "wrong name or password");
+              } else {
+                logs::security().info("ADMIN login from {}: {}{}", ip, sanitize(found->name),
+                                      found->read_only ? " (read-only)" : "");
+                auto [id, csrf] = sessions_.open(found->name);
+                resp = admin::answer(200, nlohmann::json{{"token", id}, {"csrf", csrf}, {"name", found->name},
+                                                         {"read_only", found->read_only}}
+                                              .dump());
+                resp.headers.emplace_back("Set-Cookie", "bulwark_session=" + id +
+                                                            "; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=28800");
+              }
+            }
+          }
+        } else {
+          // Who asks: a bearer token (an API token of `admin token`, or a session's),
+          // else the session cookie -- whose changes need the CSRF header too.
+          std::string auth = req->header("authorization"), name;
+          bool by_cookie = false, ok = false;
+          if (auth.rfind("Bearer ", 0) == 0) {
+            std::string t = auth.substr(7);
+            if (auto s = sessions_.find(t)) {
+              name = s->admin;
+              session_id = t;
+            } else if (auto ad = sh_.dir.admin_by_token(t)) {
+              name = ad->name;
+            }
+          } else if (auto id = cookie(*req, "bulwark_session"); !id.empty()) {
+            if (auto s = sessions_.find(id)) {
+              name = s->admin;
+              session_id = id;
+              by_cookie = true;
+              bool safe = req->method == "GET" || req->method == "HEAD";
+              if (!safe && !equal_ct(req->header("x-csrf-token"), s->csrf)) {
+                resp = admin::error(403, "missing or wrong X-CSRF-Token");
+                name.clear();
+                ok = true;  // answered
+              }
+            }
+          }
+          if (!ok) {
+            auto current = name.empty() ? std::nullopt : sh_.dir.admin(name);  // removed meanwhile: out
+            if (!current) {
+              resp = admin::error(401, "log in first (POST /api/v1/login) or send Authorization: Bearer TOKEN");
+              resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+            } else if (req->path == "/api/v1/logout") {
+              if (session_id) sessions_.close(*session_id);
+              resp = admin::answer(204, "");
+              resp.headers.emplace_back("Set-Cookie", "bulwark_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+            } else {
+              who = admin::Caller{current->name, current->read_only};
+              resp = co_await async_on(sh_.hashing, &run_api, use_awaitable);
+              if (req->method != "GET" && req->method != "HEAD")
+                logs::main().info("ADMIN {} from {}{}: {} {} -> {}", sanitize(who.name), ip,
+                                  by_cookie ? " (console)" : "", req->method, sanitize(req->path), resp.status);
+            }
+          }
+        }
+        resp.close = !req->keep_alive;
+        close = resp.close;
+        out = resp.wire();
+        if (!co_await write(*c, out)) close = true;
+        if (close) break;
+      }
+      if (close) break;
+    }
+    co_return;
+  }
+
+ private:
+  Shared& sh_;
+  std::chrono::steady_clock::time_point started_;
+  Sessions sessions_;
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> make_admin_driver(Shared& shared) { return std::make_unique<AdminDriver>(shared); }
+
+}  // namespace bulwark

@@ -1,0 +1,265 @@
+"""Administration over HTTPS (SPEC 15), the parts that exist: the `admin` CLI, the
+admin listener (implicit TLS), logins through the shared login machinery, sessions
+with CSRF, API tokens, and the JSON API for status, domains, users, aliases, groups
+and audit. Driven with Python's http.client over ssl, as any API client would."""
+import http.client
+import imaplib
+import json
+import socket
+import ssl
+
+import pytest
+
+from conftest import PASSWORD, free_port
+
+ADMIN_PW = "Admin-Passw0rd-77"
+
+
+@pytest.fixture
+def admin_server(make_server):
+    port = free_port()
+    srv = make_server(extra_config=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.1"\nport = {port}\n')
+    srv.admin_port = port
+    srv.cli("admin", "add", "root", "--password-stdin", input=ADMIN_PW + "\n")
+    srv.cli("admin", "add", "viewer", "--read-only", "--password-stdin", input=ADMIN_PW + "\n")
+    srv.start()
+    return srv
+
+
+def conn(srv):
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    return http.client.HTTPSConnection("127.0.0.1", srv.admin_port, context=ctx, timeout=20)
+
+
+def call(srv, method, path, body=None, token=None, headers=None, raw=None):
+    c = conn(srv)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = "Bearer " + token
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    if data is not None:
+        h.setdefault("Content-Type", "application/json")
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    text = r.read()
+    c.close()
+    return r, (json.loads(text) if text else None)
+
+
+def login(srv, name="root", password=ADMIN_PW):
+    r, j = call(srv, "POST", "/api/v1/login", {"name": name, "password": password})
+    assert r.status == 200, (r.status, j)
+    return j, r.getheader("Set-Cookie")
+
+
+def test_admin_cli_add_list_token_remove(make_server):
+    srv = make_server()
+    srv.cli("admin", "add", "alice", "--password-stdin", input=ADMIN_PW + "\n")
+    srv.cli("admin", "add", "bob", "--read-only", "--password-stdin", input=ADMIN_PW + "\n")
+    assert srv.cli("admin", "list").stdout == "alice full\nbob read-only\n"
+    token = srv.cli("admin", "token", "alice").stdout.strip()
+    assert token.startswith("bwt_") and len(token) > 40
+    assert srv.cli("admin", "list").stdout.splitlines()[0] == "alice full token"
+    r = srv.cli("admin", "add", "alice", "--password-stdin", input=ADMIN_PW + "\n", check=False)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = srv.cli("admin", "add", "Bad Name", "--password-stdin", input=ADMIN_PW + "\n", check=False)
+    assert r.returncode == 1 and "cannot be an administrator" in r.stderr
+    r = srv.cli("admin", "add", "carol", "--password-stdin", input="short\n", check=False)
+    assert r.returncode == 2 and "password refused" in r.stderr
+    srv.cli("admin", "remove", "bob")
+    assert srv.cli("admin", "list").stdout == "alice full token\n"
+    # Administrators are not mail users, and their hashes never reach the CLI's output.
+    assert "alice" not in srv.cli("user", "list").stdout
+    assert "argon2" not in srv.cli("admin", "list").stdout
+
+
+def test_login_session_and_changes_a_mail_client_then_sees(admin_server):
+    srv = admin_server
+    r, j = call(srv, "POST", "/api/v1/login", {"name": "root", "password": "wrong-one"})
+    assert r.status == 401 and j == {"error": "wrong name or password"}
+    j, cookie = login(srv)
+    assert set(j) == {"token", "csrf", "name", "read_only"} and j["read_only"] is False
+    for attr in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attr in cookie, cookie
+    token = j["token"]
+    r, st = call(srv, "GET", "/api/v1/status", token=token)
+    assert r.status == 200 and st["users"] == 1 and st["domains"] == 1 and st["uptime_seconds"] >= 0
+    assert r.getheader("Strict-Transport-Security").startswith("max-age=")
+    assert "default-src 'self'" in r.getheader("Content-Security-Policy")
+    assert r.getheader("X-Content-Type-Options") == "nosniff"
+
+    r, j = call(srv, "POST", "/api/v1/domains", {"name": "Shop.Example"}, token=token)
+    assert r.status == 201 and j == {"name": "shop.example"}
+    r, j = call(srv, "GET", "/api/v1/domains", token=token)
+    assert [d["name"] for d in j["domains"]] == ["example.test", "shop.example"]
+    r, j = call(srv, "POST", "/api/v1/users", {"address": "ann@shop.example", "password": "short"}, token=token)
+    assert r.status == 400 and j["error"].startswith("password refused:"), j
+    r, j = call(srv, "POST", "/api/v1/users", {"address": "ann@shop.example", "password": "Blue-Kettle-42x"},
+                token=token)
+    assert r.status == 201, j
+    r, j = call(srv, "POST", "/api/v1/users", {"address": "ann@shop.example", "password": "Blue-Kettle-42x"},
+                token=token)
+    assert r.status == 409, j
+    r, j = call(srv, "POST", "/api/v1/aliases", {"alias": "sales@shop.example", "target": "ann@shop.example"},
+                token=token)
+    assert r.status == 201, j
+    r, j = call(srv, "POST", "/api/v1/groups", {"address": "team@shop.example",
+                                                  "members": ["ann@shop.example", "demo@example.test"]}, token=token)
+    assert r.status == 201, j
+    r, j = call(srv, "GET", "/api/v1/groups", token=token)
+    assert j["groups"] == [{"address": "team@shop.example", "members": ["ann@shop.example", "demo@example.test"]}]
+    r, j = call(srv, "GET", "/api/v1/users", token=token)
+    assert {u["address"] for u in j["users"]} == {"ann@shop.example", "demo@example.test"}
+    assert "argon2" not in json.dumps(j) and "Kettle" not in json.dumps(j)
+
+    # What the API did, a mail client sees: ann logs in over IMAP, and her mailbox exists.
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(ctx)
+    m.login("ann@shop.example", "Blue-Kettle-42x")
+    assert m.select("INBOX")[0] == "OK"
+    m.logout()
+    r, _ = call(srv, "PUT", "/api/v1/users/ann@shop.example/password", {"password": "Green-Kettle-57y"}, token=token)
+    assert r.status == 204
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    m.starttls(ctx)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login("ann@shop.example", "Blue-Kettle-42x")
+    m.login("ann@shop.example", "Green-Kettle-57y")
+    m.logout()
+
+    for path in ("/api/v1/groups/team@shop.example", "/api/v1/aliases/sales@shop.example",
+                 "/api/v1/users/ann@shop.example", "/api/v1/domains/shop.example"):
+        r, j = call(srv, "DELETE", path, token=token)
+        assert r.status == 204, (path, j)
+    r, j = call(srv, "DELETE", "/api/v1/domains/shop.example", token=token)
+    assert r.status == 404, j
+    r, j = call(srv, "GET", "/api/v1/audit", token=token)
+    assert r.status == 200 and all(set(f) == {"severity", "text"} for f in j["findings"])
+    # Changes are logged with who made them; the login with its source.
+    assert "ADMIN root from 127.0.0.1: POST /api/v1/domains -> 201" in srv.log("bulwark.log")
+    assert "ADMIN login from 127.0.0.1: root" in srv.log("security.log")
+    assert "ADMIN password failed from 127.0.0.1" in srv.log("security.log")
+    r, _ = call(srv, "POST", "/api/v1/logout", token=token)
+    assert r.status == 204
+    r, _ = call(srv, "GET", "/api/v1/status", token=token)
+    assert r.status == 401
+
+
+def test_cookie_needs_csrf_read_only_gets_403_and_api_tokens(admin_server):
+    srv = admin_server
+    j, cookie = login(srv)
+    session = cookie.split(";")[0]
+    r, _ = call(srv, "GET", "/api/v1/domains", headers={"Cookie": session})
+    assert r.status == 200
+    r, j2 = call(srv, "POST", "/api/v1/domains", {"name": "csrf.example"}, headers={"Cookie": session})
+    assert r.status == 403 and "CSRF" in j2["error"]
+    r, _ = call(srv, "POST", "/api/v1/domains", {"name": "csrf.example"},
+                headers={"Cookie": session, "X-CSRF-Token": "0" * 64})
+    assert r.status == 403
+    r, _ = call(srv, "POST", "/api/v1/domains", {"name": "csrf.example"},
+                headers={"Cookie": session, "X-CSRF-Token": j["csrf"]})
+    assert r.status == 201
+    assert "csrf.example" in srv.cli("domain", "list").stdout
+
+    v, _ = login(srv, "viewer")
+    assert v["read_only"] is True
+    r, j = call(srv, "GET", "/api/v1/users", token=v["token"])
+    assert r.status == 200
+    for method, path, body in (("POST", "/api/v1/domains", {"name": "x.example"}),
+                               ("DELETE", "/api/v1/domains/csrf.example", None),
+                               ("POST", "/api/v1/users", {"address": "x@example.test", "password": "Xx-Passw0rd-99"}),
+                               ("PUT", "/api/v1/users/demo@example.test/password", {"password": "Xx-Passw0rd-99"})):
+        r, j = call(srv, method, path, body, token=v["token"])
+        assert r.status == 403, (method, path, j)
+    assert "csrf.example" in srv.cli("domain", "list").stdout  # nothing changed
+
+    api = srv.cli("admin", "token", "root").stdout.strip()
+    r, j = call(srv, "GET", "/api/v1/status", token=api)
+    assert r.status == 200
+    newer = srv.cli("admin", "token", "root").stdout.strip()
+    r, _ = call(srv, "GET", "/api/v1/status", token=api)
+    assert r.status == 401  # the old one stopped working
+    r, _ = call(srv, "GET", "/api/v1/status", token=newer)
+    assert r.status == 200
+    srv.cli("admin", "remove", "root")  # a removed administrator's session and token end
+    r, _ = call(srv, "GET", "/api/v1/status", token=newer)
+    assert r.status == 401
+    r, _ = call(srv, "GET", "/api/v1/status", headers={"Cookie": session})
+    assert r.status == 401
+
+
+def test_bad_input_gets_a_clear_4xx_and_changes_nothing(admin_server):
+    srv = admin_server
+    token = login(srv)[0]["token"]
+    cases = [
+        ("GET", "/api/v1/domains", None, {}, 401, None),  # no credentials
+        ("GET", "/api/v1/nothing", None, {"Authorization": "Bearer " + token}, 404, None),
+        ("GET", "/", None, {}, 404, None),
+        ("GET", "/api/v1/../../etc/passwd", None, {"Authorization": "Bearer " + token}, 404, None),
+        ("POST", "/api/v1/domains", b"{not json", {"Authorization": "Bearer " + token}, 400, "not valid JSON"),
+        ("POST", "/api/v1/domains", b"[1,2]", {"Authorization": "Bearer " + token}, 400, "JSON object"),
+        ("POST", "/api/v1/domains", json.dumps({"name": "a.example", "evil": 1}).encode(),
+         {"Authorization": "Bearer " + token}, 400, 'unknown field "evil"'),
+        ("POST", "/api/v1/domains", json.dumps({}).encode(), {"Authorization": "Bearer " + token}, 400,
+         'missing field "name"'),
+        ("POST", "/api/v1/domains", json.dumps({"name": 5}).encode(), {"Authorization": "Bearer " + token}, 400,
+         "must be a string"),
+        ("POST", "/api/v1/domains", json.dumps({"name": "a.example"}).encode(),
+         {"Authorization": "Bearer " + token, "Content-Type": "text/plain"}, 415, None),
+        ("POST", "/api/v1/domains", json.dumps({"name": "bad domain!"}).encode(),
+         {"Authorization": "Bearer " + token}, 400, "not a valid domain"),
+        ("PATCH", "/api/v1/domains", b"{}", {"Authorization": "Bearer " + token}, 405, None),
+        ("POST", "/api/v1/login", b'{"name": "root"}', {}, 400, None),
+    ]
+    for method, path, raw, headers, status, needle in cases:
+        r, j = call(srv, method, path, raw=raw, headers=headers)
+        assert r.status == status, (method, path, r.status, j)
+        assert j and "error" in j, (method, path, j)
+        if needle:
+            assert needle in j["error"], (method, path, j)
+    assert srv.cli("domain", "list").stdout.split() == ["example.test"]
+
+    def raw_exchange(data):
+        ctx = ssl.create_default_context(cafile=srv.cert)
+        ctx.check_hostname = False
+        with socket.create_connection(("127.0.0.1", srv.admin_port), timeout=10) as s:
+            with ctx.wrap_socket(s) as t:
+                t.sendall(data)
+                out = b""
+                while True:
+                    chunk = t.recv(65536)
+                    if not chunk:
+                        return out
+                    out += chunk
+
+    assert raw_exchange(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw_exchange(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n") \
+        .startswith(b"HTTP/1.1 431 ")
+    assert raw_exchange(b"POST /api/v1/domains HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n") \
+        .startswith(b"HTTP/1.1 413 ")
+    assert raw_exchange(b"GET /api/v1/status HTTP/2.0\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 505 ")
+    # HTTPS only: plaintext HTTP gets no answer in HTTP.
+    with socket.create_connection(("127.0.0.1", srv.admin_port), timeout=10) as s:
+        s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        assert not got.startswith(b"HTTP/")
+    # Still serving after all that.
+    r, _ = call(srv, "GET", "/api/v1/status", token=token)
+    assert r.status == 200
+
+
+def test_admin_logins_are_blocked_per_ip_after_repeated_failures(admin_server):
+    srv = admin_server
+    for _ in range(5):
+        r, _ = call(srv, "POST", "/api/v1/login", {"name": "root", "password": "guess-" + "x" * 8})
+        assert r.status == 401
+    r, j = call(srv, "POST", "/api/v1/login", {"name": "root", "password": ADMIN_PW})
+    assert r.status == 429 and "too many failed logins" in j["error"]
+    assert "blocked for 15 minutes" in srv.log("security.log")
+    assert "guess-" not in srv.log("security.log") and ADMIN_PW not in srv.log("security.log")
