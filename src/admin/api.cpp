@@ -4,6 +4,14 @@
 
 #include <sodium.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <set>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -11,7 +19,12 @@
 #include "auth/password.hpp"
 #include "core/address.hpp"
 #include "core/strings.hpp"
+#include "crypt/file.hpp"
+#include "crypt/records.hpp"
+#include "delivery/remote.hpp"
 #include "directory/directory.hpp"
+#include "dkim/dkim.hpp"
+#include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
 
@@ -91,6 +104,99 @@ void check_policy(const Config& cfg, std::string& pw, const std::string& address
     sodium_memzero(pw.data(), pw.size());
     throw Refused{400, "password refused: " + *problem};
   }
+}
+
+std::string iso(int64_t t) {
+  std::time_t tt = std::time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json queue_entry(const StoredMessage& m, bool details) {
+  json rcpts = json::array();
+  std::set<std::string> shown;
+  for (auto& r : m.envelope.recipients) {
+    if (!shown.insert(r.target).second) continue;
+    std::string state = "waiting", why;
+    if (std::find(m.done.begin(), m.done.end(), r.target) != m.done.end()) state = "delivered";
+    for (auto& [t, w] : m.failed)
+      if (t == r.target) state = "bounced", why = w;
+    for (auto& [t, w] : m.last_error)
+      if (t == r.target && state == "waiting") why = w;
+    json e{{"address", r.target}, {"local", r.local}, {"state", state}};
+    if (!why.empty()) e["reason"] = why;
+    rcpts.push_back(e);
+  }
+  json j{{"id", m.envelope.id}, {"sender", m.envelope.sender}, {"size", m.content_size},
+         {"arrival", iso(m.arrival)}, {"attempts", m.attempts}, {"recipients", rcpts}};
+  if (m.attempts) j["next_attempt"] = iso(m.next_attempt);
+  if (details) {
+    j["client_ip"] = m.envelope.client_ip;
+    j["helo"] = m.envelope.helo;
+    j["tls"] = m.envelope.tls;
+  }
+  return j;
+}
+
+// A log's lines, newest first, filtered (SPEC 15): since (ISO 8601 prefix), ip,
+// address (case-insensitive), at most `limit`. A plain log is read from its last
+// 16 MiB; a sealed one whole (records cannot be entered in the middle).
+json log_lines(const Config& cfg, const std::string& name, const http::Request& req) {
+  std::string since = req.param("since"), ip = req.param("ip"), address = to_lower(req.param("address"));
+  if (!since.empty() && since.back() == 'Z') since.pop_back();
+  static const std::string shape = "0000-00-00T00:00:00";
+  bool since_ok = since.size() <= shape.size();
+  for (size_t i = 0; since_ok && i < since.size(); ++i)
+    since_ok = shape[i] == '0' ? (since[i] >= '0' && since[i] <= '9') : since[i] == shape[i];
+  if (!since_ok || (!since.empty() && since.size() < 4)) throw Refused{400, "since must be an ISO 8601 time like 2026-11-24T10:00:00Z"};
+  size_t limit = 100;
+  if (std::string l = req.param("limit"); !l.empty()) {
+    if (l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos || std::stoul(l) == 0)
+      throw Refused{400, "limit must be a number from 1 to 10000"};
+    limit = std::min<size_t>(std::stoul(l), 10000);
+  }
+  std::string path = (std::filesystem::path(cfg.server.log_dir) / (name + ".log")).string();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  json lines = json::array();
+  if (fd < 0) return lines;  // nothing logged yet
+  struct stat st{};
+  ::fstat(fd, &st);
+  char magic[8] = {0};
+  bool sealed = ::pread(fd, magic, sizeof magic, 0) == 8 && std::string_view(magic, 8) == crypt::kRecordsMagic;
+  uint64_t from = !sealed && st.st_size > (16 << 20) ? uint64_t(st.st_size) - (16 << 20) : 0;
+  std::string why;
+  auto text = crypt::read_text(fd, crypt::data_key(), &why, from);
+  ::close(fd);
+  if (!text) throw Refused{500, "cannot read " + path + ": " + why};
+  std::string_view all = text->text;
+  if (from) all.remove_prefix(std::min(all.size(), all.find('\n') + 1));  // the cut line
+  while (!all.empty() && lines.size() < limit) {
+    if (all.back() == '\n') all.remove_suffix(1);
+    size_t start = all.rfind('\n');
+    std::string_view line = start == std::string_view::npos ? all : all.substr(start + 1);
+    all = start == std::string_view::npos ? std::string_view() : all.substr(0, start + 1);
+    if (!since.empty() && line.substr(0, since.size()) < since) break;  // older from here on
+    if (!ip.empty()) {
+      size_t at = line.find(ip);
+      bool whole = false;
+      while (at != std::string_view::npos && !whole) {
+        auto part = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == '.' || c == ':'; };
+        size_t after = at + ip.size();
+        // "from 127.0.0.1: user ..." -- a colon then a space ends an address too
+        bool end = after >= line.size() || !part(line[after]) ||
+                   (line[after] == ':' && (after + 1 >= line.size() || line[after + 1] == ' '));
+        whole = (at == 0 || !part(line[at - 1])) && end;
+        if (!whole) at = line.find(ip, at + 1);
+      }
+      if (!whole) continue;
+    }
+    if (!address.empty() && to_lower(std::string(line)).find(address) == std::string::npos) continue;
+    lines.push_back(std::string(line));
+  }
+  return lines;
 }
 
 http::Response route(const http::Request& req, const Caller& who, Context& ctx) {
@@ -212,6 +318,78 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
       return answer(204, "");
     }
     return method_not_allowed();
+  }
+  if (what == "queue") {
+    Spool& spool = ctx.spool;
+    if (seg.size() == 1 && m == "GET") {
+      json list = json::array();
+      for (auto& id : spool.list()) {
+        Loaded l = spool.load(id);
+        if (l.status == Loaded::ok) list.push_back(queue_entry(l.msg, false));
+        else if (l.status == Loaded::damaged) list.push_back({{"id", id}, {"damaged", l.why}});
+      }
+      return answer(200, dump(json{{"messages", list}}));
+    }
+    if (seg.size() < 2) return method_not_allowed();
+    Loaded l = spool.load(seg[1]);  // refuses ids with '/' or '.'
+    if (l.status == Loaded::missing) throw Refused{404, "no queued message " + sanitize(seg[1])};
+    if (seg.size() == 2 && m == "GET") {
+      if (l.status != Loaded::ok) return answer(200, dump(json{{"id", seg[1]}, {"damaged", l.why}}));
+      json j = queue_entry(l.msg, true);
+      j["headers"] = spool.read_headers(l.msg);
+      return answer(200, dump(j));
+    }
+    if (seg.size() == 2 && m == "DELETE") {
+      spool.remove(seg[1]);
+      return answer(204, "");
+    }
+    if (seg.size() == 3 && seg[2] == "retry" && m == "POST") {
+      RemoteDelivery::request_retry(ctx.cfg.server.data_dir, seg[1]);
+      return answer(202, dump(json{{"id", seg[1]}, {"retry", "requested"}}));
+    }
+    return method_not_allowed();
+  }
+  if (what == "dkim") {
+    const std::string& data = ctx.cfg.server.data_dir;
+    if (seg.size() == 1 && m == "GET") {
+      json list = json::array();
+      for (auto& k : dkim::list_keys(data))
+        list.push_back({{"domain", k.domain}, {"selector", k.selector}, {"algorithm", dkim::algorithm_name(k.algorithm)},
+                        {"created", iso(k.created)}, {"record", dkim::dns_record(k)}});
+      return answer(200, dump(json{{"keys", list}}));
+    }
+    if (seg.size() == 1 && m == "POST") {
+      json b = body_of(req, {"domain"}, {"selector", "algorithm"});
+      std::string domain = to_lower(text_field(b, "domain"));
+      if (!dir.is_local_domain(domain)) throw Refused{400, "domain " + sanitize(domain) + " is not a local domain"};
+      std::string alg_name = b.contains("algorithm") ? text_field(b, "algorithm") : "rsa2048";
+      if (alg_name != "rsa2048" && alg_name != "ed25519") throw Refused{400, "algorithm must be \"rsa2048\" or \"ed25519\""};
+      auto alg = alg_name == "ed25519" ? dkim::Algorithm::ed25519 : dkim::Algorithm::rsa2048;
+      std::string selector = b.contains("selector") ? text_field(b, "selector")
+                                                    : dkim::default_selector(alg, int64_t(std::time(nullptr)));
+      try {
+        dkim::Key k = dkim::keygen(data, domain, selector, alg);
+        return answer(201, dump(json{{"domain", domain}, {"selector", selector}, {"algorithm", alg_name},
+                                     {"record", dkim::dns_record(k)}}));
+      } catch (const std::invalid_argument& e) {
+        throw Refused{400, e.what()};
+      } catch (const std::runtime_error& e) {
+        throw Refused{409, e.what()};
+      }
+    }
+    if (seg.size() == 3 && m == "DELETE") {
+      try {
+        dkim::remove_key(data, seg[1], seg[2]);
+      } catch (const std::exception& e) {
+        throw Refused{404, e.what()};
+      }
+      return answer(204, "");
+    }
+    return method_not_allowed();
+  }
+  if (what == "logs" && seg.size() == 2 && (seg[1] == "mail" || seg[1] == "security")) {
+    if (m != "GET") return method_not_allowed();
+    return answer(200, dump(json{{"lines", log_lines(ctx.cfg, seg[1], req)}}));
   }
   if (what == "audit" && seg.size() == 1) {
     if (m != "GET") return method_not_allowed();

@@ -12,6 +12,7 @@
 
 namespace bulwark {
 class Directory;
+class Spool;
 }
 
 namespace bulwark::admin {
@@ -24,6 +25,7 @@ struct Caller {
 struct Context {
   const Config& cfg;
   Directory& dir;
+  Spool& spool;
   std::chrono::steady_clock::time_point started;
 };
 

@@ -123,7 +123,7 @@ class AdminDriver : public Driver {
       return r;
     };
     auto run_api = [this, &req, &who, cfg]() {
-      admin::Context ctx{*cfg, sh_.dir, started_};
+      admin::Context ctx{*cfg, sh_.dir, sh_.spool, started_};
       return admin::handle(*req, who, ctx);
     };
     auto policy = Logins::policy(*cfg, *a.groups, a.ipa);

@@ -263,3 +263,77 @@ def test_admin_logins_are_blocked_per_ip_after_repeated_failures(admin_server):
     assert r.status == 429 and "too many failed logins" in j["error"]
     assert "blocked for 15 minutes" in srv.log("security.log")
     assert "guess-" not in srv.log("security.log") and ADMIN_PW not in srv.log("security.log")
+
+
+def test_queue_dkim_and_logs_through_the_api(make_server):
+    import smtplib
+    port = free_port()
+    srv = make_server(extra_config=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.1"\nport = {port}\n'
+                                   '[dns]\nservers = ["127.0.0.1:9"]\ntimeout = "1s"\n'
+                                   '[delivery]\nretry_interval = "1h"\n')
+    srv.admin_port = port
+    srv.cli("admin", "add", "root", "--password-stdin", input=ADMIN_PW + "\n")
+    srv.cli("group", "add", "team@example.test", "--member", "demo@example.test", "--member", "x@far-away.test")
+    srv.start()
+    token = login(srv)[0]["token"]
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", ["team@example.test"], b"Subject: for the queue\r\n\r\nbody\r\n")
+    srv.wait_log("mail.log", "deferred id=")
+
+    r, j = call(srv, "GET", "/api/v1/queue", token=token)
+    assert r.status == 200 and len(j["messages"]) == 1, j
+    q = j["messages"][0]
+    assert q["sender"] == "a@remote.test" and q["attempts"] >= 1
+    states = {x["address"]: x["state"] for x in q["recipients"]}
+    assert states == {"demo@example.test": "delivered", "x@far-away.test": "waiting"}, q
+    r, one = call(srv, "GET", "/api/v1/queue/" + q["id"], token=token)
+    assert r.status == 200 and "Subject: for the queue" in one["headers"] and one["client_ip"] == "127.0.0.1"
+    r, _ = call(srv, "POST", f"/api/v1/queue/{q['id']}/retry", token=token)
+    assert r.status == 202
+    assert q["id"] in (srv.data / "retry-now").read_text() or srv.wait_log("mail.log", "retry")
+    for bad in ("../keyring", "..", "x.done", "nonexistent"):
+        r, j = call(srv, "GET", "/api/v1/queue/" + bad, token=token)
+        assert r.status == 404, (bad, j)
+    r, _ = call(srv, "DELETE", "/api/v1/queue/" + q["id"], token=token)
+    assert r.status == 204
+    r, j = call(srv, "GET", "/api/v1/queue", token=token)
+    assert j["messages"] == []
+    assert "0 message(s) queued" in srv.cli("queue", "list").stdout
+
+    r, j = call(srv, "POST", "/api/v1/dkim", {"domain": "example.test", "selector": "api1", "algorithm": "ed25519"},
+                token=token)
+    assert r.status == 201 and j["record"].startswith("api1._domainkey.example.test.") and "k=ed25519" in j["record"]
+    assert "PRIVATE" not in json.dumps(j)
+    r, j = call(srv, "POST", "/api/v1/dkim", {"domain": "example.test", "selector": "api1"}, token=token)
+    assert r.status == 409, j
+    r, j = call(srv, "POST", "/api/v1/dkim", {"domain": "elsewhere.test"}, token=token)
+    assert r.status == 400 and "not a local domain" in j["error"]
+    r, j = call(srv, "POST", "/api/v1/dkim", {"domain": "example.test", "algorithm": "dsa"}, token=token)
+    assert r.status == 400
+    r, j = call(srv, "GET", "/api/v1/dkim", token=token)
+    assert [(k["domain"], k["selector"], k["algorithm"]) for k in j["keys"]] == [("example.test", "api1", "ed25519")]
+    assert "api1" in srv.cli("dkim", "list").stdout
+    r, _ = call(srv, "DELETE", "/api/v1/dkim/example.test/api1", token=token)
+    assert r.status == 204
+    r, _ = call(srv, "DELETE", "/api/v1/dkim/example.test/api1", token=token)
+    assert r.status == 404
+    r, _ = call(srv, "DELETE", "/api/v1/dkim/..%2F..%2Fetc/passwd", token=token)
+    assert r.status in (404, 405)
+
+    # Logs: newest first, filtered by address, IP and time; a bad filter is a 400.
+    call(srv, "POST", "/api/v1/login", {"name": "root", "password": "wrong-password-1"})
+    r, j = call(srv, "GET", "/api/v1/logs/mail?address=X@FAR-AWAY.TEST", token=token)
+    assert r.status == 200 and j["lines"] and all("x@far-away.test" in line for line in j["lines"])
+    r, j = call(srv, "GET", "/api/v1/logs/mail?limit=2", token=token)
+    assert len(j["lines"]) == 2 and j["lines"][0] >= j["lines"][1]
+    r, j = call(srv, "GET", "/api/v1/logs/security?ip=127.0.0.1", token=token)
+    assert any("ADMIN password failed" in line for line in j["lines"]), j
+    r, j = call(srv, "GET", "/api/v1/logs/security?ip=127.0.0.2", token=token)
+    assert j["lines"] == []
+    r, j = call(srv, "GET", "/api/v1/logs/mail?since=2999-01-01T00:00:00Z", token=token)
+    assert j["lines"] == []
+    for bad in ("since=yesterday", "limit=0", "limit=abc"):
+        r, j = call(srv, "GET", "/api/v1/logs/mail?" + bad, token=token)
+        assert r.status == 400, (bad, j)
+    r, _ = call(srv, "GET", "/api/v1/logs/../../etc/passwd", token=token)
+    assert r.status == 404
