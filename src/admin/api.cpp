@@ -18,6 +18,7 @@
 #include "admin/audit.hpp"
 #include "auth/password.hpp"
 #include "core/address.hpp"
+#include "core/metrics.hpp"
 #include "core/strings.hpp"
 #include "crypt/file.hpp"
 #include "crypt/records.hpp"
@@ -199,7 +200,28 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
   return lines;
 }
 
+// /metrics: the registry, and the queue's size and age measured now.
+http::Response metrics_page(Context& ctx) {
+  std::vector<metrics::Sample> extra;
+  auto ids = ctx.spool.list();  // arrival order
+  int64_t oldest = 0;
+  for (auto& id : ids) {
+    Loaded l = ctx.spool.load(id);
+    if (l.status != Loaded::ok) continue;
+    oldest = std::max<int64_t>(0, int64_t(std::time(nullptr)) - l.msg.arrival);
+    break;
+  }
+  extra.push_back({"bulwark_queue_messages", "", double(ids.size())});
+  extra.push_back({"bulwark_queue_oldest_seconds", "", double(oldest)});
+  extra.push_back({"bulwark_uptime_seconds", "",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count()});
+  http::Response r = answer(200, metrics::render(extra));
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  return r;
+}
+
 http::Response route(const http::Request& req, const Caller& who, Context& ctx) {
+  if (req.path == "/metrics") return req.method == "GET" ? metrics_page(ctx) : error(405, "GET /metrics");
   auto seg = segments(req.path);
   const std::string& m = req.method;
   bool change = m != "GET" && m != "HEAD";
@@ -217,8 +239,23 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
     for (auto it = std::filesystem::directory_iterator(std::filesystem::path(ctx.cfg.server.data_dir) / "queue", ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
       queued += it->path().filename().string().find('.') == std::string::npos;
-    json j{{"uptime_seconds", up.count()}, {"hostname", ctx.cfg.server.hostname}, {"queue", {{"messages", queued}}},
-           {"domains", dir.list_domains().size()}, {"users", dir.list_users().size()}};
+    json conns = json::object();
+    for (auto& l : ctx.cfg.listeners)
+      conns[l.service] = metrics::value("bulwark_connections", "service=\"" + l.service + "\"");
+    json hours = json::array();
+    int64_t accepted = 0, refused = 0;
+    for (auto& [a, r] : metrics::per_hour(24)) {
+      hours.push_back({{"accepted", a}, {"refused", r}});
+      accepted += a;
+      refused += r;
+    }
+    json j{{"uptime_seconds", up.count()},
+           {"hostname", ctx.cfg.server.hostname},
+           {"connections", conns},
+           {"queue", {{"messages", queued}}},
+           {"messages", {{"accepted_24h", accepted}, {"refused_24h", refused}, {"per_hour", hours}}},
+           {"domains", dir.list_domains().size()},
+           {"users", dir.list_users().size()}};
     return answer(200, dump(j));
   }
   if (what == "domains") {

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "core/strings.hpp"
+#include "core/metrics.hpp"
 #include "logging/logs.hpp"
 #include "store/folders.hpp"
 
@@ -296,9 +297,11 @@ void LocalDelivery::deliver_batch(std::vector<Item>& items) {
   // queued and are delivered again (a duplicate is possible, a loss is not).
   if (!copies.empty() && sync_(data_fd_) != 0) return retry_all("sync after moving into new/");
   for (auto& c : copies)
-    if (renamed.count(c.id + "\n" + c.target))
+    if (renamed.count(c.id + "\n" + c.target)) {
+      metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"delivered\"");
       logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} size={}", c.id, sanitize(c.target),
                         c.final_path, c.size);
+    }
   for (auto& m : msgs) {
     std::set<std::string> ok;
     for (auto& t : m.targets)
@@ -328,8 +331,10 @@ void LocalDelivery::settle(Msg& m, const std::set<std::string>& ok) {
     retry = s_.retry;
   }
   if (age >= bounce_after) return bounce(m, m.errors);
-  for (auto& [t, why] : m.errors)
+  for (auto& [t, why] : m.errors) {
+    metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"deferred\"");
     logs::mail().info("deferred id={} to=<{}> relay=local reason=\"{}\"", m.id, sanitize(t), sanitize(why, 300));
+  }
   std::lock_guard lk(mu_);
   retry_.emplace_back(std::chrono::steady_clock::now() + retry, m.id);
 }
@@ -346,6 +351,7 @@ void LocalDelivery::bounce(const Msg& m, const std::vector<std::pair<std::string
     std::string text = "4.4.7 local delivery failed for " + duration_words(after) + "; last error: " + why;
     rcpts.push_back({t, "4.4.7", text, ""});
     rec.outcomes.push_back({TargetOutcome::failed, t, text});
+    metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"bounced\"");
     logs::mail().info("bounced id={} to=<{}> relay=local reason=\"{}\"", m.id, sanitize(t), sanitize(text, 300));
   }
   std::string headers = m.tx ? m.tx->received + std::string(m.tx->body.head()) : spool_.read_headers(m.m);

@@ -15,6 +15,7 @@
 
 #include "core/strings.hpp"
 #include "delivery/outbound.hpp"
+#include "core/metrics.hpp"
 #include "logging/logs.hpp"
 #include "delivery/reports.hpp"
 #include "delivery/signing.hpp"
@@ -326,14 +327,17 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   void log_result(const Attempt& a, const Result& r) {
     switch (r.kind) {
       case Result::delivered:
+        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"delivered\"");
         logs::mail().info("delivered id={} to=<{}> relay={} reply=\"{}\"", a.id, sanitize(r.target), r.relay,
                           sanitize(r.reply.str(), 300));
         break;
       case Result::failed:
+        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"bounced\"");
         logs::mail().info("bounced id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
                           r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
         break;
       case Result::deferred:
+        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"deferred\"");
         logs::mail().info("deferred id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
                           r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
         break;

@@ -13,6 +13,7 @@
 
 #include "admin/api.hpp"
 #include "auth/password.hpp"
+#include "core/metrics.hpp"
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "http/http.hpp"
@@ -117,6 +118,7 @@ class AdminDriver : public Driver {
     std::optional<std::string> session_id;
     std::string login_name, login_password;
     std::optional<Directory::AdminInfo> found;
+    Clock::time_point started;
     auto verify = [this, &login_name, &login_password]() {
       auto r = sh_.dir.verify_admin(login_name, login_password);
       sodium_memzero(login_password.data(), login_password.size());
@@ -143,8 +145,8 @@ class AdminDriver : public Driver {
       while ((req = parser.next())) {
         resp = http::Response{};
         session_id.reset();
-        if (req->path.rfind("/api/v1/", 0) != 0) {
-          resp = admin::error(404, "not found (the API is under /api/v1/)");
+        if (req->path.rfind("/api/v1/", 0) != 0 && req->path != "/metrics") {
+          resp = admin::error(404, "not found (the API is under /api/v1/, metrics at /metrics)");
         } else if (req->path == "/api/v1/login") {
           if (req->method != "POST") {
             resp = admin::error(405, "POST a JSON {\"name\", \"password\"}");
@@ -214,7 +216,10 @@ class AdminDriver : public Driver {
               resp.headers.emplace_back("Set-Cookie", "bulwark_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
             } else {
               who = admin::Caller{current->name, current->read_only};
+              started = Clock::now();
               resp = co_await async_on(sh_.hashing, &run_api, use_awaitable);
+              metrics::observe("bulwark_admin_request_seconds", "",
+                               std::chrono::duration<double>(Clock::now() - started).count());
               if (req->method != "GET" && req->method != "HEAD")
                 logs::main().info("ADMIN {} from {}{}: {} {} -> {}", sanitize(who.name), ip,
                                   by_cookie ? " (console)" : "", req->method, sanitize(req->path), resp.status);

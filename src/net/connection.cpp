@@ -1,5 +1,7 @@
 #include "net/connection.hpp"
 
+#include "core/metrics.hpp"
+
 #include <openssl/ssl.h>
 
 namespace bulwark {
@@ -59,7 +61,11 @@ awaitable<bool> handshake(Conn& c, asio::ssl::context& ctx, Clock::duration limi
   c.set_deadline(limit);
   asio::error_code ec;
   co_await c.tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
-  co_return !ec && !c.timed_out;
+  bool ok = !ec && !c.timed_out;
+  if (ok)  // SSL_get_version's names are a fixed set ("TLSv1.2", "TLSv1.3")
+    metrics::add("bulwark_tls_handshakes_total",
+                 std::string("version=\"") + SSL_get_version(c.tls->native_handle()) + "\"");
+  co_return ok;
 }
 
 std::pair<std::string, std::string> tls_names(Conn& c) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "auth/password.hpp"
+#include "core/metrics.hpp"
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
@@ -121,6 +122,7 @@ bool Logins::failed(std::string_view proto, std::string_view mech, const std::st
                     const IpAddress& ipa, std::string_view why) {
   // Never the password or the exchange itself.
   logs::security().info("{} {} failed from {}: user {}: {}", proto, mech, ip, loggable(user), why);
+  metrics::add("bulwark_auth_failures_total", "proto=\"" + std::string(proto) + "\"");
   if (!limits_.auth_failure(ipa)) return false;
   logs::security().info("{} from {} blocked for 15 minutes: too many failed logins", proto, ip);
   return true;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "directory/directory.hpp"
+#include "core/metrics.hpp"
 #include "logging/logs.hpp"
 #include "net/connection.hpp"
 #include "net/driver.hpp"
@@ -197,10 +198,17 @@ struct Server::Impl {
     } finish{*c};
     auto& listener_count = listener_conns[listener_index];
     ++listener_count;
+    std::string service_label = "service=\"" + lc.service + "\"";
+    metrics::add("bulwark_connections_total", service_label);
+    metrics::add("bulwark_connections", service_label);
     struct Count {
       std::atomic<uint64_t>& n;
-      ~Count() { --n; }
-    } counted{listener_count};
+      const std::string& label;
+      ~Count() {
+        --n;
+        metrics::add("bulwark_connections", label, -1);
+      }
+    } counted{listener_count, service_label};
     Admission adm = admit(driver, lc, listener_index, *cfg, *groups_now, ipa, ip);
     struct Disconnect {
       ClientLimits& l;
@@ -227,6 +235,9 @@ struct Server::Impl {
       admitted.tls_cipher = names.second;
     }
     if (adm.refusal) {
+      static const char* const why[] = {"not_in_group", "listener_full", "too_many_from_ip", "harvest_blocked"};
+      metrics::add("bulwark_connections_refused_total",
+                   service_label + ",reason=\"" + why[static_cast<int>(*adm.refusal)] + "\"");
       std::string bytes = driver.refusal(*adm.refusal, cfg->server.hostname);
       co_await refuse(*c, bytes);
       co_return;

@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include "core/strings.hpp"
+#include "core/metrics.hpp"
 #include "logging/logs.hpp"
 #include "net/driver.hpp"
 #include "net/login.hpp"
@@ -18,6 +19,23 @@ using asio::awaitable;
 using asio::use_awaitable;
 
 namespace {
+
+// Metrics: every final reply line 4xx/5xx in what is about to be written, by code and
+// enhanced status code (the server's own words: a bounded set of labels).
+void count_refusals(std::string_view bytes) {
+  while (!bytes.empty()) {
+    size_t eol = bytes.find("\r\n");
+    std::string_view line = bytes.substr(0, eol);
+    bytes = eol == std::string_view::npos ? std::string_view() : bytes.substr(eol + 2);
+    if (line.size() < 4 || (line[0] != '4' && line[0] != '5') || line[3] != ' ') continue;
+    std::string_view status = line.substr(4, line.find(' ', 4) == std::string_view::npos ? 0 : line.find(' ', 4) - 4);
+    bool enhanced = status.size() >= 5 && status.size() <= 11 && status[1] == '.' &&
+                    status.find_first_not_of("0123456789.") == std::string_view::npos;
+    metrics::add("bulwark_smtp_refusals_total", "code=\"" + std::string(line.substr(0, 3)) + "\",status=\"" +
+                                                    std::string(enhanced ? status : std::string_view()) + "\"");
+    metrics::hour_refused();
+  }
+}
 
 // Resumes the awaiting coroutine on its own executor when the spool has synced.
 template <class Token>
@@ -189,6 +207,8 @@ class SmtpDriver : public Driver {
     std::string bye;
     std::shared_ptr<smtp::Transaction> tx;
     MessageChecks what;      // the checks of the message being committed
+    Clock::time_point accept_started;
+    std::string service_label = "service=\"" + a.listener.service + "\"";
     CheckResults results;
     std::string verdicts;    // their summary for mail.log
     if (!co_await write(*c, greeting)) co_return;
@@ -212,6 +232,7 @@ class SmtpDriver : public Driver {
       bool close = false;
       for (;;) {
         if (o.delay.count() > 0) co_await pause(*c, o.delay);  // a failed AUTH: slow the guesser down
+        count_refusals(o.bytes);
         if (!co_await write(*c, o.bytes)) {
           close = true;
           break;
@@ -250,6 +271,7 @@ class SmtpDriver : public Driver {
           continue;
         }
         // commit
+        accept_started = Clock::now();
         tx = std::make_shared<smtp::Transaction>(std::move(s.pending()));
         tx->envelope.ours = hooks.ours();
         // Mail of ours is signed when it leaves, not checked when it comes in; the
@@ -288,7 +310,11 @@ class SmtpDriver : public Driver {
         }
         c->set_deadline(cfg->timeouts.data);
         bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
+        metrics::observe("bulwark_smtp_accept_seconds", "",
+                         std::chrono::duration<double>(Clock::now() - accept_started).count());
         if (ok) {
+          metrics::add("bulwark_messages_accepted_total", service_label);
+          metrics::hour_accepted();
           log_accepted(*tx, a.listener, verdicts);
           if (!a.exempt) sh_.limits.message_accepted(ipa);
         } else {

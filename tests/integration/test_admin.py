@@ -337,3 +337,48 @@ def test_queue_dkim_and_logs_through_the_api(make_server):
         assert r.status == 400, (bad, j)
     r, _ = call(srv, "GET", "/api/v1/logs/../../etc/passwd", token=token)
     assert r.status == 404
+
+
+def test_metrics_in_prometheus_format_and_status_counters(admin_server):
+    import smtplib
+    import subprocess
+    from prometheus_client.parser import text_string_to_metric_families
+    srv = admin_server
+    token = login(srv)[0]["token"]
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: counted\r\n\r\nbody\r\n")
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            s.sendmail("a@remote.test", ["nobody@example.test"], b"Subject: refused\r\n\r\nbody\r\n")
+    srv.wait_messages(1)
+    srv.wait_log("mail.log", "delivered id=")
+    call(srv, "POST", "/api/v1/login", {"name": "root", "password": "not-the-password"})
+
+    r, _ = call(srv, "GET", "/metrics")
+    assert r.status == 401  # metrics need an administrator too (a read-only one will do)
+    c = conn(srv)
+    c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+    resp = c.getresponse()
+    text = resp.read().decode()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+    # promtool (Debian's prometheus package) lints the exposition format.
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    got = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            got[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert got[("bulwark_messages_accepted_total", (("service", "smtp"),))] == 1
+    assert got[("bulwark_smtp_refusals_total", (("code", "550"), ("status", "5.1.1")))] == 1
+    assert got[("bulwark_deliveries_total", (("result", "delivered"), ("route", "local")))] == 1
+    assert got[("bulwark_auth_failures_total", (("proto", "ADMIN"),))] == 1
+    assert got[("bulwark_tls_handshakes_total", (("version", "TLSv1.3"),))] >= 2
+    assert got[("bulwark_connections_total", (("service", "smtp"),))] == 1
+    assert got[("bulwark_connections", (("service", "admin"),))] >= 1
+    assert got[("bulwark_smtp_accept_seconds_count", ())] == 1
+    assert got[("bulwark_queue_messages", ())] == 0
+    assert got[("bulwark_uptime_seconds", ())] > 0
+
+    r, st = call(srv, "GET", "/api/v1/status", token=token)
+    assert st["messages"]["accepted_24h"] == 1 and st["messages"]["refused_24h"] == 1
+    assert len(st["messages"]["per_hour"]) == 24 and st["messages"]["per_hour"][-1] == {"accepted": 1, "refused": 1}
+    assert st["connections"]["admin"] >= 1 and st["connections"]["smtp"] == 0
