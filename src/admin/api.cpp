@@ -428,6 +428,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
     if (m != "GET") return method_not_allowed();
     return answer(200, dump(json{{"lines", log_lines(ctx.cfg, seg[1], req)}}));
   }
+  if (what == "settings" && seg.size() == 1) return settings(req, who, ctx);
   if (what == "audit" && seg.size() == 1) {
     if (m != "GET") return method_not_allowed();
     json list = json::array();

@@ -38,4 +38,7 @@ http::Response answer(int status, const std::string& body);
 // change; unknown paths 404; a known path with another method 405.
 http::Response handle(const http::Request& req, const Caller& who, Context& ctx);
 
+// GET/PATCH /api/v1/settings (settings.cpp; called by handle).
+http::Response settings(const http::Request& req, const Caller& who, Context& ctx);
+
 }  // namespace bulwark::admin

@@ -382,3 +382,50 @@ def test_metrics_in_prometheus_format_and_status_counters(admin_server):
     assert st["messages"]["accepted_24h"] == 1 and st["messages"]["refused_24h"] == 1
     assert len(st["messages"]["per_hour"]) == 24 and st["messages"]["per_hour"][-1] == {"accepted": 1, "refused": 1}
     assert st["connections"]["admin"] >= 1 and st["connections"]["smtp"] == 0
+
+
+def test_settings_patch_is_checked_written_and_applied_at_once(admin_server):
+    import smtplib
+    srv = admin_server
+    token = login(srv)[0]["token"]
+    r, j = call(srv, "GET", "/api/v1/settings", token=token)
+    assert r.status == 200 and j["server"]["hostname"] == "mail.example.test" and j["listener"][0]["service"]
+
+    for u in ("u1", "u2"):
+        r, _ = call(srv, "POST", "/api/v1/users", {"address": f"{u}@example.test", "password": "Blue-Kettle-42x"},
+                    token=token)
+        assert r.status == 201
+
+    def recipients_taken():
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+            s.ehlo("client.test")
+            s.mail("a@remote.test")
+            return [s.rcpt(f"{u}@example.test")[0] for u in ("demo", "u1", "u2")]
+
+    assert recipients_taken() == [250, 250, 250]
+    before = srv.config.read_text()
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"max_recipients": "lots"}}, token=token)
+    assert r.status == 400 and j["error"].startswith("limits.max_recipients:"), j
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"no_such_key": 1}}, token=token)
+    assert r.status == 400 and "no_such_key" in j["error"], j
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"listener": [{"service": "smtp"}]}, token=token)
+    assert r.status == 400 and "edit them in" in j["error"], j
+    r, j = call(srv, "PATCH", "/api/v1/settings", [1], token=token)
+    assert r.status == 400
+    viewer = login(srv, "viewer")[0]["token"]
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"max_recipients": 2}}, token=viewer)
+    assert r.status == 403
+    assert srv.config.read_text() == before  # nothing refused changed the file
+    assert not list(srv.root.glob("*.api-*"))
+
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"max_recipients": 2}}, token=token)
+    assert r.status == 200 and j["limits"]["max_recipients"] == 2, j
+    assert (srv.root / "bulwark.toml.bak").read_text() == before
+    assert srv.cli("check-config").returncode == 0
+    # Applied like SIGHUP: the next SMTP session has the new limit.
+    from conftest import wait
+    wait(lambda: recipients_taken() == [250, 250, 452], what="the new max_recipients in force")
+    assert "ADMIN root from 127.0.0.1: PATCH /api/v1/settings -> 200" in srv.log("bulwark.log")
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"max_recipients": None}}, token=token)
+    assert r.status == 200 and "max_recipients" not in j.get("limits", {})
+    wait(lambda: recipients_taken() == [250, 250, 250], what="the default back")
