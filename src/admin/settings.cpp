@@ -124,8 +124,8 @@ http::Response settings(const http::Request& req, const Caller& who, Context& ct
     return error(400, "the body must be a JSON object of sections, e.g. {\"limits\": {\"max_recipients\": 50}}");
   try {
     for (auto& [section, values] : patch.items()) {
-      if (section == "listener" || section == "ip_group")
-        throw Bad{section + ": listeners and IP groups are arrays of tables; edit them in " + file};
+      if (section == "listener")
+        throw Bad{"listener: listeners are an array of tables and change at restart; edit them in " + file};
       if (!values.is_object()) throw Bad{section + ": must be an object of keys"};
       put(root, section, values, section);
     }

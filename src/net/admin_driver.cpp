@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "admin/api.hpp"
+#include "admin/console.hpp"
 #include "auth/password.hpp"
 #include "core/metrics.hpp"
 #include "core/strings.hpp"
@@ -88,6 +89,25 @@ std::string cookie(const http::Request& req, const std::string& name) {
   return {};
 }
 
+// GET / and the console's files (embedded at build time); anything else 404.
+http::Response static_file(const http::Request& req) {
+  // /favicon.ico: browsers ask for it whatever the page says.
+  std::string path = req.path == "/" ? "/index.html" : req.path == "/favicon.ico" ? "/favicon.svg" : req.path;
+  for (auto& [name, bytes] : admin::console_files()) {
+    if (name != path) continue;
+    if (req.method != "GET") return admin::error(405, "GET only");
+    http::Response r;
+    r.body = std::string(bytes);
+    r.content_type = path.ends_with(".html") ? "text/html; charset=utf-8"
+                     : path.ends_with(".js") ? "text/javascript; charset=utf-8"
+                     : path.ends_with(".css") ? "text/css; charset=utf-8"
+                     : path.ends_with(".svg") ? "image/svg+xml"
+                                              : "application/octet-stream";
+    return r;
+  }
+  return admin::error(404, "not found (the API is under /api/v1/, metrics at /metrics, the console at /)");
+}
+
 bool equal_ct(const std::string& a, const std::string& b) {
   return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -146,7 +166,7 @@ class AdminDriver : public Driver {
         resp = http::Response{};
         session_id.reset();
         if (req->path.rfind("/api/v1/", 0) != 0 && req->path != "/metrics") {
-          resp = admin::error(404, "not found (the API is under /api/v1/, metrics at /metrics)");
+          resp = static_file(*req);  // the console: public files, no data in them
         } else if (req->path == "/api/v1/login") {
           if (req->method != "POST") {
             resp = admin::error(405, "POST a JSON {\"name\", \"password\"}");
@@ -207,7 +227,15 @@ class AdminDriver : public Driver {
           }
           if (!ok) {
             auto current = name.empty() ? std::nullopt : sh_.dir.admin(name);  // removed meanwhile: out
-            if (!current) {
+            if (req->path == "/api/v1/session") {  // the console asks who it is (200 either way)
+              nlohmann::json j = nlohmann::json::object();
+              if (current && req->method == "GET") {
+                j = {{"name", current->name}, {"read_only", current->read_only}};
+                if (session_id)
+                  if (auto sess = sessions_.find(*session_id)) j["csrf"] = sess->csrf;
+              }
+              resp = req->method == "GET" ? admin::answer(200, j.dump()) : admin::error(405, "GET only");
+            } else if (!current) {
               resp = admin::error(401, "log in first (POST /api/v1/login) or send Authorization: Bearer TOKEN");
               resp.headers.emplace_back("WWW-Authenticate", "Bearer");
             } else if (req->path == "/api/v1/logout") {

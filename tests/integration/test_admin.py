@@ -197,7 +197,8 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(admin_server):
     cases = [
         ("GET", "/api/v1/domains", None, {}, 401, None),  # no credentials
         ("GET", "/api/v1/nothing", None, {"Authorization": "Bearer " + token}, 404, None),
-        ("GET", "/", None, {}, 404, None),
+        ("GET", "/nothing.html", None, {}, 404, None),
+        ("GET", "/../../etc/passwd", None, {}, 404, None),
         ("GET", "/api/v1/../../etc/passwd", None, {"Authorization": "Bearer " + token}, 404, None),
         ("POST", "/api/v1/domains", b"{not json", {"Authorization": "Bearer " + token}, 400, "not valid JSON"),
         ("POST", "/api/v1/domains", b"[1,2]", {"Authorization": "Bearer " + token}, 400, "JSON object"),

@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""Admin API under load (issue 13): one bulwark server with an admin listener.
+  1. SMTP alone: smtp-source, 20 sessions, 4 KiB, one message per connection.
+  2. The same SMTP load while 20 API clients (each its own keep-alive HTTPS
+     connection, an API token) repeat GET /api/v1/status and GET /api/v1/users as fast
+     as they can: the API's p50/p99 latency, and the SMTP rate beside the first run's.
+Best of three for the SMTP rates (alternating idle/busy). Target: p99 under 100 ms
+and the SMTP rate within noise of the idle run.
+Usage: admin_latency.py BULWARK_BIN ROOT"""
+import http.client
+import os
+import pathlib
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import benchlib
+
+N = int(os.environ.get("BENCH_MESSAGES", "5000"))
+BIN, ROOT = sys.argv[1], pathlib.Path(sys.argv[2])
+ROOT.mkdir(parents=True, exist_ok=True)
+admin_port = benchlib.free_port()
+common = ('[limits]\nmax_connections_per_ip = 0\n[relay]\nallow_ip_group = ""\n'
+          f'[[listener]]\nservice = "admin"\naddress = "127.0.0.1"\nport = {admin_port}\n')
+proc = None
+try:
+    proc, ports = benchlib.start(BIN, ROOT, "srv", common)
+    cli = [BIN, "--config", str(ROOT / "srv" / "b.toml")]
+    subprocess.run(cli + ["admin", "add", "bench", "--read-only", "--password-stdin"], input=b"Bench-Admin-Pass-1\n",
+                   check=True, capture_output=True)
+    token = subprocess.run(cli + ["admin", "token", "bench"], check=True, capture_output=True, text=True).stdout.strip()
+    ctx = ssl.create_default_context(cafile=str(ROOT / "srv" / "data" / "cert.pem"))
+    ctx.check_hostname = False
+    for _ in range(50):  # the admin listener is up once it answers
+        try:
+            c = http.client.HTTPSConnection("127.0.0.1", admin_port, context=ctx, timeout=5)
+            c.request("GET", "/api/v1/status", headers={"Authorization": "Bearer " + token})
+            assert c.getresponse().status == 200
+            break
+        except OSError:
+            time.sleep(0.1)
+
+    benchlib.rate(ports["smtp"], 500)  # warm-up
+    lat, stop = [], threading.Event()
+
+    def client():
+        c = http.client.HTTPSConnection("127.0.0.1", admin_port, context=ctx, timeout=30)
+        mine, i = [], 0
+        while not stop.is_set():
+            path = "/api/v1/status" if i % 2 == 0 else "/api/v1/users"
+            t = time.monotonic()
+            c.request("GET", path, headers={"Authorization": "Bearer " + token})
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200, r.status
+            mine.append(time.monotonic() - t)
+            i += 1
+        lat.extend(mine)
+
+    idle, busy = [], []
+    for round_ in range(3):
+        idle.append(benchlib.rate(ports["smtp"], N))
+        stop.clear()
+        threads = [threading.Thread(target=client) for _ in range(20)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        busy.append(benchlib.rate(ports["smtp"], N))
+        stop.set()
+        for t in threads:
+            t.join()
+    lat.sort()
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    print(f"admin API under SMTP load: {len(lat)} requests from 20 clients, p50 {p(0.5):.1f} ms, "
+          f"p99 {p(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms (target: p99 < 100 ms)")
+    print(f"  SMTP {N} msgs x3, best of three: admin idle {max(idle):.0f} msg/s, admin busy {max(busy):.0f} msg/s "
+          f"({(1 - max(busy) / max(idle)) * 100:.1f}% lower)")
+    print("  (runs: idle " + ", ".join(f"{r:.0f}" for r in idle) + "; busy " + ", ".join(f"{r:.0f}" for r in busy) + ")")
+finally:
+    if proc:
+        proc.terminate()
+        proc.wait()
