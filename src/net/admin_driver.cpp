@@ -184,7 +184,9 @@ class AdminDriver : public Driver {
               sodium_memzero(req->body.data(), req->body.size());
               found = co_await async_on(sh_.hashing, &verify, use_awaitable);
               if (!found) {
-                sh_.logins.failed("ADMIN", "password", login_name, ip, a.ipa, "wrong name or password");
+                bool known = sh_.dir.admin(login_name).has_value();
+                sh_.logins.failed("ADMIN", "password", login_name, ip, a.ipa,
+                                  known ? "wrong password" : "no such administrator", known);
                 co_await pause(*c, policy.failure_delay);
                 resp = admin::error(401, "wrong name or password");
               } else {

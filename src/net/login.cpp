@@ -119,9 +119,10 @@ std::string Logins::succeeded(std::string_view proto, std::string_view mech, con
 }
 
 bool Logins::failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
-                    const IpAddress& ipa, std::string_view why) {
+                    const IpAddress& ipa, std::string_view why, bool known) {
   // Never the password or the exchange itself.
-  logs::security().info("{} {} failed from {}: user {}: {}", proto, mech, ip, loggable(user), why);
+  logs::security().info("{} {} failed from {}: user {}: {}", proto, mech, ip,
+                        known ? "<" + sanitize(user) + ">" : loggable(user), why);
   metrics::add("bulwark_auth_failures_total", "proto=\"" + std::string(proto) + "\"");
   if (!limits_.auth_failure(ipa)) return false;
   logs::security().info("{} from {} blocked for 15 minutes: too many failed logins", proto, ip);

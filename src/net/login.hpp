@@ -61,8 +61,10 @@ class Logins : public auth::SecretSource {
                         const std::string& ip, const IpAddress& ipa, bool opens_relay);
   // A login failed (`why` for the log): counts toward the per-IP block; true when
   // the address is blocked now.
+  // `known`: the caller knows the name is a real account of its own (an administrator)
+  // and may show it; otherwise the log shows a mail user's address or a tag.
   bool failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
-              const IpAddress& ipa, std::string_view why);
+              const IpAddress& ipa, std::string_view why, bool known = false);
 
   // A command refused for a policy reason (security log).
   void refused(std::string_view proto, const std::string& ip, const std::string& what);

@@ -141,7 +141,7 @@ def test_login_session_and_changes_a_mail_client_then_sees(admin_server):
     # Changes are logged with who made them; the login with its source.
     assert "ADMIN root from 127.0.0.1: POST /api/v1/domains -> 201" in srv.log("bulwark.log")
     assert "ADMIN login from 127.0.0.1: root" in srv.log("security.log")
-    assert "ADMIN password failed from 127.0.0.1" in srv.log("security.log")
+    assert "ADMIN password failed from 127.0.0.1: user <root>: wrong password" in srv.log("security.log")
     r, _ = call(srv, "POST", "/api/v1/logout", token=token)
     assert r.status == 204
     r, _ = call(srv, "GET", "/api/v1/status", token=token)
