@@ -146,13 +146,25 @@ json queue_entry(const StoredMessage& m, bool details) {
 // address (case-insensitive), at most `limit`. A plain log is read from its last
 // 16 MiB; a sealed one whole (records cannot be entered in the middle).
 json log_lines(const Config& cfg, const std::string& name, const http::Request& req) {
-  std::string since = req.param("since"), ip = req.param("ip"), address = to_lower(req.param("address"));
-  if (!since.empty() && since.back() == 'Z') since.pop_back();
-  static const std::string shape = "0000-00-00T00:00:00";
-  bool since_ok = since.size() <= shape.size();
-  for (size_t i = 0; since_ok && i < since.size(); ++i)
-    since_ok = shape[i] == '0' ? (since[i] >= '0' && since[i] <= '9') : since[i] == shape[i];
-  if (!since_ok || (!since.empty() && since.size() < 4)) throw Refused{400, "since must be an ISO 8601 time like 2026-11-24T10:00:00Z"};
+  std::string since = req.param("since"), before = req.param("before"), ip = req.param("ip"),
+              address = to_lower(req.param("address"));
+  // ISO 8601 UTC times, whole or cut short ("2026-11-24T10"); the lines begin with one
+  // (milliseconds included), so a comparison of the prefix orders them.
+  auto time_param = [](std::string& t, const char* name) {
+    if (!t.empty() && t.back() == 'Z') t.pop_back();
+    static const std::string shape = "0000-00-00T00:00:00.000";
+    bool ok = t.empty() || (t.size() >= 4 && t.size() <= shape.size());
+    for (size_t i = 0; ok && i < t.size(); ++i) ok = shape[i] == '0' ? (t[i] >= '0' && t[i] <= '9') : t[i] == shape[i];
+    // month, day, hour, minute, second in range, where given whole
+    auto field = [&t](size_t at) { return t.size() >= at + 2 ? std::stoi(t.substr(at, 2)) : -1; };
+    int mo = ok ? field(5) : 0, d = ok ? field(8) : 0, h = ok ? field(11) : 0, mi = ok ? field(14) : 0,
+        se = ok ? field(17) : 0;
+    ok = ok && mo != 0 && mo <= 12 && d != 0 && d <= 31 && h <= 23 && mi <= 59 && se <= 60 &&
+         (t.size() < 5 || t.size() >= 7) && (t.size() < 8 || t.size() >= 10);
+    if (!ok) throw Refused{400, std::string(name) + " must be an ISO 8601 time like 2026-11-24T10:00:00Z"};
+  };
+  time_param(since, "since");
+  time_param(before, "before");
   size_t limit = 100;
   if (std::string l = req.param("limit"); !l.empty()) {
     if (l.size() > 5 || l.find_first_not_of("0123456789") != std::string::npos || std::stoul(l) == 0)
@@ -180,6 +192,7 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
     std::string_view line = start == std::string_view::npos ? all : all.substr(start + 1);
     all = start == std::string_view::npos ? std::string_view() : all.substr(0, start + 1);
     if (!since.empty() && line.substr(0, since.size()) < since) break;  // older from here on
+    if (!before.empty() && line.substr(0, before.size()) >= before) continue;  // paging: newer than asked
     if (!ip.empty()) {
       size_t at = line.find(ip);
       bool whole = false;
@@ -356,6 +369,24 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
     }
     return method_not_allowed();
   }
+  if (what == "delegations") {
+    if (seg.size() == 1 && m == "GET") {
+      json list = json::array();
+      for (auto& [o, d] : dir.list_delegations()) list.push_back({{"owner", o}, {"user", d}});
+      return answer(200, dump(json{{"delegations", list}}));
+    }
+    if (seg.size() == 1 && m == "POST") {
+      json b = body_of(req, {"owner", "user"});
+      Address o = address_of(text_field(b, "owner"), "owner"), u = address_of(text_field(b, "user"), "user");
+      dir.add_delegation(o, u);
+      return answer(201, dump(json{{"owner", o.lookup_key()}, {"user", u.lookup_key()}}));
+    }
+    if (seg.size() == 3 && m == "DELETE") {  // /delegations/{owner}/{user}
+      dir.remove_delegation(address_of(seg[1], "owner"), address_of(seg[2], "user"));
+      return answer(204, "");
+    }
+    return method_not_allowed();
+  }
   if (what == "queue") {
     Spool& spool = ctx.spool;
     if (seg.size() == 1 && m == "GET") {
@@ -448,7 +479,7 @@ http::Response handle(const http::Request& req, const Caller& who, Context& ctx)
     return error(r.status, r.msg);
   } catch (const DirectoryError& e) {
     std::string msg = e.what();
-    bool missing = msg.find("does not exist") != std::string::npos;
+    bool missing = msg.find("does not exist") != std::string::npos || msg.rfind("no ", 0) == 0;
     bool dup = msg.find("already") != std::string::npos;
     return error(missing ? 404 : dup ? 409 : 400, msg);
   } catch (const std::exception& e) {

@@ -92,13 +92,33 @@ def test_console_login_user_setting_queue_and_security_log(make_server, browser)
     message_is("Relay control saved")
     assert "allow_ip_group = ''" in srv.config.read_text()
 
+    # An IP group, set from the settings screen, lands in the configuration.
+    d.find_element(By.CSS_SELECTOR, "#view input[name=group]").send_keys("office")
+    d.find_element(By.CSS_SELECTOR, "#view input[name=addresses]").send_keys("192.0.2.0/24, 198.51.100.7")
+    d.find_element(By.XPATH, "//button[text()='Set IP group']").click()
+    message_is("IP group office set")
+    assert "office = [ '192.0.2.0/24', '198.51.100.7' ]" in srv.config.read_text()
+
+    d.get(f"https://127.0.0.1:{port}/#dkim")
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view h2"), "DKIM keys"))
+    d.find_element(By.CSS_SELECTOR, "#view input[name=domain]").send_keys("example.test")
+    d.find_element(By.CSS_SELECTOR, "#view input[name=selector]").send_keys("web1")
+    d.find_element(By.CSS_SELECTOR, "#view select[name=algorithm] option[value=ed25519]").click()
+    d.find_element(By.XPATH, "//button[text()='Make key']").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view pre"), "web1._domainkey.example.test."))
+    assert "web1" in srv.cli("dkim", "list").stdout
+    shot("05-dkim")
+
+    d.get(f"https://127.0.0.1:{port}/#audit")
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view h2"), "Security audit"))
+
     d.get(f"https://127.0.0.1:{port}/#queue")
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view h2"), "Queue (0)"))
-    shot("05-queue")
+    shot("06-queue")
 
     d.get(f"https://127.0.0.1:{port}/#logs")
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view table"), "ADMIN login from 127.0.0.1: root"))
-    shot("06-security-log")
+    shot("07-security-log")
 
     # The one error expected: the browser's own note of the 400 to the refused password.
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"

@@ -145,6 +145,46 @@ const views = {
             table(["Group", "Members", ""], g.groups.map((x) => [x.address, x.members.join(", "),
                   removeButton("group", "/api/v1/groups/" + encodeURIComponent(x.address))]))];
   },
+  async delegations() {
+    const d = await api("GET", "/api/v1/delegations");
+    return [el("h2", {}, "Delegations"),
+            el("p", {}, "A user may send as an address it was delegated (SPEC 9)."),
+            form([["owner", "Address"], ["user", "May be used by user"]], "Delegate",
+                 (v) => change("delegation added", () => api("POST", "/api/v1/delegations", { owner: v.owner, user: v.user }))),
+            table(["Address", "User", ""], d.delegations.map((x) => [x.owner, x.user,
+                  removeButton("delegation", `/api/v1/delegations/${encodeURIComponent(x.owner)}/${encodeURIComponent(x.user)}`)]))];
+  },
+  async dkim() {
+    const k = await api("GET", "/api/v1/dkim");
+    const f = el("form", { class: "inline" },
+                 el("label", {}, "Domain", el("input", { name: "domain", required: true })),
+                 el("label", {}, "Selector (optional)", el("input", { name: "selector" })),
+                 el("label", {}, "Algorithm", el("select", { name: "algorithm" }, el("option", { value: "rsa2048" }, "RSA-2048"),
+                                                         el("option", { value: "ed25519" }, "Ed25519"))),
+                 el("button", { type: "submit", disabled: state.readOnly }, "Make key"));
+    const record = el("pre", {});
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const v = Object.fromEntries(new FormData(f).entries());
+      const body = { domain: v.domain, algorithm: v.algorithm };
+      if (v.selector) body.selector = v.selector;
+      try {
+        const r = await api("POST", "/api/v1/dkim", body);
+        await route();
+        say("key made: publish this record in DNS");
+        $("#view pre").textContent = r.record;
+      } catch (e) { say(e.message, true); }
+    });
+    return [el("h2", {}, "DKIM keys"), f, record,
+            table(["Domain", "Selector", "Algorithm", "Made", "DNS record", ""], k.keys.map((x) => [x.domain, x.selector, x.algorithm,
+                  x.created, el("span", { class: "mono" }, x.record),
+                  removeButton("key", `/api/v1/dkim/${encodeURIComponent(x.domain)}/${encodeURIComponent(x.selector)}`)]))];
+  },
+  async audit() {
+    const a = await api("GET", "/api/v1/audit");
+    return [el("h2", {}, "Security audit (" + a.findings.filter((f) => f.severity === "warning").length + " warnings)"),
+            table(["Severity", "Finding"], a.findings.map((f) => [f.severity, f.text]))];
+  },
   async queue() {
     const q = await api("GET", "/api/v1/queue");
     return [el("h2", {}, "Queue (" + q.messages.length + ")"),
@@ -186,8 +226,15 @@ const views = {
       ["policy", "Security policy", ["mode", "insecure_auth_ip_group", "max_auth_failures", "auth_failure_delay", "anti_spoofing"]],
       ["delivery", "Delivery", ["mode", "relay_host", "relay_port", "retry_interval", "report_language"]],
     ];
-    const out = [el("h2", {}, "Settings"), el("p", {}, "Only changed fields are saved; a cleared field goes back to its default. IP groups: " +
-                 JSON.stringify(s.ip_groups || {}))];
+    const groups = s.ip_groups || {};
+    const out = [el("h2", {}, "Settings"), el("p", {}, "Only changed fields are saved; a cleared field goes back to its default."),
+                 el("h3", {}, "IP groups"),
+                 table(["Group", "Addresses", ""], Object.entries(groups).map(([g, list]) => [g, list.join(", "),
+                   el("button", { class: "quiet", type: "button", disabled: state.readOnly,
+                                  on: { click: () => change("IP group " + g + " removed", () => api("PATCH", "/api/v1/settings", { ip_groups: { [g]: null } })) } }, "Remove")])),
+                 form([["group", "Group"], ["addresses", "Addresses, CIDR, ranges, @groups (comma-separated)"]], "Set IP group",
+                      (v) => change("IP group " + v.group + " set", () => api("PATCH", "/api/v1/settings",
+                        { ip_groups: { [v.group]: v.addresses.split(",").map((x) => x.trim()).filter(Boolean) } })))];
     for (const [sec, title, keys] of sections) {
       const cur = s[sec] || {};
       const f = el("form", {}, el("fieldset", {}, el("legend", {}, title),
