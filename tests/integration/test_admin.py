@@ -377,11 +377,14 @@ def test_metrics_in_prometheus_format_and_status_counters(admin_server):
 
     r, _ = call(srv, "GET", "/metrics")
     assert r.status == 401  # metrics need an administrator too (a read-only one will do)
-    c = conn(srv)
-    c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
-    resp = c.getresponse()
-    text = resp.read().decode()
-    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+    # As a scraper would: curl, the certificate checked against the server's name.
+    r = subprocess.run(["curl", "-sS", "--fail", "--cacert", srv.cert, "--resolve",
+                        f"mail.example.test:{srv.admin_port}:127.0.0.1", "-H", "Authorization: Bearer " + token,
+                        "-D", "-", f"https://mail.example.test:{srv.admin_port}/metrics"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    head, text = r.stdout.split("\n\n", 1)  # (text mode: CRLF read as LF)
+    assert "content-type: text/plain; version=0.0.4" in head.lower(), head
     # promtool (Debian's prometheus package) lints the exposition format.
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
