@@ -103,7 +103,7 @@ def test_keygen_list_remove(make_server, remote):
     r = srv.cli("dkim", "remove", "example.test", "--selector", "nope", check=False)
     assert r.returncode != 0 and "no key" in r.stderr
     srv.cli("dkim", "remove", "example.test", "--selector", "s1")
-    assert not key.exists() and "s1" not in srv.cli("dkim", "list").stdout
+    assert not key.exists() and "example.test  s1  " not in srv.cli("dkim", "list").stdout  # (base64 may hold "s1")
 
 
 def test_outgoing_mail_is_signed_and_verifies(make_server, dns, zone, remote, tmp_path):
