@@ -242,21 +242,13 @@ int serve(const Config& cfg) {
 
 void print_queue_entry(const StoredMessage& m) {
   std::cout << m.envelope.id << "  " << m.content_size << " bytes  from <" << sanitize(m.envelope.sender) << ">";
-  if (m.attempts) {
-    std::time_t next = m.next_attempt;
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&next));
-    std::cout << "  attempts " << m.attempts << ", next " << buf;
-  }
+  if (m.attempts) std::cout << "  attempts " << m.attempts << ", next " << iso_utc(m.next_attempt);
   std::cout << "\n";
-  std::set<std::string> shown;
-  for (auto& r : m.envelope.recipients) {
-    if (!shown.insert(r.target).second) continue;
-    std::string state = r.local ? "waiting" : "waiting (remote delivery)";
-    if (std::find(m.done.begin(), m.done.end(), r.target) != m.done.end()) state = "delivered";
-    for (auto& [t, why] : m.failed)
-      if (t == r.target) state = "bounced: " + sanitize(why, 120);
-    std::cout << "    " << (r.local ? "local  " : "remote ") << "<" << sanitize(r.target) << ">  " << state << "\n";
+  for (auto& s : target_states(m)) {
+    std::string state = s.state == "bounced"   ? "bounced: " + sanitize(s.reason, 120)
+                        : s.state == "waiting" ? (s.local ? "waiting" : "waiting (remote delivery)")
+                                               : s.state;
+    std::cout << "    " << (s.local ? "local  " : "remote ") << "<" << sanitize(s.target) << ">  " << state << "\n";
   }
 }
 
@@ -530,12 +522,8 @@ int main(int argc, char** argv) {
     } else if (user_add->parsed() || user_passwd->parsed()) {
       Address a = mailbox_arg(arg1, "user");
       std::string pw = read_password(password_stdin);
-      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
-                              cfg.password_policy.forbid_username};
-      if (auto problem = auth::check_password_policy(pw, a.lookup_key(), pp)) {
-        sodium_memzero(pw.data(), pw.size());
-        throw UsageError("password refused: " + *problem + " ([password_policy] in " + config_path + ")");
-      }
+      Wiped wiped{pw};
+      require_password_policy(cfg, pw, a.lookup_key());
       if (user_add->parsed()) dir->add_user(a, pw, cram_md5);
       else dir->set_password(a, pw, cram_md5);
       sodium_memzero(pw.data(), pw.size());
@@ -572,10 +560,7 @@ int main(int argc, char** argv) {
     } else if (admin_add->parsed()) {
       std::string pw = read_password(password_stdin);
       Wiped wiped{pw};
-      auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
-                              cfg.password_policy.forbid_username};
-      if (auto problem = auth::check_password_policy(pw, arg1, pp))
-        throw UsageError("password refused: " + *problem + " ([password_policy] in " + config_path + ")");
+      require_password_policy(cfg, pw, arg1);
       dir->add_admin(arg1, pw, read_only);
       std::cout << "added administrator " << arg1 << (read_only ? " (read-only)" : "") << "\n";
     } else if (admin_remove->parsed()) {

@@ -11,11 +11,11 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
-#include <set>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "admin/audit.hpp"
+#include "admin/encryption_cli.hpp"
 #include "auth/password.hpp"
 #include "core/address.hpp"
 #include "core/metrics.hpp"
@@ -99,41 +99,22 @@ std::vector<std::string> segments(const std::string& path) {
 }
 
 void check_policy(const Config& cfg, std::string& pw, const std::string& address) {
-  auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
-                          cfg.password_policy.forbid_username};
-  if (auto problem = auth::check_password_policy(pw, address, pp)) {
+  if (auto problem = password_refused(cfg, pw, address)) {
     sodium_memzero(pw.data(), pw.size());
     throw Refused{400, "password refused: " + *problem};
   }
 }
 
-std::string iso(int64_t t) {
-  std::time_t tt = std::time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 json queue_entry(const StoredMessage& m, bool details) {
   json rcpts = json::array();
-  std::set<std::string> shown;
-  for (auto& r : m.envelope.recipients) {
-    if (!shown.insert(r.target).second) continue;
-    std::string state = "waiting", why;
-    if (std::find(m.done.begin(), m.done.end(), r.target) != m.done.end()) state = "delivered";
-    for (auto& [t, w] : m.failed)
-      if (t == r.target) state = "bounced", why = w;
-    for (auto& [t, w] : m.last_error)
-      if (t == r.target && state == "waiting") why = w;
-    json e{{"address", r.target}, {"local", r.local}, {"state", state}};
-    if (!why.empty()) e["reason"] = why;
+  for (auto& t : target_states(m)) {
+    json e{{"address", t.target}, {"local", t.local}, {"state", t.state}};
+    if (!t.reason.empty()) e["reason"] = t.reason;
     rcpts.push_back(e);
   }
   json j{{"id", m.envelope.id}, {"sender", m.envelope.sender}, {"size", m.content_size},
-         {"arrival", iso(m.arrival)}, {"attempts", m.attempts}, {"recipients", rcpts}};
-  if (m.attempts) j["next_attempt"] = iso(m.next_attempt);
+         {"arrival", iso_utc(m.arrival)}, {"attempts", m.attempts}, {"recipients", rcpts}};
+  if (m.attempts) j["next_attempt"] = iso_utc(m.next_attempt);
   if (details) {
     j["client_ip"] = m.envelope.client_ip;
     j["helo"] = m.envelope.helo;
@@ -423,7 +404,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
       json list = json::array();
       for (auto& k : dkim::list_keys(data))
         list.push_back({{"domain", k.domain}, {"selector", k.selector}, {"algorithm", dkim::algorithm_name(k.algorithm)},
-                        {"created", iso(k.created)}, {"record", dkim::dns_record(k)}});
+                        {"created", iso_utc(k.created)}, {"record", dkim::dns_record(k)}});
       return answer(200, dump(json{{"keys", list}}));
     }
     if (seg.size() == 1 && m == "POST") {
@@ -471,6 +452,19 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
 }
 
 }  // namespace
+
+std::optional<http::Response> login_body(const http::Request& req, std::string& name, std::string& password) {
+  try {
+    json b = body_of(req, {"name", "password"});
+    name = text_field(b, "name");
+    password = text_field(b, "password");
+    std::string& pw = b["password"].get_ref<std::string&>();
+    sodium_memzero(pw.data(), pw.size());
+    return std::nullopt;
+  } catch (const Refused& r) {
+    return error(r.status, r.msg);
+  }
+}
 
 http::Response handle(const http::Request& req, const Caller& who, Context& ctx) {
   try {

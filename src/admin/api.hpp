@@ -5,6 +5,7 @@
 // Depends on config/, directory/, store/, http/.
 #pragma once
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -37,6 +38,10 @@ http::Response answer(int status, const std::string& body);
 // Every /api/v1/ route but login (the driver's). A read-only caller gets 403 for any
 // change; unknown paths 404; a known path with another method 405.
 http::Response handle(const http::Request& req, const Caller& who, Context& ctx);
+
+// POST /api/v1/login's body, checked like every other body: the name and password,
+// or the 4xx answer (the driver does the rest: the block, Argon2id, the session).
+std::optional<http::Response> login_body(const http::Request& req, std::string& name, std::string& password);
 
 // GET/PATCH /api/v1/settings (settings.cpp; called by handle).
 http::Response settings(const http::Request& req, const Caller& who, Context& ctx);

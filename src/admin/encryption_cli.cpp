@@ -64,6 +64,17 @@ std::string read_secret_line(const std::string& path, bool trim_spaces) {
 
 Wiped::~Wiped() { sodium_memzero(s.data(), s.size()); }
 
+std::optional<std::string> password_refused(const Config& cfg, std::string_view pw, std::string_view name) {
+  auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes),
+                          cfg.password_policy.forbid_username && !name.empty()};
+  return auth::check_password_policy(pw, name, pp);
+}
+
+void require_password_policy(const Config& cfg, std::string_view pw, std::string_view name) {
+  if (auto problem = password_refused(cfg, pw, name))
+    throw UsageError("password refused: " + *problem + " ([password_policy] in " + cfg.file + ")");
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -100,6 +111,19 @@ int lock_data_dir(const std::string& data_dir, bool exclusive) {
   }
   return fd;
 }
+
+// `enable` / `disable` hold serve.lock exclusive while they run.
+struct ConversionLock {
+  int fd;
+  explicit ConversionLock(const std::string& dd) : fd(lock_data_dir(dd, true)) {
+    if (fd < 0)
+      throw std::runtime_error("bulwark serve is running on " + dd +
+                               ": stop it first (the conversion runs with the server stopped)");
+  }
+  ~ConversionLock() { ::close(fd); }
+  ConversionLock(const ConversionLock&) = delete;
+  ConversionLock& operator=(const ConversionLock&) = delete;
+};
 
 // The password that unlocks the keyring: encryption.password_file, else the terminal.
 std::string configured_password(const Config& cfg) {
@@ -199,17 +223,14 @@ void start_encryption(const Config& cfg) {
 
 void encryption_enable(const Config& cfg, bool password_stdin) {
   const std::string& dd = cfg.server.data_dir;
-  int fd = lock_data_dir(dd, true);
-  if (fd < 0) throw std::runtime_error("bulwark serve is running on " + dd + ": stop it first (the conversion runs with the server stopped)");
+  ConversionLock lock(dd);
   std::string j = read_journal(dd);
   auto ring = crypt::read_keyring(dd);
   if (ring && j.empty()) throw std::runtime_error("encryption is already on in " + dd);
   std::string pw = conversion_password(password_stdin, !ring);
   Wiped wiped{pw};
   if (!ring) {  // a new data key under this password; the journal first, so a rerun knows
-    auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes), false};
-    if (auto problem = auth::check_password_policy(pw, "", pp))
-      throw UsageError("password refused: " + *problem + " ([password_policy] in " + cfg.file + ")");
+    require_password_policy(cfg, pw, "");
     write_journal(dd, "enable");
     crypt::DataKey key = crypt::DataKey::random();
     crypt::write_keyring(dd, crypt::new_keyring(pw, key));
@@ -221,13 +242,11 @@ void encryption_enable(const Config& cfg, bool password_stdin) {
   run_conversion(cfg, true, std::cout);
   remove_file(journal_path(dd));
   std::cout << "encryption on\n";
-  ::close(fd);
 }
 
 void encryption_disable(const Config& cfg, bool password_stdin) {
   const std::string& dd = cfg.server.data_dir;
-  int fd = lock_data_dir(dd, true);
-  if (fd < 0) throw std::runtime_error("bulwark serve is running on " + dd + ": stop it first (the conversion runs with the server stopped)");
+  ConversionLock lock(dd);
   std::string j = read_journal(dd);
   auto ring = crypt::read_keyring(dd);
   if (!ring) {
@@ -249,7 +268,6 @@ void encryption_disable(const Config& cfg, bool password_stdin) {
   remove_file(journal_path(dd));
   crypt::clear_data_key();
   std::cout << "encryption off\n";
-  ::close(fd);
 }
 
 std::string encryption_status(const Config& cfg) {
@@ -276,8 +294,7 @@ void encryption_passwd(const Config& cfg, bool password_stdin) {
     old_pw = ask_quietly("Current encryption password: ");
     new_pw = read_password(false);
   }
-  auth::PasswordPolicy pp{cfg.password_policy.min_length, int(cfg.password_policy.min_classes), false};
-  if (auto problem = auth::check_password_policy(new_pw, "", pp))
+  if (auto problem = password_refused(cfg, new_pw, ""))
     throw UsageError("new password refused: " + *problem + " ([password_policy] in " + cfg.file + ")");
   std::string why;
   auto next = crypt::rewrap(*ring, old_pw, new_pw, &why);

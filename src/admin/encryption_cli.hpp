@@ -3,6 +3,7 @@
 // `serve` and the other commands, `encryption passwd`, and `log show` (SPEC 14), which
 // is how sealed logs are read.
 #pragma once
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -23,6 +24,12 @@ std::string read_password(bool from_stdin);
 // also drops trailing spaces (the relay password file always did; an encryption
 // password is taken as typed, as `encryption passwd` stores it).
 std::string read_secret_line(const std::string& path, bool trim_spaces = false);
+
+// [password_policy] for a new password: why it is refused, or nothing. `name` is what
+// it must not contain (policy.forbid_username); "" for a password of no account.
+std::optional<std::string> password_refused(const Config& cfg, std::string_view pw, std::string_view name);
+// The same for a command: UsageError "password refused: ... ([password_policy] in FILE)".
+void require_password_policy(const Config& cfg, std::string_view pw, std::string_view name);
 
 // Wipes a password when it goes out of scope, also on an exception.
 struct Wiped {

@@ -50,6 +50,11 @@ inline std::string_view trim(std::string_view s) {
 // bytes >= 0x7f become \xNN so nothing a peer sends can forge a log line.
 std::string sanitize(std::string_view s, size_t max_len = 200);
 
+// A unix time in UTC by strftime's `format` (the result at most 63 bytes).
+std::string utc_time(int64_t unix_seconds, const char* format);
+// A unix time as ISO 8601 UTC: "2026-11-24T10:00:00Z".
+inline std::string iso_utc(int64_t unix_seconds) { return utc_time(unix_seconds, "%Y-%m-%dT%H:%M:%SZ"); }
+
 // Lower-case hexadecimal of raw bytes.
 std::string hex(std::string_view raw);
 

@@ -1,5 +1,6 @@
 #include "units.hpp"
 
+#include <ctime>
 #include <charconv>
 #include <limits>
 
@@ -49,6 +50,15 @@ std::optional<std::chrono::seconds> parse_duration(std::string_view s) {
   auto n = parse_number(s.substr(0, s.size() - 1));
   if (!n || *n > (1ull << 40) / mult) return std::nullopt;
   return std::chrono::seconds(static_cast<int64_t>(*n * mult));
+}
+
+std::string utc_time(int64_t unix_seconds, const char* format) {
+  std::time_t t = std::time_t(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  size_t n = std::strftime(buf, sizeof buf, format, &tm);
+  return std::string(buf, n);
 }
 
 std::string hex(std::string_view raw) {

@@ -1,7 +1,5 @@
 // directory/admins.cpp: the administrators of the HTTPS console and API (SPEC 15),
 // kept beside the mail users in the directory (sealed with it when encryption is on).
-#include <sodium.h>
-
 #include "auth/password.hpp"
 #include "core/strings.hpp"
 #include "directory/sqlite.hpp"
@@ -18,9 +16,8 @@ bool valid_admin_name(const std::string& n) {
 }
 
 std::string token_hash(const std::string& token) {
-  unsigned char h[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(h, reinterpret_cast<const unsigned char*>(token.data()), token.size());
-  return hex(std::string_view(reinterpret_cast<const char*>(h), sizeof h));
+  auth::Key h = auth::sha256(token);
+  return hex(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
 }
 
 }  // namespace

@@ -5,15 +5,11 @@
 
 #include <deque>
 
+#include "core/strings.hpp"
+
 namespace bulwark::http {
 
 namespace {
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  return s;
-}
 
 int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -79,7 +75,7 @@ struct Parser::Impl {
   }
   void flush_field() {
     if (!in_value) return;
-    std::string name = lower(field);
+    std::string name = to_lower(field);
     auto [it, fresh] = cur.headers.emplace(name, value);
     if (!fresh) it->second += ", " + value;
     field.clear();

@@ -17,14 +17,7 @@ constexpr size_t fetch_chunk = 1 << 20;  // a FETCH answer is written in pieces 
 
 std::string literal(std::string_view data) { return "{" + std::to_string(data.size()) + "}\r\n" + std::string(data); }
 
-std::string internal_date(int64_t t) {
-  std::time_t tt = std::time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "\"%d-%b-%Y %H:%M:%S +0000\"", &tm);
-  return buf;
-}
+std::string internal_date(int64_t t) { return utc_time(t, "\"%d-%b-%Y %H:%M:%S +0000\""); }
 
 }  // namespace
 

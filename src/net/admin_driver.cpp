@@ -108,10 +108,6 @@ http::Response static_file(const http::Request& req) {
   return admin::error(404, "not found (the API is under /api/v1/, metrics at /metrics, the console at /)");
 }
 
-bool equal_ct(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 class AdminDriver : public Driver {
  public:
   explicit AdminDriver(Shared& shared) : sh_(shared), started_(std::chrono::steady_clock::now()) {}
@@ -138,6 +134,7 @@ class AdminDriver : public Driver {
     std::optional<std::string> session_id;
     std::string login_name, login_password;
     std::optional<Directory::AdminInfo> found;
+    std::optional<http::Response> bad_login;
     Clock::time_point started;
     auto verify = [this, &login_name, &login_password]() {
       auto r = sh_.dir.verify_admin(login_name, login_password);
@@ -173,15 +170,11 @@ class AdminDriver : public Driver {
           } else if (sh_.logins.blocked("ADMIN", ip, a.ipa)) {
             resp = admin::error(429, "too many failed logins from your address; try later");
           } else {
-            auto j = nlohmann::json::parse(req->body, nullptr, false);
-            if (j.is_discarded() || !j.is_object() || !j.contains("name") || !j.contains("password") ||
-                !j["name"].is_string() || !j["password"].is_string() || j.size() != 2) {
-              resp = admin::error(400, "the body must be a JSON object {\"name\", \"password\"}");
+            bad_login = admin::login_body(*req, login_name, login_password);
+            sodium_memzero(req->body.data(), req->body.size());
+            if (bad_login) {
+              resp = std::move(*bad_login);
             } else {
-              login_name = j["name"].get<std::string>();
-              login_password = j["password"].get<std::string>();
-              j.clear();
-              sodium_memzero(req->body.data(), req->body.size());
               found = co_await async_on(sh_.hashing, &verify, use_awaitable);
               if (!found) {
                 bool known = sh_.dir.admin(login_name).has_value();
@@ -220,7 +213,7 @@ class AdminDriver : public Driver {
               session_id = id;
               by_cookie = true;
               bool safe = req->method == "GET" || req->method == "HEAD";
-              if (!safe && !equal_ct(req->header("x-csrf-token"), s->csrf)) {
+              if (!safe && !auth::equal_ct(req->header("x-csrf-token"), s->csrf)) {
                 resp = admin::error(403, "missing or wrong X-CSRF-Token");
                 name.clear();
                 ok = true;  // answered

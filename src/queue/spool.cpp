@@ -584,6 +584,21 @@ bool Spool::finish_if_complete(const std::string& id) {
   return true;
 }
 
+std::vector<TargetState> target_states(const StoredMessage& m) {
+  std::vector<TargetState> out;
+  for (auto& r : m.envelope.recipients) {
+    if (std::any_of(out.begin(), out.end(), [&](auto& s) { return s.target == r.target; })) continue;
+    TargetState s{r.target, r.local, "waiting", ""};
+    for (auto& [t, why] : m.last_error)
+      if (t == r.target) s.reason = why;
+    if (std::find(m.done.begin(), m.done.end(), r.target) != m.done.end()) s = {r.target, r.local, "delivered", ""};
+    for (auto& [t, why] : m.failed)
+      if (t == r.target) s = {r.target, r.local, "bounced", why};
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 void Spool::remove(const std::string& id) {
   ::unlink((queue_dir_ + "/" + id).c_str());
   ::unlink((queue_dir_ + "/" + id + ".done").c_str());

@@ -46,6 +46,16 @@ struct StoredMessage {
   bool pending(bool local) const;  // a local (or a remote) target is not finished yet
 };
 
+// Each distinct target of a stored message and where it stands, as `queue list` and
+// the admin API show it: delivered, bounced (reason: why), or waiting (reason: the
+// latest deferral, if any).
+struct TargetState {
+  std::string target;
+  bool local = false;
+  std::string state, reason;
+};
+std::vector<TargetState> target_states(const StoredMessage& m);
+
 // A load: the message, or why not.
 struct Loaded {
   enum Status { ok, missing, damaged } status = missing;

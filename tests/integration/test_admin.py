@@ -222,7 +222,11 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(admin_server):
         ("POST", "/api/v1/domains", json.dumps({"name": "bad domain!"}).encode(),
          {"Authorization": "Bearer " + token}, 400, "not a valid domain"),
         ("PATCH", "/api/v1/domains", b"{}", {"Authorization": "Bearer " + token}, 405, None),
-        ("POST", "/api/v1/login", b'{"name": "root"}', {}, 400, None),
+        ("POST", "/api/v1/login", b'{"name": "root"}', {}, 400, 'missing field "password"'),
+        ("POST", "/api/v1/login", json.dumps({"name": "root", "password": ADMIN_PW, "x": 1}).encode(), {}, 400,
+         'unknown field "x"'),
+        ("POST", "/api/v1/login", json.dumps({"name": "root", "password": ADMIN_PW}).encode(),
+         {"Content-Type": "text/plain"}, 415, None),
     ]
     for method, path, raw, headers, status, needle in cases:
         r, j = call(srv, method, path, raw=raw, headers=headers)
