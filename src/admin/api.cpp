@@ -126,6 +126,10 @@ json queue_entry(const StoredMessage& m, bool details) {
 // A log's lines, newest first, filtered (SPEC 15): since (ISO 8601 prefix), ip,
 // address (case-insensitive), at most `limit`. A plain log is read from its last
 // 16 MiB; a sealed one whole (records cannot be entered in the middle).
+// Paging: `before` (a time) with `skip` (how many of the matching lines stamped
+// exactly that time the caller has already seen): lines share a millisecond under
+// load, so a time alone would lose the rest of them. The answer's `next` is that
+// query for the following page.
 json log_lines(const Config& cfg, const std::string& name, const http::Request& req) {
   std::string since = req.param("since"), before = req.param("before"), ip = req.param("ip"),
               address = to_lower(req.param("address"));
@@ -152,10 +156,17 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
       throw Refused{400, "limit must be a number from 1 to 10000"};
     limit = std::min<size_t>(std::stoul(l), 10000);
   }
+  size_t skip = 0, skipped = 0;
+  bool with_skip = !req.param("skip").empty();
+  if (std::string k = req.param("skip"); with_skip) {
+    if (k.size() > 5 || k.find_first_not_of("0123456789") != std::string::npos || before.size() != 23)
+      throw Refused{400, "skip must be a number up to 99999, with a whole before= time (to the millisecond)"};
+    skipped = skip = std::stoul(k);
+  }
   std::string path = (std::filesystem::path(cfg.server.log_dir) / (name + ".log")).string();
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   json lines = json::array();
-  if (fd < 0) return lines;  // nothing logged yet
+  if (fd < 0) return json{{"lines", lines}};  // nothing logged yet
   struct stat st{};
   ::fstat(fd, &st);
   char magic[8] = {0};
@@ -173,7 +184,9 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
     std::string_view line = start == std::string_view::npos ? all : all.substr(start + 1);
     all = start == std::string_view::npos ? std::string_view() : all.substr(0, start + 1);
     if (!since.empty() && line.substr(0, since.size()) < since) break;  // older from here on
-    if (!before.empty() && line.substr(0, before.size()) >= before) continue;  // paging: newer than asked
+    // paging: newer than asked (with skip, the lines of that very time are still due)
+    if (!before.empty() && (with_skip ? line.substr(0, before.size()) > before : line.substr(0, before.size()) >= before))
+      continue;
     if (!ip.empty()) {
       size_t at = line.find(ip);
       bool whole = false;
@@ -189,9 +202,21 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
       if (!whole) continue;
     }
     if (!address.empty() && to_lower(std::string(line)).find(address) == std::string::npos) continue;
+    if (skip > 0 && line.substr(0, before.size()) == before) {
+      --skip;  // seen on the page before
+      continue;
+    }
     lines.push_back(std::string(line));
   }
-  return lines;
+  json out{{"lines", lines}};
+  if (lines.size() == limit) {
+    // The oldest line's time, and how many lines of this page carry it.
+    std::string oldest = lines.back().get<std::string>().substr(0, 23);
+    size_t same = oldest == before ? skipped : 0;
+    for (auto& l : lines) same += l.get<std::string>().compare(0, 23, oldest) == 0;
+    out["next"] = "before=" + oldest + "Z&skip=" + std::to_string(same);
+  }
+  return out;
 }
 
 // /metrics: the registry, and the queue's size and age measured now.
@@ -438,7 +463,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
   }
   if (what == "logs" && seg.size() == 2 && (seg[1] == "mail" || seg[1] == "security")) {
     if (m != "GET") return method_not_allowed();
-    return answer(200, dump(json{{"lines", log_lines(ctx.cfg, seg[1], req)}}));
+    return answer(200, dump(log_lines(ctx.cfg, seg[1], req)));
   }
   if (what == "settings" && seg.size() == 1) return settings(req, who, ctx);
   if (what == "audit" && seg.size() == 1) {
