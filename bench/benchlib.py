@@ -67,3 +67,9 @@ def settle(root, name, expected, timeout=120):
             break
         time.sleep(0.05)
     os.sync()
+
+
+def cpu_seconds(pid):
+    """user + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

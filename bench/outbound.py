@@ -54,12 +54,6 @@ def rss_kib(pid):
     return 0
 
 
-def cpu_seconds(pid):
-    """user + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bulwark_config(relay_port):
     return ('[relay]\nallow_ip_group = "local"\n[limits]\nmax_connections_per_ip = 0\n'
             f'[delivery]\nmode = "relay"\nrelay_host = "127.0.0.1"\nrelay_port = {relay_port}\ntls = "off"\n'
@@ -90,10 +84,10 @@ try:
         bw = subprocess.Popen([BIN, "--config", str(cfg), "serve"], stderr=open(bw_root / "serve2.log", "wb"))
         procs.append(bw)
         time.sleep(1.0)  # listening and the queue indexed
-        t, cpu = time.monotonic(), cpu_seconds(bw.pid)
+        t, cpu = time.monotonic(), benchlib.cpu_seconds(bw.pid)
         subprocess.run([BIN, "--config", str(cfg), "queue", "retry"], check=True, stdout=subprocess.DEVNULL)
         wait_for(lambda: bulwark_queue(bw_root) == 0, 600, "bulwark queue to empty")
-        rate, us = N / (time.monotonic() - t), (cpu_seconds(bw.pid) - cpu) * 1e6 / N
+        rate, us = N / (time.monotonic() - t), (benchlib.cpu_seconds(bw.pid) - cpu) * 1e6 / N
         bw.terminate()
         bw.wait()
         return rate, us

@@ -69,9 +69,19 @@ std::string relaxed_header(std::string_view raw) {
   return out;
 }
 
+const EVP_MD* md_sha256() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // kept for the process
+  return md ? md : EVP_sha256();
+}
+
+const EVP_MD* md_sha1() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  return md ? md : EVP_sha1();
+}
+
 BodyHash::BodyHash(bool relaxed, bool sha1, std::optional<uint64_t> limit) : relaxed_(relaxed), limit_(limit) {
   md_ = EVP_MD_CTX_new();
-  if (!md_ || EVP_DigestInit_ex(md_, sha1 ? EVP_sha1() : EVP_sha256(), nullptr) != 1)
+  if (!md_ || EVP_DigestInit_ex(md_, sha1 ? md_sha1() : md_sha256(), nullptr) != 1)
     throw std::runtime_error("DKIM: cannot start a digest");
   pending_.reserve(flush_at + 4096);
 }
@@ -169,12 +179,12 @@ std::string BodyHash::finish() {
 
 std::string signed_input(bool ed25519, std::string_view data, const EVP_MD** md) {
   if (!ed25519) {
-    *md = EVP_sha256();
+    *md = md_sha256();
     return std::string(data);
   }
   unsigned char d[32];  // RFC 8463 3: Ed25519 (pure) over the SHA-256 hash of the data
   unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
+  EVP_Digest(data.data(), data.size(), d, &n, md_sha256(), nullptr);
   *md = nullptr;
   return std::string(reinterpret_cast<char*>(d), n);
 }

@@ -68,6 +68,10 @@ std::string base64(std::string_view raw);
 // EVP_DigestSign/Verify: rsa-sha256 the bytes with SHA-256; ed25519-sha256 their
 // SHA-256 hash with no digest (RFC 8463).
 std::string signed_input(bool ed25519, std::string_view data, const EVP_MD** md);
+// SHA-256 and SHA-1 fetched from OpenSSL's provider once: EVP_sha256() handed to an
+// Init makes OpenSSL 3 look the implementation up again on every message.
+const EVP_MD* md_sha256();
+const EVP_MD* md_sha1();
 std::optional<std::string> unbase64(std::string_view text);  // whitespace ignored
 
 // ---- keys (keys.cpp)

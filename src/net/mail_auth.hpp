@@ -2,8 +2,9 @@
 // the end of DATA and the commit: DKIM verification (dkim/), SPF (policy/spf) and
 // then DMARC (policy/dmarc) on their results,
 // their DNS through DnsChecks' cache, summed up in one Authentication-Results field
-// (RFC 8601) that goes on top of the message. Hashing runs on the disk pool, DNS on
-// the resolver thread; `done` is called on either: post it to your executor.
+// (RFC 8601) that goes on top of the message. Hashing runs on the caller's thread for a
+// small message in memory, else on the disk pool; DNS on the resolver thread; `done`
+// is called on any of them: post it to your executor.
 #pragma once
 #include <asio.hpp>
 #include <functional>

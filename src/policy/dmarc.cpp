@@ -4,7 +4,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include "core/strings.hpp"
 #include "dkim/dkim.hpp"
@@ -13,8 +14,16 @@ namespace bulwark::dmarc {
 
 namespace {
 
+// Looked up by string_view (C++20 heterogeneous lookup): a domain's tails are
+// looked up without making a string of each.
+struct ViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view v) const { return std::hash<std::string_view>{}(v); }
+};
+using NameSet = std::unordered_set<std::string, ViewHash, std::equal_to<>>;
+
 struct Psl {
-  std::set<std::string> rules, wildcards, exceptions;  // "co.uk"; "*.ck" as "ck"; "!www.ck" as "www.ck"
+  NameSet rules, wildcards, exceptions;  // "co.uk"; "*.ck" as "ck"; "!www.ck" as "www.ck"
   bool loaded = false;
 };
 
@@ -40,20 +49,6 @@ const Psl& psl(const std::string& path) {
   return p;
 }
 
-std::vector<std::string> labels(const std::string& d) {
-  std::vector<std::string> out(1);
-  for (char c : d) {
-    if (c == '.') out.emplace_back();
-    else out.back() += c;
-  }
-  return out;
-}
-
-std::string join_from(const std::vector<std::string>& l, size_t i) {
-  std::string out;
-  for (; i < l.size(); ++i) out += (out.empty() ? "" : ".") + l[i];
-  return out;
-}
 
 Policy parse_policy(const std::string& v, bool& ok) {
   ok = true;
@@ -91,29 +86,33 @@ const std::string* dmarc_record(const DnsResult& r, bool& several) {
 std::string organizational_domain(const std::string& domain_in, const std::string& path) {
   std::string domain = to_lower(domain_in);
   while (!domain.empty() && domain.back() == '.') domain.pop_back();
-  auto l = labels(domain);
   if (domain.empty()) return "";
+  // Where each label starts: the tail from label i is domain.substr(starts[i]).
+  std::vector<size_t> starts{0};
+  for (size_t i = 0; i < domain.size(); ++i)
+    if (domain[i] == '.') starts.push_back(i + 1);
+  std::string_view d = domain;
+  auto tail = [&](size_t i) { return d.substr(starts[i]); };
   const Psl& p = psl(path);
   // The public suffix: the longest matching rule; an exception rule wins and is one
   // label shorter; no rule: the last label ("*").
-  size_t suffix_start = l.size() - 1;
-  for (size_t i = 0; i < l.size(); ++i) {
-    std::string tail = join_from(l, i);
-    if (p.exceptions.count(tail)) {
+  size_t n = starts.size(), suffix_start = n - 1;
+  for (size_t i = 0; i < n; ++i) {
+    if (p.exceptions.find(tail(i)) != p.exceptions.end()) {
       suffix_start = i + 1;
       break;
     }
-    if (p.rules.count(tail)) {
+    if (p.rules.find(tail(i)) != p.rules.end()) {
       suffix_start = i;
       break;
     }
-    if (i + 1 < l.size() && p.wildcards.count(join_from(l, i + 1))) {
+    if (i + 1 < n && p.wildcards.find(tail(i + 1)) != p.wildcards.end()) {
       suffix_start = i;
       break;
     }
   }
   if (suffix_start == 0) return "";  // the domain is a public suffix
-  return join_from(l, suffix_start - 1);
+  return std::string(tail(suffix_start - 1));
 }
 
 const char* result_name(Result r) {
@@ -136,7 +135,7 @@ const char* policy_name(Policy p) {
   return "none";
 }
 
-Outcome evaluate(const Input& in, const spf::DnsAnswers& dns) {
+Outcome evaluate(const Input& in, const spf::DnsAnswers& dns, const spf::Peek& peek) {
   Outcome out;
   out.done = true;
   if (in.from_domain.empty()) return out;  // none: no single From: domain to judge
@@ -149,18 +148,19 @@ Outcome evaluate(const Input& in, const spf::DnsAnswers& dns) {
     if (step == 1 && (org.empty() || org == in.from_domain)) break;
     spf::DnsKey key{DnsType::txt, "_dmarc." + d};
     auto it = dns.find(key);
-    if (it == dns.end()) {
+    const DnsResult* answer = it != dns.end() ? &it->second : peek ? peek(key) : nullptr;
+    if (!answer) {
       out.done = false;
       out.need = key;
       return out;
     }
-    if (it->second.status == DnsResult::failure) {
+    if (answer->status == DnsResult::failure) {
       out.result = Result::temperror;
       out.why = "DNS failure looking up _dmarc." + d;
       return out;
     }
     bool several = false;
-    record = dmarc_record(it->second, several);
+    record = dmarc_record(*answer, several);
     if (several) {
       out.result = Result::permerror;
       out.why = "more than one DMARC record at _dmarc." + d;

@@ -37,6 +37,7 @@ struct Outcome {
   std::string why;
 };
 
-Outcome evaluate(const Input& in, const spf::DnsAnswers& dns);
+// `peek` as for SPF: answers at hand (the cache) before the evaluation names a need.
+Outcome evaluate(const Input& in, const spf::DnsAnswers& dns, const spf::Peek& peek = nullptr);
 
 }  // namespace bulwark::dmarc

@@ -9,19 +9,20 @@
 
 namespace bulwark {
 
-void DnsChecks::cached_query(const std::string& name, DnsType type, Resolver::Callback cb) {
+std::optional<DnsResult> DnsChecks::cached(const std::string& name, DnsType type) {
   auto key = std::make_pair(int(type), to_lower(name));
-  std::optional<DnsResult> hit;
-  {
-    std::lock_guard lk(mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) {
-      if (it->second.second > now_()) hit = it->second.first;
-      else cache_.erase(it);
-    }
-  }
+  std::lock_guard lk(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  if (it->second.second > now_()) return it->second.first;
+  cache_.erase(it);
+  return std::nullopt;
+}
+
+void DnsChecks::cached_query(const std::string& name, DnsType type, Resolver::Callback cb) {
   // Outside the lock: the callback may start the next cached query.
-  if (hit) return cb(std::move(*hit));
+  if (auto hit = cached(name, type)) return cb(std::move(*hit));
+  auto key = std::make_pair(int(type), to_lower(name));
   r_.query(name, type, [this, key, cb = std::move(cb)](DnsResult r) {
     std::chrono::seconds keep{0};
     if (r.status == DnsResult::ok) keep = std::max(r.ttl, std::chrono::seconds(0));

@@ -3,6 +3,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "dns/resolver.hpp"
@@ -33,6 +34,9 @@ class DnsChecks {
 
   // Any query, through the same cache (DKIM keys, SPF and DMARC records, DNSBL).
   void cached_query(const std::string& name, DnsType type, Resolver::Callback cb);
+  // The cached answer, if there is a live one: no query, no callback (the SPF and
+  // DMARC evaluations ask this first and only go asynchronous on a miss).
+  std::optional<DnsResult> cached(const std::string& name, DnsType type);
 
  private:
   Resolver& r_;

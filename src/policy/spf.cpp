@@ -37,6 +37,7 @@ struct Ctx {
   bool v4 = true;
   std::string ip_text, sender, local, sender_domain, helo;
   const DnsAnswers& dns;
+  const Peek& peek;
   int lookups = 0, voids = 0;
 };
 
@@ -49,8 +50,10 @@ std::string lower_name(std::string_view n) {
 const DnsResult& lookup(Ctx& c, DnsType t, const std::string& name) {
   DnsKey k{t, lower_name(name)};
   auto it = c.dns.find(k);
-  if (it == c.dns.end()) throw Need{k};
-  return it->second;
+  if (it != c.dns.end()) return it->second;
+  if (c.peek)
+    if (const DnsResult* r = c.peek(k)) return *r;
+  throw Need{k};
 }
 
 void count_lookup(Ctx& c) {
@@ -407,10 +410,10 @@ std::string checked_domain(const std::string& sender, const std::string& helo) {
 }
 
 Outcome evaluate(const std::string& ip, const std::string& sender_in, const std::string& helo,
-                 const DnsAnswers& dns) {
+                 const DnsAnswers& dns, const Peek& peek) {
   Outcome out;
   auto addr = IpAddress::parse(ip);
-  Ctx c{addr.value_or(IpAddress{}), addr && addr->is_v4(), ip, "", "", "", helo, dns};
+  Ctx c{addr.value_or(IpAddress{}), addr && addr->is_v4(), ip, "", "", "", helo, dns, peek};
   if (addr && c.v4) c.ip_text = addr->str();
   std::string sender = sender_in.empty() ? "postmaster@" + helo : sender_in;
   size_t at = sender.rfind('@');

@@ -1,9 +1,10 @@
 // policy/: SPF (RFC 7208) check_host(), sans-I/O. The evaluation runs against the DNS
 // answers known so far; when it needs one more it says which, the caller looks it up
-// (through the cache) and runs it again. Answers are replayed, so a record with N
+// (through the cache) and runs it again -- unless `peek` had it at once. Answers are replayed, so a record with N
 // lookups costs N runs of a cheap parse; the limits of RFC 7208 4.6.4 (10 DNS
 // mechanisms, 2 void lookups, 10 MX/PTR names) bound N.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -25,9 +26,15 @@ struct Outcome {
   std::string why;     // for permerror/temperror and the log
 };
 
+// Answers that can be had at once beyond `dns` (a cache), or null: asked before an
+// evaluation stops to say what it needs, so that with a warm cache one run does it all
+// (no replay, no unwinding).
+using Peek = std::function<const DnsResult*(const DnsKey&)>;
+
 // ip: the client address in text form; sender: the MAIL FROM address ("" for the null
 // sender: postmaster@helo is checked, RFC 7208 2.4); helo: the EHLO/HELO name.
-Outcome evaluate(const std::string& ip, const std::string& sender, const std::string& helo, const DnsAnswers& dns);
+Outcome evaluate(const std::string& ip, const std::string& sender, const std::string& helo, const DnsAnswers& dns,
+                 const Peek& peek = nullptr);
 
 // The domain evaluate() checks for this sender ("" when there is none to check).
 std::string checked_domain(const std::string& sender, const std::string& helo);

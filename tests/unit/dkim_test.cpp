@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
+#include <thread>
+
 #include "dkim/dkim.hpp"
 #include "temp_dir.hpp"
 
@@ -280,4 +282,33 @@ TEST(DkimVerify, OwnSignaturesExpiryAndLength) {
   EXPECT_EQ(verify(no_from + msg, keys)[0].reason, "From is not signed");
   std::string sha1 = "DKIM-Signature: v=1; a=rsa-sha1; d=example.test; s=r; h=from; bh=AAAA; b=AAAA\r\n";
   EXPECT_EQ(verify(sha1 + msg, keys)[0].result, Verdict::permerror);
+}
+
+// An RSA key's verification context is made once per thread and kept: it must give
+// the same answers for message after message, after a failure too, on any thread.
+TEST(DkimVerify, OneKeyManyMessagesAfterAFailureAndOnAnotherThread) {
+  test::TempDir d;
+  Key rsa = keygen(d.path.string(), "example.test", "r", Algorithm::rsa2048);
+  Keys keys{{"r._domainkey.example.test", {KeyAnswer::found, {record_value(rsa)}}}};
+  Signer signer(d.path.string());
+  std::string a = "From: u@example.test\r\nSubject: one\r\n\r\nfirst\r\n";
+  std::string b = "From: u@example.test\r\nSubject: two\r\n\r\nsecond\r\n";
+  std::string sa = signer.sign(a, 1700000000) + a, sb = signer.sign(b, 1700000000) + b;
+  std::string forged = sb;
+  forged.replace(forged.find("Subject: two"), 12, "Subject: TWO");  // the body hash still holds
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(verify(sa, keys)[0].result, Verdict::pass);
+    auto f = verify(forged, keys)[0];
+    EXPECT_EQ(f.result, Verdict::fail);
+    EXPECT_EQ(f.reason, "signature did not verify");
+    EXPECT_EQ(verify(sb, keys)[0].result, Verdict::pass);
+  }
+  Verdict::Result elsewhere = Verdict::permerror, forged_elsewhere = Verdict::pass;
+  std::thread t([&] {
+    elsewhere = verify(sa, keys)[0].result;
+    forged_elsewhere = verify(forged, keys)[0].result;
+  });
+  t.join();
+  EXPECT_EQ(elsewhere, Verdict::pass);
+  EXPECT_EQ(forged_elsewhere, Verdict::fail);
 }

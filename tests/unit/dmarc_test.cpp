@@ -25,15 +25,29 @@ namespace {
 struct Dns {
   spf::DnsAnswers known;
   std::map<std::string, std::vector<std::string>> txt;  // name -> records
+  DnsResult answer(const spf::DnsKey& k) const {
+    if (auto at = known.find(k); at != known.end()) return at->second;  // set by the test
+    DnsResult r;
+    auto it = txt.find(k.second);
+    r.status = it == txt.end() ? DnsResult::nxdomain : DnsResult::ok;
+    if (it != txt.end()) r.texts = it->second;
+    return r;
+  }
   Outcome run(Input in) {
     for (int i = 0; i < 5; ++i) {
       Outcome o = evaluate(in, known);
-      if (o.done) return o;
-      DnsResult r;
-      auto it = txt.find(o.need.second);
-      r.status = it == txt.end() ? DnsResult::nxdomain : DnsResult::ok;
-      if (it != txt.end()) r.texts = it->second;
-      known[o.need] = r;
+      if (o.done) {
+        // With every answer at hand through `peek` (a warm cache): one run, the same outcome.
+        spf::DnsAnswers none, seen;
+        Outcome once = evaluate(in, none, [&](const spf::DnsKey& k) { return &(seen[k] = answer(k)); });
+        EXPECT_TRUE(once.done);
+        EXPECT_EQ(once.result, o.result);
+        EXPECT_EQ(once.policy, o.policy);
+        EXPECT_EQ(once.disposition, o.disposition);
+        EXPECT_EQ(once.why, o.why);
+        return o;
+      }
+      known[o.need] = answer(o.need);
     }
     ADD_FAILURE() << "no end";
     return {};
