@@ -120,6 +120,19 @@ def test_console_login_user_setting_queue_and_security_log(make_server, browser)
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view table"), "ADMIN login from 127.0.0.1: root"))
     shot("07-security-log")
 
+    # One line a page: the newest is a relay refusal; "Older lines" pages back to the login.
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.ehlo("client.test")
+        s.mail("a@remote.test")
+        assert s.rcpt("x@far-away.test")[0] == 554
+    srv.wait_log("security.log", "SMTP relay denied")
+    d.get(f"https://127.0.0.1:{port}/#logs?log=security&limit=1")
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view table"), "x@far-away.test"))
+    d.find_element(By.ID, "older").click()
+    wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view table"), "ADMIN login from 127.0.0.1: root"))
+    assert "x@far-away.test" not in d.find_element(By.CSS_SELECTOR, "#view table").text
+
     # The one error expected: the browser's own note of the 400 to the refused password.
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
               and not ("/api/v1/users" in e["message"] and "status of 400" in e["message"])]

@@ -200,8 +200,16 @@ const views = {
     const params = new URLSearchParams(location.hash.split("?")[1] || "");
     const which = params.get("log") === "mail" ? "mail" : "security";
     const q = new URLSearchParams();
-    for (const k of ["since", "ip", "address", "limit"]) if (params.get(k)) q.set(k, params.get(k));
+    for (const k of ["since", "ip", "address", "limit", "before", "skip"]) if (params.get(k)) q.set(k, params.get(k));
     const data = await api("GET", `/api/v1/logs/${which}?${q}`);
+    // A full page: the API's `next` (before= and skip=) is the page of older lines.
+    let older = [];
+    if (data.next) {
+      const p = new URLSearchParams(params);
+      p.set("log", which);
+      for (const [k, v] of new URLSearchParams(data.next)) p.set(k, v);
+      older = [el("p", {}, el("a", { href: "#logs?" + p, id: "older" }, "Older lines"))];
+    }
     const f = el("form", { class: "inline" },
                  el("label", {}, "Log", el("select", { name: "log" }, el("option", { value: "security", selected: which === "security" }, "security"),
                                                       el("option", { value: "mail", selected: which === "mail" }, "mail"))),
@@ -213,7 +221,8 @@ const views = {
       for (const [k, v] of new FormData(f).entries()) if (v) p.set(k, v);
       location.hash = "logs?" + p;
     });
-    return [el("h2", {}, "Logs: " + which), f, table(["Line (newest first)"], data.lines.map((l) => [el("span", { class: "mono" }, l)]))];
+    return [el("h2", {}, "Logs: " + which), f, table(["Line (newest first)"], data.lines.map((l) => [el("span", { class: "mono" }, l)])),
+            ...older];
   },
   async settings() {
     const s = await api("GET", "/api/v1/settings");
