@@ -155,6 +155,7 @@ void sd_notify(const char* state) {
 
 // The composition root: builds the services, and tears them down in a stated order.
 int serve(const Config& cfg) {
+  logs::install_crash_report();
   // Until the server's signal handlers exist (they are made before any port opens),
   // SIGTERM/SIGINT/SIGHUP wait instead of killing a half-started server.
   sigset_t sigs, old;

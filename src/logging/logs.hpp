@@ -25,6 +25,9 @@ spdlog::logger& mail();
 spdlog::logger& security();
 spdlog::logger& main();
 void flush();
+// On SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT: a line and a backtrace on stderr,
+// then the default action (crash.cpp). Not in sanitizer builds (their report is better).
+void install_crash_report();
 
 // For a line that a fault can repeat many times a second (accept() failing while
 // the process is out of file descriptors): at most one line per `every`. allow()

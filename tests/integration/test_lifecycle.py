@@ -1,6 +1,7 @@
 """Signals and restarts: SIGTERM finishes what is in flight, SIGHUP reloads."""
 import os
 import pwd
+import signal
 import smtplib
 import socket
 import ssl
@@ -280,3 +281,19 @@ def test_accept_failures_are_logged_at_most_once_per_10_seconds(make_server):
     # Descriptors back: it serves again.
     with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
         assert s.noop()[0] == 250
+
+
+@pytest.mark.skipif(os.environ.get("BULWARK_SANITIZED") == "1", reason="the sanitizer keeps its own fault handler")
+def test_a_fault_says_so_with_a_backtrace_on_stderr_then_dies_of_it(make_server):
+    """A crash that cannot be made to happen again is found from its one report."""
+    srv = make_server()
+    proc = subprocess.Popen([conftest.BIN, "serve", "--config", str(srv.config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    conftest.wait(lambda: "ready: accepting connections" in srv.log("bulwark.log"), what="the server ready")
+    os.kill(proc.pid, signal.SIGSEGV)
+    _, err = proc.communicate(timeout=30)
+    text = err.decode(errors="replace")
+    assert proc.returncode == -signal.SIGSEGV, text[-2000:]
+    assert "bulwark: fatal signal 11 (SEGV); backtrace" in text, text[-2000:]
+    frames = text.split("backtrace", 1)[1].splitlines()[1:]
+    assert len(frames) >= 3 and any("bulwark(" in f or "libc.so" in f for f in frames), text[-2000:]
