@@ -13,6 +13,7 @@
 
 namespace bulwark::logs {
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 namespace {
 
 void say(const char* s) {
@@ -44,6 +45,7 @@ void on_fatal(int sig) {
 }
 
 }  // namespace
+#endif
 
 void install_crash_report() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
