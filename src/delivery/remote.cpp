@@ -1,39 +1,24 @@
-#include "delivery/remote.hpp"
-
-#include <openssl/ssl.h>
-
-#include <asio.hpp>
-#include <algorithm>
-#include <asio/ssl.hpp>
-#include <deque>
-#include <filesystem>
+// delivery/: RemoteDelivery's queue manager -- which message is due, its attempt
+// split into jobs per destination, the results recorded, reports sent. The sessions
+// that carry the jobs are in remote_session.cpp; the shared state in remote_impl.hpp.
 #include <fstream>
 #include <future>
-#include <map>
-#include <set>
-#include <thread>
 
-#include "core/strings.hpp"
-#include "delivery/outbound.hpp"
 #include "core/metrics.hpp"
-#include "logging/logs.hpp"
+#include "core/strings.hpp"
+#include "delivery/remote_impl.hpp"
 #include "delivery/reports.hpp"
-#include "delivery/signing.hpp"
+#include "logging/logs.hpp"
 #include "queue/dsn.hpp"
 
 namespace fs = std::filesystem;
 
 namespace bulwark {
 
-using asio::awaitable;
-using asio::use_awaitable;
-using asio::ip::tcp;
-
 namespace {
 
 int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string domain_of(const std::string& address) {
@@ -51,556 +36,278 @@ std::string duration_text(std::chrono::seconds d) {
 
 }  // namespace
 
-struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl> {
-  struct Result {
-    std::string target;
-    enum Kind { delivered, failed, deferred } kind = deferred;
-    smtp::ServerReply reply;
-    std::string relay;  // "host[ip]:port" or ""
-  };
-  struct Attempt {
-    std::string id;
-    std::shared_ptr<StoredMessage> msg;
-    size_t open_jobs = 0;
-    std::vector<Result> results;
-  };
-  struct Job {
-    std::shared_ptr<Attempt> attempt;
-    std::vector<std::string> targets;
-  };
-  struct Dest {
-    std::deque<Job> jobs;
-    size_t sessions = 0;
-  };
-  struct Entry {
-    int64_t next = 0;
-    bool busy = false;
-  };
+void RemoteDelivery::Impl::add_record(Spool::StateRecord r, std::function<void()> then) {
+  records.push_back(std::move(r));
+  if (then) after_records.push_back(std::move(then));
+  if (flush_posted) return;
+  flush_posted = true;
+  asio::post(io, [self = shared_from_this()] { self->flush_records(); });
+}
 
-  Spool& spool;
-  Resolver& resolver;
-  RemoteSettings s;
-  Reporter& reporter;
-  // File work (loads, state records, reports, reading content) runs here, never on
-  // the loop's thread: one slow disk must not stall every outbound session.
-  asio::thread_pool disk{1};
-  // DKIM signing is CPU work (an RSA-2048 signature ~0.3 ms): it has its own threads,
-  // so that neither loads nor state records wait behind it.
-  asio::thread_pool signing{std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4)};
-  // The loop, owned so that close() ends it (and the session frames left in it,
-  // which hold this Impl) at a stated moment; the timer and the work guard go first.
-  std::unique_ptr<asio::io_context> io_holder = std::make_unique<asio::io_context>();
-  asio::io_context& io = *io_holder;
-  Outbound net{io, disk, spool, s};
-  dkim::Signer signer{s.data_dir};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{io.get_executor()};
-  std::optional<asio::steady_timer> tick{std::in_place, io};
-  std::thread thread;
-  std::map<std::string, Entry> entries;
-  std::set<std::pair<int64_t, std::string>> due;  // (next attempt, id) of entries not busy
+void RemoteDelivery::Impl::flush_records() {
+  flush_posted = false;
+  if (records.empty() && after_records.empty()) return;
+  auto batch = std::make_shared<std::vector<Spool::StateRecord>>(std::move(records));
+  auto thens = std::move(after_records);
+  records.clear();
+  after_records.clear();
+  disk_then(
+      [this, batch] {
+        spool.record_many(*batch);
+        return true;
+      },
+      [thens = std::move(thens)](bool) {
+        for (auto& f : thens) f();
+      });
+}
 
-  void add_entry(const std::string& id, int64_t next) {
-    auto [it, fresh] = entries.emplace(id, Entry{next, false});
-    if (!fresh) return;
-    due.emplace(next, id);
+void RemoteDelivery::Impl::index_spool(const std::vector<QueueEntry>& queued) {
+  for (auto& e : queued)
+    if (e.remote_pending) add_entry(e.id, e.next_attempt);
+  if (!entries.empty()) logs::main().info("remote delivery: {} queued message(s) picked up", entries.size());
+}
+
+void RemoteDelivery::Impl::on_tick() {
+  if (stopping) return;
+  // `queue retry` is noticed within 200 ms; the whole index is looked at once a second.
+  fs::path p = fs::path(s.data_dir) / "retry-now";
+  disk_then([p] { return take_retry_requests(p); },
+            [this](std::vector<std::string> ids) {
+              if (stopping) return;
+              apply_retry_requests(ids);
+              if (!ids.empty() || ++ticks % 5 == 0) schedule();
+              tick->expires_after(std::chrono::milliseconds(200));
+              tick->async_wait([self = shared_from_this()](const asio::error_code& ec) {
+                if (!ec) self->on_tick();
+              });
+            });
+}
+
+std::vector<std::string> RemoteDelivery::Impl::take_retry_requests(const fs::path& p) {
+  std::vector<std::string> ids;
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return ids;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) ids.push_back(line);
+  fs::remove(p, ec);
+  return ids;
+}
+
+void RemoteDelivery::Impl::apply_retry_requests(const std::vector<std::string>& ids) {
+  for (auto& id : ids) {
+    if (id == "*") {
+      for (auto& [k, e] : entries)
+        if (!e.busy) reschedule(k, 0);
+    } else if (auto it = entries.find(id); it != entries.end() && !it->second.busy) {
+      reschedule(id, 0);
+    }
   }
-  void reschedule(const std::string& id, int64_t next) {
+}
+
+void RemoteDelivery::Impl::schedule() {
+  if (stopping) return;
+  int64_t now = unix_now();
+  size_t cap = s.max_sessions * 4;  // messages held in memory at once
+  while (!due.empty() && attempts < cap && due.begin()->first <= now) {
+    std::string id = due.begin()->second;
+    due.erase(due.begin());
     auto it = entries.find(id);
-    if (it == entries.end()) return;
-    if (!it->second.busy) due.erase({it->second.next, id});
-    it->second.next = next;
-    it->second.busy = false;
-    due.emplace(next, id);
+    if (it == entries.end()) continue;
+    it->second.busy = true;
+    ++attempts;  // counted from here: the load is part of the attempt
+    bool sign = s.dkim_sign;
+    disk_then([this, id] { return spool.load(id); },
+              [this, id, sign](Loaded l) {
+                if (!sign || l.status != Loaded::ok || !l.msg.envelope.ours) return begin_attempt(id, std::move(l));
+                auto held = std::make_shared<Loaded>(std::move(l));
+                disk_then(
+                    [this, held] {
+                      held->msg.prepend = dkim_fields(spool, signer, held->msg);
+                      return true;
+                    },
+                    [this, id, held](bool) { begin_attempt(id, std::move(*held)); }, signing);
+              });
   }
-  void drop_entry(const std::string& id) {
-    auto it = entries.find(id);
-    if (it == entries.end()) return;
-    if (!it->second.busy) due.erase({it->second.next, id});
-    entries.erase(it);
-  }
-  std::map<std::string, Dest> dests;
-  size_t sessions = 0, attempts = 0;
-  size_t in_flight = 0;  // sessions in the middle of a message
-  size_t reports_pending = 0;  // reports handed to the spool, outcome not yet recorded
-  size_t disk_pending = 0;     // jobs on the disk thread whose results are not back
-  uint64_t ticks = 0;
-  bool stopping = false;
-  // State records waiting for one batched sync; `then` runs after it.
-  std::vector<Spool::StateRecord> records;
-  std::vector<std::function<void()>> after_records;
-  bool flush_posted = false;
+}
 
-  Impl(Spool& sp, Resolver& r, RemoteSettings st, Reporter& rep)
-      : spool(sp), resolver(r), s(std::move(st)), reporter(rep) {}
-
-  // Runs f on the disk thread (or `pool`), then `then(result)` back on the loop's thread.
-  template <class F, class Then>
-  void disk_then(F f, Then then) {
-    disk_then(std::move(f), std::move(then), disk);
-  }
-  template <class F, class Then>
-  void disk_then(F f, Then then, asio::thread_pool& pool) {
-    ++disk_pending;
-    asio::post(pool, [self = shared_from_this(), f = std::move(f), then = std::move(then)]() mutable {
-      auto r = f();
-      asio::post(self->io, [self, then = std::move(then), r = std::move(r)]() mutable {
-        --self->disk_pending;
-        then(std::move(r));
-      });
-    });
-  }
-
-  // ---- the schedule (everything below runs on the io thread) ----
-
-  void add_record(Spool::StateRecord r, std::function<void()> then = {}) {
-    records.push_back(std::move(r));
-    if (then) after_records.push_back(std::move(then));
-    if (flush_posted) return;
-    flush_posted = true;
-    asio::post(io, [self = shared_from_this()] { self->flush_records(); });
-  }
-
-  void flush_records() {
-    flush_posted = false;
-    if (records.empty() && after_records.empty()) return;
-    auto batch = std::make_shared<std::vector<Spool::StateRecord>>(std::move(records));
-    auto thens = std::move(after_records);
-    records.clear();
-    after_records.clear();
-    disk_then([this, batch] {
-      spool.record_many(*batch);
-      return true;
-    }, [thens = std::move(thens)](bool) {
-      for (auto& f : thens) f();
-    });
-  }
-
-  void index_spool(const std::vector<QueueEntry>& queued) {
-    for (auto& e : queued)
-      if (e.remote_pending) add_entry(e.id, e.next_attempt);
-    if (!entries.empty()) logs::main().info("remote delivery: {} queued message(s) picked up", entries.size());
-  }
-
-  void on_tick() {
-    if (stopping) return;
-    // `queue retry` is noticed within 200 ms; the whole index is looked at once a second.
-    fs::path p = fs::path(s.data_dir) / "retry-now";
-    disk_then([p] { return take_retry_requests(p); }, [this](std::vector<std::string> ids) {
-      if (stopping) return;
-      apply_retry_requests(ids);
-      if (!ids.empty() || ++ticks % 5 == 0) schedule();
-      tick->expires_after(std::chrono::milliseconds(200));
-      tick->async_wait([self = shared_from_this()](const asio::error_code& ec) {
-        if (!ec) self->on_tick();
-      });
-    });
-  }
-
-  static std::vector<std::string> take_retry_requests(const fs::path& p) {
-    std::vector<std::string> ids;
-    std::error_code ec;
-    if (!fs::exists(p, ec)) return ids;
-    std::ifstream in(p);
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty()) ids.push_back(line);
-    fs::remove(p, ec);
-    return ids;
-  }
-
-  void apply_retry_requests(const std::vector<std::string>& ids) {
-    for (auto& id : ids) {
-      if (id == "*") {
-        for (auto& [k, e] : entries)
-          if (!e.busy) reschedule(k, 0);
-      } else if (auto it = entries.find(id); it != entries.end() && !it->second.busy) {
-        reschedule(id, 0);
-      }
-    }
-  }
-
-  void schedule() {
-    if (stopping) return;
-    int64_t now = unix_now();
-    size_t cap = s.max_sessions * 4;  // messages held in memory at once
-    while (!due.empty() && attempts < cap && due.begin()->first <= now) {
-      std::string id = due.begin()->second;
-      due.erase(due.begin());
-      auto it = entries.find(id);
-      if (it == entries.end()) continue;
-      it->second.busy = true;
-      ++attempts;  // counted from here: the load is part of the attempt
-      bool sign = s.dkim_sign;
-      disk_then([this, id] { return spool.load(id); }, [this, id, sign](Loaded l) {
-        if (!sign || l.status != Loaded::ok || !l.msg.envelope.ours) return begin_attempt(id, std::move(l));
-        auto held = std::make_shared<Loaded>(std::move(l));
-        disk_then(
-            [this, held] {
-              held->msg.prepend = dkim_fields(spool, signer, held->msg);
-              return true;
-            },
-            [this, id, held](bool) { begin_attempt(id, std::move(*held)); }, signing);
-      });
-    }
-  }
-
-
-  void begin_attempt(const std::string& id, Loaded loaded) {
-    if (loaded.status != Loaded::ok) {
-      --attempts;
-      entries.erase(id);  // busy: not in `due`
-      if (loaded.status == Loaded::damaged) {  // quarantined, and the sender told
-        auto l = std::make_shared<Loaded>(std::move(loaded));
-        disk_then([this, id, l] {
-          spool.quarantine(id, l->why);
-          report_damaged(reporter, *l);
-          return true;
-        }, [](bool) {});
-      }
-      return;  // missing: delivered meanwhile, or `queue delete`
-    }
-    auto attempt = std::make_shared<Attempt>();
-    attempt->id = id;
-    attempt->msg = std::make_shared<StoredMessage>(std::move(loaded.msg));
-    const StoredMessage& msg = *attempt->msg;
-    std::map<std::string, std::vector<std::string>> by_dest;
-    std::set<std::string> seen;
-    for (auto& r : msg.envelope.recipients) {
-      if (r.local || msg.finished(r.target) || !seen.insert(r.target).second) continue;
-      by_dest[s.relay ? std::string("relay:") + s.relay_host : domain_of(r.target)].push_back(r.target);
-    }
-    if (by_dest.empty()) return finish_attempt(attempt);
-    if (unix_now() - msg.arrival >= s.bounce_after.count()) {
-      for (auto& [d, targets] : by_dest)
-        for (auto& t : targets) {
-          std::string last;
-          for (auto& [target, why] : msg.last_error)
-            if (target == t) last = why;
-          std::string text = "4.4.7 delivery time expired: not delivered within " + duration_text(s.bounce_after);
-          if (!last.empty()) text += "; last error: " + last;
-          Result r;
-          r.target = t;
-          r.kind = Result::failed;
-          r.reply.code = 450;
-          r.reply.text = std::move(text);
-          r.reply.local = true;
-          attempt->results.push_back(std::move(r));
-        }
-      return finish_attempt(attempt);
-    }
-    attempt->open_jobs = by_dest.size();
-    for (auto& [d, targets] : by_dest) dests[d].jobs.push_back({attempt, targets});
-    pump();
-  }
-
-  void pump() {
-    if (stopping) return;
-    for (auto& [key, d] : dests) {
-      while (!d.jobs.empty() && d.sessions < s.max_per_destination && sessions < s.max_sessions &&
-             d.sessions < d.jobs.size()) {
-        ++d.sessions;
-        ++sessions;
-        asio::co_spawn(io, session(key), asio::detached);
-      }
-    }
-  }
-
-  void complete_job(Job& job, std::vector<Result> results) {
-    auto& a = *job.attempt;
-    std::vector<std::string> delivered;
-    for (auto& r : results) {
-      if (r.kind == Result::delivered) delivered.push_back(r.target);
-      log_result(a, r);
-    }
-    // Recorded right away while other destinations of the message are still open: a
-    // restart must not send again what a server took with 250. (The last job's
-    // results go into finish_attempt's record, or the message is simply removed.)
-    if (!delivered.empty() && a.open_jobs > 1) {
-      Spool::StateRecord rec{a.id, {}, false, -1, 0};
-      for (auto& t : delivered) rec.outcomes.push_back({TargetOutcome::delivered, t, ""});
-      add_record(std::move(rec));
-    }
-    a.results.insert(a.results.end(), results.begin(), results.end());
-    if (--a.open_jobs == 0) finish_attempt(job.attempt);
-  }
-
-  void log_result(const Attempt& a, const Result& r) {
-    switch (r.kind) {
-      case Result::delivered:
-        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"delivered\"");
-        logs::mail().info("delivered id={} to=<{}> relay={} reply=\"{}\"", a.id, sanitize(r.target), r.relay,
-                          sanitize(r.reply.str(), 300));
-        break;
-      case Result::failed:
-        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"bounced\"");
-        logs::mail().info("bounced id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
-                          r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
-        break;
-      case Result::deferred:
-        metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"deferred\"");
-        logs::mail().info("deferred id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
-                          r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
-        break;
-    }
-  }
-
-  void finish_attempt(std::shared_ptr<Attempt> a) {
+void RemoteDelivery::Impl::begin_attempt(const std::string& id, Loaded loaded) {
+  if (loaded.status != Loaded::ok) {
     --attempts;
-    const StoredMessage& m = *a->msg;
-    int64_t now = unix_now();
-    std::vector<TargetOutcome> outcomes;
-    std::vector<DsnRecipient> failed, deferred;
-    for (auto& r : a->results) {
-      DsnRecipient d{r.target, r.reply.enhanced(), r.reply.str(), r.relay.substr(0, r.relay.find('['))};
-      if (r.kind == Result::failed) {
-        failed.push_back(d);
-        outcomes.push_back({TargetOutcome::failed, r.target, r.reply.str()});
-      } else if (r.kind == Result::deferred) {
-        deferred.push_back(d);
-        outcomes.push_back({TargetOutcome::deferred, r.target, r.reply.str()});
-      } else {
-        outcomes.push_back({TargetOutcome::delivered, r.target, ""});
+    entries.erase(id);                       // busy: not in `due`
+    if (loaded.status == Loaded::damaged) {  // quarantined, and the sender told
+      auto l = std::make_shared<Loaded>(std::move(loaded));
+      disk_then(
+          [this, id, l] {
+            spool.quarantine(id, l->why);
+            report_damaged(reporter, *l);
+            return true;
+          },
+          [](bool) {});
+    }
+    return;  // missing: delivered meanwhile, or `queue delete`
+  }
+  auto attempt = std::make_shared<Attempt>();
+  attempt->id = id;
+  attempt->msg = std::make_shared<StoredMessage>(std::move(loaded.msg));
+  const StoredMessage& msg = *attempt->msg;
+  std::map<std::string, std::vector<std::string>> by_dest;
+  std::set<std::string> seen;
+  for (auto& r : msg.envelope.recipients) {
+    if (r.local || msg.finished(r.target) || !seen.insert(r.target).second) continue;
+    by_dest[s.relay ? std::string("relay:") + s.relay_host : domain_of(r.target)].push_back(r.target);
+  }
+  if (by_dest.empty()) return finish_attempt(attempt);
+  if (unix_now() - msg.arrival >= s.bounce_after.count()) {
+    for (auto& [d, targets] : by_dest)
+      for (auto& t : targets) {
+        std::string last;
+        for (auto& [target, why] : msg.last_error)
+          if (target == t) last = why;
+        std::string text = "4.4.7 delivery time expired: not delivered within " + duration_text(s.bounce_after);
+        if (!last.empty()) text += "; last error: " + last;
+        Result r;
+        r.target = t;
+        r.kind = Result::failed;
+        r.reply.code = 450;
+        r.reply.text = std::move(text);
+        r.reply.local = true;
+        attempt->results.push_back(std::move(r));
       }
-    }
-    bool warn = !deferred.empty() && !m.warned && s.warn_after.count() > 0 && now - m.arrival >= s.warn_after.count();
-    int64_t next = now + s.retry_interval.count();
-    auto record = [this, a, outcomes, warn, next, more = !deferred.empty()](bool dsn_ok) {
-      std::vector<TargetOutcome> out = outcomes;
-      if (!dsn_ok)  // no report could be queued: the failures are tried again next time
-        std::erase_if(out, [](auto& o) { return o.kind == TargetOutcome::failed; });
-      bool over = !more && dsn_ok;
-      bool has_local = false;
-      for (auto& r : a->msg->envelope.recipients) has_local |= r.local;
-      if (over && !has_local) {
-        // Every target is done: the message simply goes (the unlink, which can wait
-        // on the disk, happens on the spool's removal thread).
-        entries.erase(a->id);  // busy: not in `due`
-        spool.remove_later(a->id);
-        schedule();
-        return;
-      }
-      add_record({a->id, out, warn && dsn_ok, next, a->msg->attempts + 1}, [this, a, over, next] {
-        if (over) {
-          // Remote work is over; if local copies are still pending, LocalDelivery ends it.
-          std::string id = a->id;
-          disk_then([this, id] { return spool.finish_if_complete(id); }, [](bool) {});
-          entries.erase(a->id);  // busy: not in `due`
-        } else {
-          reschedule(a->id, next);
-        }
-        schedule();
-      });
-    };
-    std::vector<std::pair<DsnInput::Kind, std::vector<DsnRecipient>>> reports;
-    if (!failed.empty()) reports.push_back({DsnInput::failed, failed});
-    if (warn) reports.push_back({DsnInput::delayed, deferred});
-    if (reports.empty()) return record(true);
-    auto pending = std::make_shared<size_t>(reports.size());
-    auto all_ok = std::make_shared<bool>(true);
-    ++reports_pending;  // stop() waits for the outcome to be recorded
-    auto settle = [this, record](bool ok) {
-      record(ok);
-      --reports_pending;
-    };
-    // On the disk thread: the original header is read from the spool file and the
-    // report's template from <data_dir>/reports/; the report is stored like any
-    // message and its outcome comes back here.
-    for (auto& [kind, rcpts] : reports) {
-      auto done = [this, pending, all_ok, settle](bool ok) {
-        asio::post(io, [pending, all_ok, settle, ok] {
-          *all_ok = *all_ok && ok;
-          if (--*pending == 0) settle(*all_ok);
-        });
-      };
-      disk_then([this, a, kind = kind, rcpts = rcpts, done] {
-        return reporter.send(*a->msg, kind, rcpts, spool.read_headers(*a->msg), done);
-      }, [pending, all_ok, settle](bool queued) {
-        if (!queued && --*pending == 0) settle(*all_ok);  // null sender or no route: nothing to wait for
-      });
+    return finish_attempt(attempt);
+  }
+  attempt->open_jobs = by_dest.size();
+  for (auto& [d, targets] : by_dest) dests[d].jobs.push_back({attempt, targets});
+  pump();
+}
+
+void RemoteDelivery::Impl::pump() {
+  if (stopping) return;
+  for (auto& [key, d] : dests) {
+    while (!d.jobs.empty() && d.sessions < s.max_per_destination && sessions < s.max_sessions &&
+           d.sessions < d.jobs.size()) {
+      ++d.sessions;
+      ++sessions;
+      asio::co_spawn(io, session(key), asio::detached);
     }
   }
+}
 
-  // ---- one outbound session ----
-
-  template <class Token>
-  auto async_query(std::string name, DnsType type, Token&& token) {
-    return asio::async_initiate<Token, void(DnsResult)>(
-        [this, name, type](auto handler) {
-          auto h = std::make_shared<decltype(handler)>(std::move(handler));
-          resolver.query(name, type, [this, h](DnsResult r) {
-            asio::post(io, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-          });
-        },
-        token);
+void RemoteDelivery::Impl::complete_job(Job& job, std::vector<Result> results) {
+  auto& a = *job.attempt;
+  std::vector<std::string> delivered;
+  for (auto& r : results) {
+    if (r.kind == Result::delivered) delivered.push_back(r.target);
+    log_result(a, r);
   }
-
-  struct Hosts {
-    std::vector<Host> list;
-    std::optional<smtp::ServerReply> permanent;  // the destination cannot be reached, ever
-    smtp::ServerReply temporary{451, "4.4.3 no address found for the destination", true};
-  };
-
-  awaitable<void> addresses_of(const std::string& name, Hosts& out) {
-    asio::ip::address ip;
-    asio::error_code ec;
-    ip = asio::ip::make_address(name, ec);
-    if (!ec) {
-      out.list.push_back({name, ip.to_string()});
-      co_return;
-    }
-    bool failed = false;
-    for (DnsType t : {DnsType::a, DnsType::aaaa}) {
-      DnsResult r = co_await async_query(name, t, use_awaitable);
-      for (auto& a : r.ips) out.list.push_back({name, a});
-      failed |= r.status == DnsResult::failure;
-    }
-    if (failed && out.list.empty())
-      out.temporary = {451, "4.4.3 DNS lookup of " + name + " failed", true};
+  // Recorded right away while other destinations of the message are still open: a
+  // restart must not send again what a server took with 250. (The last job's
+  // results go into finish_attempt's record, or the message is simply removed.)
+  if (!delivered.empty() && a.open_jobs > 1) {
+    Spool::StateRecord rec{a.id, {}, false, -1, 0};
+    for (auto& t : delivered) rec.outcomes.push_back({TargetOutcome::delivered, t, ""});
+    add_record(std::move(rec));
   }
+  a.results.insert(a.results.end(), results.begin(), results.end());
+  if (--a.open_jobs == 0) finish_attempt(job.attempt);
+}
 
-  awaitable<Hosts> hosts_for(const std::string& dest) {
-    Hosts h;
-    if (s.relay) {
-      co_await addresses_of(s.relay_host, h);
-      co_return h;
-    }
-    if (dest.size() > 2 && dest.front() == '[' && dest.back() == ']') {  // address literal
-      std::string lit = dest.substr(1, dest.size() - 2);
-      if (lit.rfind("IPv6:", 0) == 0 || lit.rfind("ipv6:", 0) == 0) lit = lit.substr(5);
-      co_await addresses_of(lit, h);
-      co_return h;
-    }
-    DnsResult mx = co_await async_query(dest, DnsType::mx, use_awaitable);
-    if (mx.status == DnsResult::nxdomain) {
-      h.permanent = smtp::ServerReply{550, "5.1.2 domain " + dest + " does not exist (NXDOMAIN)", true};
-      co_return h;
-    }
-    if (mx.status == DnsResult::failure) {
-      h.temporary = {451, "4.4.3 MX lookup for " + dest + " failed: " + mx.error, true};
-      co_return h;
-    }
-    if (mx.status == DnsResult::ok && mx.names.size() == 1 && (mx.names[0].empty() || mx.names[0] == ".")) {
-      h.permanent = smtp::ServerReply{556, "5.1.10 domain " + dest + " accepts no mail (null MX, RFC 7505)", true};
-      co_return h;
-    }
-    std::vector<std::string> names = mx.status == DnsResult::ok ? mx.names : std::vector<std::string>{dest};
-    for (auto& n : names) co_await addresses_of(n, h);
-    if (h.list.empty() && mx.status == DnsResult::nodata && !h.temporary.text.starts_with("4.4.3 DNS lookup"))
-      h.permanent = smtp::ServerReply{550, "5.1.2 domain " + dest + " has no MX, A or AAAA record", true};
-    co_return h;
+void RemoteDelivery::Impl::log_result(const Attempt& a, const Result& r) {
+  switch (r.kind) {
+    case Result::delivered:
+      metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"delivered\"");
+      logs::mail().info("delivered id={} to=<{}> relay={} reply=\"{}\"", a.id, sanitize(r.target), r.relay,
+                        sanitize(r.reply.str(), 300));
+      break;
+    case Result::failed:
+      metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"bounced\"");
+      logs::mail().info("bounced id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
+                        r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
+      break;
+    case Result::deferred:
+      metrics::add("bulwark_deliveries_total", "route=\"remote\",result=\"deferred\"");
+      logs::mail().info("deferred id={} to=<{}> relay={} reason=\"{}\"", a.id, sanitize(r.target),
+                        r.relay.empty() ? "none" : r.relay, sanitize(r.reply.str(), 300));
+      break;
   }
+}
 
-  std::optional<Job> take_job(const std::string& key) {
-    auto& d = dests[key];
-    if (d.jobs.empty() || stopping) return std::nullopt;
-    Job j = std::move(d.jobs.front());
-    d.jobs.pop_front();
-    return j;
-  }
-
-  void fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind) {
-    while (auto job = take_job(key)) {
-      std::vector<Result> rs;
-      for (auto& t : job->targets) rs.push_back({t, kind, why, ""});
-      complete_job(*job, std::move(rs));
-    }
-  }
-
-  awaitable<void> session(std::string key) {
-    auto self = shared_from_this();
-    Hosts hosts = co_await hosts_for(key);
-    uint16_t port = s.relay ? s.relay_port : s.mx_port;
-    if (hosts.permanent) {
-      fail_all(key, *hosts.permanent, Result::failed);
-    } else if (hosts.list.empty()) {
-      fail_all(key, hosts.temporary, Result::deferred);
+void RemoteDelivery::Impl::finish_attempt(std::shared_ptr<Attempt> a) {
+  --attempts;
+  const StoredMessage& m = *a->msg;
+  int64_t now = unix_now();
+  std::vector<TargetOutcome> outcomes;
+  std::vector<DsnRecipient> failed, deferred;
+  for (auto& r : a->results) {
+    DsnRecipient d{r.target, r.reply.enhanced(), r.reply.str(), r.relay.substr(0, r.relay.find('['))};
+    if (r.kind == Result::failed) {
+      failed.push_back(d);
+      outcomes.push_back({TargetOutcome::failed, r.target, r.reply.str()});
+    } else if (r.kind == Result::deferred) {
+      deferred.push_back(d);
+      outcomes.push_back({TargetOutcome::deferred, r.target, r.reply.str()});
     } else {
-      smtp::ServerReply last = hosts.temporary;
-      size_t permanent_refusals = 0;
-      bool clean = false;  // a connection ran out of jobs and said QUIT
-      for (auto& host : hosts.list) {
-        if (dests[key].jobs.empty() || clean) break;
-        bool permanent = false;
-        co_await connection(key, host, port, last, permanent, clean);
-        permanent_refusals += permanent;
-      }
-      // Jobs queued while a clean connection said QUIT are not failures: pump() below
-      // starts a session for them.
-      if (!clean && !dests[key].jobs.empty())
-        fail_all(key, last, permanent_refusals == hosts.list.size() ? Result::failed : Result::deferred);
+      outcomes.push_back({TargetOutcome::delivered, r.target, ""});
     }
-    --dests[key].sessions;
-    --sessions;
-    if (dests[key].jobs.empty() && dests[key].sessions == 0) dests.erase(key);
-    pump();
   }
-
-  // One TCP connection: deliver queued jobs of `key` until none is left or it fails.
-  awaitable<void> connection(const std::string& key, const Host& host, uint16_t port, smtp::ServerReply& last,
-                             bool& permanent, bool& clean) {
-    if (s.relay && s.relay_pop_before_smtp) {
-      std::string err = co_await net.pop3_login(host);
-      if (!err.empty()) {
-        last = {454, "4.7.0 POP-before-SMTP login to " + host.name + " failed: " + err, true};
-        co_return;
-      }
+  bool warn = !deferred.empty() && !m.warned && s.warn_after.count() > 0 && now - m.arrival >= s.warn_after.count();
+  int64_t next = now + s.retry_interval.count();
+  auto record = [this, a, outcomes, warn, next, more = !deferred.empty()](bool dsn_ok) {
+    std::vector<TargetOutcome> out = outcomes;
+    if (!dsn_ok)  // no report could be queued: the failures are tried again next time
+      std::erase_if(out, [](auto& o) { return o.kind == TargetOutcome::failed; });
+    bool over = !more && dsn_ok;
+    bool has_local = false;
+    for (auto& r : a->msg->envelope.recipients) has_local |= r.local;
+    if (over && !has_local) {
+      // Every target is done: the message simply goes (the unlink, which can wait
+      // on the disk, happens on the spool's removal thread).
+      entries.erase(a->id);  // busy: not in `due`
+      spool.remove_later(a->id);
+      schedule();
+      return;
     }
-    bool smtp_auth = s.relay && !s.relay_pop_before_smtp;
-    auto conn = std::make_shared<Outbound::Conn>(
-        io, smtp::ClientSettings{s.hostname, s.tls, smtp_auth ? s.relay_user : "", smtp_auth ? s.relay_password : ""});
-    Outbound::Conn& c = *conn;
-    if (!co_await net.connect(c, host, port)) {
-      last = {451, "4.4.1 cannot connect to " + c.where + ": " + (c.timed_out ? "timed out" : c.ec.message()), true};
-      co_return;
-    }
-    c.out = {};
-    smtp::ClientEvent ev = co_await net.drive(c);
-    if (ev != smtp::ClientEvent::ready) {
-      if (ev == smtp::ClientEvent::failed) {
-        last = c.client.failure();
-        permanent = last.permanent() && !last.local;
-        last.text = "(" + c.where + ") " + last.text;
-      } else if (!c.tls_error.text.empty()) {
-        last = c.tls_error;
+    add_record({a->id, out, warn && dsn_ok, next, a->msg->attempts + 1}, [this, a, over, next] {
+      if (over) {
+        // Remote work is over; if local copies are still pending, LocalDelivery ends it.
+        std::string id = a->id;
+        disk_then([this, id] { return spool.finish_if_complete(id); }, [](bool) {});
+        entries.erase(a->id);  // busy: not in `due`
       } else {
-        last = {451, "4.4.2 connection to " + c.where + " lost" + (c.timed_out ? " (timeout)" : ""), true};
+        reschedule(a->id, next);
       }
-      co_return;
-    }
-    std::string relay_desc = c.where + " tls=" + c.tls_desc;
-    while (auto job = take_job(key)) {
-      const StoredMessage& m = *job->attempt->msg;
-      smtp::OutMessage om{m.envelope.sender, job->targets, m.content_size + m.prepend.size(), m.eight_bit,
-                          m.envelope.smtputf8};
-      c.out = c.client.send(om);
-      ++in_flight;
-      ev = co_await net.drive(c, &m);
-      --in_flight;
-      std::vector<Result> rs;
-      if (ev == smtp::ClientEvent::message_done) {
-        for (size_t i = 0; i < job->targets.size(); ++i) {
-          const smtp::ServerReply& r = c.client.results()[i];
-          Result::Kind k = r.positive() ? Result::delivered : r.permanent() ? Result::failed : Result::deferred;
-          rs.push_back({job->targets[i], k, r, relay_desc});
-        }
-        complete_job(*job, std::move(rs));
-        continue;
-      }
-      smtp::ServerReply why = ev == smtp::ClientEvent::failed ? c.client.failure()
-                              : !c.tls_error.text.empty()
-                                  ? c.tls_error
-                                  : smtp::ServerReply{451, "4.4.2 connection to " + c.where + " lost" +
-                                                               (c.timed_out ? " (timeout)" : ""), true};
-      for (auto& t : job->targets) rs.push_back({t, Result::deferred, why, relay_desc});
-      complete_job(*job, std::move(rs));
-      last = why;
-      co_return;
-    }
-    clean = true;
-    c.out = c.client.quit();
-    co_await net.drive(c);
+      schedule();
+    });
+  };
+  std::vector<std::pair<DsnInput::Kind, std::vector<DsnRecipient>>> reports;
+  if (!failed.empty()) reports.push_back({DsnInput::failed, failed});
+  if (warn) reports.push_back({DsnInput::delayed, deferred});
+  if (reports.empty()) return record(true);
+  auto pending = std::make_shared<size_t>(reports.size());
+  auto all_ok = std::make_shared<bool>(true);
+  ++reports_pending;  // stop() waits for the outcome to be recorded
+  auto settle = [this, record](bool ok) {
+    record(ok);
+    --reports_pending;
+  };
+  // On the disk thread: the original header is read from the spool file and the
+  // report's template from <data_dir>/reports/; the report is stored like any
+  // message and its outcome comes back here.
+  for (auto& [kind, rcpts] : reports) {
+    auto done = [this, pending, all_ok, settle](bool ok) {
+      asio::post(io, [pending, all_ok, settle, ok] {
+        *all_ok = *all_ok && ok;
+        if (--*pending == 0) settle(*all_ok);
+      });
+    };
+    disk_then([this, a, kind = kind, rcpts = rcpts,
+               done] { return reporter.send(*a->msg, kind, rcpts, spool.read_headers(*a->msg), done); },
+              [pending, all_ok, settle](bool queued) {
+                if (!queued && --*pending == 0) settle(*all_ok);  // null sender or no route: nothing to wait for
+              });
   }
-};
+}
 
 RemoteDelivery::RemoteDelivery(Spool& spool, Resolver& resolver, RemoteSettings settings, Reporter& reporter)
     : impl_(std::make_shared<Impl>(spool, resolver, std::move(settings), reporter)) {}
@@ -638,8 +345,8 @@ void RemoteDelivery::stop() {
   // connecting are simply dropped: their messages stay queued.
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    auto busy = ask([impl] { return impl->in_flight + impl->reports_pending + impl->disk_pending; },
-                    std::chrono::seconds(1));
+    auto busy =
+        ask([impl] { return impl->in_flight + impl->reports_pending + impl->disk_pending; }, std::chrono::seconds(1));
     if (busy && *busy == 0) break;
     if (std::chrono::steady_clock::now() > until) {
       logs::main().warn("remote delivery: stopping with work in flight; it is retried at the next start");
@@ -648,10 +355,12 @@ void RemoteDelivery::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   // Whatever results are still waiting to be written are written now.
-  ask([impl] {
-    impl->flush_records();
-    return true;
-  }, std::chrono::seconds(5));
+  ask(
+      [impl] {
+        impl->flush_records();
+        return true;
+      },
+      std::chrono::seconds(5));
   for (auto wait_until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
        std::chrono::steady_clock::now() < wait_until;) {
     auto busy = ask([impl] { return impl->disk_pending; }, std::chrono::seconds(1));
