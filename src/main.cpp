@@ -383,9 +383,14 @@ int main(int argc, char** argv) {
   bool follow = false;
   auto* log_cmd = sub(&app, "log", "the logs");
   log_cmd->require_subcommand(1);
-  auto* log_show = sub(log_cmd, "show", "print a log: mail, security or main (bulwark.log); "
-                                        "the way to read them when encryption is on");
-  log_show->add_option("LOG", arg1)->required()->check(CLI::IsMember({"mail", "security", "main"}));
+  auto* log_show = sub(log_cmd, "show", "print a log: mail, security or main (bulwark.log), or a rotated log "
+                                        "file by its path; the way to read them when encryption is on");
+  log_show->add_option("LOG", arg1, "mail, security, main, or the path of a log file (e.g. a rotated mail.log.1)")
+      ->required()
+      ->check([](const std::string& v) -> std::string {
+        if (v == "mail" || v == "security" || v == "main" || v.find('/') != std::string::npos) return "";
+        return "LOG must be mail, security, main or a path with a / (e.g. ./mail.log.1)";
+      });
   log_show->add_flag("--follow,-f", follow, "keep printing lines as they are written");
 
   try {

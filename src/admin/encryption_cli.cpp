@@ -305,14 +305,21 @@ void encryption_passwd(const Config& cfg, bool password_stdin) {
 
 void show_log(const Config& cfg, const std::string& name, bool follow) {
   unlock_encryption(cfg);  // when the data is encrypted, so are the logs
-  std::filesystem::path path = std::filesystem::path(cfg.server.log_dir) / (name == "main" ? "bulwark.log" : name + ".log");
+  bool named = name == "mail" || name == "security" || name == "main";
+  std::filesystem::path path =
+      named ? std::filesystem::path(cfg.server.log_dir) / (name == "main" ? "bulwark.log" : name + ".log")
+            : std::filesystem::path(name);  // a rotated file (mail.log.1)
   uint64_t offset = 0;
+  ino_t inode = 0;
   for (;;) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 && !follow) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
     if (fd >= 0) {
       struct stat st{};
-      if (::fstat(fd, &st) == 0 && uint64_t(st.st_size) < offset) offset = 0;  // rotated or truncated
+      if (::fstat(fd, &st) == 0 && (st.st_ino != inode || uint64_t(st.st_size) < offset)) {
+        offset = 0;  // a new file (rotated) or a truncated one: from its start
+        inode = st.st_ino;
+      }
       std::string why;
       auto text = crypt::read_text(fd, crypt::data_key(), &why, offset);
       ::close(fd);

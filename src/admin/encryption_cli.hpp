@@ -59,7 +59,8 @@ std::string encryption_status(const Config& cfg);
 // `bulwark encryption passwd`: rewraps the data key; prints what it did.
 void encryption_passwd(const Config& cfg, bool password_stdin);
 
-// `bulwark log show NAME [--follow]`: NAME is mail, security or main (bulwark.log).
+// `bulwark log show NAME [--follow]`: NAME is mail, security or main (bulwark.log), or
+// the path of a log file (one rotated away: mail.log.1).
 void show_log(const Config& cfg, const std::string& name, bool follow);
 
 }  // namespace bulwark

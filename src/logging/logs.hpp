@@ -25,6 +25,9 @@ spdlog::logger& mail();
 spdlog::logger& security();
 spdlog::logger& main();
 void flush();
+// Log rotation: closes the three files and opens them by name again, making new ones
+// after logrotate (or anyone) renamed them. The server calls it on SIGHUP.
+void reopen();
 // On SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT: a line and a backtrace on stderr,
 // then the default action (crash.cpp). Not in sanitizer builds (their report is better).
 void install_crash_report();

@@ -431,6 +431,7 @@ int Server::run(unsigned threads) {
   std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
+      logs::reopen();  // log rotation: new files where logrotate moved the old ones away
       m.reload();
       m.signals->async_wait(on_signal);
       return;

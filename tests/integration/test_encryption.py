@@ -12,6 +12,7 @@ import hashlib
 import imaplib
 import os
 import poplib
+import signal
 import smtplib
 import ssl
 import struct
@@ -321,6 +322,28 @@ def test_log_show_follow_prints_new_lines_as_they_come(make_server):
     finally:
         f.kill()
         f.wait()
+
+
+def test_rotated_sealed_logs_stay_sealed_and_log_show_reads_them_by_path(make_server):
+    srv, key = encrypted_server(make_server)
+    srv.start()
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail("a@remote.test", [USER], b"Subject: before the rotation\r\n\r\nx\r\n")
+    wait_log(srv, "mail", "relay=local")
+    os.rename(srv.logs / "mail.log", srv.logs / "mail.log.1")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_log(srv, "main", "reload: configuration")
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+        s.sendmail("b@remote.test", [USER], b"Subject: after the rotation\r\n\r\nx\r\n")
+    new = wait_log(srv, "mail", "relay=local")
+    assert "from=<b@remote.test>" in new and "from=<a@remote.test>" not in new
+    old = log_show(srv, str(srv.logs / "mail.log.1"))
+    assert "from=<a@remote.test>" in old and "from=<b@remote.test>" not in old
+    for f in ("mail.log", "mail.log.1"):  # both sealed: no address in the clear
+        data = (srv.logs / f).read_bytes()
+        assert data.startswith(b"BWRECS1") and b"remote.test" not in data, f
+    r = srv.cli("log", "show", "mail.log.1", check=False)
+    assert r.returncode == 2 and "mail, security, main or a path" in r.stderr
 
 
 def test_dkim_keys_subscriptions_and_keywords_are_sealed(make_server):

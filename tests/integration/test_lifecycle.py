@@ -297,3 +297,47 @@ def test_a_fault_says_so_with_a_backtrace_on_stderr_then_dies_of_it(make_server)
     assert "bulwark: fatal signal 11 (SEGV); backtrace" in text, text[-2000:]
     frames = text.split("backtrace", 1)[1].splitlines()[1:]
     assert len(frames) >= 3 and any("bulwark(" in f or "libc.so" in f for f in frames), text[-2000:]
+
+
+def test_sighup_after_logrotate_renamed_the_logs_starts_new_files_losing_no_line(make_server):
+    """What logrotate does: rename the files, then `kill -HUP`; the server writes new ones."""
+    srv = make_server().start()
+
+    def send(subject):
+        with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as s:
+            s.sendmail("a@remote.test", ["demo@example.test"], f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+            s.mail("a@remote.test")
+            assert s.rcpt(f"{subject}@far-away.test")[0] == 554  # a line in security.log
+            s.rset()
+
+    send("first")
+    srv.wait_log("security.log", "first@far-away.test")
+    conftest.wait(lambda: srv.log("mail.log").count("relay=local") == 1, what="the first delivery")
+    follower = subprocess.Popen([conftest.BIN, "--config", str(srv.config), "log", "show", "security", "--follow"],
+                                stdout=subprocess.PIPE, text=True)
+    seen = follower.stdout.readline()  # it has the file open and read before the rename
+    for name in ("mail.log", "security.log", "bulwark.log"):
+        os.rename(srv.logs / name, srv.logs / (name + ".1"))
+    send("between")  # written to the renamed files: nothing is lost before the signal
+    srv.wait_log("security.log.1", "between@far-away.test")
+    srv.proc.send_signal(signal.SIGHUP)
+    srv.wait_log("bulwark.log", "reload: configuration and certificate reloaded")
+    send("after")
+    srv.wait_log("security.log", "after@far-away.test")
+    conftest.wait(lambda: "relay=local" in srv.log("mail.log"), what="the last delivery in the new mail.log")
+    old, new = srv.log("security.log.1"), srv.log("security.log")
+    assert "first@" in old and "between@" in old and "after@" not in old
+    assert "after@" in new and "first@" not in new and "between@" not in new
+    assert srv.log("mail.log").count("accepted id=") == 1 and srv.log("mail.log.1").count("accepted id=") == 2
+    for name in ("mail.log", "security.log", "bulwark.log"):
+        assert (srv.logs / name).stat().st_mode & 0o777 == 0o640, name
+    # `log show --follow` went on in the new file.
+    try:
+        deadline = time.time() + 20
+        while "after@far-away.test" not in seen and time.time() < deadline:
+            seen += follower.stdout.readline()
+        assert "first@far-away.test" in seen and "after@far-away.test" in seen, seen
+    finally:
+        follower.kill()
+        follower.wait()
+    assert srv.stop() == 0
