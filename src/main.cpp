@@ -387,10 +387,7 @@ int main(int argc, char** argv) {
                                         "file by its path; the way to read them when encryption is on");
   log_show->add_option("LOG", arg1, "mail, security, main, or the path of a log file (e.g. a rotated mail.log.1)")
       ->required()
-      ->check([](const std::string& v) -> std::string {
-        if (v == "mail" || v == "security" || v == "main" || v.find('/') != std::string::npos) return "";
-        return "LOG must be mail, security, main or a path with a / (e.g. ./mail.log.1)";
-      });
+      ->check(check_log_name);
   log_show->add_flag("--follow,-f", follow, "keep printing lines as they are written");
 
   try {

@@ -156,13 +156,15 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
       throw Refused{400, "limit must be a number from 1 to 10000"};
     limit = std::min<size_t>(std::stoul(l), 10000);
   }
-  size_t skip = 0, skipped = 0;
-  bool with_skip = !req.param("skip").empty();
-  if (std::string k = req.param("skip"); with_skip) {
-    if (k.size() > 5 || k.find_first_not_of("0123456789") != std::string::npos || before.size() != 23)
+  const std::string skip_param = req.param("skip");
+  bool with_skip = !skip_param.empty();
+  size_t skip = 0;
+  if (with_skip) {
+    if (skip_param.size() > 5 || skip_param.find_first_not_of("0123456789") != std::string::npos || before.size() != 23)
       throw Refused{400, "skip must be a number up to 99999, with a whole before= time (to the millisecond)"};
-    skipped = skip = std::stoul(k);
+    skip = std::stoul(skip_param);
   }
+  const size_t skipped = skip;
   std::string path = (std::filesystem::path(cfg.server.log_dir) / (name + ".log")).string();
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   json lines = json::array();
@@ -209,9 +211,9 @@ json log_lines(const Config& cfg, const std::string& name, const http::Request& 
     lines.push_back(std::string(line));
   }
   json out{{"lines", lines}};
-  if (lines.size() == limit) {
+  std::string oldest = lines.empty() ? "" : lines.back().get<std::string>().substr(0, 23);
+  if (lines.size() == limit && oldest.size() == 23 && oldest[10] == 'T') {  // a line that starts with its time
     // The oldest line's time, and how many lines of this page carry it.
-    std::string oldest = lines.back().get<std::string>().substr(0, 23);
     size_t same = oldest == before ? skipped : 0;
     for (auto& l : lines) same += l.get<std::string>().compare(0, 23, oldest) == 0;
     out["next"] = "before=" + oldest + "Z&skip=" + std::to_string(same);

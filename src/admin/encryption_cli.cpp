@@ -303,9 +303,18 @@ void encryption_passwd(const Config& cfg, bool password_stdin) {
   std::cout << "encryption password changed (the data key is the same: no data was rewritten)\n";
 }
 
+namespace {
+bool known_log(const std::string& name) { return name == "mail" || name == "security" || name == "main"; }
+}  // namespace
+
+std::string check_log_name(const std::string& name) {
+  if (known_log(name) || name.find('/') != std::string::npos) return "";
+  return "must be mail, security, main or a path with a / (e.g. ./mail.log.1)";
+}
+
 void show_log(const Config& cfg, const std::string& name, bool follow) {
   unlock_encryption(cfg);  // when the data is encrypted, so are the logs
-  bool named = name == "mail" || name == "security" || name == "main";
+  bool named = known_log(name);
   std::filesystem::path path =
       named ? std::filesystem::path(cfg.server.log_dir) / (name == "main" ? "bulwark.log" : name + ".log")
             : std::filesystem::path(name);  // a rotated file (mail.log.1)

@@ -62,5 +62,7 @@ void encryption_passwd(const Config& cfg, bool password_stdin);
 // `bulwark log show NAME [--follow]`: NAME is mail, security or main (bulwark.log), or
 // the path of a log file (one rotated away: mail.log.1).
 void show_log(const Config& cfg, const std::string& name, bool follow);
+// "" when NAME is one show_log takes, else what is wrong (for the CLI's check).
+std::string check_log_name(const std::string& name);
 
 }  // namespace bulwark

@@ -1,8 +1,8 @@
 // policy/: SPF (RFC 7208) check_host(), sans-I/O. The evaluation runs against the DNS
-// answers known so far; when it needs one more it says which, the caller looks it up
-// (through the cache) and runs it again -- unless `peek` had it at once. Answers are replayed, so a record with N
-// lookups costs N runs of a cheap parse; the limits of RFC 7208 4.6.4 (10 DNS
-// mechanisms, 2 void lookups, 10 MX/PTR names) bound N.
+// answers known so far (and what `peek` has at once: the cache); when it needs one
+// more it says which, the caller looks it up and runs it again. Answers are replayed,
+// so a record with N uncached lookups costs N runs of a cheap parse; the limits of
+// RFC 7208 4.6.4 (10 DNS mechanisms, 2 void lookups, 10 MX/PTR names) bound N.
 #pragma once
 #include <functional>
 #include <map>
