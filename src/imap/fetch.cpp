@@ -104,6 +104,8 @@ void Session::continue_fetch(Output& out) {
     std::optional<MimePart> mime;
     std::string error, parts, flags = m->flags;
     bool sent_uid = false, sent_flags = false, set_seen = false;
+    size_t modseq_at = std::string::npos;  // where MODSEQ's value stands in `parts`
+    size_t flags_at = std::string::npos;   // and the FLAGS list
     for (auto& it : f.items) {
       std::string u = to_upper(it.value);
       if (!parts.empty()) parts += ' ';
@@ -116,13 +118,17 @@ void Session::continue_fetch(Output& out) {
         parts += "UID " + std::to_string(uid);
       } else if (u == "FLAGS") {
         sent_flags = true;
-        parts += "FLAGS " + flags_text(flags);
+        parts += "FLAGS ";
+        flags_at = parts.size();
+        parts += flags_text(flags);
       } else if (u == "INTERNALDATE") {
         parts += "INTERNALDATE " + internal_date(m->internal_date);
       } else if (u == "RFC822.SIZE") {
         parts += "RFC822.SIZE " + std::to_string(m->size);
       } else if (u == "MODSEQ") {
-        parts += "MODSEQ (" + std::to_string(m->modseq) + ")";
+        parts += "MODSEQ (";
+        modseq_at = parts.size();
+        parts += std::to_string(m->modseq) + ")";
       } else if (u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY") {
         if (!content) content = folder_->content(uid, error);
         if (!content) {
@@ -217,20 +223,33 @@ void Session::continue_fetch(Output& out) {
       }
     }
     if (parts.empty()) continue;
-    if (set_seen) {
-      std::string f2 = flags + "S", error2;
-      if (folder_->set_flags({{uid, f2}}, error2)) {
-        flags = f2;
-        if (!sent_flags) parts += " FLAGS " + flags_text(flags);
+    if (set_seen) {  // \Seen added to the flags as stored now (RFC 9051 6.4.5)
+      FlagChange seen{FlagChange::Op::add, "S", std::nullopt};
+      FlagChangeResult result;
+      std::string error2;
+      if (folder_->change_flags({uid}, seen, result, error2)) {
+        const auto& msgs = folder_->messages();  // by UID
+        auto r = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const MessageRef& x, uint32_t v) { return x.uid < v; });
+        if (r != msgs.end() && r->uid == uid) {
+          flags = r->flags;
+          std::string ms = std::to_string(r->modseq);
+          // FLAGS and MODSEQ asked for already stand before any literal: the new values
+          if (modseq_at != std::string::npos) {
+            size_t len = parts.find(')', modseq_at) - modseq_at;
+            parts.replace(modseq_at, len, ms);
+            if (flags_at != std::string::npos && flags_at > modseq_at) flags_at = flags_at - len + ms.size();
+          }
+          if (flags_at != std::string::npos)
+            parts.replace(flags_at, parts.find(')', flags_at) + 1 - flags_at, flags_text(flags));
+          if (!sent_flags)
+            parts += " FLAGS " + flags_text(flags) + (condstore_ && modseq_at == std::string::npos ? " MODSEQ (" + ms + ")" : "");
+          // our own change is reported here, not again by report_changes
+          if (!result.changed.empty() && result.changed.front().second == view_modseq_[q - 1])
+            view_modseq_[q - 1] = r->modseq;
+        }
       }
     }
     out.bytes += "* " + std::to_string(q) + " FETCH (" + parts + ")\r\n";
-    // our own flag change is reported here, not again by report_changes
-    if (set_seen) {
-      const auto& msgs = folder_->messages();  // by UID
-      auto r = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const MessageRef& x, uint32_t v) { return x.uid < v; });
-      if (r != msgs.end() && r->uid == uid) view_modseq_[q - 1] = r->modseq;
-    }
   }
   std::string tag = f.tag;
   bool uid = f.uid, unknown_cte = f.unknown_cte, unreadable = f.unreadable;

@@ -35,6 +35,18 @@ struct MessageRef {
   int64_t internal_date = 0;  // seconds since the epoch
 };
 
+struct FlagChange {
+  enum class Op { add, remove, replace } op = Op::add;
+  std::string letters;                      // Maildir letters: system flags and keyword letters
+  std::optional<uint64_t> unchanged_since;  // CONDSTORE: not where the stored modseq is above it
+};
+struct FlagChangeResult {
+  std::vector<uint32_t> modified;                      // failed UNCHANGEDSINCE (RFC 7162 MODIFIED)
+  std::vector<std::pair<uint32_t, uint64_t>> changed;  // UID, the modseq it had before
+};
+// The new flags of `stored` under `change` (sorted letters, no repeats).
+std::string apply_change(const std::string& stored, const FlagChange& change);
+
 // A folder open in a session. refresh() takes in what others changed; the session
 // compares and tells its client.
 class OpenFolder {
@@ -48,8 +60,16 @@ class OpenFolder {
   // The message with CRLF line ends; nothing if it is gone (error left empty) or cannot
   // be read (error says why: the session answers NO [SERVERBUG]).
   virtual std::optional<std::string> content(uint32_t uid, std::string& error) = 0;
-  virtual bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) = 0;
-  virtual bool expunge(const std::vector<uint32_t>& uids, std::string& error) = 0;
+  // STORE: the change is made to each message's flags as stored at that moment, never
+  // to this view (another session may have changed them since): +FLAGS in one session
+  // and -FLAGS of another flag in a second both hold afterwards. Each message changed
+  // gets a modseq above every one given before. Afterwards messages() holds the stored
+  // state (others' changes included); `result` says what changed.
+  virtual bool change_flags(const std::vector<uint32_t>& uids, const FlagChange& change, FlagChangeResult& result,
+                            std::string& error) = 0;
+  // `only_deleted`: EXPUNGE -- only messages that carry \Deleted as stored now; false:
+  // MOVE's removal of what was copied.
+  virtual bool expunge(const std::vector<uint32_t>& uids, bool only_deleted, std::string& error) = 0;
   // (source UID, new UID) pairs in the target folder.
   virtual std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
                                                                           const std::string& to,

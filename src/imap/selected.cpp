@@ -29,6 +29,16 @@ std::optional<char> letter_of(std::string_view flag) {
 
 }  // namespace
 
+std::string apply_change(const std::string& stored, const FlagChange& change) {
+  std::string f = change.op == FlagChange::Op::replace ? change.letters : stored;
+  if (change.op == FlagChange::Op::add) f += change.letters;
+  if (change.op == FlagChange::Op::remove)
+    std::erase_if(f, [&](char ch) { return change.letters.find(ch) != std::string::npos; });
+  std::sort(f.begin(), f.end());
+  f.erase(std::unique(f.begin(), f.end()), f.end());
+  return f;
+}
+
 std::string Session::flags_text(const std::string& letters) const {
   std::string s;
   for (auto& f : flag_names)
@@ -336,42 +346,44 @@ void Session::cmd_store(Command& c, Output& out, bool uid) {
   }
   if (any_keyword) keywords_ = folder_->keywords();
   if (keywords_.size() != known_keywords) out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
-  std::vector<std::pair<uint32_t, std::string>> changes;
-  std::vector<uint32_t> modified;
-  for (uint32_t u : *set) {
-    const auto& msgs = folder_->messages();
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    if (m == msgs.end() || m->uid != u) continue;
-    if (unchanged_since && m->modseq > *unchanged_since) {
-      modified.push_back(u);
-      continue;
-    }
-    std::string f = op == "FLAGS" ? letters : m->flags;
-    if (op == "+FLAGS") f += letters;
-    if (op == "-FLAGS") std::erase_if(f, [&](char ch) { return letters.find(ch) != std::string::npos; });
-    std::sort(f.begin(), f.end());
-    f.erase(std::unique(f.begin(), f.end()), f.end());
-    changes.emplace_back(u, f);
-  }
+  FlagChange change;
+  change.op = op == "FLAGS" ? FlagChange::Op::replace : op == "+FLAGS" ? FlagChange::Op::add : FlagChange::Op::remove;
+  change.letters = letters;
+  change.unchanged_since = unchanged_since;
+  FlagChangeResult result;
   std::string error;
-  if (!changes.empty() && !folder_->set_flags(changes, error)) return no(out, c.tag, "[SERVERBUG] " + error);
-  for (auto& [u, f] : changes) {
+  if (!set->empty() && !folder_->change_flags(*set, change, result, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  std::sort(result.modified.begin(), result.modified.end());
+  std::sort(result.changed.begin(), result.changed.end());
+  // What the client is told: the flags as stored now (another session's change to
+  // the same message included) with their modseq. .SILENT leaves out a message only
+  // when the client can know its flags -- it had heard of the state this change was
+  // made to -- and never under UNCHANGEDSINCE (RFC 7162 3.1.3).
+  const auto& msgs = folder_->messages();
+  for (uint32_t u : *set) {
     size_t q = seq_of(u);
-    if (!q) continue;
-    const auto& msgs = folder_->messages();
+    if (!q || std::binary_search(result.modified.begin(), result.modified.end(), u)) continue;
     auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    uint64_t ms = m != msgs.end() && m->uid == u ? m->modseq : 0;
-    view_modseq_[q - 1] = ms;
-    if (silent && !unchanged_since) continue;
+    if (m == msgs.end() || m->uid != u) continue;  // expunged by another session: told later
+    auto ch = std::lower_bound(result.changed.begin(), result.changed.end(), std::pair<uint32_t, uint64_t>{u, 0});
+    bool changed_here = ch != result.changed.end() && ch->first == u;
+    if (silent && !unchanged_since) {
+      if (changed_here && ch->second == view_modseq_[q - 1]) view_modseq_[q - 1] = m->modseq;
+      continue;  // otherwise report_changes tells what the client has not heard
+    }
+    view_modseq_[q - 1] = m->modseq;
     out.bytes += "* " + std::to_string(q) + " FETCH (" + (uid ? "UID " + std::to_string(u) + " " : std::string()) +
-                 "FLAGS " + flags_text(f) + (condstore_ ? " MODSEQ (" + std::to_string(ms) + ")" : "") + ")\r\n";
+                 "FLAGS " + flags_text(m->flags) + (condstore_ ? " MODSEQ (" + std::to_string(m->modseq) + ")" : "") +
+                 ")\r\n";
   }
   report_changes(out, uid);
   std::string text = uid ? "UID STORE completed" : "STORE completed";
-  if (!modified.empty()) {
+  if (!result.modified.empty()) {
     std::string s;
-    for (uint32_t u : modified) s += (s.empty() ? "" : ",") + std::to_string(uid ? u : uint32_t(seq_of(u)));
-    text = "[MODIFIED " + s + "] " + text;
+    for (uint32_t u : result.modified)
+      if (!uid && !seq_of(u)) continue;
+      else s += (s.empty() ? "" : ",") + std::to_string(uid ? u : uint32_t(seq_of(u)));
+    if (!s.empty()) text = "[MODIFIED " + s + "] " + text;
   }
   tagged(out, c.tag, "OK", text);
 }
@@ -391,7 +403,7 @@ void Session::cmd_expunge(Command& c, Output& out, bool uid) {
         (!only || std::binary_search(only->begin(), only->end(), m.uid)) && seq_of(m.uid))
       gone.push_back(m.uid);
   std::string error;
-  if (!gone.empty() && !folder_->expunge(gone, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  if (!gone.empty() && !folder_->expunge(gone, true, error)) return no(out, c.tag, "[SERVERBUG] " + error);
   report_changes(out);
   tagged(out, c.tag, "OK", uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
 }
@@ -420,7 +432,7 @@ void Session::cmd_copy(Command& c, Output& out, bool uid, bool move) {
     if (!code.empty()) out.bytes += "* OK " + code + "Moved\r\n";
     std::vector<uint32_t> src;
     for (auto& [a, b] : *pairs) src.push_back(a);
-    if (!src.empty() && !folder_->expunge(src, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+    if (!src.empty() && !folder_->expunge(src, false, error)) return no(out, c.tag, "[SERVERBUG] " + error);
     report_changes(out);
     return tagged(out, c.tag, "OK", std::string(uid ? "UID MOVE" : "MOVE") + " completed");
   }

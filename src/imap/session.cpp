@@ -261,7 +261,7 @@ void Session::command(Command& c, Output& out) {
       for (auto& m : folder_->messages())
         if (m.flags.find('T') != std::string::npos) gone.push_back(m.uid);
       std::string error;
-      if (!gone.empty()) folder_->expunge(gone, error);
+      if (!gone.empty()) folder_->expunge(gone, true, error);
     }
     deselect();
     return tagged(out, c.tag, "OK", n + " completed");

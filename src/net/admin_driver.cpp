@@ -146,6 +146,7 @@ class AdminDriver : public Driver {
       return admin::handle(*req, who, ctx);
     };
     auto policy = Logins::policy(*cfg, *a.groups, a.ipa);
+    LoginSlot slot(sh_.logins, "ADMIN", ip, a.ipa, Logins::Realm::admin);
     for (;;) {
       c->set_deadline(cfg->timeouts.command);
       size_t n = 0;
@@ -167,22 +168,23 @@ class AdminDriver : public Driver {
         } else if (req->path == "/api/v1/login") {
           if (req->method != "POST") {
             resp = admin::error(405, "POST a JSON {\"name\", \"password\"}");
-          } else if (sh_.logins.blocked("ADMIN", ip, a.ipa)) {
+          } else if (!slot.acquire()) {
             resp = admin::error(429, "too many failed logins from your address; try later");
           } else {
             bad_login = admin::login_body(*req, login_name, login_password);
             sodium_memzero(req->body.data(), req->body.size());
             if (bad_login) {
+              slot.release();  // never reached the password check
               resp = std::move(*bad_login);
             } else {
               found = co_await async_on(sh_.hashing, &verify, use_awaitable);
               if (!found) {
                 bool known = sh_.dir.admin(login_name).has_value();
-                sh_.logins.failed("ADMIN", "password", login_name, ip, a.ipa,
-                                  known ? "wrong password" : "no such administrator", known);
+                slot.failed("password", login_name, known ? "wrong password" : "no such administrator", known);
                 co_await pause(*c, policy.failure_delay);
                 resp = admin::error(401, "wrong name or password");
               } else {
+                slot.release();
                 logs::security().info("ADMIN login from {}: {}{}", ip, sanitize(found->name),
                                       found->read_only ? " (read-only)" : "");
                 auto [id, csrf] = sessions_.open(found->name);

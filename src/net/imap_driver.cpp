@@ -173,7 +173,7 @@ class ImapDriver : public Driver {
           continue;
         }
         // logged in
-        key = sh_.logins.succeeded("IMAP", s.login_mech(), s.login_user(), ip, a.ipa, true);
+        key = hooks.succeeded(s.login_mech(), s.login_user(), true);
         mailbox = std::make_unique<StoreMailbox>(maildir_path(cfg->server.data_dir, key));
         s.set_mailbox(mailbox.get());
         on_disk = true;

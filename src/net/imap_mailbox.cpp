@@ -74,8 +74,18 @@ class StoreOpenFolder : public imap::OpenFolder {
     }
     return std::nullopt;
   }
-  bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) override {
-    bool ok = f_->set_flags(changes, error);
+  bool change_flags(const std::vector<uint32_t>& uids, const imap::FlagChange& change, imap::FlagChangeResult& result,
+                    std::string& error) override {
+    bool ok = f_->update_flags(
+        uids,
+        [&](const store::Message& m) -> std::optional<std::string> {
+          if (change.unchanged_since && m.modseq > *change.unchanged_since) {
+            result.modified.push_back(m.uid);
+            return std::nullopt;
+          }
+          return imap::apply_change(m.flags, change);
+        },
+        error, &result.changed);
     rebuild();
     return ok;
   }
@@ -83,10 +93,10 @@ class StoreOpenFolder : public imap::OpenFolder {
   std::optional<char> keyword_letter(std::string_view name, bool create, std::string& error) override {
     return store::keyword_letter(f_->dir(), name, create, error);
   }
-  bool expunge(const std::vector<uint32_t>& uids, std::string& error) override {
-    size_t n = f_->remove(uids, error);
+  bool expunge(const std::vector<uint32_t>& uids, bool only_deleted, std::string& error) override {
+    f_->remove(uids, error, only_deleted);
     rebuild();
-    return n == uids.size() || error.empty();
+    return error.empty();
   }
   std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
                                                                   const std::string& to, std::string& error) override {

@@ -72,10 +72,17 @@ auth::LoginPolicy Logins::policy(const Config& c, const IpGroups& groups, const 
   return p;
 }
 
-bool Logins::blocked(std::string_view proto, const std::string& ip, const IpAddress& ipa) {
-  if (!limits_.auth_blocked(ipa)) return false;
-  logs::security().info("{} from {} refused: blocked after too many failed logins", proto, ip);
-  return true;
+bool Logins::attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm) {
+  switch (limits_.auth_attempt(ipa, realm)) {
+    case ClientLimits::Attempt::ok: return true;
+    case ClientLimits::Attempt::blocked:
+      logs::security().info("{} from {} refused: blocked after too many failed logins", proto, ip);
+      return false;
+    case ClientLimits::Attempt::busy:
+      logs::security().info("{} from {} refused: as many logins as may still fail are being checked", proto, ip);
+      return false;
+  }
+  return false;
 }
 
 std::optional<std::string> Logins::check(const std::string& user, std::string& password) {
@@ -119,12 +126,12 @@ std::string Logins::succeeded(std::string_view proto, std::string_view mech, con
 }
 
 bool Logins::failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
-                    const IpAddress& ipa, std::string_view why, bool known) {
+                    const IpAddress& ipa, std::string_view why, bool known, Realm realm, bool held) {
   // Never the password or the exchange itself.
   logs::security().info("{} {} failed from {}: user {}: {}", proto, mech, ip,
                         known ? "<" + sanitize(user) + ">" : loggable(user), why);
   metrics::add("bulwark_auth_failures_total", "proto=\"" + std::string(proto) + "\"");
-  if (!limits_.auth_failure(ipa)) return false;
+  if (!limits_.auth_failure(ipa, realm, held)) return false;
   logs::security().info("{} from {} blocked for 15 minutes: too many failed logins", proto, ip);
   return true;
 }

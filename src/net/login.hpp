@@ -33,9 +33,15 @@ class Logins : public auth::SecretSource {
   // SPEC 8 for a client at `ip`: mode, mechanisms in order, plaintext allowed here.
   static auth::LoginPolicy policy(const Config& cfg, const IpGroups& groups, const IpAddress& ip);
 
-  // True while logins are refused to the address: too many failures, or the per-IP
-  // table cannot track it (logged). `proto`: "SMTP AUTH", "POP3", ...
-  bool blocked(std::string_view proto, const std::string& ip, const IpAddress& ipa);
+  using Realm = ClientLimits::Realm;
+  // May a login attempt from the address go ahead to the password check? False while
+  // logins are refused to it (too many failures, or the per-IP table cannot track it)
+  // and while as many attempts as may still fail are being checked (parallel guesses
+  // on many connections); both logged, the client hears "try later". True holds a slot
+  // until failed(.., held) or release(): use a LoginSlot. `proto`: "SMTP AUTH", "POP3", ...
+  bool attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm = Realm::mail);
+  void release(const IpAddress& ipa, Realm realm = Realm::mail) { limits_.auth_release(ipa, realm); }
+  bool blocked(const IpAddress& ipa, Realm realm = Realm::mail) { return limits_.auth_blocked(ipa, realm); }
 
   // Checks a password on the hashing pool (Argon2id: 64 MiB, ~0.1 s; the pool's size
   // bounds the memory). Completes on the caller's executor with the user's lookup key,
@@ -63,8 +69,10 @@ class Logins : public auth::SecretSource {
   // the address is blocked now.
   // `known`: the caller knows the name is a real account of its own (an administrator)
   // and may show it; otherwise the log shows a mail user's address or a tag.
+  // `held`: the attempt had a slot of attempt(), given back now.
   bool failed(std::string_view proto, std::string_view mech, const std::string& user, const std::string& ip,
-              const IpAddress& ipa, std::string_view why, bool known = false);
+              const IpAddress& ipa, std::string_view why, bool known = false, Realm realm = Realm::mail,
+              bool held = false);
 
   // A command refused for a policy reason (security log).
   void refused(std::string_view proto, const std::string& ip, const std::string& what);
@@ -101,25 +109,68 @@ class Logins : public auth::SecretSource {
   std::string cache_key_;
 };
 
+// One connection's claim on its address's login attempts: taken when an attempt starts
+// (acquire), turned into a failure when it fails, given back when it succeeds, is
+// abandoned and the connection ends, or the address is blocked meanwhile. A connection
+// holds at most one.
+class LoginSlot {
+ public:
+  LoginSlot(Logins& logins, std::string proto, const std::string& ip, const IpAddress& ipa,
+            Logins::Realm realm = Logins::Realm::mail)
+      : logins_(logins), proto_(std::move(proto)), ip_(ip), ipa_(ipa), realm_(realm) {}
+  LoginSlot(const LoginSlot&) = delete;
+  LoginSlot& operator=(const LoginSlot&) = delete;
+  ~LoginSlot() { release(); }
+  // False: refused now (blocked, or too many attempts being checked; logged).
+  bool acquire() {
+    if (held_ && logins_.blocked(ipa_, realm_)) release();  // blocked by others' failures meanwhile
+    if (!held_) held_ = logins_.attempt(proto_, ip_, ipa_, realm_);
+    return held_;
+  }
+  bool failed(std::string_view mech, const std::string& user, std::string_view why, bool known = false) {
+    bool was = held_;
+    held_ = false;
+    return logins_.failed(proto_, mech, user, ip_, ipa_, why, known, realm_, was);
+  }
+  void release() {
+    if (held_) logins_.release(ipa_, realm_);
+    held_ = false;
+  }
+
+ private:
+  Logins& logins_;
+  std::string proto_;
+  const std::string& ip_;
+  const IpAddress& ipa_;
+  Logins::Realm realm_;
+  bool held_ = false;
+};
+
 // A mailbox protocol's session hooks (pop3::Hooks, imap::Hooks: the same four calls)
 // answered by Logins for one client: `proto` names the protocol in log lines.
 template <class Base>
 class LoginHooks : public Base {
  public:
   LoginHooks(Logins& logins, const char* proto, const std::string& ip, const IpAddress& ipa)
-      : logins_(logins), proto_(proto), ip_(ip), ipa_(ipa) {}
+      : logins_(logins), proto_(proto), ip_(ip), ipa_(ipa), slot_(logins, proto, ip, ipa) {}
   auth::SecretSource& secrets() override { return logins_; }
-  bool login_blocked() override { return logins_.blocked(proto_, ip_, ipa_); }
+  bool login_blocked() override { return !slot_.acquire(); }
   void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
-    logins_.failed(proto_, mech, user, ip_, ipa_, why);
+    slot_.failed(mech, user, why);
   }
   void refused(const std::string& what) override { logins_.refused(proto_, ip_, what); }
+  // The login succeeded: logged, the slot given back; the user's lookup key.
+  std::string succeeded(std::string_view mech, const std::string& user, bool opens_relay) {
+    slot_.release();
+    return logins_.succeeded(proto_, mech, user, ip_, ipa_, opens_relay);
+  }
 
  private:
   Logins& logins_;
   const char* proto_;
   const std::string& ip_;
   const IpAddress& ipa_;
+  LoginSlot slot_;
 };
 
 }  // namespace bulwark

@@ -123,7 +123,7 @@ class Pop3Driver : public Driver {
           continue;
         }
         if (o.next == pop3::Next::open_mailbox) {
-          key = sh_.logins.succeeded("POP3", s.login_mech(), s.login_user(), ip, a.ipa, true);
+          key = hooks.succeeded(s.login_mech(), s.login_user(), true);
           lease = sh_.mailbox_locks.try_lock(key);
           if (!lease) {
             logs::main().info("POP3 from {}: mailbox of {} is in use by another session", ip, sanitize(key));

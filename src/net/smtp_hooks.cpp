@@ -8,7 +8,14 @@ namespace bulwark {
 
 SmtpHooks::SmtpHooks(Directory& d, Spool& s, Logins& logins, std::string ip, IpAddress ipa, std::string hostname,
                      SessionPolicy policy)
-    : dir_(d), spool_(s), logins_(logins), ip_(std::move(ip)), ipa_(ipa), hostname_(std::move(hostname)), p_(std::move(policy)) {
+    : dir_(d),
+      spool_(s),
+      logins_(logins),
+      ip_(std::move(ip)),
+      ipa_(ipa),
+      slot_(logins, "SMTP AUTH", ip_, ipa_),
+      hostname_(std::move(hostname)),
+      p_(std::move(policy)) {
   // The server's own host name is ours even when it is no mail domain: nobody may
   // use it as a sender from outside (anti-spoofing as for a local domain).
   identity_.domain_switch = [this](const std::string& domain) -> std::optional<bool> {
@@ -138,13 +145,14 @@ bool SmtpHooks::unknown_recipient() {
 void SmtpHooks::refused(std::string_view what) { logs::security().info("SMTP refused from {}: {}", ip_, sanitize(what)); }
 
 std::string SmtpHooks::auth_succeeded(auth::Mech m, const std::string& user) {
+  slot_.release();
   auth_user_ = logins_.succeeded("SMTP AUTH", auth::mech_name(m), user, ip_, ipa_, false);
   return auth_user_;
 }
 
 bool SmtpHooks::auth_failed(auth::Mech m, const std::string& user, std::string_view why) {
   auth_failed_ = true;
-  return logins_.failed("SMTP AUTH", auth::mech_name(m), user, ip_, ipa_, why);
+  return slot_.failed(auth::mech_name(m), user, why);
 }
 
 }  // namespace bulwark

@@ -56,7 +56,7 @@ class SmtpHooks : public smtp::SessionHooks {
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
 
   auth::SecretSource* secrets() override { return &logins_; }
-  bool auth_blocked() override { return logins_.blocked("SMTP AUTH", ip_, ipa_); }
+  bool auth_blocked() override { return !slot_.acquire(); }
   std::string auth_succeeded(auth::Mech m, const std::string& user) override;
   bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
   void auth_reset() override { auth_user_.clear(); }  // a failed AUTH still counts
@@ -74,6 +74,7 @@ class SmtpHooks : public smtp::SessionHooks {
   Logins& logins_;
   std::string ip_;
   IpAddress ipa_;
+  LoginSlot slot_;  // a login attempt in progress (after ip_ and ipa_: it refers to them)
   std::string hostname_;
   SessionPolicy p_;
   IdentityLookup identity_;

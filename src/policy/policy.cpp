@@ -109,8 +109,9 @@ ClientLimits::Entry* ClientLimits::entry(const IpAddress& ip, SteadyClock::time_
 }
 
 bool ClientLimits::live(const Entry& e, SteadyClock::time_point now) const {
-  if (e.connections > 0 || e.mailbox_connections > 0 || e.blocked_until > now || e.auth_blocked_until > now) return true;
-  if (e.auth_failures > 0 && now - e.auth_since <= s_.auth_window) return true;
+  if (e.connections > 0 || e.mailbox_connections > 0 || e.blocked_until > now) return true;
+  for (auto& a : e.auth)
+    if (a.pending > 0 || a.blocked_until > now || (a.failures > 0 && now - a.since <= s_.auth_window)) return true;
   if (e.unknown > 0 && now - e.unknown_since <= s_.harvest_block) return true;
   int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
   if (minute - e.minute < 60)
@@ -180,22 +181,44 @@ bool ClientLimits::unknown_recipient(const IpAddress& ip) {
                             s_.max_unknown_recipients, s_.harvest_block);
 }
 
-bool ClientLimits::auth_failure(const IpAddress& ip) {
+ClientLimits::Attempt ClientLimits::auth_attempt(const IpAddress& ip, Realm realm) {
   std::lock_guard lk(mu_);
-  if (!s_.max_auth_failures) return false;
+  if (!s_.max_auth_failures) return Attempt::ok;
   auto now = now_();
   Entry* e = entry(ip, now);
-  if (!e) return true;
-  return count_toward_block(e->auth_failures, e->auth_since, e->auth_blocked_until, now, s_.auth_window,
-                            s_.max_auth_failures, s_.auth_block);
+  if (!e) return Attempt::blocked;
+  auto& a = e->auth[size_t(realm)];
+  if (a.blocked_until > now) return Attempt::blocked;
+  if (a.failures > 0 && now - a.since > s_.auth_window) a.failures = 0;
+  if (a.failures + a.pending >= s_.max_auth_failures) return Attempt::busy;
+  ++a.pending;
+  return Attempt::ok;
 }
 
-bool ClientLimits::auth_blocked(const IpAddress& ip) {
+void ClientLimits::auth_release(const IpAddress& ip, Realm realm) {
+  std::lock_guard lk(mu_);
+  auto it = map_.find(limit_key(ip));
+  if (it != map_.end() && it->second.auth[size_t(realm)].pending > 0) --it->second.auth[size_t(realm)].pending;
+}
+
+bool ClientLimits::auth_failure(const IpAddress& ip, Realm realm, bool held) {
+  std::lock_guard lk(mu_);
+  auto now = now_();
+  Entry* e = entry(ip, now);
+  if (!e) return s_.max_auth_failures > 0;
+  auto& a = e->auth[size_t(realm)];
+  if (held && a.pending > 0) --a.pending;
+  if (!s_.max_auth_failures) return false;
+  return count_toward_block(a.failures, a.since, a.blocked_until, now, s_.auth_window, s_.max_auth_failures,
+                            s_.auth_block);
+}
+
+bool ClientLimits::auth_blocked(const IpAddress& ip, Realm realm) {
   std::lock_guard lk(mu_);
   if (!s_.max_auth_failures) return false;
   auto now = now_();
   Entry* e = entry(ip, now);
-  return !e || e->auth_blocked_until > now;
+  return !e || e->auth[size_t(realm)].blocked_until > now;
 }
 
 size_t ClientLimits::tracked() const {

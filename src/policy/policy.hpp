@@ -104,10 +104,23 @@ class ClientLimits {
   void message_accepted(const IpAddress& ip);
   // An unknown local recipient; true when this makes the IP blocked.
   bool unknown_recipient(const IpAddress& ip);
-  // SMTP AUTH brute force: a failed login; true when this makes AUTH refused for the IP.
-  bool auth_failure(const IpAddress& ip);
-  // True while AUTH is refused to the IP: blocked, or not trackable (table full).
-  bool auth_blocked(const IpAddress& ip);
+  // Password guessing (SPEC 8). Mail users' logins (SMTP AUTH, POP3, IMAP) and
+  // administrators' (the console) count on their own: five wrong console passwords
+  // from an office must not lock every mail client behind its address out.
+  enum class Realm { mail, admin };
+  enum class Attempt { ok, blocked, busy };
+  // A login is about to reach the password check. At most max_auth_failures attempts
+  // per window get there, counting those still being checked, so that parallel guesses
+  // on many connections cannot get past the block: blocked (or the address cannot be
+  // tracked), busy (that many are being checked now: try later), or ok -- a slot is
+  // then held until auth_failure(.., true) or auth_release().
+  Attempt auth_attempt(const IpAddress& ip, Realm realm = Realm::mail);
+  void auth_release(const IpAddress& ip, Realm realm = Realm::mail);
+  // A failed login (`held`: it had a slot of auth_attempt, given back now); true when
+  // this makes logins refused for the IP.
+  bool auth_failure(const IpAddress& ip, Realm realm = Realm::mail, bool held = false);
+  // True while logins are refused to the IP: blocked, or not trackable (table full).
+  bool auth_blocked(const IpAddress& ip, Realm realm = Realm::mail);
   size_t tracked() const;
   // Times a new address could not be tracked because the table was full.
   uint64_t untracked() const;
@@ -119,9 +132,11 @@ class ClientLimits {
     uint32_t unknown = 0;
     SteadyClock::time_point unknown_since{};
     SteadyClock::time_point blocked_until{};
-    uint32_t auth_failures = 0;
-    SteadyClock::time_point auth_since{};
-    SteadyClock::time_point auth_blocked_until{};
+    struct Logins {
+      uint32_t failures = 0, pending = 0;
+      SteadyClock::time_point since{}, blocked_until{};
+    };
+    std::array<Logins, 2> auth{};  // by Realm
     SteadyClock::time_point last_seen{};
     int64_t minute = 0;                   // the minute buckets[minute % 60] holds
     std::array<uint32_t, 60> buckets{};  // messages per minute, last hour

@@ -71,6 +71,14 @@ std::optional<uint32_t> Folder::add(std::string_view content, const std::string&
 
 std::vector<std::pair<uint32_t, uint32_t>> Folder::copy_to(Folder& to, const std::vector<uint32_t>& uids,
                                                           std::string& error, const std::string& letter_map) {
+  {  // the copies get the flags as stored now, not as this view last saw them
+    FileLock lock(dir_ + "/bulwark-uidlist.lock");
+    if (!lock.ok()) {
+      error = "cannot lock " + dir_ + ": " + std::strerror(errno);
+      return {};
+    }
+    if (!catch_up(error)) return {};
+  }
   std::vector<std::pair<uint32_t, std::string>> made;  // source UID, base there
   for (uint32_t uid : uids) {
     Message* m = find(uid);

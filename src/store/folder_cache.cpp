@@ -20,7 +20,8 @@ constexpr size_t max_messages = 300'000;  // over all cached folders
 struct Entry {
   FolderStamp stamp;
   uint32_t uidvalidity = 0, next_uid = 1;
-  uint64_t modseq = 0, index_lines = 0;
+  uint64_t modseq = 0, index_lines = 0, index_end = 0, index_ino = 0;
+  std::string index_head;
   std::vector<Message> msgs;
 };
 
@@ -62,6 +63,9 @@ bool Folder::from_cache() {
   next_uid_ = e.next_uid;
   modseq_ = e.modseq;
   index_lines_ = e.index_lines;
+  index_end_ = e.index_end;
+  index_ino_ = e.index_ino;
+  index_head_ = e.index_head;
   msgs_ = e.msgs;
   seen_ = e.stamp;
   return true;
@@ -76,7 +80,7 @@ void Folder::to_cache(const FolderStamp& after) {
     c.drop(dir_);
   }
   while (!c.lru.empty() && c.messages + msgs_.size() > max_messages) c.drop(c.lru.back().first);
-  c.lru.emplace_front(dir_, Entry{after, uidvalidity_, next_uid_, modseq_, index_lines_, msgs_});
+  c.lru.emplace_front(dir_, Entry{after, uidvalidity_, next_uid_, modseq_, index_lines_, index_end_, index_ino_, index_head_, msgs_});
   c.by_dir[dir_] = c.lru.begin();
   c.messages += msgs_.size();
 }

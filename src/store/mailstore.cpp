@@ -20,6 +20,7 @@
 #include "crypt/file.hpp"
 #include "crypt/records.hpp"
 #include "store/files.hpp"
+#include "store/index_format.hpp"
 
 namespace bulwark {
 namespace fs = std::filesystem;
@@ -49,34 +50,10 @@ std::string maildir_path(const std::string& data_dir, const std::string& mailbox
 namespace store {
 namespace {
 
-std::optional<uint64_t> number(std::string_view s) {
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
-// Splits on single spaces.
-std::vector<std::string_view> fields(std::string_view line) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t sp = line.find(' ', start);
-    out.push_back(line.substr(start, sp == std::string_view::npos ? sp : sp - start));
-    if (sp == std::string_view::npos) break;
-    start = sp + 1;
-  }
-  return out;
-}
-
-// A base name is safe in the index when it is one word of printable bytes and no
-// path: anything else found in a Maildir (a stray file from another tool) is skipped.
-bool usable_name(std::string_view n) {
-  if (n.empty() || n[0] == '.' || n.size() > 255) return false;
-  for (unsigned char c : n)
-    if (c <= ' ' || c == 0x7f || c == '/') return false;
-  return true;
-}
+using uidlist::entry_line;
+using uidlist::number;
+using uidlist::usable_flags;
+using uidlist::usable_name;
 
 template <class F>
 bool each_entry(const std::string& dir, F f) {
@@ -112,20 +89,6 @@ std::optional<std::pair<uint64_t, uint64_t>> measure(const std::string& path) {
     size += piece->size();
   }
   return std::pair{size, size + lf - crlf};
-}
-
-// "+ <uid> <modseq> <size> <vsize> <flags or -> <base>"
-std::string entry_line(const Message& m) {
-  return "+ " + std::to_string(m.uid) + " " + std::to_string(m.modseq) + " " + std::to_string(m.size) + " " +
-         std::to_string(m.vsize) + " " + (m.flags.empty() ? std::string("-") : m.flags) + " " + m.base + "\n";
-}
-
-bool usable_flags(std::string_view f) {
-  if (f == "-") return true;
-  if (f.empty() || f.size() > 26) return false;
-  for (char c : f)
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) return false;
-  return true;
 }
 
 }  // namespace
@@ -171,136 +134,6 @@ std::unique_ptr<Folder> Folder::open(const std::string& dir, std::string& error)
   });
   if (!f->sync(error)) return nullptr;
   return f;
-}
-
-bool Folder::read_index(std::string& error) {
-  msgs_.clear();
-  index_lines_ = 0;
-  std::string path = index_path();
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno != ENOENT) {
-      error = "cannot open " + path + ": " + std::strerror(errno);
-      return false;
-    }
-    // A new index. UIDVALIDITY from the clock (like Dovecot): a folder whose index
-    // was lost gets a new value, so clients throw away what they cached.
-    uidvalidity_ = uint32_t(std::time(nullptr));
-    next_uid_ = 1;
-    modseq_ = 1;
-    return rewrite(error);
-  }
-  std::string why;
-  auto file = crypt::read_text(fd, crypt::data_key(), &why);  // plain lines, or sealed records
-  if (!file) {
-    ::close(fd);
-    error = "cannot read " + path + ": " + why;
-    return false;
-  }
-  std::string& text = file->text;
-  struct stat st{};
-  if (file->sealed && ::fstat(fd, &st) == 0 && uint64_t(st.st_size) > file->good_end)
-    ::ftruncate(fd, off_t(file->good_end));  // a record torn by a crash: never synced, never shown
-  std::unordered_map<uint32_t, size_t> at;  // uid -> position in msgs_
-  size_t pos = 0, good_end = 0;
-  bool header = false;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) break;  // torn: never synced, never shown
-    auto f = fields(std::string_view(text).substr(pos, nl - pos));
-    bool parsed = false;
-    if (!header) {
-      if (f.size() == 5 && f[0] == "bulwark-uidlist" && f[1] == "1") {
-        auto v = number(f[2]), n = number(f[3]), ms = number(f[4]);
-        if (v && n && ms && *v && *v <= UINT32_MAX && *n && *n <= UINT32_MAX) {
-          uidvalidity_ = uint32_t(*v);
-          next_uid_ = uint32_t(*n);
-          modseq_ = *ms;
-          header = parsed = true;
-        }
-      }
-      if (!parsed) {
-        ::close(fd);
-        error = path + " is not a bulwark UID index";
-        return false;
-      }
-    } else if (f.size() == 7 && f[0] == "+") {
-      auto uid = number(f[1]), ms = number(f[2]), size = number(f[3]), vsize = number(f[4]);
-      if (uid && ms && size && vsize && *uid && *uid < UINT32_MAX && usable_flags(f[5]) && usable_name(f[6])) {
-        Message m;
-        m.uid = uint32_t(*uid);
-        m.modseq = *ms;
-        m.size = *size;
-        m.vsize = *vsize;
-        if (f[5] != "-") m.flags = std::string(f[5]);
-        m.base = std::string(f[6]);
-        if (auto it = at.find(m.uid); it != at.end()) msgs_[it->second] = std::move(m);
-        else {
-          at[m.uid] = msgs_.size();
-          msgs_.push_back(std::move(m));
-        }
-        parsed = true;
-      }
-    } else if (f.size() == 3 && f[0] == "-") {
-      auto uid = number(f[1]), ms = number(f[2]);
-      if (uid && ms && *uid && *uid < UINT32_MAX) {
-        if (auto it = at.find(uint32_t(*uid)); it != at.end()) msgs_[it->second].uid = 0;  // gone
-        parsed = true;
-      }
-    }
-    if (!parsed) break;  // damaged from here on: a write that never completed
-    if (header && pos > 0) {
-      ++index_lines_;
-      auto uid = number(f[1]);
-      next_uid_ = std::max<uint64_t>(next_uid_, *uid + 1);
-      modseq_ = std::max<uint64_t>(modseq_, *number(f[2]));
-    }
-    pos = nl + 1;
-    good_end = pos;
-  }
-  if (!header) {
-    ::close(fd);
-    if (text.empty()) {  // created, then a crash before its header was synced
-      uidvalidity_ = uint32_t(std::time(nullptr));
-      next_uid_ = 1;
-      modseq_ = 1;
-      return rewrite(error);
-    }
-    error = path + " is not a bulwark UID index";
-    return false;
-  }
-  if (!file->sealed && good_end < text.size()) ::ftruncate(fd, off_t(good_end));  // drop the torn tail
-  ::close(fd);
-  std::erase_if(msgs_, [](const Message& m) { return m.uid == 0; });
-  std::sort(msgs_.begin(), msgs_.end(), [](const Message& a, const Message& b) { return a.uid < b.uid; });
-  return true;
-}
-
-bool Folder::append(const std::string& lines, std::string& error) {
-  std::string path = index_path();
-  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
-  bool ok = fd >= 0 && crypt::append_text(fd, lines, crypt::data_key()) && ::fdatasync(fd) == 0;
-  if (!ok) error = "cannot write " + path + ": " + std::strerror(errno);
-  if (fd >= 0) ::close(fd);
-  return ok;
-}
-
-bool Folder::rewrite(std::string& error) {
-  std::string text = "bulwark-uidlist 1 " + std::to_string(uidvalidity_) + " " + std::to_string(next_uid_) + " " +
-                     std::to_string(modseq_) + "\n";
-  for (auto& m : msgs_) text += entry_line(m);
-  if (const crypt::DataKey* key = crypt::data_key()) text = crypt::seal_records(*key, text);
-  std::string tmp = index_path() + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write_all(fd, text) && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  ok = ok && ::rename(tmp.c_str(), index_path().c_str()) == 0 && sync_dir(dir_);
-  if (!ok) {
-    error = "cannot write " + index_path() + ": " + std::strerror(errno);
-    return false;
-  }
-  index_lines_ = msgs_.size();
-  return true;
 }
 
 Folder::Stamp Folder::stamp() const {
@@ -464,13 +297,16 @@ std::optional<crypt::PlainFile> Folder::read_message(const Message& m, std::stri
   return crypt::PlainFile::adopt(fd, why);
 }
 
-size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {
+size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error, bool only_deleted) {
   FileLock lock(dir_ + "/bulwark-uidlist.lock");
   if (!lock.ok()) {
     error = "cannot lock " + dir_ + ": " + std::strerror(errno);
     return 0;
   }
-  std::set<uint32_t> wanted(uids.begin(), uids.end());
+  if (!catch_up(error)) return 0;  // removed meanwhile, or \Deleted taken away: as stored now
+  std::set<uint32_t> wanted;
+  for (uint32_t uid : uids)
+    if (Message* m = find(uid); m && (!only_deleted || m->flags.find('T') != std::string::npos)) wanted.insert(uid);
   std::vector<uint32_t> gone;
   for (auto& m : msgs_) {
     if (!wanted.count(m.uid)) continue;
@@ -489,7 +325,7 @@ size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {
     return 0;
   }
   std::string lines;
-  for (uint32_t uid : gone) lines += "- " + std::to_string(uid) + " " + std::to_string(++modseq_) + "\n";
+  for (uint32_t uid : gone) lines += uidlist::removal_line(uid, ++modseq_);
   std::erase_if(msgs_, [&](const Message& m) { return wanted.count(m.uid) > 0; });
   index_lines_ += gone.size();
   // The files are gone for good now; should this write fail, the next sync finds
@@ -499,23 +335,21 @@ size_t Folder::remove(const std::vector<uint32_t>& uids, std::string& error) {
   return gone.size();
 }
 
-Message* Folder::find(uint32_t uid) {
-  auto it = std::lower_bound(msgs_.begin(), msgs_.end(), uid, [](const Message& m, uint32_t u) { return m.uid < u; });
-  return it != msgs_.end() && it->uid == uid ? &*it : nullptr;
-}
-
-bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) {
+bool Folder::update_flags(const std::vector<uint32_t>& uids, const FlagRule& next, std::string& error,
+                          std::vector<std::pair<uint32_t, uint64_t>>* changed) {
   FileLock lock(dir_ + "/bulwark-uidlist.lock");
   if (!lock.ok()) {
     error = "cannot lock " + dir_ + ": " + std::strerror(errno);
     return false;
   }
-  std::string lines;
+  if (!catch_up(error)) return false;
   std::vector<std::pair<Message*, std::string>> changing;
-  for (auto& [uid, flags] : changes) {
+  for (uint32_t uid : uids) {
     Message* m = find(uid);
-    if (!m) continue;
-    std::string f = flags;
+    if (!m) continue;  // expunged meanwhile
+    auto wanted = next(*m);
+    if (!wanted) continue;
+    std::string f = std::move(*wanted);
     std::sort(f.begin(), f.end());
     f.erase(std::unique(f.begin(), f.end()), f.end());
     if (!usable_flags(f.empty() ? "-" : f)) {
@@ -526,32 +360,48 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
     changing.emplace_back(m, f);
   }
   if (changing.empty()) return true;
-  uint64_t ms = modseq_;
+  std::vector<Message> before;
+  std::string lines;
   for (auto& [m, f] : changing) {
-    Message copy = *m;
-    copy.flags = f;
-    copy.modseq = ++ms;
-    lines += entry_line(copy);
+    before.push_back(*m);
+    m->flags = f;
+    m->modseq = ++modseq_;
+    lines += entry_line(*m);
   }
-  if (!append(lines, error)) return false;
-  modseq_ = ms;
   index_lines_ += changing.size();
-  for (auto& [m, f] : changing) {
-    std::string to = "cur/" + m->base + ":2," + f;
+  bool written = index_lines_ > 2 * msgs_.size() + 1000 ? rewrite(error) : append(lines, error);
+  if (!written) {  // nothing changed: the view as it was
+    for (size_t i = 0; i < changing.size(); ++i) *changing[i].first = before[i];
+    modseq_ -= changing.size();
+    index_lines_ -= changing.size();
+    return false;
+  }
+  for (size_t i = 0; i < changing.size(); ++i) {
+    Message* m = changing[i].first;
+    std::string to = "cur/" + m->base + ":2," + m->flags;
     if (::rename((dir_ + "/" + m->file).c_str(), (dir_ + "/" + to).c_str()) != 0 && errno == ENOENT) {
-      // renamed meanwhile by another owner: find it by its base
+      // renamed meanwhile by another owner (or another tool): find it by its base
       for (const char* sub : {"cur", "new"})
         each_entry(dir_ + "/" + sub, [&](std::string_view n) {
           if (parse_maildir_name(n).base == m->base)
             ::rename((dir_ + "/" + sub + "/" + std::string(n)).c_str(), (dir_ + "/" + to).c_str());
         });
     }
+    if (changed) changed->emplace_back(m->uid, before[i].modseq);
     m->file = to;
-    m->flags = f;
   }
-  uint64_t n = modseq_ - changing.size();
-  for (auto& [m, f] : changing) m->modseq = ++n;
   return true;
+}
+
+bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error) {
+  std::unordered_map<uint32_t, const std::string*> by_uid;
+  std::vector<uint32_t> uids;
+  for (auto& [uid, flags] : changes) {
+    by_uid[uid] = &flags;
+    uids.push_back(uid);
+  }
+  return update_flags(uids, [&](const Message& m) -> std::optional<std::string> { return *by_uid.at(m.uid); },
+                      error);
 }
 
 std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::string>& bases, std::string& error) {

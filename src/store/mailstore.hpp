@@ -18,6 +18,7 @@
 // on core/ only.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -105,13 +106,24 @@ class Folder {
   // Removes messages (POP3 UPDATE, IMAP EXPUNGE): files unlinked and the directory
   // synced, then the index told and synced. A crash in between leaves an index entry
   // without a file, which the next sync forgets: never a message back from the dead,
-  // never a UID reused. Returns how many were removed; `error` names the first failure.
-  size_t remove(const std::vector<uint32_t>& uids, std::string& error);
+  // never a UID reused. `only_deleted`: only those that carry \Deleted ('T') as stored
+  // now -- another session may have taken it away since this view was made (IMAP
+  // EXPUNGE). Returns how many were removed; `error` names the first failure.
+  size_t remove(const std::vector<uint32_t>& uids, std::string& error, bool only_deleted = false);
 
-  // Sets the system flags of messages (Maildir letters, e.g. "FS"): each change gets
-  // a new modification sequence, written and synced before the files are renamed (a
-  // crash in between costs a spurious change, never a lost one). False and `error`
-  // when the index cannot be written; nothing is renamed then.
+  // Changes the flags of messages as they are stored at this moment (under the
+  // folder's lock, after catching up with what other owners wrote): `next` gets a
+  // message as stored and returns its new flags (Maildir letters), or nothing to leave
+  // it alone. Each message whose flags change gets a new modification sequence, above
+  // every one given before, written and synced before the files are renamed (a crash
+  // in between costs a spurious change, never a lost one). `changed` (optional): the
+  // UIDs that changed, each with the modseq it had before. False and `error` when the
+  // index cannot be written or `next` gives unusable letters; nothing changes then.
+  // Afterwards the view holds the stored state of every message (others' changes too).
+  using FlagRule = std::function<std::optional<std::string>(const Message&)>;
+  bool update_flags(const std::vector<uint32_t>& uids, const FlagRule& next, std::string& error,
+                    std::vector<std::pair<uint32_t, uint64_t>>* changed = nullptr);
+  // The same with the new flags given per message.
   bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string& error);
 
   // Adds a message (IMAP APPEND): `content` with LF or CRLF line ends is written to
@@ -152,7 +164,16 @@ class Folder {
 
  private:
   explicit Folder(std::string dir) : dir_(std::move(dir)) {}
+  // The index (uid_index.cpp). read_index: whole; catch_up: what other owners added
+  // since this view last read or wrote it (lock held), so a change is made to the
+  // stored state, never to a stale view. append: lines, to an index caught up with.
   bool read_index(std::string& error);
+  bool catch_up(std::string& error);
+  struct Applied {
+    bool header = false;  // the text began with a well-formed header (when one was expected)
+    size_t good = 0;      // bytes of whole, well-formed lines taken
+  };
+  Applied apply_index(std::string_view text, bool header);
   bool append(const std::string& lines, std::string& error);
   bool rewrite(std::string& error);
   // Takes files already in cur/ (named by base) into the index under the lock, and
@@ -172,6 +193,9 @@ class Folder {
   uint64_t modseq_ = 0;
   std::vector<Message> msgs_;
   uint64_t index_lines_ = 0;  // entries in the log (live + dead): when to rewrite
+  uint64_t index_end_ = 0;    // bytes of the index taken into this view
+  uint64_t index_ino_ = 0;    // the index file they were in (a rewrite replaces it)
+  std::string index_head_;    // and its first bytes (an inode number may come back)
   using Stamp = FolderStamp;
   Stamp stamp() const;
   Stamp seen_;  // as it was when the last sync began

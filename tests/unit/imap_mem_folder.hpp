@@ -45,18 +45,29 @@ class MemFolder : public imap::OpenFolder {
       if (m.ref.uid == uid) return m.content;
     return std::nullopt;
   }
-  bool set_flags(const std::vector<std::pair<uint32_t, std::string>>& changes, std::string&) override {
-    for (auto& [uid, f] : changes)
-      for (auto& m : d_.msgs)
-        if (m.ref.uid == uid && m.ref.flags != f) {
-          m.ref.flags = f;
-          m.ref.modseq = ++d_.modseq;
+  bool change_flags(const std::vector<uint32_t>& uids, const imap::FlagChange& change, imap::FlagChangeResult& result,
+                    std::string&) override {
+    for (uint32_t uid : uids)
+      for (auto& m : d_.msgs) {
+        if (m.ref.uid != uid) continue;
+        if (change.unchanged_since && m.ref.modseq > *change.unchanged_since) {
+          result.modified.push_back(uid);
+          continue;
         }
+        std::string f = imap::apply_change(m.ref.flags, change);
+        if (f == m.ref.flags) continue;
+        result.changed.emplace_back(uid, m.ref.modseq);
+        m.ref.flags = f;
+        m.ref.modseq = ++d_.modseq;
+      }
     refresh_refs();
     return true;
   }
-  bool expunge(const std::vector<uint32_t>& uids, std::string&) override {
-    std::erase_if(d_.msgs, [&](const MemMessage& m) { return std::count(uids.begin(), uids.end(), m.ref.uid) > 0; });
+  bool expunge(const std::vector<uint32_t>& uids, bool only_deleted, std::string&) override {
+    std::erase_if(d_.msgs, [&](const MemMessage& m) {
+      return std::count(uids.begin(), uids.end(), m.ref.uid) > 0 &&
+             (!only_deleted || m.ref.flags.find('T') != std::string::npos);
+    });
     ++d_.modseq;
     refresh_refs();
     return true;

@@ -187,6 +187,79 @@ TEST(Folder, FlagChangesGetModseqsAndRenameTheFiles) {
   EXPECT_FALSE(g->set_flags({{1, "S!"}}, err));
 }
 
+// Two owners of one folder, each with its own view: a change is made to the flags as
+// stored, never to the owner's stale view (the lost-update bug of two IMAP sessions).
+TEST(Folder, ConcurrentOwnersMergeFlagChangesAndModseqsOnlyGrow) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  deliver(dir, "1.a.h,S=1,W=1", "a");
+  deliver(dir, "2.b.h,S=1,W=1", "b");
+  std::string err;
+  auto a = Folder::open(dir.string(), err);
+  auto b = Folder::open(dir.string(), err);
+  ASSERT_TRUE(a && b) << err;
+  auto add = [](char l) {
+    return [l](const Message& m) -> std::optional<std::string> { return m.flags + l; };
+  };
+  auto drop = [](char l) {
+    return [l](const Message& m) -> std::optional<std::string> {
+      std::string f = m.flags;
+      std::erase(f, l);
+      return f;
+    };
+  };
+  ASSERT_TRUE(a->update_flags({1}, add('S'), err)) << err;
+  ASSERT_TRUE(b->sync(err));  // b has heard of \Seen
+  ASSERT_TRUE(a->update_flags({1}, add('R'), err)) << err;
+  uint64_t after_a = a->messages()[0].modseq;
+  // b has not heard of \Answered: its -\Seen must not take it away
+  std::vector<std::pair<uint32_t, uint64_t>> changed;
+  ASSERT_TRUE(b->update_flags({1}, drop('S'), err, &changed)) << err;
+  EXPECT_EQ(b->messages()[0].flags, "R");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_EQ(changed[0].second, after_a);  // the state the change was made to
+  EXPECT_GT(b->messages()[0].modseq, after_a);
+  EXPECT_TRUE(fs::exists(dir / "cur" / "1.a.h,S=1,W=1:2,R"));
+  // a, stale now, flags message 2: its modseq goes above b's, never below
+  ASSERT_TRUE(a->update_flags({2}, add('F'), err)) << err;
+  EXPECT_GT(a->messages()[1].modseq, b->messages()[0].modseq);
+  EXPECT_EQ(a->messages()[0].flags, "R");  // and a's view has b's change now
+  EXPECT_EQ(a->highest_modseq(), a->messages()[1].modseq);
+  auto c = Folder::open(dir.string(), err);
+  EXPECT_EQ(c->messages()[0].flags, "R");
+  EXPECT_EQ(c->messages()[1].flags, "F");
+  EXPECT_EQ(c->highest_modseq(), a->highest_modseq());
+}
+
+TEST(Folder, ExpungeOfDeletedTakesOnlyWhatIsStillDeletedAndStaleViewsReuseNoUid) {
+  test::TempDir t;
+  fs::path dir = t.path / "box";
+  for (int i = 0; i < 3; ++i) deliver(dir, std::to_string(i) + ".x.h,S=1,W=1", "x");
+  std::string err;
+  auto a = Folder::open(dir.string(), err);
+  auto b = Folder::open(dir.string(), err);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->set_flags({{1, "T"}, {2, "T"}}, err));
+  ASSERT_TRUE(b->set_flags({{2, ""}}, err));  // b takes \Deleted off message 2 meanwhile
+  EXPECT_EQ(a->remove({1, 2}, err, true), 1u) << err;  // a's view still says 2 is \Deleted
+  ASSERT_EQ(a->messages().size(), 2u);
+  EXPECT_EQ(a->messages()[0].uid, 2u);
+  // b (stale: still has UID 1) adds a message: the new one gets UID 4, and the index
+  // b writes keeps what a did
+  auto uid = b->add("new\n", "", err);
+  ASSERT_TRUE(uid) << err;
+  EXPECT_EQ(*uid, 4u);
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(b->set_flags({{2, i % 2 ? "S" : "F"}}, err));  // forces rewrites
+  ASSERT_TRUE(a->set_flags({{3, "D"}}, err)) << err;  // a catches up with a rewritten index
+  EXPECT_EQ(a->messages().size(), 3u);
+  auto c = Folder::open(dir.string(), err);
+  ASSERT_EQ(c->messages().size(), 3u);
+  EXPECT_EQ(c->messages()[0].uid, 2u);
+  EXPECT_EQ(c->messages()[1].flags, "D");
+  EXPECT_EQ(c->messages()[2].uid, 4u);
+  EXPECT_EQ(c->next_uid(), 5u);
+}
+
 TEST(Folder, AddAndCopyGiveUidsAtOnce) {
   test::TempDir t;
   std::string err;

@@ -186,3 +186,42 @@ TEST(ClientLimits, AuthFailureLockoutAndExpiry) {
     clock.t += 16min;
   }
 }
+
+// Parallel guesses (many connections at once, each checked on the hashing pool): at
+// most max_auth_failures of them ever reach the password check in a window.
+TEST(ClientLimits, AttemptsInFlightCountTowardTheBlock) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_auth_failures = 3;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  using A = ClientLimits::Attempt;
+  int admitted = 0;
+  for (int i = 0; i < 19; ++i) admitted += l.auth_attempt(a) == A::ok;
+  EXPECT_EQ(admitted, 3);  // the other 16 were told "try later" before any check
+  EXPECT_FALSE(l.auth_failure(a, ClientLimits::Realm::mail, true));
+  EXPECT_FALSE(l.auth_failure(a, ClientLimits::Realm::mail, true));
+  EXPECT_EQ(l.auth_attempt(a), A::busy);  // 2 failed + 1 in flight
+  EXPECT_TRUE(l.auth_failure(a, ClientLimits::Realm::mail, true));
+  EXPECT_EQ(l.auth_attempt(a), A::blocked);  // the 20th, with the right password, too
+  // A success gives its slot back; abandoned attempts too.
+  auto b = ip("192.0.2.2");
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(l.auth_attempt(b), A::ok);
+    l.auth_release(b);
+  }
+  EXPECT_FALSE(l.auth_blocked(b));
+  // Administrators' failures count on their own: the mail clients behind the same
+  // address (an office's NAT) still log in.
+  auto office = ip("198.51.100.7");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(l.auth_attempt(office, ClientLimits::Realm::admin), A::ok);
+    l.auth_failure(office, ClientLimits::Realm::admin, true);
+  }
+  EXPECT_TRUE(l.auth_blocked(office, ClientLimits::Realm::admin));
+  EXPECT_FALSE(l.auth_blocked(office));
+  EXPECT_EQ(l.auth_attempt(office), A::ok);
+  l.auth_release(office);
+  clock.t += 16min;
+  EXPECT_EQ(l.auth_attempt(a), A::ok);  // the block has passed
+}
