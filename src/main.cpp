@@ -30,6 +30,7 @@
 #include "dkim/dkim.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
+#include "net/preflight.hpp"
 #include "net/server.hpp"
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
@@ -155,6 +156,7 @@ void sd_notify(const char* state) {
 
 // The composition root: builds the services, and tears them down in a stated order.
 int serve(const Config& cfg) {
+  preflight(cfg);
   logs::install_crash_report();
   // Until the server's signal handlers exist (they are made before any port opens),
   // SIGTERM/SIGINT/SIGHUP wait instead of killing a half-started server.
@@ -411,6 +413,7 @@ int main(int argc, char** argv) {
 
   try {
     if (check_cmd->parsed()) {
+      preflight(cfg);  // the checks serve makes beyond the file's own
       std::cout << config_path << ": ok\n";
       return kOk;
     }
@@ -588,6 +591,9 @@ int main(int argc, char** argv) {
     return kOk;
   } catch (const UsageError& e) {
     std::cerr << "bulwark: " << e.what() << "\n";
+    return kUsage;
+  } catch (const ConfigError& e) {  // preflight: a configuration serve would refuse
+    std::cerr << e.what() << "\n";
     return kUsage;
   } catch (const std::exception& e) {
     std::cerr << "bulwark: " << e.what() << "\n";

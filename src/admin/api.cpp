@@ -59,6 +59,7 @@ json body_of(const http::Request& req, std::initializer_list<const char*> requir
              std::initializer_list<const char*> optional = {}) {
   std::string type = req.header("content-type");
   if (type.substr(0, type.find(';')) != "application/json") throw Refused{415, "the body must be application/json"};
+  if (json_too_deep(req.body)) throw Refused{400, "the body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels"};
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) throw Refused{400, "the body is not valid JSON"};
   if (!j.is_object()) throw Refused{400, "the body must be a JSON object"};
@@ -479,6 +480,25 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
 }
 
 }  // namespace
+
+bool json_too_deep(std::string_view body, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : body) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 std::optional<http::Response> login_body(const http::Request& req, std::string& name, std::string& password) {
   try {

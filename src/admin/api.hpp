@@ -5,8 +5,10 @@
 // Depends on config/, directory/, store/, http/.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "config/config.hpp"
 #include "http/http.hpp"
@@ -28,6 +30,10 @@ struct Context {
   Directory& dir;
   Spool& spool;
   std::chrono::steady_clock::time_point started;
+  // The checks serve makes beyond the file's own (net/preflight; throws ConfigError),
+  // and applying the file as SIGHUP does (the error when refused).
+  std::function<void(const Config&)> preflight;
+  std::function<std::optional<std::string>()> reload;
 };
 
 // A JSON answer {"error": msg} with `status`.
@@ -42,6 +48,12 @@ http::Response handle(const http::Request& req, const Caller& who, Context& ctx)
 // POST /api/v1/login's body, checked like every other body: the name and password,
 // or the 4xx answer (the driver does the rest: the block, Argon2id, the session).
 std::optional<http::Response> login_body(const http::Request& req, std::string& name, std::string& password);
+
+// Every JSON body is parsed only after this: arrays and objects nested deeper than
+// `max_depth` (bodies of this API nest 3 deep; a hostile one 20,000 deep would exhaust
+// the parser's stack and take every service down) -- a scan that does not recurse.
+constexpr size_t kMaxJsonDepth = 32;
+bool json_too_deep(std::string_view body, size_t max_depth = kMaxJsonDepth);
 
 // GET/PATCH /api/v1/settings (settings.cpp; called by handle).
 http::Response settings(const http::Request& req, const Caller& who, Context& ctx);

@@ -3,10 +3,10 @@
 // PATCH: a JSON object of sections merged into the file's TOML, checked by the same
 // loader as `check-config` on a temporary copy beside the file, then the file is
 // replaced atomically (the previous one kept as FILE.bak) and the server reloads as
-// on SIGHUP. Anything refused changes nothing.
+// on SIGHUP -- refused (and the file put back) when that fails. Anything refused
+// changes nothing.
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -119,6 +119,8 @@ http::Response settings(const http::Request& req, const Caller& who, Context& ct
   if (req.method != "PATCH") return error(405, "GET or PATCH");
   std::string type = req.header("content-type");
   if (type.substr(0, type.find(';')) != "application/json") return error(415, "the body must be application/json");
+  if (json_too_deep(req.body))
+    return error(400, "the body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json patch = json::parse(req.body, nullptr, false);
   if (patch.is_discarded() || !patch.is_object() || patch.empty())
     return error(400, "the body must be a JSON object of sections, e.g. {\"limits\": {\"max_recipients\": 50}}");
@@ -141,20 +143,38 @@ http::Response settings(const http::Request& req, const Caller& who, Context& ct
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text.str();
   }
+  // "FILE:LINE: key: problem" -> "key: problem" (the line is the temporary copy's)
+  auto key_problem = [&tmp](const std::string& m) {
+    size_t c1 = m.find(':', tmp.size()), c2 = c1 == std::string::npos ? c1 : m.find(": ", c1 + 1);
+    return c2 == std::string::npos ? m : m.substr(c2 + 2);
+  };
   try {
-    load_config(tmp);
+    Config next = load_config(tmp);
+    // What cannot change while the server runs is refused, not saved for a restart
+    // that would then surprise.
+    auto fixed = [&](const char* key, const std::string& now, const std::string& wanted) {
+      if (now != wanted)
+        throw Bad{std::string(key) + ": cannot change while the server runs; edit " + file + " and restart"};
+    };
+    fixed("server.data_dir", ctx.cfg.server.data_dir, next.server.data_dir);
+    fixed("server.log_dir", ctx.cfg.server.log_dir, next.server.log_dir);
+    fixed("server.user", ctx.cfg.server.user, next.server.user);
+    ctx.preflight(next);  // the certificate loads, the relay password file reads, ...
   } catch (const ConfigError& e) {
     ::unlink(tmp.c_str());
-    std::string m = e.what();
-    // "FILE:LINE: key: problem" -> "key: problem" (the line is the temporary copy's)
-    size_t c1 = m.find(':', tmp.size()), c2 = c1 == std::string::npos ? c1 : m.find(": ", c1 + 1);
-    return error(400, c2 == std::string::npos ? m : m.substr(c2 + 2));
+    return error(400, key_problem(e.what()));
+  } catch (const Bad& b) {
+    ::unlink(tmp.c_str());
+    return error(400, b.msg);
   }
   ::unlink(tmp.c_str());
   std::string old = slurp(file);
   if (!replace_keeping_mode(file + ".bak", old) || !replace_keeping_mode(file, text.str()))
     return error(500, "cannot write " + file + ": " + std::strerror(errno));
-  ::kill(::getpid(), SIGHUP);  // applied as a SIGHUP applies it
+  if (auto refused = ctx.reload()) {  // applied as a SIGHUP applies it -- or not kept
+    replace_keeping_mode(file, old);
+    return error(400, "not applied, the file is as it was: " + *refused);
+  }
   return answer(200, to_json(toml::parse(text.str(), file)).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 

@@ -106,6 +106,19 @@ std::vector<std::string> Config::dns_server_list() const {
   return out;
 }
 
+ConfigError config_error(const Config& cfg, const std::string& key, const std::string& problem) {
+  size_t line = 1;
+  try {
+    std::ifstream in(cfg.file, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    toml::table root = toml::parse(ss.str(), cfg.file);
+    if (auto node = root.at_path(key)) line = node.node()->source().begin.line;
+  } catch (const toml::parse_error&) {
+  }
+  return ConfigError(cfg.file + ":" + std::to_string(line) + ": " + key + ": " + problem);
+}
+
 Config load_config(const std::string& path) {
   Reader r(path);
   std::ifstream in(path, std::ios::binary);

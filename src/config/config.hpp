@@ -178,4 +178,8 @@ struct Config {
 // Reads and validates. Throws ConfigError.
 Config load_config(const std::string& path);
 
+// The error "FILE:LINE: key: problem" for a check made after loading (net/preflight):
+// the line where `key` ("tls.certificate") is set in cfg's file, else 1.
+ConfigError config_error(const Config& cfg, const std::string& key, const std::string& problem);
+
 }  // namespace bulwark

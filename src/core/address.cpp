@@ -222,6 +222,39 @@ PathResult parse_path(std::string_view text, bool allow_null, bool allow_bare_po
   return r;
 }
 
+std::string unquoted_local(std::string_view local) {
+  if (local.size() < 2 || local.front() != '"' || local.back() != '"') return std::string(local);
+  std::string out;
+  for (size_t i = 1; i + 1 < local.size(); ++i) {
+    if (local[i] == '\\' && i + 2 < local.size()) ++i;
+    out += local[i];
+  }
+  return out;
+}
+
+std::optional<std::string> quote_local(std::string_view local) {
+  if (local.empty() || local.size() > 64 || !valid_utf8(local)) return std::nullopt;
+  bool utf8 = false;
+  if (local.front() != '"' && scan_local(local, utf8) == local.size()) return std::string(local);  // a Dot-string
+  std::string q = "\"";
+  for (unsigned char c : local) {
+    if (c < 32 || c == 127) return std::nullopt;
+    if (c == '"' || c == '\\') q += '\\';
+    q += char(c);
+  }
+  return q + "\"";
+}
+
+std::optional<std::string> path_mailbox(std::string_view text) {
+  size_t at = text.rfind('@');
+  if (at == std::string_view::npos || at == 0) return std::nullopt;
+  std::string_view domain = text.substr(at + 1);
+  if (!valid_domain(domain, true) && !valid_literal(domain)) return std::nullopt;
+  auto local = quote_local(unquoted_local(text.substr(0, at)));
+  if (!local) return std::nullopt;
+  return *local + "@" + std::string(domain);
+}
+
 std::optional<Address> parse_mailbox(std::string_view text) {
   std::string wrapped = "<" + std::string(trim(text)) + ">";
   auto r = parse_path(wrapped, false, false);

@@ -41,6 +41,20 @@ PathResult parse_path(std::string_view text, bool allow_null, bool allow_bare_po
 // Parses a bare mailbox "local@domain" (no brackets), as typed on the admin CLI.
 std::optional<Address> parse_mailbox(std::string_view text);
 
+// The one way a mailbox is written into an SMTP path (RCPT TO, MAIL FROM) from text
+// that did not come straight from a parsed path (alias and group targets, the queue):
+// `local` is the local part as its owner spells it, unquoted; the result is a
+// Dot-string when it is one, else a Quoted-string with '"' and '\\' escaped (RFC 5321
+// 4.1.2), so that nothing in it can end the path or add parameters. nullopt when no
+// path can carry it (empty, over 64 octets, a control character, invalid UTF-8).
+std::optional<std::string> quote_local(std::string_view local);
+// "local@domain" text -- the local part quoted or not -- as quote_local writes it,
+// split at the last '@'; nullopt when it cannot be written safely or the domain is
+// not a domain or address literal.
+std::optional<std::string> path_mailbox(std::string_view text);
+// The local part of `text` ("local@domain") unquoted.
+std::string unquoted_local(std::string_view local);
+
 // Domain syntax per RFC 5321 (LDH labels, or UTF-8 labels when allow_utf8).
 bool valid_domain(std::string_view d, bool allow_utf8);
 bool valid_utf8(std::string_view s);

@@ -105,7 +105,10 @@ void LocalDelivery::start(const std::vector<QueueEntry>& queued) {
   for (auto& e : queued)
     if (e.local_pending || !e.remote_pending) enqueue(e.id);
   stopping_ = false;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    logs::crash_stack_for_this_thread();
+    run();
+  });
 }
 
 void LocalDelivery::stop() {

@@ -316,12 +316,17 @@ RemoteDelivery::~RemoteDelivery() { close(); }
 
 void RemoteDelivery::start(const std::vector<QueueEntry>& queued) {
   auto impl = impl_;
+  logs::crash_stacks_for(impl->disk, 1);
+  logs::crash_stacks_for(impl->signing, impl->signing_threads);
   install_report_templates(impl->s.data_dir);
   asio::post(impl->io, [impl, queued] {
     impl->index_spool(queued);
     impl->on_tick();
   });
-  impl->thread = std::thread([impl] { impl->io.run(); });
+  impl->thread = std::thread([impl] {
+    logs::crash_stack_for_this_thread();
+    impl->io.run();
+  });
 }
 
 void RemoteDelivery::stop() {

@@ -55,7 +55,8 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   asio::thread_pool disk{1};
   // DKIM signing is CPU work (an RSA-2048 signature ~0.3 ms): it has its own threads,
   // so that neither loads nor state records wait behind it.
-  asio::thread_pool signing{std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4)};
+  const unsigned signing_threads = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4);
+  asio::thread_pool signing{signing_threads};
   // The loop, owned so that close() ends it (and the session frames left in it,
   // which hold this Impl) at a stated moment; the timer and the work guard go first.
   std::unique_ptr<asio::io_context> io_holder = std::make_unique<asio::io_context>();

@@ -133,15 +133,30 @@ bool Directory::is_local_domain(const std::string& domain) {
   }
 }
 
-void Directory::expand(DbConn& c, const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r) {
-  if (depth > 8 || std::find(visited.begin(), visited.end(), key) != visited.end()) return;
-  visited.push_back(key);
-  size_t at = key.rfind('@');
-  std::string domain = at == std::string::npos ? "" : key.substr(at + 1);
+std::string Directory::stored_target(DbConn& c, const Address& target) {
+  // A local address by its lookup key; any other as it goes into an SMTP path, the
+  // local part's case and quoting kept ("john smith"@remote.invalid), or refused.
+  if (exists(c, "SELECT 1 FROM domains WHERE name=?", target.domain)) return target.lookup_key();
+  auto text = path_mailbox(target.str());
+  if (!text) throw DirectoryError(target.str() + " cannot be written safely in an SMTP path");
+  return *text;
+}
+
+void Directory::expand(DbConn& c, const std::string& stored, int depth, std::vector<std::string>& visited,
+                       Resolution& r) {
+  size_t at = stored.rfind('@');
+  std::string domain = at == std::string::npos ? "" : stored.substr(at + 1);
   if (!exists(c, "SELECT 1 FROM domains WHERE name=?", domain)) {
-    if (std::find(r.remote.begin(), r.remote.end(), key) == r.remote.end()) r.remote.push_back(key);
+    // Written as a path can carry it; a target stored before quoting was kept (its
+    // local part unquoted) is quoted now, and one that cannot be written is dropped.
+    auto text = path_mailbox(stored);
+    if (text && std::find(r.remote.begin(), r.remote.end(), *text) == r.remote.end()) r.remote.push_back(*text);
     return;
   }
+  // A target stored for a remote domain that has become local: by its lookup key.
+  std::string key = to_lower(unquoted_local(std::string_view(stored).substr(0, at))) + "@" + domain;
+  if (depth > 8 || std::find(visited.begin(), visited.end(), key) != visited.end()) return;
+  visited.push_back(key);
   if (exists(c, "SELECT 1 FROM users WHERE key=?", key)) {
     if (std::find(r.mailboxes.begin(), r.mailboxes.end(), key) == r.mailboxes.end()) r.mailboxes.push_back(key);
     return;
@@ -479,7 +494,7 @@ void Directory::add_alias(const Address& alias, const Address& target) {
   Stmt(c.db, "INSERT OR IGNORE INTO aliases(alias, domain, target) VALUES(?,?,?)", &c.cache)
       .bind(1, key)
       .bind(2, alias.domain)
-      .bind(3, target.lookup_key())
+      .bind(3, stored_target(c, target))
       .step();
 }
 
@@ -514,7 +529,7 @@ void Directory::add_group(const Address& group, const std::vector<Address>& memb
       Stmt(c.db, "INSERT OR IGNORE INTO groups(grp, domain, member) VALUES(?,?,?)", &c.cache)
           .bind(1, key)
           .bind(2, group.domain)
-          .bind(3, m.lookup_key())
+          .bind(3, stored_target(c, m))
           .step();
     exec(c.db, "COMMIT");
   } catch (...) {

@@ -174,7 +174,9 @@ class Directory {
   std::string user_column(const char* sql, const std::string& key);
   void require_local_domain(const std::string& domain);  // writer side, under mu_
   void require_free(const std::string& key);             // writer side, under mu_
-  void expand(DbConn& c, const std::string& key, int depth, std::vector<std::string>& visited, Resolution& r);
+  void expand(DbConn& c, const std::string& stored, int depth, std::vector<std::string>& visited, Resolution& r);
+  // An alias or group target as stored: see directory.cpp.
+  std::string stored_target(DbConn& c, const Address& target);
 
   std::string path_;
   std::mutex mu_;  // the writer

@@ -61,6 +61,7 @@ struct Parser::Impl {
   Request cur;
   std::string url, field, value;
   bool in_value = false;
+  bool started = false;  // a request's first byte is in, its end is not
   size_t header_bytes = 0;
   std::deque<Request> done;
   int status = 0;  // set by a callback that stops the parse
@@ -99,6 +100,7 @@ Parser::Parser(Limits limits) : impl_(std::make_unique<Impl>()) {
     m->value.clear();
     m->in_value = false;
     m->header_bytes = 0;
+    m->started = true;
     return 0;
   };
   s.on_url = [](http_parser* p, const char* at, size_t n) {
@@ -154,6 +156,7 @@ Parser::Parser(Limits limits) : impl_(std::make_unique<Impl>()) {
     m->cur.keep_alive = http_should_keep_alive(p) != 0;
     m->done.push_back(std::move(m->cur));
     m->cur = Request{};
+    m->started = false;
     return 0;
   };
 }
@@ -181,6 +184,8 @@ bool Parser::feed(std::string_view data) {
   }
   return true;
 }
+
+bool Parser::in_request() const { return impl_->started; }
 
 std::optional<Request> Parser::next() {
   if (impl_->done.empty()) return std::nullopt;

@@ -43,6 +43,9 @@ class Parser {
   bool feed(std::string_view data);
   // The next complete request, if any.
   std::optional<Request> next();
+  // Part of a request has come, not all of it (the driver's deadline for a request
+  // runs from its first byte: a client dripping a byte at a time cannot renew it).
+  bool in_request() const;
   int error_status() const { return error_status_; }  // 400, 413, 431, 501, 505
   const std::string& error() const { return error_; }
 

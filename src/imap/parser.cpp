@@ -306,6 +306,7 @@ Reader::Event Reader::next() {
         lits_.emplace_back();
         bool over = m->overflow || m->size > lim_.max_literal ||
                     (m->nonsync && lim_.literal_minus && m->size > 4096);
+        if (over && lim_.oversize_fatal) return fail("Literal too big", true, true);
         if (over && !m->nonsync)  // the client waits for "+" and sends nothing more
           return fail("Literal too big", false, true);
         if (over) {  // RFC 7888 4: read and discard it, then refuse the command

@@ -46,7 +46,12 @@ struct Limits {
   size_t max_depth = 32;                    // nested parentheses
   size_t max_tokens = 100000;
   bool literal_minus = false;               // LITERAL- (rev2 default): {n+} only up to 4096
+  // A literal over max_literal ends the connection instead of being refused (and, when
+  // non-synchronizing, read and discarded): before login nobody may push bytes unbounded.
+  bool oversize_fatal = false;
 };
+// Before authentication no command needs more than a few kilobytes of literal.
+constexpr uint64_t kPreAuthLiteral = 8 * 1024;
 
 class Reader {
  public:
@@ -72,6 +77,8 @@ class Reader {
   };
 
   void feed(std::string_view bytes) { buf_.append(bytes); }
+  // New bounds (after login), for the next literal on.
+  void set_limits(const Limits& limits) { lim_ = limits; }
   Event next();
   ~Reader() {
     pos_ = buf_.size();

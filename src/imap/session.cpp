@@ -19,8 +19,20 @@ std::optional<std::string> astring(const Token& t) {
 
 }  // namespace
 
+namespace {
+// Before login: literals of a few kilobytes (a LOGIN's password), and one over that
+// bound that the client would push without asking ends the connection (`a LOGIN
+// {99999999+}` must not be read and thrown away at line speed).
+Limits pre_auth(Limits l) {
+  l.max_literal = std::min<uint64_t>(l.max_literal, kPreAuthLiteral);
+  l.max_inline_literal = std::min<uint64_t>(l.max_inline_literal, kPreAuthLiteral);
+  l.oversize_fatal = true;
+  return l;
+}
+}  // namespace
+
 Session::Session(Config cfg, Hooks& hooks, ClientInfo client)
-    : cfg_(std::move(cfg)), hooks_(hooks), client_(std::move(client)), reader_(cfg_.limits) {}
+    : cfg_(std::move(cfg)), hooks_(hooks), client_(std::move(client)), reader_(pre_auth(cfg_.limits)) {}
 
 Session::~Session() {
   auth::wipe(login_.password);
@@ -339,8 +351,15 @@ void Session::cmd_authenticate(Command& c, Output& out) {
   tag_ = c.tag;
   auth_final_ = false;
   auth_buf_ = reader_.take_buffer();  // what follows are the exchange's lines
-  auth_step(mech_->start(init), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    if (init) auth::wipe(*init);
+    return no(out, c.tag, "[UNAVAILABLE] Too many logins at once from your address, try again later");
+  }
+  auth::Step step = mech_->start(init);
   if (init) auth::wipe(*init);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
 }
 
 void Session::auth_step(auth::Step step, Output& out) {
@@ -382,8 +401,15 @@ void Session::auth_line(std::string_view line, Output& out) {
     mech_.reset();
     return bad(out, tag_, "Cannot decode the response");
   }
-  auth_step(mech_->next(*decoded), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    auth::wipe(*decoded);
+    return no(out, tag_, "[UNAVAILABLE] Too many logins at once from your address, try again later");
+  }
+  auth::Step step = mech_->next(*decoded);
   auth::wipe(*decoded);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
 }
 
 void Session::auth_failure(const std::string& user, auth::Step::Why why, Output& out) {
@@ -395,6 +421,15 @@ void Session::auth_failure(const std::string& user, auth::Step::Why why, Output&
   state_ = State::not_authenticated;
   if (why == auth::Step::Why::malformed) return bad(out, tag_, "Malformed authentication exchange");
   no(out, tag_, "[AUTHENTICATIONFAILED] Authentication failed");
+}
+
+Output Session::login_unavailable() {
+  Output out;
+  auth::wipe(login_.password);
+  login_ = LoginRequest{};
+  state_ = State::not_authenticated;
+  no(out, tag_, "[UNAVAILABLE] Too many logins at once from your address, try again later");
+  return process(std::move(out));
 }
 
 Output Session::login_finished(bool ok) {
@@ -412,6 +447,7 @@ Output Session::login_finished(bool ok) {
 void Session::logged_in(const std::string& user, Output& out) {
   user_ = user;
   state_ = State::authenticated;
+  reader_.set_limits(cfg_.limits);
   tagged(out, tag_, "OK", "[CAPABILITY " + capabilities() + "] Logged in");
   out.next = Next::logged_in;
 }

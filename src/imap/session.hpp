@@ -42,6 +42,12 @@ class Hooks {
   virtual ~Hooks() = default;
   virtual auth::SecretSource& secrets() = 0;
   virtual bool login_blocked() = 0;
+  // Around each step of a login mechanism, which may check credentials in the session
+  // (SCRAM, CRAM-MD5): false -- refused now (blocked, or as many checks in flight from
+  // the address as may still fail): the exchange ends with "try later". end_check after
+  // a step that did not fail (a failure's login_failed gives the slot back).
+  virtual bool begin_check() { return true; }
+  virtual void end_check() {}
   virtual void login_failed(std::string_view mech, const std::string& user, std::string_view why) = 0;
   virtual void refused(const std::string& what) = 0;
 };
@@ -77,6 +83,9 @@ class Session {
   };
   const LoginRequest& pending_login() const { return login_; }
   Output login_finished(bool ok);
+  // No check could be made (the address is blocked, or its checks in flight stayed
+  // full): "try again later", counted as nothing.
+  Output login_unavailable();
 
   const std::string& login_user() const { return user_; }
   // The logged-in user's mailbox (set by the driver at Next::logged_in; outlives the

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <iterator>
+#include <memory>
 
 #include "logging/logs.hpp"
 
@@ -47,15 +48,33 @@ void on_fatal(int sig) {
 }  // namespace
 #endif
 
+void crash_stack_for_this_thread() {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // The thread's own stack may be what overflowed (deep recursion on hostile input).
+  struct AltStack {
+    char bytes[64 * 1024];
+    AltStack() {
+      stack_t ss{};
+      ss.ss_sp = bytes;
+      ss.ss_size = sizeof bytes;
+      ::sigaltstack(&ss, nullptr);
+    }
+    ~AltStack() {
+      stack_t ss{};
+      ss.ss_flags = SS_DISABLE;
+      ::sigaltstack(&ss, nullptr);
+    }
+  };
+  thread_local std::unique_ptr<AltStack> mine;
+  if (!mine) mine = std::make_unique<AltStack>();
+#endif
+}
+
 void install_crash_report() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer's own report says more; its handler stays.
 #else
-  static char alt[64 * 1024];  // the main thread's stack may be what overflowed
-  stack_t ss{};
-  ss.ss_sp = alt;
-  ss.ss_size = sizeof alt;
-  ::sigaltstack(&ss, nullptr);
+  crash_stack_for_this_thread();
   void* warm[1];
   backtrace(warm, 1);  // the first call loads libgcc: not something to do in a handler
   struct sigaction sa{};

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,23 @@ void reopen();
 // On SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT: a line and a backtrace on stderr,
 // then the default action (crash.cpp). Not in sanitizer builds (their report is better).
 void install_crash_report();
+// The report runs on an alternate signal stack, so that a stack overflow can still be
+// reported; that stack is per thread: every thread calls this when it starts
+// (install_crash_report does it for the main thread).
+void crash_stack_for_this_thread();
+// The same for each of a thread pool's `n` threads (asio::thread_pool): one task per
+// thread, each waiting until all have run, so that no thread takes two.
+template <class Pool>
+void crash_stacks_for(Pool& pool, unsigned n) {
+  // Shared: a thread may still be inside arrive_and_wait when the caller's wait ends.
+  auto all = std::make_shared<std::latch>(n);
+  for (unsigned i = 0; i < n; ++i)
+    post(pool, [all] {
+      crash_stack_for_this_thread();
+      all->arrive_and_wait();
+    });
+  all->wait();
+}
 
 // For a line that a fault can repeat many times a second (accept() failing while
 // the process is out of file descriptors): at most one line per `every`. allow()

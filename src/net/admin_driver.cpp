@@ -16,6 +16,7 @@
 #include "auth/password.hpp"
 #include "core/metrics.hpp"
 #include "core/strings.hpp"
+#include "net/preflight.hpp"
 #include "directory/directory.hpp"
 #include "http/http.hpp"
 #include "logging/logs.hpp"
@@ -75,18 +76,23 @@ class Sessions {
   std::unordered_map<std::string, Session> map_;
 };
 
-std::string cookie(const http::Request& req, const std::string& name) {
-  std::string all = req.header("cookie");
+// The cookie `name`'s value ("" when absent). `twice`: it came more than once (in one
+// field or in several, which the parser joins with ", ") -- an injected second cookie
+// must not let either one count: the request is refused.
+std::string cookie(const http::Request& req, const std::string& name, bool& twice) {
+  std::string all = req.header("cookie"), found;
   std::string_view v = all;
+  int seen = 0;
   while (!v.empty()) {
-    size_t semi = v.find(';');
-    std::string_view part = v.substr(0, semi);
+    size_t sep = v.find_first_of(";,");
+    std::string_view part = v.substr(0, sep);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    if (part.substr(0, name.size() + 1) == name + "=") return std::string(part.substr(name.size() + 1));
-    if (semi == std::string_view::npos) break;
-    v.remove_prefix(semi + 1);
+    if (part.substr(0, name.size() + 1) == name + "=" && ++seen == 1) found = std::string(part.substr(name.size() + 1));
+    if (sep == std::string_view::npos) break;
+    v.remove_prefix(sep + 1);
   }
-  return {};
+  twice = seen > 1;
+  return twice ? std::string() : found;
 }
 
 // GET / and the console's files (embedded at build time); anything else 404.
@@ -142,16 +148,20 @@ class AdminDriver : public Driver {
       return r;
     };
     auto run_api = [this, &req, &who, cfg]() {
-      admin::Context ctx{*cfg, sh_.dir, sh_.spool, started_};
+      admin::Context ctx{*cfg, sh_.dir, sh_.spool, started_, preflight, sh_.reload};
       return admin::handle(*req, who, ctx);
     };
     auto policy = Logins::policy(*cfg, *a.groups, a.ipa);
     LoginSlot slot(sh_.logins, "ADMIN", ip, a.ipa, Logins::Realm::admin);
+    bool waiting = true;  // between requests: a new one gets its own deadline when it starts
     for (;;) {
-      c->set_deadline(cfg->timeouts.command);
+      // The whole request -- head and body -- within timeouts.command of its first
+      // byte, as SMTP's commands: reads do not renew it (a slow drip would).
+      if (waiting) c->set_deadline(cfg->timeouts.command);
       size_t n = 0;
       ReadEnd end = co_await next_read(*c, n);
       if (end != ReadEnd::data) break;
+      if (waiting) c->set_deadline(cfg->timeouts.command);  // from the first byte of the request
       if (!parser.feed(std::string_view(c->buf.data(), n))) {
         resp = admin::error(parser.error_status(), parser.error());
         resp.close = true;
@@ -159,7 +169,7 @@ class AdminDriver : public Driver {
         co_await write(*c, out);
         break;
       }
-      bool close = false;
+      bool close = false, handled = false;
       while ((req = parser.next())) {
         resp = http::Response{};
         session_id.reset();
@@ -168,14 +178,16 @@ class AdminDriver : public Driver {
         } else if (req->path == "/api/v1/login") {
           if (req->method != "POST") {
             resp = admin::error(405, "POST a JSON {\"name\", \"password\"}");
-          } else if (!slot.acquire()) {
+          } else if (slot.blocked()) {
             resp = admin::error(429, "too many failed logins from your address; try later");
           } else {
             bad_login = admin::login_body(*req, login_name, login_password);
             sodium_memzero(req->body.data(), req->body.size());
             if (bad_login) {
-              slot.release();  // never reached the password check
               resp = std::move(*bad_login);
+            } else if (co_await wait_for_slot(*c, slot, Clock::now() + cfg->timeouts.command) != Logins::Attempt::ok) {
+              sodium_memzero(login_password.data(), login_password.size());
+              resp = admin::error(429, "too many logins from your address at once or failed; try later");
             } else {
               found = co_await async_on(sh_.hashing, &verify, use_awaitable);
               if (!found) {
@@ -200,16 +212,21 @@ class AdminDriver : public Driver {
           // Who asks: a bearer token (an API token of `admin token`, or a session's),
           // else the session cookie -- whose changes need the CSRF header too.
           std::string auth = req->header("authorization"), name;
-          bool by_cookie = false, ok = false;
-          if (auth.rfind("Bearer ", 0) == 0) {
+          bool by_cookie = false, ok = false, two_cookies = false;
+          std::string id = cookie(*req, "bulwark_session", two_cookies);
+          if (two_cookies) {
+            resp = admin::error(400, "more than one session cookie");
+            ok = true;  // answered
+          } else if (auth.size() > 7 && iequals(std::string_view(auth).substr(0, 7), "bearer ")) {  // RFC 9110 11.1
             std::string t = auth.substr(7);
+            while (!t.empty() && t.front() == ' ') t.erase(0, 1);
             if (auto s = sessions_.find(t)) {
               name = s->admin;
               session_id = t;
             } else if (auto ad = sh_.dir.admin_by_token(t)) {
               name = ad->name;
             }
-          } else if (auto id = cookie(*req, "bulwark_session"); !id.empty()) {
+          } else if (!id.empty()) {
             if (auto s = sessions_.find(id)) {
               name = s->admin;
               session_id = id;
@@ -235,6 +252,8 @@ class AdminDriver : public Driver {
             } else if (!current) {
               resp = admin::error(401, "log in first (POST /api/v1/login) or send Authorization: Bearer TOKEN");
               resp.headers.emplace_back("WWW-Authenticate", "Bearer");
+            } else if (req->path == "/api/v1/logout" && req->method != "POST") {
+              resp = admin::error(405, "POST to log out");  // a change of state: never on GET
             } else if (req->path == "/api/v1/logout") {
               if (session_id) sessions_.close(*session_id);
               resp = admin::answer(204, "");
@@ -255,9 +274,12 @@ class AdminDriver : public Driver {
         close = resp.close;
         out = resp.wire();
         if (!co_await write(*c, out)) close = true;
+        handled = true;
         if (close) break;
       }
       if (close) break;
+      waiting = !parser.in_request();
+      if (!waiting && handled) c->set_deadline(cfg->timeouts.command);  // the next one began in this read
     }
     co_return;
   }

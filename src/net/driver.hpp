@@ -52,6 +52,9 @@ struct Shared {
   asio::thread_pool& disk;  // mailbox syncs and removals (readdir, fsync): never on an I/O thread
   asio::thread_pool& hashing;  // Argon2id and the admin API's directory work
   Greylist* greylist = nullptr;  // made at start when greylisting.enabled
+  // Reads the configuration file again and applies it as SIGHUP does; the error when
+  // it is refused (the running configuration stays). Callable from any thread.
+  std::function<std::optional<std::string>()> reload;
 };
 
 class Driver {

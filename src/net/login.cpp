@@ -7,6 +7,7 @@
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "logging/logs.hpp"
+#include "net/connection.hpp"
 
 namespace bulwark {
 
@@ -72,17 +73,28 @@ auth::LoginPolicy Logins::policy(const Config& c, const IpGroups& groups, const 
   return p;
 }
 
-bool Logins::attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm) {
-  switch (limits_.auth_attempt(ipa, realm)) {
-    case ClientLimits::Attempt::ok: return true;
-    case ClientLimits::Attempt::blocked:
-      logs::security().info("{} from {} refused: blocked after too many failed logins", proto, ip);
-      return false;
-    case ClientLimits::Attempt::busy:
-      logs::security().info("{} from {} refused: as many logins as may still fail are being checked", proto, ip);
-      return false;
+bool Logins::blocked(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm) {
+  if (!limits_.auth_blocked(ipa, realm)) return false;
+  logs::security().info("{} from {} refused: blocked after too many failed logins", proto, ip);
+  return true;
+}
+
+Logins::Attempt Logins::attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm) {
+  auto a = limits_.auth_attempt(ipa, realm);
+  if (a == Attempt::blocked) logs::security().info("{} from {} refused: blocked after too many failed logins", proto, ip);
+  return a;
+}
+
+asio::awaitable<Logins::Attempt> wait_for_slot(Conn& c, LoginSlot& slot, std::chrono::steady_clock::time_point until) {
+  for (;;) {
+    auto a = slot.acquire();
+    if (a != Logins::Attempt::busy) co_return a;
+    if (std::chrono::steady_clock::now() >= until) {
+      slot.gave_up();
+      co_return a;
+    }
+    co_await pause(c, std::chrono::milliseconds(50));
   }
-  return false;
 }
 
 std::optional<std::string> Logins::check(const std::string& user, std::string& password) {

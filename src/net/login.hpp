@@ -34,14 +34,17 @@ class Logins : public auth::SecretSource {
   static auth::LoginPolicy policy(const Config& cfg, const IpGroups& groups, const IpAddress& ip);
 
   using Realm = ClientLimits::Realm;
-  // May a login attempt from the address go ahead to the password check? False while
-  // logins are refused to it (too many failures, or the per-IP table cannot track it)
-  // and while as many attempts as may still fail are being checked (parallel guesses
-  // on many connections); both logged, the client hears "try later". True holds a slot
-  // until failed(.., held) or release(): use a LoginSlot. `proto`: "SMTP AUTH", "POP3", ...
-  bool attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm = Realm::mail);
+  using Attempt = ClientLimits::Attempt;
+  // True (and logged) while logins are refused to the address: too many failures, or
+  // the per-IP table cannot track it. `proto`: "SMTP AUTH", "POP3", ...
+  bool blocked(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm = Realm::mail);
+  // May a check of credentials from the address go ahead? At most max_auth_failures
+  // per window get there, counting those being checked, so that parallel guesses on many
+  // connections cannot get past the block (ClientLimits::auth_attempt). ok holds a slot
+  // until failed(.., held) or release(): use a LoginSlot. blocked is logged; busy is
+  // not (the caller waits and asks again).
+  Attempt attempt(std::string_view proto, const std::string& ip, const IpAddress& ipa, Realm realm = Realm::mail);
   void release(const IpAddress& ipa, Realm realm = Realm::mail) { limits_.auth_release(ipa, realm); }
-  bool blocked(const IpAddress& ipa, Realm realm = Realm::mail) { return limits_.auth_blocked(ipa, realm); }
 
   // Checks a password on the hashing pool (Argon2id: 64 MiB, ~0.1 s; the pool's size
   // bounds the memory). Completes on the caller's executor with the user's lookup key,
@@ -109,10 +112,9 @@ class Logins : public auth::SecretSource {
   std::string cache_key_;
 };
 
-// One connection's claim on its address's login attempts: taken when an attempt starts
-// (acquire), turned into a failure when it fails, given back when it succeeds, is
-// abandoned and the connection ends, or the address is blocked meanwhile. A connection
-// holds at most one.
+// One connection's claim on its address's credential checks: taken just before a
+// check, turned into a failure when it fails, given back when it succeeds or the
+// connection ends. A connection holds at most one.
 class LoginSlot {
  public:
   LoginSlot(Logins& logins, std::string proto, const std::string& ip, const IpAddress& ipa,
@@ -121,12 +123,17 @@ class LoginSlot {
   LoginSlot(const LoginSlot&) = delete;
   LoginSlot& operator=(const LoginSlot&) = delete;
   ~LoginSlot() { release(); }
-  // False: refused now (blocked, or too many attempts being checked; logged).
-  bool acquire() {
-    if (held_ && logins_.blocked(ipa_, realm_)) release();  // blocked by others' failures meanwhile
-    if (!held_) held_ = logins_.attempt(proto_, ip_, ipa_, realm_);
-    return held_;
+  Logins::Attempt acquire() {
+    if (!held_) {
+      auto a = logins_.attempt(proto_, ip_, ipa_, realm_);
+      held_ = a == Logins::Attempt::ok;
+      return a;
+    }
+    return Logins::Attempt::ok;
   }
+  bool blocked() { return logins_.blocked(proto_, ip_, ipa_, realm_); }
+  // Logs that a check waited for a slot in vain.
+  void gave_up() { logins_.refused(proto_, ip_, "as many logins as may still fail were being checked; try later"); }
   bool failed(std::string_view mech, const std::string& user, std::string_view why, bool known = false) {
     bool was = held_;
     held_ = false;
@@ -154,10 +161,13 @@ class LoginHooks : public Base {
   LoginHooks(Logins& logins, const char* proto, const std::string& ip, const IpAddress& ipa)
       : logins_(logins), proto_(proto), ip_(ip), ipa_(ipa), slot_(logins, proto, ip, ipa) {}
   auth::SecretSource& secrets() override { return logins_; }
-  bool login_blocked() override { return !slot_.acquire(); }
+  bool login_blocked() override { return slot_.blocked(); }
+  bool begin_check() override { return slot_.acquire() == Logins::Attempt::ok; }
+  void end_check() override { slot_.release(); }
   void login_failed(std::string_view mech, const std::string& user, std::string_view why) override {
     slot_.failed(mech, user, why);
   }
+  LoginSlot& slot() { return slot_; }
   void refused(const std::string& what) override { logins_.refused(proto_, ip_, what); }
   // The login succeeded: logged, the slot given back; the user's lookup key.
   std::string succeeded(std::string_view mech, const std::string& user, bool opens_relay) {
@@ -172,5 +182,12 @@ class LoginHooks : public Base {
   const IpAddress& ipa_;
   LoginSlot slot_;
 };
+
+struct Conn;
+// Before a password check that runs off the session (PLAIN, LOGIN, USER/PASS, the
+// console): a slot, waiting in 50 ms steps while other checks from the address fill
+// them (a mail client opening several connections at once is served, one after the
+// other) -- until `until`, when a busy address gets "try later" (logged).
+asio::awaitable<Logins::Attempt> wait_for_slot(Conn& c, LoginSlot& slot, std::chrono::steady_clock::time_point until);
 
 }  // namespace bulwark

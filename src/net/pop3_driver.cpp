@@ -117,6 +117,10 @@ class Pop3Driver : public Driver {
           continue;
         }
         if (o.next == pop3::Next::verify) {
+          if (co_await wait_for_slot(*c, hooks.slot(), Clock::now() + cfg->timeouts.command) != Logins::Attempt::ok) {
+            o = s.login_unavailable();
+            continue;
+          }
           auto found = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
                                                         use_awaitable);
           o = s.login_finished(found.has_value());

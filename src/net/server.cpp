@@ -17,6 +17,7 @@
 #include "net/driver.hpp"
 #include "net/login.hpp"
 #include "net/peer.hpp"
+#include "net/preflight.hpp"
 #include "net/tls.hpp"
 #include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
@@ -52,6 +53,7 @@ struct Server::Impl {
   std::deque<std::atomic<uint64_t>> listener_conns;  // parallel to acceptors
   logs::Throttle table_full{std::chrono::seconds(60)};
   std::mutex mu;  // guards cfg, tls, groups, conns
+  std::mutex reload_mu;
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
   asio::thread_pool workers{2};  // password hashing
@@ -59,7 +61,7 @@ struct Server::Impl {
   store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
-  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers};
+  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, {}};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
 
@@ -71,6 +73,9 @@ struct Server::Impl {
         dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {
+    shared.reload = [this] { return reload(); };
+    logs::crash_stacks_for(workers, 2);
+    logs::crash_stacks_for(disk, 2);
     logins.set_cache_ttl(cfg->policy.login_cache_ttl);
     if (cfg->greylisting.enabled) {
       GreylistSettings gs;
@@ -284,9 +289,13 @@ struct Server::Impl {
     }
   }
 
-  void reload() {
+  // Reads the file again and applies it; the error when it is refused (the running
+  // configuration then stays). One at a time: SIGHUP and the settings API may meet.
+  std::optional<std::string> reload() {
+    std::lock_guard one(reload_mu);
     try {
       Config next = load_config(cfg->file);
+      preflight(next);
       ensure_certificate(next);
       auto ctx = make_server_tls(next);
       std::lock_guard lk(mu);
@@ -313,8 +322,10 @@ struct Server::Impl {
       cfg = std::make_shared<Config>(std::move(next));
       tls = ctx;
       logs::main().info("reload: configuration and certificate reloaded from {}", cfg->file);
+      return std::nullopt;
     } catch (const std::exception& e) {
       logs::main().error("reload failed, keeping the running configuration: {}", e.what());
+      return std::string(e.what());
     }
   }
 
@@ -443,7 +454,11 @@ int Server::run(unsigned threads) {
   m.signals->async_wait(on_signal);
   auto guard = asio::make_work_guard(m.io);
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { m.io.run(); });
+  for (unsigned i = 1; i < threads; ++i)
+    pool.emplace_back([&] {
+      logs::crash_stack_for_this_thread();
+      m.io.run();
+    });
   m.io.run();
   for (auto& t : pool) t.join();
   drain.cancel();

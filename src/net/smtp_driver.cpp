@@ -255,6 +255,10 @@ class SmtpDriver : public Driver {
         }
         if (o.next == smtp::Next::verify) {
           c->set_deadline(cfg->timeouts.command);
+          if (co_await wait_for_slot(*c, hooks.slot(), Clock::now() + cfg->timeouts.command) != Logins::Attempt::ok) {
+            o = s.login_unavailable();
+            continue;
+          }
           auto key = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
                                                        use_awaitable);
           o = s.login_finished(key.has_value());

@@ -56,7 +56,10 @@ class SmtpHooks : public smtp::SessionHooks {
   std::chrono::system_clock::time_point now() override { return std::chrono::system_clock::now(); }
 
   auth::SecretSource* secrets() override { return &logins_; }
-  bool auth_blocked() override { return !slot_.acquire(); }
+  bool auth_blocked() override { return slot_.blocked(); }
+  bool begin_check() override { return slot_.acquire() == Logins::Attempt::ok; }
+  void end_check() override { slot_.release(); }
+  LoginSlot& slot() { return slot_; }
   std::string auth_succeeded(auth::Mech m, const std::string& user) override;
   bool auth_failed(auth::Mech m, const std::string& user, std::string_view why) override;
   void auth_reset() override { auth_user_.clear(); }  // a failed AUTH still counts

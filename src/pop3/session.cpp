@@ -235,8 +235,15 @@ void Session::cmd_auth(std::string_view arg, Output& out) {
   mech_ = auth::make_mechanism(*m, hooks_.secrets(), {cfg_.hostname, {}});
   mech_name_ = auth::mech_name(*m);
   auth_final_ = false;
-  auth_step(mech_->start(init), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    if (init) auth::wipe(*init);
+    return err(out, "[SYS/TEMP] Too many logins at once from your address, try again later");
+  }
+  auth::Step step = mech_->start(init);
   if (init) auth::wipe(*init);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
 }
 
 void Session::auth_step(auth::Step step, Output& out) {
@@ -280,8 +287,15 @@ void Session::auth_line(std::string_view line, Output& out) {
     mech_.reset();
     return err(out, "Cannot decode the Base64 response");
   }
-  auth_step(mech_->next(*decoded), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    auth::wipe(*decoded);
+    return err(out, "[SYS/TEMP] Too many logins at once from your address, try again later");
+  }
+  auth::Step step = mech_->next(*decoded);
   auth::wipe(*decoded);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
 }
 
 void Session::auth_failure(const std::string& user, auth::Step::Why why, Output& out) {
@@ -293,6 +307,15 @@ void Session::auth_failure(const std::string& user, auth::Step::Why why, Output&
   state_ = State::authorization;
   err(out, why == auth::Step::Why::malformed ? "[AUTH] Malformed authentication exchange"
                                              : "[AUTH] Authentication failed");
+}
+
+Output Session::login_unavailable() {
+  Output out;
+  auth::wipe(login_.password);
+  login_ = LoginRequest{};
+  state_ = State::authorization;
+  err(out, "[SYS/TEMP] Too many logins at once from your address, try again later");
+  return process(std::move(out));
 }
 
 Output Session::login_finished(bool ok_) {

@@ -36,6 +36,12 @@ class Hooks {
   virtual auth::SecretSource& secrets() = 0;
   // Logins from this address are refused now (logged by the hook).
   virtual bool login_blocked() = 0;
+  // Around each step of a login mechanism, which may check credentials in the session
+  // (SCRAM, CRAM-MD5): false -- refused now (blocked, or as many checks in flight from
+  // the address as may still fail): the exchange ends with "try later". end_check after
+  // a step that did not fail (a failure's login_failed gives the slot back).
+  virtual bool begin_check() { return true; }
+  virtual void end_check() {}
   virtual void login_failed(std::string_view mech, const std::string& user, std::string_view why) = 0;
   // A command refused for a policy reason (security log).
   virtual void refused(const std::string& what) = 0;
@@ -79,6 +85,9 @@ class Session {
   };
   const LoginRequest& pending_login() const { return login_; }
   Output login_finished(bool ok);
+  // No check could be made (the address is blocked, or its checks in flight stayed
+  // full): "try again later", counted as nothing.
+  Output login_unavailable();
 
   // After Next::open_mailbox: the user as authenticated and the mechanism used.
   const std::string& login_user() const { return user_; }

@@ -130,9 +130,15 @@ Spool::~Spool() {
 
 void Spool::start() {
   stopping_ = false;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    logs::crash_stack_for_this_thread();
+    run();
+  });
   reap_stopping_ = false;
-  reaper_ = std::thread([this] { reap(); });
+  reaper_ = std::thread([this] {
+    logs::crash_stack_for_this_thread();
+    reap();
+  });
 }
 
 void Spool::stop() {

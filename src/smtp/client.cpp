@@ -3,10 +3,21 @@
 #include <cctype>
 
 #include "auth/password.hpp"
+#include "core/address.hpp"
 #include "core/strings.hpp"
 
 namespace bulwark::smtp {
+
 namespace {
+// A mailbox in brackets for MAIL FROM / RCPT TO, written by the one function that
+// quotes a local part (core/address.hpp): nothing in it can end the path or add
+// parameters. Text no path can carry becomes the null path, which a server refuses
+// for RCPT (the recipient then bounces) -- it never reaches the wire as it is.
+std::string path(const std::string& mailbox) {
+  if (mailbox.empty()) return "<>";
+  auto text = path_mailbox(mailbox);
+  return "<" + (text ? *text : std::string()) + ">";
+}
 
 constexpr size_t kMaxReplyLine = 4096;
 constexpr size_t kMaxReplyLines = 200;
@@ -273,7 +284,7 @@ ClientOutput ClientSession::send(const OutMessage& m) {
                        true});
   if (m.smtputf8 && !has("SMTPUTF8"))
     return refuse_all({553, "5.6.7 the message needs SMTPUTF8 and the receiving server does not support it", true});
-  std::string mail = "MAIL FROM:<" + m.sender + ">";
+  std::string mail = "MAIL FROM:" + path(m.sender);
   if (has("SIZE")) mail += " SIZE=" + std::to_string(size);
   if (m.eight_bit) mail += " BODY=8BITMIME";
   if (m.smtputf8) mail += " SMTPUTF8";
@@ -282,7 +293,7 @@ ClientOutput ClientSession::send(const OutMessage& m) {
     out.bytes = mail;
     expect_.push_back(Expect::mail);
     for (auto& r : m.recipients) {
-      out.bytes += "RCPT TO:<" + r + ">\r\n";
+      out.bytes += "RCPT TO:" + path(r) + "\r\n";
       expect_.push_back(Expect::rcpt);
     }
     out.bytes += "DATA\r\n";
@@ -308,7 +319,7 @@ ClientOutput ClientSession::after_transaction_replies(ClientOutput out) {
     }
     if (st_ == St::rcpt) {
       if (rcpt_index_ < m.recipients.size()) {
-        out.bytes += "RCPT TO:<" + m.recipients[rcpt_index_++] + ">\r\n";
+        out.bytes += "RCPT TO:" + path(m.recipients[rcpt_index_++]) + "\r\n";
         expect_.push_back(Expect::rcpt);
         return out;
       }

@@ -97,6 +97,12 @@ class SessionHooks {
   virtual auth::SecretSource* secrets() { return nullptr; }
   // True while AUTH is refused to this client (too many failures).
   virtual bool auth_blocked() { return false; }
+  // Around each step of a login mechanism, which may check credentials in the session
+  // (SCRAM, CRAM-MD5): false -- refused now (blocked, or as many checks in flight from
+  // the address as may still fail): the exchange ends with "try later". end_check after
+  // a step that did not fail (a failure's login_failed gives the slot back).
+  virtual bool begin_check() { return true; }
+  virtual void end_check() {}
   // A login succeeded: returns the user's canonical name (lookup key).
   virtual std::string auth_succeeded(auth::Mech, const std::string& user) { return user; }
   // STARTTLS completed: the session forgets its login (RFC 3207 4.2).
@@ -170,6 +176,9 @@ class ServerSession {
   // wiped when login_finished() is called.
   const LoginRequest& pending_login() const { return login_; }
   Output login_finished(bool ok);
+  // No check could be made (the address is blocked, or its checks in flight stayed
+  // full): "try again later", counted as nothing.
+  Output login_unavailable();
   // Server shutdown or timeout: the 421 to send before closing.
   enum class Closing { shutdown, timeout };
   Output shutdown(Closing why);

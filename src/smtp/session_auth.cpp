@@ -52,8 +52,15 @@ void ServerSession::cmd_auth(std::string_view arg, Output& out) {
   mech_ = auth::make_mechanism(*m, src ? *src : none, {cfg_.hostname, {}});
   mech_kind_ = *m;
   auth_final_ = false;
-  auth_step(mech_->start(init), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    if (init) auth::wipe(*init);
+    return fail(out, Reply(454, "4.7.0", "Too many logins at once from your address, try again later"));
+  }
+  auth::Step step = mech_->start(init);
   if (init) auth::wipe(*init);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
 }
 
 void ServerSession::auth_step(auth::Step step, Output& out) {
@@ -106,8 +113,17 @@ bool ServerSession::process_auth_line(Output& out) {
     fail(out, Reply(501, "5.5.2", "Cannot decode the Base64 response"));
     return true;
   }
-  auth_step(mech_->next(*decoded), out);
+  if (!hooks_.begin_check()) {
+    mech_.reset();
+    auth::wipe(*decoded);
+    set_state(State::command);
+    fail(out, Reply(454, "4.7.0", "Too many logins at once from your address, try again later"));
+    return true;
+  }
+  auth::Step step = mech_->next(*decoded);
   auth::wipe(*decoded);
+  if (step.kind != auth::Step::failure) hooks_.end_check();
+  auth_step(std::move(step), out);
   return true;
 }
 
@@ -128,6 +144,16 @@ void ServerSession::auth_failure(const std::string& user, auth::Step::Why why, O
   out.delay = cfg_.auth.failure_delay;
   if (why == auth::Step::Why::malformed) return fail(out, Reply(501, "5.5.2", "Malformed authentication exchange"));
   fail(out, Reply(535, "5.7.8", "Authentication credentials invalid"));
+}
+
+Output ServerSession::login_unavailable() {
+  Output out;
+  auth::wipe(login_.password);
+  login_ = LoginRequest{};
+  mech_.reset();
+  set_state(State::command);
+  fail(out, Reply(454, "4.7.0", "Too many logins at once from your address, try again later"));
+  return process(std::move(out));
 }
 
 Output ServerSession::login_finished(bool ok) {

@@ -46,8 +46,11 @@ class Handler:
         self.data_delay = 0.0       # seconds before answering the end of data
         self.lock = threading.Lock()
         self.transactions = 0
+        self.rcpt_commands = []   # (address, ESMTP parameters) of every RCPT, as parsed
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with self.lock:
+            self.rcpt_commands.append((address, list(rcpt_options)))
         r = self.rcpt_replies.get(address.lower()) or self.rcpt_replies.get("*")
         if callable(r):
             r = r(address)

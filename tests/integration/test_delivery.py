@@ -499,3 +499,24 @@ def test_a_stalled_link_is_cut_and_the_message_deferred(make_server, dns, port, 
         assert "timeout" in log and time.time() - t0 < 15
     finally:
         link.stop()
+
+
+def test_quoted_local_parts_of_alias_and_group_targets_stay_quoted_and_inject_nothing(make_server, dns, port, remotes):
+    """A target's quoted local part goes out quoted, as one path: a '>' or a space in it
+    cannot end the path or add ESMTP parameters (NOTIFY=NEVER, ORCPT=...)."""
+    mx1 = remotes("127.0.0.50")
+    srv = outbound(make_server, dns, port).start()
+    hostile = '"victim@other.test> NOTIFY=NEVER ORCPT=rfc822;x"@good.test'
+    srv.cli("alias", "add", "john@example.test", '"john smith"@good.test')
+    srv.cli("alias", "add", "trap@example.test", hostile)
+    srv.cli("group", "add", "team@example.test", "--member", '"Ann \\"the boss\\" Lee"@good.test',
+            "--member", "demo@example.test")
+    assert '"john smith"@good.test' in srv.cli("alias", "list").stdout  # stored as parsed
+    send(srv, ["john@example.test", "trap@example.test", "team@example.test"], "quoted")
+    wait(lambda: len(mx1.handler.rcpt_commands) >= 3, what="RCPTs at the remote")
+    got = dict(mx1.handler.rcpt_commands)
+    assert got == {'"john smith"@good.test': [], hostile[:-len("@good.test")] + "@good.test": [],
+                   '"Ann \\"the boss\\" Lee"@good.test': []}, mx1.handler.rcpt_commands
+    # A target no SMTP path can carry (a local part over 64 octets) is refused when added.
+    r = srv.cli("alias", "add", "long@example.test", '"' + "x" * 70 + '"@good.test', check=False)
+    assert r.returncode != 0 and "long@" not in srv.cli("alias", "list").stdout

@@ -111,6 +111,13 @@ def test_parallel_guesses_never_get_past_the_login_block(make_server, proto):
     assert "blocked for 15 minutes" in sec
 
 
+def test_a_burst_of_right_logins_from_one_address_is_served_not_refused(server):
+    """A mail client opening many connections at once (or an office behind one NAT):
+    the checks queue for the address's slots, none is refused."""
+    answers = in_parallel(12, lambda i: imap_login(server, PASSWORD))
+    assert all(isinstance(a, str) and a.split()[1] == "OK" for a in answers), answers
+
+
 def test_administrators_failures_do_not_lock_mail_clients_out(make_server):
     srv = admin_server_with(make_server, '[policy]\nauth_failure_delay = "0s"\n')
     for i in range(5):
@@ -127,3 +134,126 @@ def test_administrators_failures_do_not_lock_mail_clients_out(make_server):
     for i in range(5):
         assert "AUTHENTICATIONFAILED" in imap_login(srv2, f"Wrong-{i}")
     assert admin_login(srv2, ADMIN_PW).startswith("200")
+
+
+def admin_token(srv):
+    return srv.cli("admin", "token", "root").stdout.strip()
+
+
+def raw_admin(srv):
+    import socket
+    s = socket.create_connection(("127.0.0.1", srv.admin_port), timeout=30)
+    return tls(srv).wrap_socket(s)
+
+
+def test_deeply_nested_json_is_refused_and_every_service_stays_up(make_server):
+    srv = admin_server_with(make_server)
+    token = admin_token(srv)
+    body = b'{"limits":' + b"[" * 20000 + b"]" * 20000 + b"}"  # 40 KB, under the body cap
+    for path, method in (("/api/v1/settings", "PATCH"), ("/api/v1/domains", "POST"), ("/api/v1/login", "POST")):
+        r, j = call(srv, method, path, raw=body, token=token)
+        assert r.status == 400 and "nests deeper" in j["error"], (path, r.status, j)
+    assert srv.proc.poll() is None
+    assert imap_login(srv, PASSWORD).split()[1] == "OK"  # IMAP (and the rest) still serve
+    assert smtp_login(srv, PASSWORD).startswith("235")
+    r, _ = call(srv, "GET", "/api/v1/status", token=token)
+    assert r.status == 200
+
+
+def test_settings_are_checked_as_serve_checks_them_before_they_are_written(make_server):
+    srv = admin_server_with(make_server)
+    token = admin_token(srv)
+    before = srv.config.read_text()
+    bogus = srv.root / "not-a-cert.pem"
+    bogus.write_text("this is not a certificate\n")
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"tls": {"certificate": str(bogus)}}, token=token)
+    assert r.status == 400 and j["error"].startswith("tls.certificate:"), j
+    assert srv.config.read_text() == before
+    for key, value in (("data_dir", "/tmp/elsewhere"), ("log_dir", "/tmp/elsewhere-log"), ("user", "nobody")):
+        r, j = call(srv, "PATCH", "/api/v1/settings", {"server": {key: value}}, token=token)
+        assert r.status == 400 and j["error"].startswith(f"server.{key}:") and "restart" in j["error"], j
+    assert srv.config.read_text() == before
+    r, j = call(srv, "PATCH", "/api/v1/settings",
+                {"delivery": {"mode": "relay", "relay_host": "relay.test", "relay_auth": "smtp", "tls": "required",
+                              "relay_user": "u", "relay_password_file": str(srv.root / "missing")}}, token=token)
+    assert r.status == 400 and j["error"].startswith("delivery.relay_password_file:"), j
+    assert srv.config.read_text() == before
+    # check-config makes the same checks as serve: a file serve would refuse is refused
+    srv.config.write_text(before + f'\n[tls]\ncertificate = "{bogus}"\n')
+    r = srv.cli("check-config", check=False)
+    assert r.returncode == 2 and "tls.certificate" in r.stderr and "bulwark.toml:" in r.stderr, r.stderr
+    srv.config.write_text(before)
+    assert srv.cli("check-config").returncode == 0
+    r, j = call(srv, "PATCH", "/api/v1/settings", {"limits": {"max_recipients": 40}}, token=token)
+    assert r.status == 200
+
+
+def test_a_slow_drip_on_the_admin_port_is_cut_off_when_the_request_is_due(make_server):
+    import time
+    srv = admin_server_with(make_server, '[timeouts]\ncommand = "3s"\n')
+    s = raw_admin(srv)
+    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n")
+    started = time.time()
+    closed_after = None
+    try:
+        for _ in range(20):
+            time.sleep(0.5)
+            s.sendall(b"X")  # one byte of a header field, again and again
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        closed_after = time.time() - started
+    if closed_after is None:
+        s.settimeout(5)
+        try:
+            data = s.recv(100)
+        except OSError:
+            data = b""
+        assert data in (b"",) or data.startswith(b"HTTP/1.1 408"), data
+        closed_after = time.time() - started
+    assert closed_after < 8, closed_after
+
+
+def test_session_cookie_rules_bearer_case_and_logout_by_post_only(make_server):
+    srv = admin_server_with(make_server)
+    r, j = call(srv, "POST", "/api/v1/login", {"name": "root", "password": ADMIN_PW})
+    assert r.status == 200
+    sid, csrf = j["token"], j["csrf"]
+    # the scheme is case-insensitive (RFC 9110 11.1)
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        r, j = call(srv, "GET", "/api/v1/status", headers={"Authorization": f"{scheme} {sid}"})
+        assert r.status == 200, (scheme, r.status, j)
+    # two session cookies: refused, whichever is valid
+    r, j = call(srv, "GET", "/api/v1/status", headers={"Cookie": f"bulwark_session=forged; bulwark_session={sid}"})
+    assert r.status == 400 and "more than one" in j["error"], (r.status, j)
+    # GET /api/v1/logout ends nothing (a state change needs POST and, by cookie, the CSRF token)
+    r, j = call(srv, "GET", "/api/v1/logout", headers={"Cookie": f"bulwark_session={sid}"})
+    assert r.status == 405
+    r, j = call(srv, "GET", "/api/v1/status", headers={"Cookie": f"bulwark_session={sid}"})
+    assert r.status == 200
+    r, j = call(srv, "POST", "/api/v1/logout", headers={"Cookie": f"bulwark_session={sid}"})
+    assert r.status == 403  # no X-CSRF-Token
+    r, j = call(srv, "POST", "/api/v1/logout", headers={"Cookie": f"bulwark_session={sid}", "X-CSRF-Token": csrf})
+    assert r.status == 204
+    r, j = call(srv, "GET", "/api/v1/status", headers={"Cookie": f"bulwark_session={sid}"})
+    assert r.status == 401
+
+
+def test_a_huge_literal_before_login_ends_the_connection(server):
+    import socket
+    import time
+    for literal in (b"{99999999+}", b"{99999999}", b"{9000+}"):
+        s = ImapRaw(server, login=False)
+        s.send(b"a LOGIN " + literal + b"\r\n")
+        line = s.line()
+        assert line.startswith(b"* BYE") and b"too big" in line.lower(), line
+        assert s.closed()
+        s.close()
+    # a small literal still works before login
+    s = ImapRaw(server, login=False)
+    s.send(b'a LOGIN {17+}\r\ndemo@example.test "' + PASSWORD.encode() + b'"\r\n')
+    assert s.line().startswith(b"a OK")
+    s.close()
+    # after login, APPEND's literals are bounded by limits.max_message_size again
+    s = ImapRaw(server)
+    big = b"Subject: big\r\n\r\n" + b"x" * 20000 + b"\r\n"
+    s.ok("APPEND INBOX", literal=big)
+    s.close()

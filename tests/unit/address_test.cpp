@@ -105,3 +105,28 @@ TEST(Address, Mailbox) {
   EXPECT_FALSE(parse_mailbox("demo"));
   EXPECT_FALSE(parse_mailbox("<demo@example.test>"));
 }
+
+// The one writer of a local part into an SMTP path: nothing in it ends the path.
+TEST(PathMailbox, QuotesWhatIsNoDotStringAndRefusesWhatNoPathCarries) {
+  EXPECT_EQ(*quote_local("john.smith"), "john.smith");
+  EXPECT_EQ(*quote_local("john smith"), "\"john smith\"");
+  EXPECT_EQ(*quote_local("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(*quote_local(".lead"), "\".lead\"");
+  EXPECT_FALSE(quote_local("a\r\nRCPT TO:<x@y>"));
+  EXPECT_FALSE(quote_local(""));
+  EXPECT_FALSE(quote_local(std::string(65, 'x')));
+  // stored targets: quoted or not (stored before quoting was kept), split at the last @
+  EXPECT_EQ(*path_mailbox("victim@other.test> NOTIFY=NEVER ORCPT=rfc822;x@remote.test"),
+            "\"victim@other.test> NOTIFY=NEVER ORCPT=rfc822;x\"@remote.test");
+  EXPECT_EQ(*path_mailbox("\"john smith\"@remote.test"), "\"john smith\"@remote.test");
+  EXPECT_EQ(*path_mailbox("john smith@remote.test"), "\"john smith\"@remote.test");
+  EXPECT_EQ(*path_mailbox("x@[192.0.2.1]"), "x@[192.0.2.1]");
+  EXPECT_FALSE(path_mailbox("x@bad domain>"));
+  EXPECT_FALSE(path_mailbox("nodomain"));
+  // every parsed path renders as itself
+  for (const char* p : {"<a@b.test>", "<\"a b\"@b.test>", "<\"a\\\"b\"@b.test>", "<d\xc3\xa9j\xc3\xa0@b.test>"}) {
+    auto r = parse_path(p, false, false);
+    ASSERT_TRUE(r.path) << p;
+    EXPECT_EQ(*path_mailbox(r.path->address.str()), r.path->address.str()) << p;
+  }
+}
