@@ -133,7 +133,7 @@ std::string Logins::succeeded(std::string_view proto, std::string_view mech, con
                               const std::string& ip, const IpAddress& ipa, bool opens_relay) {
   std::string key = dir_.user_key(user).value_or(to_lower(user));
   logs::main().info("{} {} from {}: {} logged in", proto, mech, ip, sanitize(key));
-  if (opens_relay) pop_.record(ipa);
+  if (opens_relay) pop_.record(ipa, key);
   return key;
 }
 

@@ -59,6 +59,18 @@ bool SmtpHooks::ours() const {
 bool SmtpHooks::may_relay(const Address& rcpt) {
   RelayInputs in{ipa_, !auth_user_.empty(), auth_failed_};
   RelayVerdict v = decide_relay(p_.relay, *p_.groups, p_.pop, in);
+  if (v == RelayVerdict::pop_before_smtp) {
+    // Relaying through the window: as the user whose login opened it, with that
+    // user's addresses only (SPEC 9), as an authenticated session would.
+    if (!pop_user_.empty()) {
+      relayed_as_pop_user_ = true;
+      return true;
+    }
+    logs::security().info("SMTP relay denied from {}: recipient <{}> through the POP-before-SMTP window, but the "
+                          "sender is not an address of a user who logged in from there",
+                          ip_, sanitize(rcpt.str()));
+    return false;
+  }
   if (v != RelayVerdict::denied) return true;
   logs::security().info("SMTP relay denied from {}: recipient <{}> is not local{}", ip_, sanitize(rcpt.str()),
                         auth_failed_ && in_relay_group() ? " (IP group right revoked by a failed AUTH)" : "");
@@ -66,7 +78,21 @@ bool SmtpHooks::may_relay(const Address& rcpt) {
 }
 
 std::optional<smtp::Reply> SmtpHooks::check_sender(const Address& sender) {
-  if (!sender_allowed(p_.anti_spoofing, auth_user_, in_relay_group() && !auth_failed_, sender, identity_)) {
+  pop_user_.clear();
+  relayed_as_pop_user_ = false;
+  bool ok = sender_allowed(p_.anti_spoofing, auth_user_, in_relay_group() && !auth_failed_, sender, identity_);
+  if (auth_user_.empty()) {
+    // Within a POP-before-SMTP window the session is known as the user whose POP3 or
+    // IMAP login opened it (seed 002, SPEC 9): that user's addresses are allowed, as
+    // for an authenticated session. Several users behind one address: any of theirs.
+    for (auto& user : p_.pop.users_within(ipa_, p_.relay.pop_before_smtp))
+      if (sender_allowed(p_.anti_spoofing, user, false, sender, identity_)) {
+        pop_user_ = user;
+        ok = true;
+        break;
+      }
+  }
+  if (!ok) {
     logs::security().info("SMTP sender <{}> from {} refused: not allowed for {}", sanitize(sender.str()), ip_,
                           auth_user_.empty() ? std::string("an unauthenticated client") : auth_user_);
     return smtp::Reply(550, "5.7.1", "Sender address not allowed");
@@ -78,26 +104,28 @@ std::optional<smtp::Reply> SmtpHooks::check_sender(const Address& sender) {
 }
 
 std::optional<smtp::Reply> SmtpHooks::check_message(std::string_view data) {
-  // The From: header is checked for authenticated users (SPEC 9); an unauthenticated
-  // client's From: is the recipient's spam filter's business.
-  if (auth_user_.empty()) return std::nullopt;
+  // The From: header is checked for authenticated users (SPEC 9), and for a session
+  // relaying through a POP-before-SMTP window as the user who opened it; an
+  // unauthenticated client's From: is the recipient's spam filter's business.
+  const std::string& who = !auth_user_.empty() ? auth_user_ : relayed_as_pop_user_ ? pop_user_ : auth_user_;
+  if (who.empty()) return std::nullopt;
   HeaderAddresses from = header_addresses(data, "from");
   if (from.fields == 0) {  // RFC 5322 3.6: required; without it there is nothing to check
-    logs::security().info("SMTP message from {} refused: no From: header ({})", ip_, auth_user_);
+    logs::security().info("SMTP message from {} refused: no From: header ({})", ip_, who);
     return smtp::Reply(550, "5.6.0", "Message has no From: header field (RFC 5322 3.6)");
   }
   if (!p_.anti_spoofing) return std::nullopt;
   bool ok = from.ok && from.fields <= 1;
   std::string bad;
   for (auto& a : from.addresses)
-    if (ok && !sender_allowed(true, auth_user_, false, a, identity_)) {
+    if (ok && !sender_allowed(true, who, false, a, identity_)) {
       ok = false;
       bad = a.str();
     }
   if (ok) return std::nullopt;
   logs::security().info("SMTP message from {} refused: From: {} not allowed for {}", ip_,
                         bad.empty() ? std::string("header unreadable or repeated") : "<" + sanitize(bad) + ">",
-                        auth_user_);
+                        who);
   return smtp::Reply(550, "5.7.1", "Sender address not allowed (From: header)");
 }
 

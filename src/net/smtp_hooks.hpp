@@ -82,6 +82,8 @@ class SmtpHooks : public smtp::SessionHooks {
   SessionPolicy p_;
   IdentityLookup identity_;
   std::string auth_user_;    // set by a successful AUTH
+  std::string pop_user_;     // this transaction's sender belongs to this POP-before-SMTP user
+  bool relayed_as_pop_user_ = false;  // and a recipient was relayed through the window
   bool auth_failed_ = false;  // any failed AUTH: the IP-group relay right is gone
   bool dnsbl_checked_ = false;
   std::string dnsbl_zone_;    // the zone that lists the client

@@ -22,23 +22,40 @@ size_t IpKeyHash::operator()(const IpAddress& a) const noexcept {
   return std::hash<uint64_t>()(h1 * 0x9E3779B97F4A7C15ull ^ h2);
 }
 
-void PopLogins::record(const IpAddress& ip) {
+void PopLogins::record(const IpAddress& ip, const std::string& user) {
   std::lock_guard lk(mu_);
   auto now = now_();
   if (last_.size() >= 100000 && !last_.count(ip)) {
-    std::erase_if(last_, [&](auto& kv) { return now - kv.second > std::chrono::hours(24); });
+    std::erase_if(last_, [&](auto& kv) { return now - kv.second.last > std::chrono::hours(24); });
     if (last_.size() >= 100000)  // a day of logins from 100,000 addresses: the oldest goes
       last_.erase(std::min_element(last_.begin(), last_.end(),
-                                   [](auto& a, auto& b) { return a.second < b.second; }));
+                                   [](auto& a, auto& b) { return a.second.last < b.second.last; }));
   }
-  last_[ip] = now;
+  Seen& s = last_[ip];
+  s.last = now;
+  if (user.empty()) return;
+  std::erase_if(s.users, [&](auto& u) { return u.first == user; });
+  s.users.insert(s.users.begin(), {user, now});
+  if (s.users.size() > kUsersPerAddress) s.users.resize(kUsersPerAddress);
 }
 
 bool PopLogins::within(const IpAddress& ip, std::chrono::seconds window) const {
   if (window.count() == 0) return false;
   std::lock_guard lk(mu_);
   auto it = last_.find(ip);
-  return it != last_.end() && now_() - it->second <= window;
+  return it != last_.end() && now_() - it->second.last <= window;
+}
+
+std::vector<std::string> PopLogins::users_within(const IpAddress& ip, std::chrono::seconds window) const {
+  std::vector<std::string> out;
+  if (window.count() == 0) return out;
+  std::lock_guard lk(mu_);
+  auto it = last_.find(ip);
+  if (it == last_.end()) return out;
+  auto now = now_();
+  for (auto& [user, when] : it->second.users)
+    if (now - when <= window) out.push_back(user);
+  return out;
 }
 
 const char* relay_verdict_name(RelayVerdict v) {

@@ -37,13 +37,23 @@ struct IpKeyHash {
 class PopLogins {
  public:
   explicit PopLogins(NowFn now = SteadyClock::now) : now_(std::move(now)) {}
-  void record(const IpAddress& ip);
+  // A POP3 or IMAP login of `user` (lookup key) from `ip`: the window opens, and a
+  // session relaying through it is known as that user (SPEC 9).
+  void record(const IpAddress& ip, const std::string& user = {});
   bool within(const IpAddress& ip, std::chrono::seconds window) const;
+  // The users whose logins from `ip` keep the window open, most recent first (at most
+  // kUsersPerAddress: several people behind one NAT).
+  std::vector<std::string> users_within(const IpAddress& ip, std::chrono::seconds window) const;
+  static constexpr size_t kUsersPerAddress = 8;
 
  private:
+  struct Seen {
+    SteadyClock::time_point last{};
+    std::vector<std::pair<std::string, SteadyClock::time_point>> users;  // most recent first
+  };
   NowFn now_;
   mutable std::mutex mu_;
-  std::unordered_map<IpAddress, SteadyClock::time_point, IpKeyHash> last_;
+  std::unordered_map<IpAddress, Seen, IpKeyHash> last_;
 };
 
 struct RelaySettings {

@@ -126,3 +126,62 @@ def test_server_hostname_is_protected_and_from_is_required(make_server):
         assert e.value.smtp_code == 550 and b"From:" in e.value.smtp_error
         code, msg = s.mail("root@" + HOST)  # not the user's either
         assert code == 550
+
+
+def test_pop_before_smtp_session_is_known_as_the_user_who_opened_the_window(make_server):
+    """Seed 002: "after this authentication the user is known already". A client that
+    logged in over POP3 (or IMAP) from an address may then send through SMTP from it as
+    that user -- its own address, aliases, groups, delegations -- and as nobody else."""
+    import socket
+    import ssl
+    from test_pop3 import pop
+    srv = identity_server(make_server, '[relay]\nallow_ip_group = ""\npop_before_smtp = "30m"\n')
+
+    def session(src):
+        s = smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10, source_address=(src, 0))
+        s.ehlo("client.test")
+        return s
+
+    def attempt(src, sender, rcpt="someone@remote.test", from_header=None):
+        with session(src) as s:
+            code, text = s.mail(sender)
+            if code != 250:
+                return code
+            code, text = s.rcpt(rcpt)
+            if code != 250:
+                return code
+            body = f"From: {from_header or sender}\r\nSubject: t\r\n\r\nhi\r\n"
+            code, text = s.data(body.encode())
+            return code
+
+    # before any login: a local sender from outside is refused, relaying too
+    assert attempt("127.0.0.21", USER) == 550
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    pop(srv, "pop3s", src="127.0.0.21").quit()
+    # the user's own address, an alias, a group, a delegation; relayed out and local
+    for sender in (USER, "sales@example.test", "team@example.test", "boss@example.test"):
+        assert attempt("127.0.0.21", sender) == 250, sender
+    assert attempt("127.0.0.21", USER, rcpt="other@example.test") == 250
+    # nobody else's: another local user, or a foreign address relayed out
+    assert attempt("127.0.0.21", "other@example.test") == 550
+    assert attempt("127.0.0.21", "someone@elsewhere.test") == 554  # relaying needs the user's address
+    assert attempt("127.0.0.21", USER, from_header="other@example.test") == 550  # From: is checked too
+    # another address gained nothing
+    assert attempt("127.0.0.22", USER) == 550
+    # an IMAP login opens the window for its user too
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10, source_address=("127.0.0.23", 0)) as m:
+        m.ehlo("x")
+        assert m.mail("other@example.test")[0] == 550
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.ports["imaps"]), timeout=10,
+                                                    source_address=("127.0.0.23", 0)))
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(f'a LOGIN "other@example.test" "{PASSWORD}"\r\n'.encode())
+    assert f.readline().startswith(b"a OK")
+    sock.close()
+    assert attempt("127.0.0.23", "other@example.test") == 250
+    assert attempt("127.0.0.23", "team@example.test") == 250
+    assert attempt("127.0.0.23", USER) == 550
+    sec = srv.log("security.log")
+    assert "through the POP-before-SMTP window" in sec
