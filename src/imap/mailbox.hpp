@@ -91,6 +91,8 @@ class AppendSink {
  public:
   virtual ~AppendSink() = default;
   virtual bool write(std::string_view data) = 0;
+  // Why write() failed, as the text of a NO (with its response code).
+  virtual std::string error() const { return "[SERVERBUG] The message could not be written"; }
   // The new message's UID and the folder's UIDVALIDITY, as Mailbox::append.
   virtual std::optional<std::pair<uint32_t, uint32_t>> commit(const std::string& flags,
                                                                const std::vector<std::string>& keywords,

@@ -20,6 +20,9 @@ namespace {
 const char* flag_names[][2] = {{"R", "\\Answered"}, {"F", "\\Flagged"}, {"T", "\\Deleted"}, {"S", "\\Seen"},
                                {"D", "\\Draft"}};
 
+// A mailbox error as the text of a NO: with its response code, or [SERVERBUG].
+std::string coded(const std::string& error) { return !error.empty() && error[0] == '[' ? error : "[SERVERBUG] " + error; }
+
 std::optional<char> letter_of(std::string_view flag) {
   for (auto& f : flag_names)
     if (iequals(flag, f[1])) return f[0][0];
@@ -352,7 +355,7 @@ void Session::cmd_store(Command& c, Output& out, bool uid) {
   change.unchanged_since = unchanged_since;
   FlagChangeResult result;
   std::string error;
-  if (!set->empty() && !folder_->change_flags(*set, change, result, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  if (!set->empty() && !folder_->change_flags(*set, change, result, error)) return no(out, c.tag, coded(error));
   std::sort(result.modified.begin(), result.modified.end());
   std::sort(result.changed.begin(), result.changed.end());
   // What the client is told: the flags as stored now (another session's change to
@@ -403,7 +406,7 @@ void Session::cmd_expunge(Command& c, Output& out, bool uid) {
         (!only || std::binary_search(only->begin(), only->end(), m.uid)) && seq_of(m.uid))
       gone.push_back(m.uid);
   std::string error;
-  if (!gone.empty() && !folder_->expunge(gone, true, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+  if (!gone.empty() && !folder_->expunge(gone, true, error)) return no(out, c.tag, coded(error));
   report_changes(out);
   tagged(out, c.tag, "OK", uid ? "UID EXPUNGE completed" : "EXPUNGE completed");
 }
@@ -432,7 +435,7 @@ void Session::cmd_copy(Command& c, Output& out, bool uid, bool move) {
     if (!code.empty()) out.bytes += "* OK " + code + "Moved\r\n";
     std::vector<uint32_t> src;
     for (auto& [a, b] : *pairs) src.push_back(a);
-    if (!src.empty() && !folder_->expunge(src, false, error)) return no(out, c.tag, "[SERVERBUG] " + error);
+    if (!src.empty() && !folder_->expunge(src, false, error)) return no(out, c.tag, coded(error));
     report_changes(out);
     return tagged(out, c.tag, "OK", std::string(uid ? "UID MOVE" : "MOVE") + " completed");
   }
@@ -469,7 +472,11 @@ void Session::cmd_append(Command& c, Output& out) {
     return bad(out, c.tag, "APPEND needs the message as a literal");
   std::string error;
   if (a[i].kind == Token::Kind::streamed && append_sink_) {  // written to a file as it came
-    if (append_sink_failed_) return no(out, c.tag, "[SERVERBUG] The message could not be written");
+    if (append_sink_failed_) {
+      std::string why = append_sink_->error();
+      append_sink_.reset();
+      return no(out, c.tag, coded(why));
+    }
     if (a[i].size == 0) return no(out, c.tag, "An empty message is not stored");
     auto r = append_sink_->commit(letters, keywords, date, error);
     append_sink_.reset();

@@ -1,5 +1,6 @@
 #include "logging/logs.hpp"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
@@ -7,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -113,6 +115,25 @@ void init(const std::string& log_dir, bool also_stderr) {
   // versions were 0644. Group-readable is enough for log shippers.
   for (const char* n : {"mail.log", "security.log", "bulwark.log"})
     ::chmod((std::filesystem::path(dir) / n).c_str(), 0640);
+}
+
+std::optional<uint64_t> CauseThrottle::allow(const std::string& cause) {
+  std::lock_guard lk(mu_);
+  auto now = std::chrono::steady_clock::now();
+  auto it = seen_.find(cause);
+  if (it != seen_.end() && now - it->second.last < every_) {
+    ++it->second.held;
+    return std::nullopt;
+  }
+  if (it == seen_.end()) {
+    if (seen_.size() >= 256)
+      seen_.erase(std::min_element(seen_.begin(), seen_.end(),
+                                   [](auto& a, auto& b) { return a.second.last < b.second.last; }));
+    it = seen_.emplace(cause, Seen{}).first;
+  }
+  uint64_t held = it->second.held;
+  it->second = Seen{now, 0};
+  return held;
 }
 
 std::optional<uint64_t> Throttle::allow() {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <latch>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -64,6 +65,24 @@ class Throttle {
   std::chrono::steady_clock::time_point last_{};
   bool any_ = false;
   uint64_t held_ = 0;
+};
+
+// The same per cause (a message text): a full disk refusing every message of many
+// sessions is one line per 10 s, while another cause still gets its own. At most 256
+// causes are remembered (the one seen longest ago goes).
+class CauseThrottle {
+ public:
+  explicit CauseThrottle(std::chrono::seconds every = std::chrono::seconds(10)) : every_(every) {}
+  std::optional<uint64_t> allow(const std::string& cause);
+
+ private:
+  struct Seen {
+    std::chrono::steady_clock::time_point last{};
+    uint64_t held = 0;
+  };
+  std::chrono::seconds every_;
+  std::mutex mu_;
+  std::map<std::string, Seen> seen_;
 };
 
 }  // namespace bulwark::logs

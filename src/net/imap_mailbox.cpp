@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -14,6 +15,21 @@
 namespace bulwark {
 
 namespace {
+
+// What a store error may tell an IMAP client: plain words and an RFC 5530 code, never
+// the server's paths or errno text. The detail goes to bulwark.log -- once per 10 s for
+// a repeated cause, not a line per refused command. Texts already meant for the client
+// (they start with a response code: "[TRYCREATE] ...", "[LIMIT] ...") pass as they are.
+std::string for_client(const std::string& detail) {
+  if (detail.empty() || detail.front() == '[') return detail;
+  static logs::CauseThrottle throttle;
+  if (auto held = throttle.allow(detail))
+    logs::main().error("IMAP: {}{}", detail, *held ? fmt::format(" ({} more since)", *held) : std::string());
+  if (detail.find(std::strerror(ENOSPC)) != std::string::npos || detail.find(std::strerror(EDQUOT)) != std::string::npos)
+    return "[OVERQUOTA] Not enough disk space; nothing was changed";
+  if (detail.find(std::strerror(EFBIG)) != std::string::npos) return "[LIMIT] The message is too large to store";
+  return "[SERVERBUG] The mailbox cannot be changed now; nothing was changed";
+}
 
 // A Maildir base name starts with the delivery time (seconds): INTERNALDATE without a
 // stat() per message.
@@ -87,6 +103,7 @@ class StoreOpenFolder : public imap::OpenFolder {
         },
         error, &result.changed);
     rebuild();
+    if (!ok) error = for_client(error);
     return ok;
   }
   std::vector<std::string> keywords() override { return store::read_keywords(f_->dir()); }
@@ -96,6 +113,7 @@ class StoreOpenFolder : public imap::OpenFolder {
   bool expunge(const std::vector<uint32_t>& uids, bool only_deleted, std::string& error) override {
     f_->remove(uids, error, only_deleted);
     rebuild();
+    if (!error.empty()) error = for_client(error);
     return error.empty();
   }
   std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
@@ -107,7 +125,10 @@ class StoreOpenFolder : public imap::OpenFolder {
       return std::nullopt;
     }
     auto target = store::Folder::open(store::folder_dir(maildir_, to), error);
-    if (!target) return std::nullopt;
+    if (!target) {
+      error = for_client(error);
+      return std::nullopt;
+    }
     // keywords are letters per folder: map ours to the target's by name
     std::string letter_map;
     auto names = store::read_keywords(f_->dir());
@@ -117,7 +138,10 @@ class StoreOpenFolder : public imap::OpenFolder {
     }
     error.clear();  // a keyword the target has no room for is dropped from the copy
     auto pairs = f_->copy_to(*target, uids, error, letter_map);
-    if (pairs.size() != uids.size() && !error.empty()) return std::nullopt;
+    if (pairs.size() != uids.size() && !error.empty()) {
+      error = for_client(error);
+      return std::nullopt;
+    }
     return pairs;
   }
 
@@ -162,15 +186,18 @@ std::optional<std::pair<uint32_t, uint32_t>> StoreMailbox::append(const std::str
     return std::nullopt;
   }
   auto f = store::Folder::open(store::folder_dir(dir_, name), error);
-  if (!f) return std::nullopt;
+  std::optional<uint32_t> uid;
   std::string letters = flags;
   for (auto& k : keywords) {
-    auto l = store::keyword_letter(f->dir(), k, true, error);
-    if (!l) return std::nullopt;
-    letters += *l;
+    auto l = f ? store::keyword_letter(f->dir(), k, true, error) : std::nullopt;
+    if (!l) f.reset();
+    else letters += *l;
   }
-  auto uid = f->add(content, letters, error, internal_date);
-  if (!uid) return std::nullopt;
+  if (f) uid = f->add(content, letters, error, internal_date);
+  if (!uid) {
+    error = for_client(error);
+    return std::nullopt;
+  }
   return std::pair{*uid, f->uidvalidity()};
 }
 
@@ -180,16 +207,23 @@ class StoreAppendSink : public imap::AppendSink {
   StoreAppendSink(std::unique_ptr<store::Folder> f, std::unique_ptr<store::Folder::Incoming> in)
       : f_(std::move(f)), in_(std::move(in)) {}
   bool write(std::string_view data) override { return in_->write(data); }
+  std::string error() const override { return for_client(in_->error()); }
   std::optional<std::pair<uint32_t, uint32_t>> commit(const std::string& flags, const std::vector<std::string>& keywords,
                                                       int64_t internal_date, std::string& error) override {
     std::string letters = flags;
     for (auto& k : keywords) {
       auto l = store::keyword_letter(f_->dir(), k, true, error);
-      if (!l) return std::nullopt;
+      if (!l) {
+        error = for_client(error);
+        return std::nullopt;
+      }
       letters += *l;
     }
     auto uid = in_->finish(*f_, letters, internal_date, error);
-    if (!uid) return std::nullopt;
+    if (!uid) {
+      error = for_client(error);
+      return std::nullopt;
+    }
     return std::pair{*uid, f_->uidvalidity()};
   }
 
@@ -254,12 +288,14 @@ bool StoreMailbox::create(const std::string& name, std::string& error) {
   if (store::create_folder(dir_, name, error)) return true;
   if (error == "Folder already exists") error = "[ALREADYEXISTS] " + error;
   else if (error.find("cannot") == std::string::npos) error = "[CANNOT] " + error;
+  else error = for_client(error);
   return false;
 }
 
 bool StoreMailbox::remove(const std::string& name, std::string& error) {
   if (store::delete_folder(dir_, name, error)) return true;
   if (error == "No such folder") error = "[NONEXISTENT] " + error;
+  else if (error.find("cannot") != std::string::npos) error = for_client(error);
   else if (error.rfind("[", 0) != 0) error = "[CANNOT] " + error;
   return false;
 }
@@ -272,7 +308,7 @@ bool StoreMailbox::rename(const std::string& from, const std::string& to, std::s
     auto inbox = store::Folder::open(dir_, error);
     auto target = inbox ? store::Folder::open(store::folder_dir(dir_, to), error) : nullptr;
     if (!target) {
-      error = "[SERVERBUG] " + error;
+      error = for_client(error);
       return false;
     }
     std::vector<uint32_t> uids;
@@ -283,7 +319,8 @@ bool StoreMailbox::rename(const std::string& from, const std::string& to, std::s
     for (auto& [source, dest] : copied) done.push_back(source);
     inbox->remove(done, error);
     if (done.size() != uids.size() || !error.empty()) {
-      error = "[SERVERBUG] INBOX was renamed in part: " + error;
+      for_client(error);  // logged
+      error = "[SERVERBUG] INBOX was renamed in part; the server's log says why";
       return false;
     }
     return true;
@@ -291,6 +328,7 @@ bool StoreMailbox::rename(const std::string& from, const std::string& to, std::s
   if (store::rename_folder(dir_, from, to, error)) return true;
   if (error == "No such folder") error = "[NONEXISTENT] " + error;
   else if (error == "Target folder already exists") error = "[ALREADYEXISTS] " + error;
+  else if (error.find("cannot") != std::string::npos) error = for_client(error);
   else error = "[CANNOT] " + error;
   return false;
 }
@@ -301,7 +339,9 @@ bool StoreMailbox::subscribe(const std::string& name, bool on, std::string& erro
     error = "[CANNOT] " + why;
     return false;
   }
-  return store::set_subscribed(dir_, name, on, error);
+  if (store::set_subscribed(dir_, name, on, error)) return true;
+  error = for_client(error);
+  return false;
 }
 
 }  // namespace bulwark

@@ -321,9 +321,7 @@ class SmtpDriver : public Driver {
           metrics::hour_accepted();
           log_accepted(*tx, a.listener, verdicts);
           if (!a.exempt) sh_.limits.message_accepted(ipa);
-        } else {
-          logs::main().error("spool commit failed for message from {}", ip);
-        }
+        }  // else: 451, and the spool logged why (once per 10 s for a repeated cause)
         tx.reset();
         o = s.commit_finished(ok);
       }

@@ -298,23 +298,34 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
   int64_t now = unix_now();
   std::vector<std::pair<std::string, Job*>> written;  // path in queue.tmp/, job
   bool ok = true;
+  std::string cause;  // the step that failed, for the log
+  auto failed = [&](const char* step) {
+    ok = false;
+    cause = std::string(step) + ": " + std::strerror(errno);
+  };
   for (auto& j : jobs) {
     std::string tmp;
     if (!write_job(*j.tx, now, tmp)) {
-      ok = false;
+      failed("writing a message into queue.tmp/");
       break;
     }
     written.emplace_back(tmp, &j);
   }
   // One sync for the whole batch makes every file's data durable; then the renames,
   // then one more sync makes the renames (the commit points) durable.
-  if (ok && ::syncfs(queue_fd_) != 0) ok = false;
+  if (ok && ::syncfs(queue_fd_) != 0) failed("syncing the queue");
   size_t renamed = 0;
   for (; ok && renamed < written.size(); ++renamed) {
     auto& [tmp, job] = written[renamed];
-    if (::rename(tmp.c_str(), path_of(job->tx->envelope.id).c_str()) != 0) ok = false;
+    if (::rename(tmp.c_str(), path_of(job->tx->envelope.id).c_str()) != 0) failed("renaming into queue/");
   }
-  if (ok && ::fsync(queue_fd_) != 0) ok = false;
+  if (ok && ::fsync(queue_fd_) != 0) failed("syncing queue/");
+  if (!ok) {  // the sessions answer 451; one line per cause every 10 s, not one per message
+    static logs::CauseThrottle throttle;
+    if (auto held = throttle.allow(cause))
+      logs::main().error("spool: {} message(s) not accepted, {}{}", jobs.size(), cause,
+                         *held ? fmt::format(" ({} more batches since)", *held) : std::string());
+  }
   for (size_t i = 0; i < written.size(); ++i) {
     auto& [tmp, job] = written[i];
     bool streamed = job->tx->body.spilled() && tmp == job->tx->body.path();

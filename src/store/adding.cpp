@@ -159,7 +159,10 @@ bool Folder::Incoming::write(std::string_view data) {
     lines_ += c == '\n';
   }
   size_ += buf_.size();
-  if (!writer_->write(buf_)) failed_ = true;
+  if (!writer_->write(buf_)) {
+    failed_ = true;
+    error_ = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+  }
   return !failed_;
 }
 
@@ -172,7 +175,7 @@ std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& f
   }
   if (!failed_ && fd_ >= 0) failed_ = !writer_->finish();
   if (failed_ || fd_ < 0 || ::fsync(fd_) != 0) {
-    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+    error = !error_.empty() ? error_ : "cannot write a message into " + dir_ + ": " + std::strerror(errno);
     return std::nullopt;
   }
   ::close(fd_);

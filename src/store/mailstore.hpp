@@ -144,6 +144,7 @@ class Folder {
    public:
     ~Incoming();
     bool write(std::string_view data);
+    const std::string& error() const { return error_; }  // why write() failed
     std::optional<uint32_t> finish(Folder& f, const std::string& flags, int64_t time, std::string& error);
 
    private:
@@ -153,7 +154,7 @@ class Folder {
     std::unique_ptr<crypt::FileWriter> writer_;  // into fd_
     uint64_t size_ = 0, lines_ = 0;
     bool cr_ = false, failed_ = false;
-    std::string buf_;
+    std::string buf_, error_;
   };
   std::unique_ptr<Incoming> incoming(std::string& error);
 
