@@ -55,7 +55,7 @@ Address mailbox_arg(const std::string& s, const char* what) {
 // server.user when the CLI runs as root, so the server can write to it.
 void make_mailbox(const Config& cfg, const std::string& key) {
   std::string md = maildir_path(cfg.server.data_dir, key), error;
-  if (!store::ensure_default_folders(md, error) && !error.empty())
+  if ((!store::note_mailbox_owner(md, key, error) || !store::ensure_default_folders(md, error)) && !error.empty())
     std::cerr << "warning: the mailbox of " << key << " was not created: " << error << "\n";
   if (::getuid() != 0 || cfg.server.user.empty()) return;
   passwd* pw = getpwnam(cfg.server.user.c_str());

@@ -316,7 +316,8 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
       dir.add_user(a, pw);
       sodium_memzero(pw.data(), pw.size());
       std::string err;
-      store::ensure_default_folders(maildir_path(ctx.cfg.server.data_dir, a.lookup_key()), err);
+      std::string md = maildir_path(ctx.cfg.server.data_dir, a.lookup_key());
+      if (store::note_mailbox_owner(md, a.lookup_key(), err)) store::ensure_default_folders(md, err);
       return answer(201, dump(json{{"address", a.str()}}));
     }
     if (seg.size() == 2 && m == "DELETE") {

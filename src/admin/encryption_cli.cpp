@@ -19,6 +19,7 @@
 
 #include "auth/password.hpp"
 #include "core/body.hpp"
+#include "store/mailstore.hpp"
 #include "crypt/convert.hpp"
 #include "directory/directory.hpp"
 #include "crypt/file.hpp"
@@ -149,6 +150,14 @@ void unlock_with(const Config& cfg, std::string_view pw) {
 // (the journal stays: running again finishes) when a file could not be converted.
 void run_conversion(const Config& cfg, bool to_sealed, std::ostream& out) {
   auto t0 = std::chrono::steady_clock::now();
+  // The mailboxes' names first (hashed when sealed: the tree shows no user), then the files.
+  auto names = store::convert_mailbox_names(cfg.server.data_dir, to_sealed);
+  if (!names.failed.empty()) {
+    std::string m = "could not rename " + std::to_string(names.failed.size()) +
+                    " mailbox director(y/ies), left as they were; run the command again once the cause is fixed:";
+    for (size_t i = 0; i < names.failed.size() && i < 5; ++i) m += "\n  " + names.failed[i];
+    throw std::runtime_error(m);
+  }
   auto pr = crypt::convert(cfg.server.data_dir, cfg.server.log_dir, *crypt::data_key(), to_sealed);
   if (!pr.failed.empty()) {
     std::string m = "could not convert " + std::to_string(pr.failed.size()) +
@@ -164,7 +173,8 @@ void run_conversion(const Config& cfg, bool to_sealed, std::ostream& out) {
   double mb = double(pr.bytes) / 1e6;
   out << (to_sealed ? "sealed " : "unsealed ") << pr.converted << " file(s), " << std::fixed << std::setprecision(1)
       << mb << " MB in " << secs << " s (" << (secs > 0 ? mb / secs : 0.0) << " MB/s); " << pr.already
-      << " were done already; the directory is " << (to_sealed ? "sealed" : "plain") << "\n";
+      << " were done already; " << names.renamed << " mailbox(es) renamed; the directory is "
+      << (to_sealed ? "sealed" : "plain") << "\n";
 }
 
 std::string interrupted_message(const std::string& j) {
@@ -207,6 +217,13 @@ void start_encryption(const Config& cfg) {
   if (lock_fd < 0)
     throw std::runtime_error(j.empty() ? "`bulwark encryption` is converting " + dd + ": start serve when it has finished"
                                        : "another process is using " + dd + " (serve, or a conversion)");
+  if (ring && j.empty()) {
+    // A mailbox still under its plain name (a data dir put together by hand, an older
+    // version's): renamed now, so that the tree never shows who has mail here.
+    auto names = store::convert_mailbox_names(dd, true);
+    if (names.renamed) std::cerr << "bulwark: " << names.renamed << " mailbox(es) renamed to their hashed names\n";
+    for (auto& f : names.failed) std::cerr << "bulwark: warning: " << f << "\n";
+  }
   if (!j.empty()) {
     if (ring) {
       std::cerr << "bulwark: finishing an interrupted `encryption " << j << "` before accepting connections\n";

@@ -214,6 +214,7 @@ bool LocalDelivery::ensure_maildir(const std::string& dir, std::string& error) {
 
 bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error) {
   std::string dir = maildir_path(s_.data_dir, target);
+  if (!known_dirs_.count(dir) && !store::note_mailbox_owner(dir, target, error)) return false;
   if (msg.m.envelope.junk) dir = store::folder_dir(dir, "Junk");  // DMARC quarantine
   if (!ensure_maildir(dir, error)) return false;
   auto now = std::chrono::system_clock::now();

@@ -178,7 +178,7 @@ class ImapDriver : public Driver {
         }
         // logged in
         key = hooks.succeeded(s.login_mech(), s.login_user(), true);
-        mailbox = std::make_unique<StoreMailbox>(maildir_path(cfg->server.data_dir, key));
+        mailbox = std::make_unique<StoreMailbox>(maildir_path(cfg->server.data_dir, key), key);
         s.set_mailbox(mailbox.get());
         on_disk = true;
         idle.session_busy = true;

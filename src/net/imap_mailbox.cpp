@@ -241,9 +241,10 @@ std::unique_ptr<imap::AppendSink> StoreMailbox::begin_append(const std::string& 
   return std::make_unique<StoreAppendSink>(std::move(f), std::move(in));
 }
 
-StoreMailbox::StoreMailbox(std::string maildir) : dir_(std::move(maildir)) {
+StoreMailbox::StoreMailbox(std::string maildir, const std::string& key) : dir_(std::move(maildir)) {
   std::string error;
   std::filesystem::create_directories(dir_);
+  store::note_mailbox_owner(dir_, key, error);
   store::ensure_default_folders(dir_, error);  // a failure shows at the first command
 }
 

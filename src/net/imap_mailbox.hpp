@@ -9,9 +9,9 @@ namespace bulwark {
 
 class StoreMailbox : public imap::Mailbox {
  public:
-  // `maildir`: the user's mailbox directory (maildir_path()); the default folders are
-  // made on first use.
-  explicit StoreMailbox(std::string maildir);
+  // `maildir`: the user's mailbox directory (maildir_path() of `key`); the default
+  // folders are made on first use.
+  StoreMailbox(std::string maildir, const std::string& key);
   std::vector<imap::FolderInfo> folders() override;
   std::unique_ptr<imap::OpenFolder> open(const std::string& name, std::string& error) override;
   std::optional<std::pair<uint32_t, uint32_t>> append(const std::string& name, std::string_view content,

@@ -74,7 +74,9 @@ class Pop3Driver : public Driver {
     std::unique_ptr<store::Folder> folder;
     std::vector<uint32_t> uids;
     size_t removed = 0;
-    auto open_folder = [&maildir, &error]() { return store::Folder::open(maildir, error); };
+    auto open_folder = [&maildir, &key, &error]() {
+      return store::note_mailbox_owner(maildir, key, error) ? store::Folder::open(maildir, error) : nullptr;
+    };
     auto remove_uids = [&folder, &uids, &error]() { return folder->remove(uids, error); };
     if (!co_await write(*c, greeting)) co_return;
     for (;;) {

@@ -25,28 +25,6 @@
 namespace bulwark {
 namespace fs = std::filesystem;
 
-std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key) {
-  auto escape = [](std::string_view s) {
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '+' || c == '-' ||
-                (c == '.' && !out.empty());
-      if (ok) out += char(c);
-      else {
-        out += '%';
-        out += hex[c >> 4];
-        out += hex[c & 15];
-      }
-    }
-    return out;
-  };
-  size_t at = mailbox_key.rfind('@');
-  std::string local = to_lower(mailbox_key.substr(0, at));
-  std::string domain = at == std::string::npos ? "" : to_lower(mailbox_key.substr(at + 1));
-  return (fs::path(data_dir) / "mail" / escape(domain) / escape(local)).string();
-}
-
 namespace store {
 namespace {
 

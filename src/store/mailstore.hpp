@@ -33,9 +33,13 @@
 
 namespace bulwark {
 
-// <data_dir>/mail/<domain>/<local>/ with bytes outside [a-z0-9._+-] %-escaped, so
-// no address can name a path outside the mail tree.
+// The user's mailbox directory (mailbox_names.cpp): <data_dir>/mail/<domain>/<local>/
+// with bytes outside [a-z0-9._+-] %-escaped, so no address can name a path outside the
+// mail tree -- or, with encryption at rest on, <data_dir>/mail/=<keyed hash>/, so that
+// the tree names no domain and no user.
 std::string maildir_path(const std::string& data_dir, const std::string& mailbox_key);
+std::string plain_maildir_path(const std::string& data_dir, const std::string& mailbox_key);
+std::optional<std::string> hashed_maildir_path(const std::string& data_dir, const std::string& mailbox_key);
 
 namespace store {
 
@@ -201,6 +205,19 @@ class Folder {
   Stamp stamp() const;
   Stamp seen_;  // as it was when the last sync began
 };
+
+// A mailbox under a hashed name keeps its owner's address, sealed, in "bulwark-owner":
+// written here when missing (whoever makes the mailbox first: delivery, a login, `user
+// add`). Nothing to do for a plain name.
+bool note_mailbox_owner(const std::string& dir, const std::string& mailbox_key, std::string& error);
+
+// `encryption enable` (to_hashed) and `disable`: every mailbox directory renamed to the
+// other form; a rerun after an interruption renames what is left.
+struct NameProgress {
+  size_t renamed = 0, already = 0;
+  std::vector<std::string> failed;  // "path: why"
+};
+NameProgress convert_mailbox_names(const std::string& data_dir, bool to_hashed);
 
 // The per-mailbox session lock of POP3 (a second session gets [IN-USE]). In-process:
 // the server is the only program that serves mailboxes.

@@ -78,6 +78,7 @@ class Bulwark:
         self.ports = dict(zip(("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"), free_ports(7)))
         self.proc = None
         self.expect_quarantine = False  # a test of damaged queue files sets it
+        self.data_key = None  # encryption at rest: the data key, when a test made the keyring
         self.extra_config = extra_config
         self.run_as = run_as
         self.write_config()
@@ -163,7 +164,18 @@ user = "{self.run_as}"
         return str(self.data / "cert.pem")
 
     def maildir(self, user="demo", domain="example.test"):
-        return self.data / "mail" / domain / user / "new"
+        return self.mailbox(user, domain) / "new"
+
+    def mailbox(self, user="demo", domain="example.test"):
+        """The user's mailbox directory: mail/<domain>/<user>, or with encryption at rest
+        (a test that made the keyring sets data_key) mail/=<keyed BLAKE2b-128 of the
+        address> (docs/encryption.md)."""
+        if self.data_key:
+            import hashlib
+            name = hashlib.blake2b(b"bulwark mailbox name\n" + f"{user}@{domain}".lower().encode(),
+                                   key=self.data_key, digest_size=16).hexdigest()
+            return self.data / "mail" / ("=" + name)
+        return self.data / "mail" / domain / user
 
     def messages(self, user="demo", domain="example.test"):
         d = self.maildir(user, domain)

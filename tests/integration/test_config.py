@@ -28,7 +28,7 @@ def test_missing_config_file(tmp_path):
 
 def test_good_config_and_config_after_command(tmp_path):
     cfg = tmp_path / "ok.toml"
-    cfg.write_text('[server]\nhostname = "mx.example.test"\n[limits]\nmax_message_size = "10MB"\n'
+    cfg.write_text('[server]\nhostname = "mx.example.test"\nuser = ""\n[limits]\nmax_message_size = "10MB"\n'
                    'max_recipients = 0\n[timeouts]\ncommand = "5m"\n')
     for args in (["check-config", "--config", str(cfg)], ["--config", str(cfg), "check-config"]):
         r = subprocess.run([BIN, *args], capture_output=True, text=True)
@@ -47,3 +47,19 @@ def test_usage_errors_exit_2():
     assert r.returncode == 2
     r = subprocess.run([BIN], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="serve checks server.user only when started as root")
+def test_check_config_makes_the_start_up_checks_serve_makes(tmp_path):
+    """check-config refuses what serve would refuse at start, beyond the file itself:
+    a server.user that does not exist, a certificate that does not load."""
+    cfg = tmp_path / "user.toml"
+    cfg.write_text('[server]\nhostname = "mx.example.test"\nuser = "no-such-user-7f3a"\n')
+    r = subprocess.run([BIN, "check-config", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith(f"{cfg}:3: server.user:"), r.stderr
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    cfg.write_text(f'[server]\nhostname = "mx.example.test"\nuser = ""\ndata_dir = "{tmp_path}"\n'
+                   '[tls]\ncertificate = "bad.pem"\nprivate_key = "key.pem"\n')
+    r = subprocess.run([BIN, "check-config", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith(f"{cfg}:6: tls.certificate:"), r.stderr

@@ -79,6 +79,7 @@ def encrypted_server(make_server, password=ENC_PASSWORD, **kw):
     srv = make_server(**kw)
     key = os.urandom(32)
     (srv.data / "keyring").write_bytes(make_keyring(password, key))
+    srv.data_key = key
     pw = srv.root / "encryption.pw"
     pw.write_text(password + "\n")
     pw.chmod(0o600)
@@ -274,7 +275,7 @@ def test_new_mail_is_written_sealed_queue_mailbox_and_append(make_server):
     assert spool.startswith(b"bulwark-spool 1\n") and spool.endswith(large)
     # The delivery state of the queued copy and the mailbox's UID index: sealed records.
     done = queued.with_name(queued.name + ".done").read_bytes()
-    index = (srv.data / "mail" / "example.test" / "demo" / "bulwark-uidlist").read_bytes()
+    index = (srv.mailbox() / "bulwark-uidlist").read_bytes()
     assert done.startswith(b"BWRECS1\n") and index.startswith(b"BWRECS1\n")
     # Nothing of the messages or the addresses in the clear anywhere under the data dir
     # and the logs: the directory too is a sealed snapshot (directory.db is gone).
@@ -362,7 +363,7 @@ def test_dkim_keys_subscriptions_and_keywords_are_sealed(make_server):
     m.append("INBOX", None, None, b"Subject: k\r\n\r\nk\r\n")
     assert m.store("1", "+FLAGS", "(Customerkeyword)")[0] == "OK"
     m.logout()
-    box = srv.data / "mail" / "example.test" / "demo"
+    box = srv.mailbox()
     assert b"Projects" in open_sealed(key, (box / "subscriptions").read_bytes())
     assert b"Customerkeyword" in open_sealed(key, (box / "dovecot-keywords").read_bytes())
     m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
@@ -386,7 +387,7 @@ def test_kill_9_under_load_loses_no_acknowledged_sealed_message(make_server):
     def delivered():
         out = []
         for d in ("new", "cur"):
-            p = srv.data / "mail" / "example.test" / "demo" / d
+            p = srv.mailbox() / d
             for f in (p.iterdir() if p.exists() else []):
                 found = re.search(rb"Subject: (crash-[0-9-]+)", open_sealed(key, f.read_bytes()))
                 if found:
@@ -513,8 +514,13 @@ def test_enable_and_disable_killed_at_many_points_resume_and_lose_nothing(make_s
         assert r.stdout.endswith("encryption on\n") and "MB/s" in r.stdout, r.stdout
     assert srv.cli("encryption", "status").stdout == "on\n"
 
-    # Nothing readable left: messages, addresses, domain, the directory's hashes.
+    # Nothing readable left: messages, addresses, domain, the directory's hashes -- and
+    # no file or directory name tells a domain or a user (mailboxes under keyed hashes).
     assert not (srv.data / "directory.db").exists() and (srv.data / "directory.sealed").exists()
+    names = [str(p.relative_to(srv.data / "mail")) for p in (srv.data / "mail").rglob("*") if p.is_dir()]
+    assert not [n for n in names if "example.test" in n or "demo" in n or "far-away" in n], names[:20]
+    boxes = sorted(p.name for p in (srv.data / "mail").iterdir())
+    assert boxes and all(b.startswith("=") and len(b) == 33 for b in boxes), boxes
     for p in list(srv.data.rglob("*")) + list(srv.logs.rglob("*")):
         if p.is_file() and p.name not in ("cert.pem", "key.pem"):
             data = p.read_bytes()
@@ -542,6 +548,8 @@ def test_enable_and_disable_killed_at_many_points_resume_and_lose_nothing(make_s
         srv.start()
     assert srv.cli("encryption", "status").stdout == "off\n"
     assert not (srv.data / "keyring").exists() and (srv.data / "directory.db").exists()
+    assert sorted(p.name for p in (srv.data / "mail").iterdir()) == ["example.test"]  # the names are back
+    assert not list((srv.data / "mail").rglob("bulwark-owner"))
     assert mailbox_over_pop3_and_imap(srv) == before
     new_files = [p for p in (srv.data / "mail").rglob("*") if p.is_file() and p.parent.name in ("new", "cur")]
     assert len(new_files) == 412 and all(p.read_bytes()[:8] != b"BWSEAL2\n" for p in new_files)

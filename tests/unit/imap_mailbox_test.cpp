@@ -38,7 +38,7 @@ std::string run(imap::Session& s, const std::string& in) {
 TEST(StoreMailbox, FolderCommandsOnARealMaildir) {
   test::TempDir t;
   std::string md = (t.path / "mail" / "demo").string();
-  StoreMailbox mb(md);
+  StoreMailbox mb(md, "demo@example.test");
   Hooks h;
   imap::Config c;
   c.hostname = "mx";
