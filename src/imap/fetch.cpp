@@ -31,9 +31,12 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
   auto macro = [&](std::initializer_list<const char*> names) {
     for (auto n : names) items.push_back(Token{Token::Kind::atom, n, {}, 0, false});
   };
-  if (spec.kind == Token::Kind::atom && iequals(spec.value, "ALL")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
+  // The macros of RFC 3501 6.4.5 (RFC 9051 keeps them)
+  if (spec.kind == Token::Kind::atom && iequals(spec.value, "ALL"))
+    macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"});
   else if (spec.kind == Token::Kind::atom && iequals(spec.value, "FAST")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
-  else if (spec.kind == Token::Kind::atom && iequals(spec.value, "FULL")) macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE"});
+  else if (spec.kind == Token::Kind::atom && iequals(spec.value, "FULL"))
+    macro({"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"});
   else if (spec.kind == Token::Kind::list) items = spec.items;
   else if (spec.kind == Token::Kind::atom) items.push_back(spec);
   else return bad(out, c.tag, "Bad FETCH items");
@@ -72,6 +75,7 @@ void Session::cmd_fetch(Command& c, Output& out, bool uid) {
                  u.rfind("BODY.PEEK[", 0) == 0 || u.rfind("BINARY[", 0) == 0 || u.rfind("BINARY.PEEK[", 0) == 0 ||
                  u.rfind("BINARY.SIZE[", 0) == 0 || u == "ENVELOPE" || u == "BODYSTRUCTURE" || u == "BODY";
     if (!known) return bad(out, c.tag, "FETCH item not supported: " + sanitize(it.value, 40));
+    if (u.find('[') != std::string::npos && u.find(']') == std::string::npos) return bad(out, c.tag, "Missing ]");
     std::string sec = u.substr(u.find('[') == std::string::npos ? 0 : u.find('[') + 1);
     sec = sec.substr(0, sec.find(']'));
     bool numbered = !sec.empty() && sec[0] >= '0' && sec[0] <= '9';
@@ -120,7 +124,7 @@ void Session::continue_fetch(Output& out) {
         sent_flags = true;
         parts += "FLAGS ";
         flags_at = parts.size();
-        parts += flags_text(flags);
+        parts += flags_text(flags, uid);
       } else if (u == "INTERNALDATE") {
         parts += "INTERNALDATE " + internal_date(m->internal_date);
       } else if (u == "RFC822.SIZE") {
@@ -240,9 +244,9 @@ void Session::continue_fetch(Output& out) {
             if (flags_at != std::string::npos && flags_at > modseq_at) flags_at = flags_at - len + ms.size();
           }
           if (flags_at != std::string::npos)
-            parts.replace(flags_at, parts.find(')', flags_at) + 1 - flags_at, flags_text(flags));
+            parts.replace(flags_at, parts.find(')', flags_at) + 1 - flags_at, flags_text(flags, uid));
           if (!sent_flags)
-            parts += " FLAGS " + flags_text(flags) + (condstore_ && modseq_at == std::string::npos ? " MODSEQ (" + ms + ")" : "");
+            parts += " FLAGS " + flags_text(flags, uid) + (condstore_ && modseq_at == std::string::npos ? " MODSEQ (" + ms + ")" : "");
           // our own change is reported here, not again by report_changes
           if (!result.changed.empty() && result.changed.front().second == view_modseq_[q - 1])
             view_modseq_[q - 1] = r->modseq;

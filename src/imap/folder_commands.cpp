@@ -70,7 +70,7 @@ std::string Session::status_items(const FolderStatus& st, const std::vector<std:
     else if (i == "DELETED") s += "DELETED " + std::to_string(st.deleted);
     else if (i == "SIZE") s += "SIZE " + std::to_string(st.size);
     else if (i == "HIGHESTMODSEQ") s += "HIGHESTMODSEQ " + std::to_string(st.highestmodseq);
-    else if (i == "RECENT") s += "RECENT 0";  // IMAP4rev1 only; rev2 dropped \Recent
+    else if (i == "RECENT") s += "RECENT " + std::to_string(st.recent);  // IMAP4rev1; rev2 dropped \Recent
   }
   return s;
 }

@@ -22,7 +22,7 @@ struct FolderInfo {
 };
 
 struct FolderStatus {
-  uint32_t messages = 0, uidnext = 1, uidvalidity = 0, unseen = 0, deleted = 0;
+  uint32_t messages = 0, uidnext = 1, uidvalidity = 0, unseen = 0, deleted = 0, recent = 0;
   uint64_t size = 0, highestmodseq = 0;
 };
 
@@ -57,6 +57,12 @@ class OpenFolder {
   virtual uint64_t highestmodseq() const = 0;
   virtual const std::vector<MessageRef>& messages() const = 0;  // by UID
   virtual bool refresh(std::string& error) = 0;
+  // \Recent (IMAP4rev1): messages from the returned UID up to uidnext() are recent for
+  // this session only -- claimed, so that no other session sees them recent (a
+  // read-write SELECT, and new mail it hears of); recent_from() looks without claiming
+  // (EXAMINE). The default: nothing is recent.
+  virtual uint32_t claim_recent() { return uidnext(); }
+  virtual uint32_t recent_from() { return uidnext(); }
   // The message with CRLF line ends; nothing if it is gone (error left empty) or cannot
   // be read (error says why: the session answers NO [SERVERBUG]).
   virtual std::optional<std::string> content(uint32_t uid, std::string& error) = 0;

@@ -1,3 +1,4 @@
+#include "core/address.hpp"
 #include "imap/mime.hpp"
 
 #include <algorithm>
@@ -221,10 +222,12 @@ std::pair<std::string, std::string> one_address(std::string_view it) {
   return {std::string(trim(comment)), spec};
 }
 
-// An address list for ENVELOPE: ((name adl mailbox host) ...) or NIL.
-std::string addresses(std::string_view value) {
+}  // namespace
+
+std::vector<EnvelopeAddress> parse_addresses(std::string_view value) {
+  std::vector<EnvelopeAddress> out;
   std::string v = unfold(value);
-  if (v.empty()) return "NIL";
+  if (v.empty()) return out;
   // split at commas outside quotes, angle brackets and comments; ':' opens a group, ';' closes
   std::vector<std::string> items;
   std::string cur;
@@ -257,27 +260,63 @@ std::string addresses(std::string_view value) {
     cur += c;
   }
   items.push_back(cur);
-  std::string out;
   for (auto& raw : items) {
     std::string it = std::string(trim(raw));
     if (it.empty()) continue;
-    if (it == ";") {
-      out += "(NIL NIL NIL NIL)";  // end of group
+    EnvelopeAddress a;
+    if (it == ";") {  // end of group: (NIL NIL NIL NIL)
+      a.kind = EnvelopeAddress::group_end;
+      out.push_back(std::move(a));
       continue;
     }
-    if (it.back() == ':') {
-      std::string g = std::string(trim(std::string_view(it).substr(0, it.size() - 1)));
-      out += "(NIL NIL " + nstring(g, false) + " NIL)";
+    if (it.back() == ':') {  // start of group: (NIL NIL "name" NIL)
+      a.kind = EnvelopeAddress::group_start;
+      a.mailbox = std::string(trim(std::string_view(it).substr(0, it.size() - 1)));
+      out.push_back(std::move(a));
       continue;
     }
     auto [name, addr] = one_address(it);
-    if (size_t colon = addr.find(':'); colon != std::string::npos && !addr.empty() && addr[0] == '@')
-      addr = addr.substr(colon + 1);  // a source route: dropped
+    if (size_t colon = addr.find(':'); colon != std::string::npos && !addr.empty() && addr[0] == '@') {
+      a.route = addr.substr(0, colon);  // a source route ("@a,@b"): the "adl" of RFC 3501
+      addr = addr.substr(colon + 1);
+    }
     size_t at = addr.rfind('@');
-    std::string mailbox = unquote(at == std::string::npos ? addr : addr.substr(0, at), false);
-    std::string host = at == std::string::npos ? std::string() : addr.substr(at + 1);
-    out += "(" + nstring(name) + " NIL " + nstring(mailbox, false) + " " +
-           (at == std::string::npos ? std::string("NIL") : nstring(host, false)) + ")";
+    a.name = std::move(name);
+    a.mailbox = unquote(at == std::string::npos ? addr : addr.substr(0, at), false);
+    a.has_host = at != std::string::npos;
+    a.host = a.has_host ? addr.substr(at + 1) : std::string();
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string address_search_text(std::string_view value) {
+  std::string out;
+  for (auto& a : parse_addresses(value)) {
+    if (a.kind == EnvelopeAddress::group_end) continue;
+    if (!out.empty()) out += ", ";
+    if (a.kind == EnvelopeAddress::group_start) {
+      out += a.mailbox + ":";
+      continue;
+    }
+    if (!a.name.empty()) out += a.name + " ";
+    // the local part as it is written in a header: quoted when it needs to be
+    out += "<" + quote_local(a.mailbox).value_or(a.mailbox) + (a.has_host ? "@" + a.host : std::string()) + ">";
+  }
+  return out;
+}
+
+namespace {
+
+// An address list for ENVELOPE: ((name adl mailbox host) ...) or NIL.
+std::string addresses(std::string_view value) {
+  std::string out;
+  for (auto& a : parse_addresses(value)) {
+    if (a.kind == EnvelopeAddress::group_end) out += "(NIL NIL NIL NIL)";
+    else if (a.kind == EnvelopeAddress::group_start) out += "(NIL NIL " + nstring(a.mailbox, false) + " NIL)";
+    else
+      out += "(" + nstring(a.name) + " " + nstring(a.route) + " " + nstring(a.mailbox, false) + " " +
+             (a.has_host ? nstring(a.host, false) : std::string("NIL")) + ")";
   }
   return out.empty() ? "NIL" : "(" + out + ")";
 }

@@ -29,6 +29,18 @@ MimePart parse_mime(std::string_view message);
 
 // The parenthesized ENVELOPE of a header.
 std::string envelope(std::string_view header);
+
+// One entry of an address header as ENVELOPE lists it (RFC 3501 7.4.2): an address, or
+// a group's start ("mailbox" holds its name) or end.
+struct EnvelopeAddress {
+  enum Kind { address, group_start, group_end } kind = address;
+  std::string name, route, mailbox, host;
+  bool has_host = false;
+};
+std::vector<EnvelopeAddress> parse_addresses(std::string_view value);
+// An address header as SEARCH FROM/TO/CC/BCC match it: "name <mailbox@host>, ..." with
+// group names -- comments and the header's own syntax are not matched (as Dovecot).
+std::string address_search_text(std::string_view value);
 // BODYSTRUCTURE (extensible = true) or BODY.
 std::string body_structure(const MimePart& part, bool extensible);
 // A section below the top level: "1", "1.2", "2.HEADER", "2.TEXT", "1.MIME",

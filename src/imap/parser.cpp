@@ -167,7 +167,16 @@ class Parser {
       if (a == ']' && bracket > 0) --bracket;
       ++i_;
     }
-    if (bracket) return fail(error, "Missing ]");
+    if (bracket) {
+      // An atom may hold "[" without "]" (ASTRING-CHAR includes it: a mailbox "a[b"):
+      // it then ends where an atom without brackets would.
+      i_ = s;
+      while (i_ < t_.size()) {
+        char a = t_[i_];
+        if (a == '\0' || a == ' ' || a == '(' || a == ')' || a == '"') break;
+        ++i_;
+      }
+    }
     tok.value = std::string(t_.substr(s, i_ - s));
     if (tok.value.empty()) return fail(error, "Empty argument");
     return true;

@@ -74,7 +74,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     if (u == "ALL") return true;
     if (u == "SEEN") return has('S');
     if (u == "UNSEEN") return !has('S');
-    if (u == "NEW") return false;  // RECENT and UNSEEN: bulwark gives no \Recent (docs/mailbox.md)
+    if (u == "NEW") return recent(m.uid) && !has('S');  // RECENT and UNSEEN
     if (u == "ANSWERED") return has('R');
     if (u == "UNANSWERED") return !has('R');
     if (u == "DELETED") return has('T');
@@ -83,8 +83,8 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     if (u == "UNFLAGGED") return !has('F');
     if (u == "DRAFT") return has('D');
     if (u == "UNDRAFT") return !has('D');
-    if (u == "RECENT") return false;
-    if (u == "OLD") return true;
+    if (u == "RECENT") return recent(m.uid);
+    if (u == "OLD") return !recent(m.uid);
     if (u == "NOT") {
       auto r = key(ks, k, m, seq, content);
       if (!r) return std::nullopt;
@@ -134,8 +134,9 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     if (u == "FROM" || u == "TO" || u == "CC" || u == "BCC" || u == "SUBJECT") {
       const Token* s = arg();
       if (!s || !s->is_astring()) return std::nullopt;
-      return fold(decode_words(header_value(split_message(text()).first, u)), true).find(fold(s->value, true)) !=
-             std::string::npos;
+      std::string value = header_value(split_message(text()).first, u);
+      if (u != "SUBJECT") value = address_search_text(value);  // names and addresses, not comments
+      return fold(decode_words(value), true).find(fold(s->value, true)) != std::string::npos;
     }
     if (u == "HEADER") {
       const Token* h = arg();

@@ -42,8 +42,8 @@ std::string apply_change(const std::string& stored, const FlagChange& change) {
   return f;
 }
 
-std::string Session::flags_text(const std::string& letters) const {
-  std::string s;
+std::string Session::flags_text(const std::string& letters, uint32_t uid) const {
+  std::string s = recent(uid) ? "\\Recent" : "";
   for (auto& f : flag_names)
     if (letters.find(f[0][0]) != std::string::npos) s += (s.empty() ? "" : " ") + std::string(f[1]);
   for (char l : letters)  // keywords
@@ -196,6 +196,8 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
     }
     view_.resize(kept);
     view_modseq_.resize(kept);
+    if (!gone.empty() && !recent_.empty())
+      std::erase_if(recent_, [&](uint32_t u) { return !std::binary_search(view_.begin(), view_.end(), u); });
   }
   size_t known = view_.size();
   auto it = now.begin();  // both by UID: one walk, not a search per message
@@ -204,7 +206,8 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
     if (it == now.end() || it->uid != view_[i] || it->modseq == view_modseq_[i]) continue;
     view_modseq_[i] = it->modseq;
     out.bytes += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(it->uid) + " FLAGS " +
-                 flags_text(it->flags) + (condstore_ ? " MODSEQ (" + std::to_string(it->modseq) + ")" : "") + ")\r\n";
+                 flags_text(it->flags, it->uid) + (condstore_ ? " MODSEQ (" + std::to_string(it->modseq) + ")" : "") +
+                 ")\r\n";
   }
   uint32_t last = view_.empty() ? 0 : view_.back();
   for (auto& m : now)
@@ -212,7 +215,19 @@ void Session::report_changes(Output& out, bool expunges_allowed) {
       view_.push_back(m.uid);
       view_modseq_.push_back(m.modseq);
     }
-  if (view_.size() != known) out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
+  if (view_.size() != known) {
+    out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
+    size_t had = recent_.size();
+    take_recent(known);
+    if (!rev2_ && recent_.size() != had) out.bytes += "* " + std::to_string(recent_.size()) + " RECENT\r\n";
+  }
+}
+
+void Session::take_recent(size_t from) {
+  if (from >= view_.size()) return;
+  uint32_t first = readonly_ ? folder_->recent_from() : folder_->claim_recent();
+  for (size_t i = from; i < view_.size(); ++i)
+    if (view_[i] >= first) recent_.push_back(view_[i]);
 }
 
 void Session::deselect() {
@@ -221,6 +236,7 @@ void Session::deselect() {
   keywords_.clear();
   view_.clear();
   view_modseq_.clear();
+  recent_.clear();
   fetch_.reset();
   folder_name_.clear();
   state_ = State::authenticated;
@@ -269,12 +285,13 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
     view_modseq_.push_back(m.modseq);
   }
   state_ = State::selected;
+  take_recent(0);  // EXAMINE looks, SELECT claims: one session per message sees it recent
   keywords_ = folder_->keywords();
   keywords_checked_ = 0;
   out.bytes += "* FLAGS (" + flag_list() + ")\r\n";
   out.bytes += "* " + std::to_string(view_.size()) + " EXISTS\r\n";
   if (!rev2_) {
-    out.bytes += "* 0 RECENT\r\n";
+    out.bytes += "* " + std::to_string(recent_.size()) + " RECENT\r\n";
     for (size_t i = 0; i < view_.size(); ++i)
       if (folder_->messages()[i].flags.find('S') == std::string::npos) {
         out.bytes += "* OK [UNSEEN " + std::to_string(i + 1) + "] First unseen\r\n";
@@ -299,7 +316,7 @@ void Session::cmd_select(Command& c, Output& out, bool readonly) {
       if (r == ranges->end()) break;
       if (msgs[i].uid < r->first || msgs[i].modseq <= resync->modseq) continue;
       out.bytes += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(msgs[i].uid) + " FLAGS " +
-                   flags_text(msgs[i].flags) + " MODSEQ (" + std::to_string(msgs[i].modseq) + "))\r\n";
+                   flags_text(msgs[i].flags, msgs[i].uid) + " MODSEQ (" + std::to_string(msgs[i].modseq) + "))\r\n";
     }
   }
   tagged(out, c.tag, "OK", std::string(readonly ? "[READ-ONLY] EXAMINE" : "[READ-WRITE] SELECT") + " completed");
@@ -376,7 +393,7 @@ void Session::cmd_store(Command& c, Output& out, bool uid) {
     }
     view_modseq_[q - 1] = m->modseq;
     out.bytes += "* " + std::to_string(q) + " FETCH (" + (uid ? "UID " + std::to_string(u) + " " : std::string()) +
-                 "FLAGS " + flags_text(m->flags) + (condstore_ ? " MODSEQ (" + std::to_string(m->modseq) + ")" : "") +
+                 "FLAGS " + flags_text(m->flags, u) + (condstore_ ? " MODSEQ (" + std::to_string(m->modseq) + ")" : "") +
                  ")\r\n";
   }
   report_changes(out, uid);

@@ -69,16 +69,11 @@ void Session::bad(Output& out, const std::string& tag, std::string_view text) {
   }
 }
 
-void Session::no(Output& out, const std::string& tag, std::string_view text) {
-  ++failed_;
-  tagged(out, tag, "NO", text);
-  if (cfg_.max_failed_commands && failed_ >= cfg_.max_failed_commands) {
-    hooks_.refused("too many failed commands (" + std::to_string(failed_) + ")");
-    out.bytes += "* BYE Too many errors, closing connection\r\n";
-    out.next = Next::close;
-    state_ = State::logout;
-  }
-}
+// A NO is an answer to a well-formed command ("no such mailbox", "over quota"):
+// it never counts toward limits.max_failed_commands -- only protocol errors (BAD) do,
+// so that a conformant client is never cut off for asking (login failures have their
+// own block).
+void Session::no(Output& out, const std::string& tag, std::string_view text) { tagged(out, tag, "NO", text); }
 
 Output Session::greet() {
   Output out;

@@ -11,6 +11,7 @@
 // comes next (issue 10); until then the imap listeners are refused by the configuration.
 // Depends on core/ and auth/ only.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -110,7 +111,7 @@ class Session {
   void command(Command& c, Output& out);
   void tagged(Output& out, const std::string& tag, std::string_view status, std::string_view text);
   void bad(Output& out, const std::string& tag, std::string_view text);  // counts
-  void no(Output& out, const std::string& tag, std::string_view text);   // counts
+  void no(Output& out, const std::string& tag, std::string_view text);   // does not count
   void cmd_login(Command& c, Output& out);
   void cmd_authenticate(Command& c, Output& out);
   void cmd_enable(Command& c, Output& out);
@@ -137,7 +138,13 @@ class Session {
   // A sequence set ("1:3,7,9:*") as UIDs of the view; nothing if malformed.
   std::optional<std::vector<uint32_t>> message_set(std::string_view s, bool uid) const;
   size_t seq_of(uint32_t uid) const;  // 1-based; 0 if not in the view
-  std::string flags_text(const std::string& letters) const;
+  // The flags of message `uid` as FLAGS shows them: system flags, keywords, and for an
+  // IMAP4rev1 session \Recent when the message is recent for it.
+  std::string flags_text(const std::string& letters, uint32_t uid = 0) const;
+  bool recent(uint32_t uid) const { return !rev2_ && std::binary_search(recent_.begin(), recent_.end(), uid); }
+  // New messages of the view from index `from` on: those this session may call recent
+  // (claimed unless read-only) join recent_.
+  void take_recent(size_t from);
   // A mailbox name argument as UTF-8 (modified UTF-7 decoded for IMAP4rev1 clients).
   std::optional<std::string> name_arg(const Token& t) const;
   std::string name_out(const std::string& utf8) const;  // quoted, encoded for the client
@@ -169,6 +176,7 @@ class Session {
   bool readonly_ = false;
   std::vector<uint32_t> view_;
   std::vector<uint64_t> view_modseq_;
+  std::vector<uint32_t> recent_;  // UIDs recent for this session (IMAP4rev1 \Recent), sorted
   struct PendingFetch {
     std::string tag;
     bool uid = false;

@@ -51,6 +51,8 @@ class StoreOpenFolder : public imap::OpenFolder {
   uint32_t uidnext() const override { return f_->next_uid(); }
   uint64_t highestmodseq() const override { return f_->highest_modseq(); }
   const std::vector<imap::MessageRef>& messages() const override { return refs_; }
+  uint32_t claim_recent() override { return f_->claim_recent(f_->next_uid()); }
+  uint32_t recent_from() override { return f_->recent_from(); }
   bool refresh(std::string& error) override {
     if (!f_->maybe_changed()) return true;  // IDLE asks every second: three stat calls
     if (!f_->sync(error)) return false;
@@ -274,6 +276,7 @@ std::optional<imap::FolderStatus> StoreMailbox::status(const std::string& name, 
   }
   imap::FolderStatus st;
   st.messages = uint32_t(f->messages().size());
+  uint32_t recent = f->recent_from();
   st.uidnext = f->next_uid();
   st.uidvalidity = f->uidvalidity();
   st.highestmodseq = f->highest_modseq();
@@ -281,6 +284,7 @@ std::optional<imap::FolderStatus> StoreMailbox::status(const std::string& name, 
     st.size += m.vsize;
     st.unseen += m.flags.find('S') == std::string::npos;
     st.deleted += m.flags.find('T') != std::string::npos;
+    st.recent += m.uid >= recent;
   }
   return st;
 }

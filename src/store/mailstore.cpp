@@ -398,6 +398,28 @@ std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::stri
 }
 
 
+uint32_t Folder::recent_from() const {
+  auto text = crypt::read_small(dir_ + "/bulwark-recent");
+  auto n = text ? number(std::string_view(*text).substr(0, text->find('\n'))) : std::nullopt;
+  return n && *n >= 1 && *n <= UINT32_MAX ? uint32_t(*n) : 1;
+}
+
+uint32_t Folder::claim_recent(uint32_t upto) {
+  FileLock lock(dir_ + "/bulwark-uidlist.lock");
+  uint32_t from = recent_from();
+  if (!lock.ok() || upto <= from) return std::max(from, upto);  // nothing new to claim (or no lock: none)
+  std::string tmp = dir_ + "/bulwark-recent.tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return upto;  // cannot record it: claim nothing rather than twice
+  bool ok = write_all(fd, std::to_string(upto) + "\n");
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), (dir_ + "/bulwark-recent").c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return upto;
+  }
+  return from;
+}
+
 MailboxLocks::Lease& MailboxLocks::Lease::operator=(Lease&& o) noexcept {
   if (this != &o) {
     release();

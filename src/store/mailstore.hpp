@@ -107,6 +107,15 @@ class Folder {
   // or is sealed and fails its check.
   std::optional<crypt::PlainFile> read_message(const Message& m, std::string* why);
 
+  // \Recent (RFC 3501 2.3.2): "bulwark-recent" holds the lowest UID no session has
+  // claimed yet (1 when absent). claim_recent, under the folder's lock, marks every UID
+  // below `upto` claimed and returns the marker as it was: the messages from there up to
+  // `upto` are recent for the caller and for nobody else. recent_from reads the marker
+  // without claiming (EXAMINE, STATUS). Losing the file to a crash makes messages recent
+  // again, nothing worse: it is written without a sync.
+  uint32_t claim_recent(uint32_t upto);
+  uint32_t recent_from() const;
+
   // Removes messages (POP3 UPDATE, IMAP EXPUNGE): files unlinked and the directory
   // synced, then the index told and synced. A crash in between leaves an index entry
   // without a file, which the next sync forgets: never a message back from the dead,

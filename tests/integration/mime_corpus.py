@@ -152,4 +152,22 @@ def corpus():
                    "Final-Recipient: rfc822; x@example.net\nAction: failed\nStatus: 5.2.2\n--rep\n"
                    "Content-Type: message/rfc822\n\nFrom: bob@example.net\nTo: x@example.net\nSubject: original\n\n"
                    "the original text\n--rep--\n"))
+    # 21. group syntax (RFC 5322 3.4, RFC 3501 7.4.2 group markers), an empty group, a
+    #     quoted local part, a comment as a name, a source route
+    m.append(_crlf("From: \"Quoted, Name\" <\"john.q public\"@example.org>\n"
+                   "Sender: <@route.example:sender@example.org>\n"
+                   "To: undisclosed-recipients:;\n"
+                   "Cc: Team A: anna@team.example, \"Ben B\" <ben@team.example>;, solo@example.com\n"
+                   "Bcc: (hidden) secret@example.net (Secret Person)\n"
+                   "Reply-To: empty-group: ;\n"
+                   "Subject: groups\nDate: Wed, 18 Jan 2023 10:00:00 +0000\nMessage-ID: <21@example.org>\n\n"
+                   "groups of addresses\n"))
+    # 22. more address forms: an encoded-word name, escaped quotes, angle brackets alone,
+    #     a comment after the address, a group spread over a folded line
+    m.append(_crlf("From: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= <gruss@example.org>\n"
+                   "To: \"Bob \\\"the builder\\\"\" <bob@example.net>, <angle-only@example.net>,\n"
+                   " plain@example.net (Plain Comment)\n"
+                   "Cc: list: one@list.example,\n two@list.example;\n"
+                   "Subject: forms\nDate: Thu, 19 Jan 2023 10:00:00 +0000\nMessage-ID: <22@example.org>\n\n"
+                   "address forms\n"))
     return m

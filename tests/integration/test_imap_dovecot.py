@@ -39,6 +39,12 @@ SEARCHES = [
     "SUBJECT überprüfung", "FROM ANDRÉ", "BODY GRÜSSE", "BODY grüße",
     "KEYWORD $Forwarded", "KEYWORD important", "UNKEYWORD $forwarded", "KEYWORD $Junk", "KEYWORD nowhere",
     "OR KEYWORD $Junk FLAGGED",
+    # every address form a header holds (messages 21, 22): groups, quoted local parts,
+    # comments, display names, encoded words
+    "TO undisclosed-recipients", "CC anna", "CC team.example", "CC \"Team A\"", "CC \"Ben B\"", "BCC secret",
+    "BCC \"Secret Person\"", "BCC hidden", "FROM \"john.q public\"", "FROM \"Quoted, Name\"", "FROM Quoted",
+    "TO builder", "TO angle-only", "TO \"Plain Comment\"", "CC two@list", "CC list", "FROM Grüße", "FROM gruss",
+    "TO bob@example.net", "FROM \"public@example.org\"",
 ]
 
 # Where bulwark answers differently on purpose (docs/mailbox.md, "Broken MIME"): a
@@ -274,6 +280,48 @@ def test_same_answers_as_dovecot(server, dovecot):
                               for u in untagged if b"VANISHED" in u or b"FETCH" in u))
         answers.append(got)
     assert answers[0] == answers[1] and answers[0][0], answers
+    # \Recent in IMAP4rev1 sessions (RFC 3501 2.3.2): messages appended to a folder are
+    # recent for the first session that selects it, and for no other; EXAMINE and
+    # STATUS look without taking it; SEARCH RECENT/NEW/OLD follow
+    for conn in (cb, cd):
+        assert conn.command("CREATE Recent")[1] == b"OK"
+        for raw in msgs[:3]:
+            assert conn.command(b"APPEND Recent {%d+}\r\n" % len(raw) + raw)[1] == b"OK"
+    second = [Client(c) for c in open_both(server, dovecot)]
+    third = [Client(c) for c in open_both(server, dovecot)]
+
+    def normal(line):
+        """Order of flags and of STATUS items, and quoting of a plain mailbox name, as
+        each server likes them: not compared."""
+        line = line.strip()
+        if m := re.match(rb"(\* \d+ FETCH \(FLAGS \()([^)]*)(\)\))$", line):
+            return m.group(1) + b" ".join(sorted(m.group(2).split())) + m.group(3)
+        if m := re.match(rb'\* STATUS "?([^" ]+)"? \((.*)\)$', line):
+            items = m.group(2).split()
+            return b"* STATUS " + m.group(1) + b" " + b" ".join(sorted(b" ".join(items[i:i + 2]) for i in range(0, len(items), 2)))
+        return line
+
+    def recent_view(conn, cmds):
+        got = []
+        for cmd in cmds:
+            untagged, status = conn.command(cmd)
+            label = cmd if isinstance(cmd, str) else cmd[:14]
+            got.append((label, status, sorted(normal(u) for u in untagged
+                                              if re.match(rb"\* (\d+ (RECENT|EXISTS|EXPUNGE)|SEARCH|STATUS|\d+ FETCH)", u))))
+        return got
+
+    script2 = ["STATUS Recent (RECENT MESSAGES)", "EXAMINE Recent", "SEARCH RECENT", "SELECT Recent",
+               "FETCH 1:* (FLAGS)", "SEARCH RECENT", "SEARCH NEW", "SEARCH OLD", "STORE 1 +FLAGS (\\Seen)",
+               "SEARCH NEW", "SEARCH UNSEEN RECENT"]
+    script3 = ["SELECT Recent", "FETCH 1:* (FLAGS)", "SEARCH RECENT", "SEARCH OLD", "STATUS INBOX (RECENT)"]
+    views = []
+    for two, three in zip(second, third):
+        views.append((recent_view(two, script2), recent_view(three, script3),
+                      recent_view(two, [b"APPEND Recent {%d+}\r\n" % len(msgs[3]) + msgs[3], "NOOP", "SEARCH RECENT"]),
+                      recent_view(three, ["NOOP", "SEARCH RECENT", "FETCH 4 (FLAGS)"])))
+    compared += 1
+    if views[0] != views[1]:
+        diffs.append(f"\\Recent: bulwark {views[0]}\n  dovecot {views[1]}")
     b.logout()
     d.logout()
     assert compared > 500

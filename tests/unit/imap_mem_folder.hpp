@@ -15,6 +15,7 @@ struct MemMessage {
 
 struct MemFolderData {
   uint32_t uidvalidity = 77, uidnext = 1;
+  uint32_t recent_from = UINT32_MAX;  // \Recent: nothing unless a test says so
   uint64_t modseq = 1;
   std::vector<MemMessage> msgs;
   void add(std::string content, std::string flags = "") {
@@ -36,6 +37,12 @@ class MemFolder : public imap::OpenFolder {
   uint32_t uidnext() const override { return d_.uidnext; }
   uint64_t highestmodseq() const override { return d_.modseq; }
   const std::vector<imap::MessageRef>& messages() const override { return refs_; }
+  uint32_t claim_recent() override {
+    uint32_t from = d_.recent_from;
+    d_.recent_from = std::max(from, d_.uidnext);
+    return from;
+  }
+  uint32_t recent_from() override { return d_.recent_from; }
   bool refresh(std::string&) override {
     refresh_refs();
     return true;

@@ -109,7 +109,10 @@ TEST(ImapParser, BadSyntaxGetsAnErrorWithTheTag) {
   EXPECT_EQ(both("+x NOOP\r\n"), "[error * Missing or bad tag]");
   EXPECT_EQ(both("a LOGIN \"unterminated\r\n"), "[error a Missing closing quote]");
   EXPECT_EQ(both("a FETCH 1 (FLAGS\r\n"), "[error a Missing )]");
-  EXPECT_EQ(both("a FETCH 1 BODY[TEXT\r\n"), "[error a Missing ]]");
+  // "[" without "]" is an ordinary atom character (ASTRING-CHAR): a mailbox "a[b"
+  EXPECT_EQ(both("a FETCH 1 BODY[TEXT\r\n"), "[a FETCH 1 BODY[TEXT]");
+  EXPECT_EQ(both("a SELECT a[b\r\nb LIST \"\" a[%\r\n"), "[a SELECT a[b][b LIST \"\" a[%]");
+  EXPECT_EQ(both("a CREATE x[1 (USE (\\Archive))\r\n"), "[a CREATE x[1 (USE (\\Archive))]");
   EXPECT_EQ(both("a FETCH 1 FLAGS)\r\n"), "[error a Unexpected )]");
   EXPECT_EQ(both("a LOGIN \"x\\y\"\r\n"), "[error a Bad escape in a quoted string]");
   EXPECT_EQ(both(std::string("a NOOP \x01\r\n")), "[error a Control character in an atom]");
