@@ -2,6 +2,8 @@
 // LSUB with LIST-EXTENDED/LIST-STATUS/SPECIAL-USE, STATUS, CREATE, DELETE, RENAME,
 // SUBSCRIBE, UNSUBSCRIBE -- and folder names in and out (modified UTF-7 or UTF-8).
 #include <algorithm>
+#include <map>
+#include <set>
 #include <vector>
 
 #include "core/strings.hpp"
@@ -96,15 +98,19 @@ void Session::cmd_list(Command& c, Output& out, bool lsub) {
   // LIST [(selection)] reference (pattern | (patterns)) [RETURN (options)]  (RFC 5258)
   std::vector<Token>& a = c.args;
   size_t i = 0;
-  bool sel_subscribed = lsub, sel_special = false, ret_subscribed = false, ret_special = false;
+  bool sel_subscribed = lsub, sel_special = false, ret_subscribed = false, ret_special = false, recursive = false;
   std::optional<std::vector<std::string>> ret_status;
   if (!lsub && i < a.size() && a[i].kind == Token::Kind::list) {
     for (auto& o : a[i].items) {
       std::string u = o.kind == Token::Kind::atom ? to_upper(o.value) : "";
       if (u == "SUBSCRIBED") sel_subscribed = true;
       else if (u == "SPECIAL-USE") sel_special = true;
-      else if (u != "REMOTE" && u != "RECURSIVEMATCH") return bad(out, c.tag, "Unknown LIST selection option");
+      else if (u == "RECURSIVEMATCH") recursive = true;
+      else if (u != "REMOTE") return bad(out, c.tag, "Unknown LIST selection option");
     }
+    // RFC 5258 3.1: RECURSIVEMATCH only with an option it can recurse on
+    if (recursive && !sel_subscribed && !sel_special)
+      return bad(out, c.tag, "RECURSIVEMATCH needs another selection option, e.g. (SUBSCRIBED RECURSIVEMATCH)");
     ++i;
   }
   if (i + 2 > a.size()) return bad(out, c.tag, "Usage: LIST reference pattern");
@@ -143,25 +149,66 @@ void Session::cmd_list(Command& c, Output& out, bool lsub) {
     out.bytes += "* LIST (\\Noselect) \"/\" \"\"\r\n";
     return tagged(out, c.tag, "OK", "LIST completed");
   }
-  for (auto& f : mailbox_->folders()) {
-    if (sel_subscribed && !f.subscribed) continue;
+  auto matched = [&](const std::string& name) {
+    for (auto& p : patterns)
+      if (matches(canonical(*ref + p), name)) return true;
+    return false;
+  };
+  auto folders = mailbox_->folders();
+  // Subscribed names below each name that the patterns do not reach themselves: LSUB
+  // shows such a parent \Noselect (RFC 3501 6.3.9), LIST with RECURSIVEMATCH returns
+  // it with CHILDINFO (RFC 5258 3.5) -- also a parent that is no folder at all.
+  std::map<std::string, bool> parent_of_unmatched;  // name -> it exists
+  if (lsub || (sel_subscribed && recursive)) {
+    std::set<std::string> existing;
+    for (auto& f : folders)
+      if (f.exists) existing.insert(f.name);
+    for (auto& f : folders) {
+      if (!f.subscribed || matched(f.name)) continue;
+      for (size_t slash = f.name.find('/'); slash != std::string::npos; slash = f.name.find('/', slash + 1)) {
+        std::string parent = f.name.substr(0, slash);
+        parent_of_unmatched.emplace(parent, existing.count(parent) > 0);
+      }
+    }
+  }
+  std::set<std::string> shown;
+  auto line = [&](const std::string& name, std::string attrs, const std::string& extra) {
+    shown.insert(name);
+    out.bytes += std::string("* ") + verb + " (" + attrs + ") \"/\" " + name_out(name) + extra + "\r\n";
+  };
+  for (auto& f : folders) {
+    if (!matched(f.name)) continue;
+    bool childinfo = sel_subscribed && recursive && parent_of_unmatched.count(f.name);
+    if (sel_subscribed && !f.subscribed) {
+      if (!childinfo && !(lsub && parent_of_unmatched.count(f.name))) continue;
+      // not subscribed itself: only as the parent of subscribed names
+      if (lsub) line(f.name, "\\Noselect", "");
+      else line(f.name, f.exists ? "" : "\\NonExistent", " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+      continue;
+    }
     if (sel_special && f.special.empty()) continue;
     if (!f.exists && !sel_subscribed) continue;
-    bool hit = false;
-    for (auto& p : patterns) hit |= matches(canonical(*ref + p), f.name);
-    if (!hit) continue;
     std::string attrs;
     auto add = [&](std::string_view s) { attrs += (attrs.empty() ? "" : " ") + std::string(s); };
-    if (!f.exists) add(lsub ? "\\Noselect" : "\\NonExistent");  // RFC 3501 6.3.9 / RFC 5258
-    else if (!lsub) add(f.has_children ? "\\HasChildren" : "\\HasNoChildren");
+    if (!f.exists) {
+      if (!lsub) add("\\NonExistent");  // RFC 5258; LSUB shows a subscribed name as it is
+    } else if (!lsub) {
+      add(f.has_children ? "\\HasChildren" : "\\HasNoChildren");
+    }
     if ((ret_subscribed || sel_subscribed) && f.subscribed && !lsub) add("\\Subscribed");
     if (!f.special.empty() && (!lsub || ret_special)) add(f.special);
-    out.bytes += std::string("* ") + verb + " (" + attrs + ") \"/\" " + name_out(f.name) + "\r\n";
+    line(f.name, attrs, childinfo ? " (\"CHILDINFO\" (\"SUBSCRIBED\"))" : "");
     if (ret_status && f.exists) {
       std::string err;
       if (auto st = mailbox_->status(f.name, err))
         out.bytes += "* STATUS " + name_out(f.name) + " (" + status_items(*st, *ret_status) + ")\r\n";
     }
+  }
+  // parents that are no folder and no subscription: only their subscribed children say them
+  for (auto& [name, exists] : parent_of_unmatched) {
+    if (shown.count(name) || !matched(name)) continue;
+    if (lsub) line(name, "\\Noselect", "");
+    else line(name, "\\NonExistent", " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
   }
   tagged(out, c.tag, "OK", std::string(verb) + " completed");
 }

@@ -41,6 +41,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   if (i >= a.size()) return bad(out, c.tag, "SEARCH needs a key");
   std::vector<Token> keys(a.begin() + long(i), a.end());
   const auto& msgs = folder_->messages();
+  bool used_modseq = false;  // the MODSEQ key: the answer says the highest modseq found
   std::string error;
   std::optional<std::string> decoded;  // the current message's text as BODY searches it
   // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
@@ -104,11 +105,25 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
         if (!keywords_[l].empty() && iequals(keywords_[l], kw->value)) letter = char('a' + l);
       return (letter && has(letter)) == (u == "KEYWORD");
     }
-    if (u == "LARGER" || u == "SMALLER" || u == "MODSEQ") {
+    if (u == "MODSEQ") {  // MODSEQ ["/flags/<flag>" priv|shared|all] n (RFC 7162 3.1.5)
+      const Token* n = arg();
+      if (n && n->is_string()) {  // an entry name: bulwark keeps one modseq per message
+        const Token* type = arg();
+        if (n->value.rfind("/flags/", 0) != 0 || n->value.size() <= 7 || !type || type->kind != Token::Kind::atom ||
+            !(iequals(type->value, "priv") || iequals(type->value, "shared") || iequals(type->value, "all")))
+          return std::nullopt;
+        n = arg();
+      }
+      auto v = n && n->kind == Token::Kind::atom ? number(n->value) : std::nullopt;
+      if (!v) return std::nullopt;
+      used_modseq = true;
+      return m.modseq >= *v;
+    }
+    if (u == "LARGER" || u == "SMALLER") {
       const Token* n = arg();
       auto v = n ? number(n->value) : std::nullopt;
       if (!v) return std::nullopt;
-      return u == "LARGER" ? m.size > *v : u == "SMALLER" ? m.size < *v : m.modseq >= *v;
+      return u == "LARGER" ? m.size > *v : m.size < *v;
     }
     if (u == "UID") {
       const Token* s = arg();
@@ -179,6 +194,15 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     }
     if (all) hits.push_back(m->uid);
   }
+  if (used_modseq) condstore_ = true;
+  auto highest = [&](const std::vector<uint32_t>& of) {
+    uint64_t h = 0;
+    for (uint32_t u : of) {
+      auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
+      if (m != msgs.end() && m->uid == u) h = std::max(h, m->modseq);
+    }
+    return h;
+  };
   if (save) {  // with MIN or MAX alone, only those are kept (RFC 5182 2.4)
     bool min = std::find(ret.begin(), ret.end(), "MIN") != ret.end();
     bool max = std::find(ret.begin(), ret.end(), "MAX") != ret.end();
@@ -195,6 +219,7 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   if (!esearch) {
     std::string line = "* SEARCH";
     for (auto v : values) line += " " + std::to_string(v);
+    if (used_modseq && !hits.empty()) line += " (MODSEQ " + std::to_string(highest(hits)) + ")";
     out.bytes += line + "\r\n";
   } else if (!ret.empty()) {
     std::string line = "* ESEARCH (TAG " + std::string("\"") + c.tag + "\")" + (uid ? " UID" : "");
@@ -203,6 +228,16 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
       else if (r == "MAX" && !values.empty()) line += " MAX " + std::to_string(values.back());
       else if (r == "COUNT") line += " COUNT " + std::to_string(values.size());
       else if (r == "ALL" && !values.empty()) line += " ALL " + set_text(values);
+    }
+    if (used_modseq && !hits.empty()) {  // of the messages returned (RFC 7162 3.1.5, RFC 4731)
+      bool whole = std::find(ret.begin(), ret.end(), "ALL") != ret.end() ||
+                   std::find(ret.begin(), ret.end(), "COUNT") != ret.end();
+      std::vector<uint32_t> returned;
+      if (!whole) {
+        if (std::find(ret.begin(), ret.end(), "MIN") != ret.end()) returned.push_back(hits.front());
+        if (std::find(ret.begin(), ret.end(), "MAX") != ret.end()) returned.push_back(hits.back());
+      }
+      line += " MODSEQ " + std::to_string(highest(whole ? hits : returned));
     }
     out.bytes += line + "\r\n";
   }

@@ -149,8 +149,8 @@ bool delete_folder(const std::string& maildir, std::string_view name, std::strin
   }
   sync_dir(maildir);
   fs::remove_all(gone, ec);
-  set_subscribed(maildir, name, false, error);
-  error.clear();
+  // Its subscription stays (RFC 3501 6.3.9: never removed unilaterally); LIST
+  // (SUBSCRIBED) shows it \NonExistent until the client unsubscribes.
   return true;
 }
 

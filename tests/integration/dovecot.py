@@ -46,6 +46,10 @@ userdb {{
 }}
 first_valid_uid = {nobody.pw_uid}
 mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
 service pop3-login {{
   inet_listener pop3 {{
     port = {pop_port}

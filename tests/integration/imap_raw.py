@@ -102,8 +102,9 @@ def fetch_items(line):
     if u:
         items["UID"] = int(u.group(1))
     f = re.search(rb"\bFLAGS \(([^)]*)\)", body)
-    if f:
-        items["FLAGS"] = sorted(x.decode() for x in f.group(1).split())
+    if f:  # the stored flags: \Recent is the session's, not the message's
+        items["FLAGS"] = sorted(x.decode() for x in f.group(1).split() if x != b"\\Recent")
+        items["RECENT"] = b"\\Recent" in f.group(1).split()
     ms = re.search(rb"\bMODSEQ \((\d+)\)", body)
     if ms:
         items["MODSEQ"] = int(ms.group(1))
