@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "imap/sort_keys.hpp"
+
 namespace bulwark::imap {
 
 struct FolderInfo {
@@ -80,6 +82,14 @@ class OpenFolder {
   virtual std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
                                                                           const std::string& to,
                                                                           std::string& error) = 0;
+  // SORT and THREAD keys of a message (sort_keys.hpp), from its header only; nothing if
+  // it is gone or unreadable. The store's folder keeps them (it needs no body for them).
+  virtual std::optional<SortKeys> keys(uint32_t uid, std::string& error) {
+    auto text = content(uid, error);
+    if (!text) return std::nullopt;
+    size_t end = text->find("\r\n\r\n");
+    return sort_keys(std::string_view(*text).substr(0, end == std::string::npos ? text->size() : end + 2));
+  }
   // Keywords (RFC 9051 2.3.2): MessageRef::flags holds them as the letters a..z; these
   // are the names by letter ('a' first). keyword_letter finds a name (case-insensitive)
   // or, when `create`, adds it; nothing when absent or when the folder is full (26,

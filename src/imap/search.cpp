@@ -40,8 +40,14 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   }
   if (i >= a.size()) return bad(out, c.tag, "SEARCH needs a key");
   std::vector<Token> keys(a.begin() + long(i), a.end());
-  const auto& msgs = folder_->messages();
   bool used_modseq = false;  // the MODSEQ key: the answer says the highest modseq found
+  std::vector<uint32_t> hits;  // UIDs
+  if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad SEARCH key");
+  answer_search(c, out, uid, hits, used_modseq, ret, esearch, save);
+}
+
+bool Session::search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq) {
+  const auto& msgs = folder_->messages();
   std::string error;
   std::optional<std::string> decoded;  // the current message's text as BODY searches it
   // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
@@ -178,7 +184,6 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     }
     return std::nullopt;
   };
-  std::vector<uint32_t> hits;  // UIDs
   for (size_t s = 0; s < view_.size(); ++s) {
     auto m = std::lower_bound(msgs.begin(), msgs.end(), view_[s],
                               [](const MessageRef& r, uint32_t x) { return r.uid < x; });
@@ -189,12 +194,18 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
     bool all = true;
     while (k < keys.size()) {
       auto r = key(keys, k, *m, s + 1, content);
-      if (!r) return bad(out, c.tag, "Bad SEARCH key");
+      if (!r) return false;
       all = all && *r;
     }
     if (all) hits.push_back(m->uid);
   }
   if (used_modseq) condstore_ = true;
+  return true;
+}
+
+void Session::answer_search(Command& c, Output& out, bool uid, const std::vector<uint32_t>& hits, bool used_modseq,
+                            const std::vector<std::string>& ret, bool esearch, bool save) {
+  const auto& msgs = folder_->messages();
   auto highest = [&](const std::vector<uint32_t>& of) {
     uint64_t h = 0;
     for (uint32_t u : of) {

@@ -43,7 +43,8 @@ std::string Session::capabilities() const {
   // Only what works (docs/mailbox.md): clients use what is advertised.
   std::string c =
       "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC APPENDLIMIT=" +
+      "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC SORT ESORT "
+      "THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=" +
       std::to_string(cfg_.limits.max_literal);
   if (state_ == State::not_authenticated) {
     if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";
@@ -249,7 +250,8 @@ void Session::command(Command& c, Output& out) {
   }
   bool selected_only = n == "FETCH" || n == "UID FETCH" || n == "STORE" || n == "UID STORE" || n == "EXPUNGE" ||
                        n == "UID EXPUNGE" || n == "SEARCH" || n == "UID SEARCH" || n == "COPY" || n == "UID COPY" ||
-                       n == "MOVE" || n == "UID MOVE" || n == "CLOSE" || n == "UNSELECT" || n == "CHECK";
+                       n == "MOVE" || n == "UID MOVE" || n == "CLOSE" || n == "UNSELECT" || n == "CHECK" ||
+                       n == "SORT" || n == "UID SORT" || n == "THREAD" || n == "UID THREAD";
   if (selected_only && state_ != State::selected) return bad(out, c.tag, "No mailbox selected");
   bool uid = n.rfind("UID ", 0) == 0;
   std::string base = uid ? n.substr(4) : n;
@@ -257,6 +259,8 @@ void Session::command(Command& c, Output& out) {
   if (base == "STORE") return cmd_store(c, out, uid);
   if (base == "EXPUNGE") return cmd_expunge(c, out, uid);
   if (base == "SEARCH") return cmd_search(c, out, uid);
+  if (base == "SORT") return cmd_sort(c, out, uid);
+  if (base == "THREAD") return cmd_thread(c, out, uid);
   if (base == "COPY" || base == "MOVE") return cmd_copy(c, out, uid, base == "MOVE");
   if (n == "CHECK") {
     report_changes(out);

@@ -126,6 +126,14 @@ class Session {
   void cmd_store(Command& c, Output& out, bool uid);
   void cmd_expunge(Command& c, Output& out, bool uid);
   void cmd_search(Command& c, Output& out, bool uid);
+  // The UIDs of the view's messages that match `keys` (SEARCH, SORT, THREAD), in view
+  // order; false when a key is malformed. `used_modseq`: the MODSEQ key was used.
+  bool search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq);
+  void answer_search(Command& c, Output& out, bool uid, const std::vector<uint32_t>& hits, bool used_modseq,
+                     const std::vector<std::string>& ret, bool esearch, bool save);
+  // SORT, THREAD (RFC 5256), ESORT (RFC 5267): sort.cpp
+  void cmd_sort(Command& c, Output& out, bool uid);
+  void cmd_thread(Command& c, Output& out, bool uid);
   void cmd_copy(Command& c, Output& out, bool uid, bool move);
   void cmd_append(Command& c, Output& out);
   // QRESYNC: a UID set as written (merged ranges; * = the highest UID given), and the

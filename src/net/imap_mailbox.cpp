@@ -9,6 +9,7 @@
 #include <set>
 
 #include "logging/logs.hpp"
+#include "net/sort_cache.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
 
@@ -107,6 +108,33 @@ class StoreOpenFolder : public imap::OpenFolder {
     rebuild();
     if (!ok) error = for_client(error);
     return ok;
+  }
+  std::optional<imap::SortKeys> keys(uint32_t uid, std::string& error) override {
+    if (auto kept = sort_key_cache().get(f_->dir(), f_->uidvalidity(), uid)) return kept;
+    const auto& msgs = f_->messages();  // by UID
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const store::Message& x, uint32_t u) { return x.uid < u; });
+    if (m == msgs.end() || m->uid != uid) return std::nullopt;
+    std::string why;
+    auto file = f_->read_message(*m, &why);
+    if (!file) {
+      if (errno != ENOENT) error = "message " + std::to_string(uid) + " cannot be read: " + why;
+      return std::nullopt;
+    }
+    // The header only: read until the blank line (at most 256 KiB -- a header longer
+    // than that is cut there), never the body.
+    std::string head;
+    size_t end = std::string::npos;
+    while (head.size() < (256u << 10)) {
+      auto piece = file->next(8192, &why);
+      if (!piece || piece->empty()) break;
+      size_t from = head.size() >= 1 ? head.size() - 1 : 0;
+      head += *piece;
+      if ((end = head.find("\n\n", from)) != std::string::npos) break;
+    }
+    if (end != std::string::npos) head.resize(end + 1);
+    imap::SortKeys k = imap::sort_keys(head);
+    sort_key_cache().put(f_->dir(), f_->uidvalidity(), uid, k);
+    return k;
   }
   std::vector<std::string> keywords() override { return store::read_keywords(f_->dir()); }
   std::optional<char> keyword_letter(std::string_view name, bool create, std::string& error) override {

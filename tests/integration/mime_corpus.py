@@ -170,4 +170,22 @@ def corpus():
                    "Cc: list: one@list.example,\n two@list.example;\n"
                    "Subject: forms\nDate: Thu, 19 Jan 2023 10:00:00 +0000\nMessage-ID: <22@example.org>\n\n"
                    "address forms\n"))
+    # 23-32. a conversation for THREAD and SORT (RFC 5256): replies by In-Reply-To and by
+    #     References, a missing parent, a forward with list tags and "(fwd)", a duplicate
+    #     Message-ID, a References loop, nested "Re: Re: [fwd: ...]", no Date at all
+    def t(headers, n):
+        return _crlf(headers + f"From: p{n}@example.org\nTo: team@example.net\n\nthread message {n}\n")
+    m.append(t("Subject: Plans\nMessage-ID: <t1@x>\nDate: Mon, 6 Feb 2023 09:00:00 +0000\n", 23))
+    m.append(t("Subject: Re: Plans\nMessage-ID: <t2@x>\nIn-Reply-To: <t1@x>\n"
+               "Date: Mon, 6 Feb 2023 10:00:00 +0000\n", 24))
+    m.append(t("Subject: RE: Plans\nMessage-ID: <t3@x>\nReferences: <t1@x> <t2@x>\n"
+               "Date: Mon, 6 Feb 2023 08:00:00 -0400\n", 25))
+    m.append(t("Subject: Re: Plans\nMessage-ID: <t4@x>\nReferences: <missing@x>\n"
+               "Date: Mon, 6 Feb 2023 11:00:00 +0000\n", 26))
+    m.append(t("Subject: [list] Fwd: Plans (fwd)\nDate: Mon, 6 Feb 2023 12:00:00 +0000\n", 27))
+    m.append(t("Subject: Other\nMessage-ID: <t2@x>\nDate: Sun, 5 Feb 2023 09:00:00 +0000\n", 28))
+    m.append(t("Subject: loop a\nMessage-ID: <la@x>\nReferences: <lb@x>\nDate: Tue, 7 Feb 2023 09:00:00 +0000\n", 29))
+    m.append(t("Subject: loop b\nMessage-ID: <lb@x>\nReferences: <la@x>\nDate: Tue, 7 Feb 2023 09:30:00 +0000\n", 30))
+    m.append(t("Subject: Re: Re: [fwd: Plans]\nDate: Wed, 8 Feb 2023 09:00:00 +0000\n", 31))
+    m.append(t("Subject: unrelated\n", 32))
     return m
