@@ -115,6 +115,19 @@ class AppendSink {
                                                                int64_t internal_date, std::string& error) = 0;
 };
 
+// One message of an APPEND (several with MULTIAPPEND, RFC 3502).
+struct AppendItem {
+  std::string_view content;    // a message held in memory, or
+  AppendSink* sink = nullptr;  // one written to a file as it came
+  std::string flags;           // system flag letters
+  std::vector<std::string> keywords;
+  int64_t date = 0;            // the epoch second the client gave, 0 for now
+};
+struct Appended {
+  uint32_t uidvalidity = 0;
+  std::vector<uint32_t> uids;  // in the order of the items
+};
+
 class Mailbox {
  public:
   virtual ~Mailbox() = default;
@@ -132,6 +145,20 @@ class Mailbox {
   virtual std::unique_ptr<AppendSink> begin_append(const std::string& name, std::string& error) {
     (void)name, (void)error;
     return nullptr;
+  }
+  // APPEND of one or more messages: all are added, or none (RFC 3502). The default adds
+  // them one after the other (test mailboxes); the store's does it at once.
+  virtual std::optional<Appended> append_all(const std::string& name, std::vector<AppendItem>& items,
+                                             std::string& error) {
+    Appended done;
+    for (auto& it : items) {
+      auto r = it.sink ? it.sink->commit(it.flags, it.keywords, it.date, error)
+                       : append(name, it.content, it.flags, it.keywords, it.date, error);
+      if (!r) return std::nullopt;
+      done.uidvalidity = r->second;
+      done.uids.push_back(r->first);
+    }
+    return done;
   }
   virtual std::vector<FolderInfo> folders() = 0;  // INBOX first
   // `error` says why not (it becomes the text of a NO; may start with a response code).

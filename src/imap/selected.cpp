@@ -461,58 +461,55 @@ void Session::cmd_copy(Command& c, Output& out, bool uid, bool move) {
 }
 
 void Session::cmd_append(Command& c, Output& out) {
-  // APPEND mailbox [(flags)] [date-time] literal
+  // APPEND mailbox 1*([(flags)] [date-time] literal)   (MULTIAPPEND, RFC 3502)
   auto& a = c.args;
-  if (a.size() < 2 || a.size() > 4) return bad(out, c.tag, "Usage: APPEND mailbox [(flags)] [date] {size}");
+  if (a.size() < 2) return bad(out, c.tag, "Usage: APPEND mailbox [(flags)] [date] {size}");
   auto name = name_arg(a[0]);
   if (!name) return bad(out, c.tag, "Bad mailbox name");
-  std::string letters;
-  std::vector<std::string> keywords;
-  size_t i = 1;
-  if (a[i].kind == Token::Kind::list) {
-    for (auto& f : a[i].items) {
-      if (auto l = letter_of(f.value)) letters += *l;
-      else if (f.value.empty() || f.value[0] == '\\' || f.kind != Token::Kind::atom)
-        return bad(out, c.tag, "Unknown system flag");
-      else keywords.push_back(f.value);
+  std::vector<AppendItem> items;
+  size_t next_streamed = 0;
+  for (size_t i = 1; i < a.size();) {
+    AppendItem item;
+    if (a[i].kind == Token::Kind::list) {
+      for (auto& f : a[i].items) {
+        if (auto l = letter_of(f.value)) item.flags += *l;
+        else if (f.value.empty() || f.value[0] == '\\' || f.kind != Token::Kind::atom)
+          return bad(out, c.tag, "Unknown system flag");
+        else item.keywords.push_back(f.value);
+      }
+      ++i;
     }
+    if (i < a.size() && a[i].kind == Token::Kind::quoted) {
+      auto d = date_time(a[i].value);
+      if (!d || *d <= 0) return bad(out, c.tag, "Bad date-time (dd-Mon-yyyy hh:mm:ss +zzzz)");
+      item.date = *d;
+      ++i;
+    }
+    if (i >= a.size() || (a[i].kind != Token::Kind::literal && a[i].kind != Token::Kind::streamed))
+      return bad(out, c.tag, "APPEND needs each message as a literal");
+    if (a[i].kind == Token::Kind::streamed) {  // written to a file as it came, or held
+      if (next_streamed >= streamed_.size()) return no(out, c.tag, "[SERVERBUG] The message was not received whole");
+      Streamed& st = streamed_[next_streamed++];
+      if (st.failed && st.sink) return no(out, c.tag, coded(st.sink->error()));
+      if (st.failed) return no(out, c.tag, "[TOOBIG] The messages together are larger than APPENDLIMIT");
+      if (!st.sink && st.buf.size() != a[i].size) return no(out, c.tag, "[SERVERBUG] The message was not received whole");
+      if (st.sink) item.sink = st.sink.get();
+      else item.content = st.buf;
+    } else {
+      item.content = a[i].value;
+    }
+    if (a[i].size == 0 && a[i].value.empty()) return no(out, c.tag, "An empty message is not stored");
+    items.push_back(std::move(item));
     ++i;
   }
-  int64_t date = 0;
-  if (i < a.size() && a[i].kind == Token::Kind::quoted) {
-    auto d = date_time(a[i].value);
-    if (!d || *d <= 0) return bad(out, c.tag, "Bad date-time (dd-Mon-yyyy hh:mm:ss +zzzz)");
-    date = *d;
-    ++i;
-  }
-  if (i + 1 != a.size() || (a[i].kind != Token::Kind::literal && a[i].kind != Token::Kind::streamed))
-    return bad(out, c.tag, "APPEND needs the message as a literal");
   std::string error;
-  if (a[i].kind == Token::Kind::streamed && append_sink_) {  // written to a file as it came
-    if (append_sink_failed_) {
-      std::string why = append_sink_->error();
-      append_sink_.reset();
-      return no(out, c.tag, coded(why));
-    }
-    if (a[i].size == 0) return no(out, c.tag, "An empty message is not stored");
-    auto r = append_sink_->commit(letters, keywords, date, error);
-    append_sink_.reset();
-    if (!r) return no(out, c.tag, error.empty() ? "[SERVERBUG] The message could not be stored" : error);
-    if (folder_) report_changes(out);
-    return tagged(out, c.tag, "OK",
-                  "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) + "] APPEND completed");
-  }
-  if (a[i].kind == Token::Kind::streamed && append_buf_.size() != a[i].size)
-    return no(out, c.tag, "[SERVERBUG] The message was not received whole");
-  std::string_view content = a[i].kind == Token::Kind::literal ? std::string_view(a[i].value) : append_buf_;
-  if (content.empty()) return no(out, c.tag, "An empty message is not stored");
-  auto r = mailbox_->append(*name, content, letters, keywords, date, error);
-  append_buf_.clear();
-  append_buf_.shrink_to_fit();
-  if (!r) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : error);
+  auto r = mailbox_->append_all(*name, items, error);
+  streamed_.clear();  // committed, or their files go
+  if (!r) return no(out, c.tag, error.empty() ? "[TRYCREATE] No such mailbox" : coded(error));
   if (folder_) report_changes(out);
-  tagged(out, c.tag, "OK",
-         "[APPENDUID " + std::to_string(r->second) + " " + std::to_string(r->first) + "] APPEND completed");
+  std::string uids;
+  for (uint32_t u : r->uids) uids += (uids.empty() ? "" : ",") + std::to_string(u);
+  tagged(out, c.tag, "OK", "[APPENDUID " + std::to_string(r->uidvalidity) + " " + uids + "] APPEND completed");
 }
 
 Output Session::idle_tick() {

@@ -44,7 +44,7 @@ std::string Session::capabilities() const {
   std::string c =
       "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
       "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC SORT ESORT "
-      "THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=" +
+      "THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE MULTIAPPEND APPENDLIMIT=" +
       std::to_string(cfg_.limits.max_literal);
   if (state_ == State::not_authenticated) {
     if (cfg_.starttls_available && !client_.tls) c += " STARTTLS";
@@ -134,22 +134,30 @@ Output Session::process(Output out) {
       continue;
     }
     if (e.kind == K::literal_begin) {
-      append_buf_.clear();
-      append_sink_.reset();
-      append_sink_failed_ = false;
+      Streamed st;
       if (state_ == State::selected || state_ == State::authenticated) {
         // APPEND mailbox ...: to a file in that folder as it comes, where offered
         std::optional<std::string> name;
-        if (iequals(e.cmd.name, "APPEND") && !e.cmd.args.empty()) name = name_arg(e.cmd.args[0]);
+        bool append = iequals(e.cmd.name, "APPEND");
+        if (append && !e.cmd.args.empty()) name = name_arg(e.cmd.args[0]);
         std::string error;
-        if (name) append_sink_ = mailbox_->begin_append(*name, error);
-        if (!append_sink_) append_buf_.reserve(size_t(e.size));
+        if (name) st.sink = mailbox_->begin_append(*name, error);
+        if (!st.sink) {  // held in memory for an APPEND the mailbox takes whole; other commands use no large literal
+          size_t held = 0;
+          for (auto& s : streamed_) held += s.buf.size();
+          st.failed = !append || held + e.size > cfg_.limits.max_literal;  // all held together are bounded
+          if (!st.failed) st.buf.reserve(size_t(e.size));
+        }
+      } else {
+        st.failed = true;
       }
+      streamed_.push_back(std::move(st));
       continue;
     }
-    if (e.kind == K::literal_data) {  // a large APPEND: bounded by the reader's max_literal
-      if (append_sink_) append_sink_failed_ |= !append_sink_->write(e.data);
-      else if (state_ == State::selected || state_ == State::authenticated) append_buf_.append(e.data);
+    if (e.kind == K::literal_data) {  // a large literal: bounded by the reader's max_literal
+      Streamed& st = streamed_.back();
+      if (st.sink) st.failed |= !st.sink->write(e.data);
+      else if (!st.failed) st.buf.append(e.data);
       continue;
     }
     if (state_ == State::idle) {  // only "DONE" ends IDLE (RFC 2177)
@@ -171,13 +179,13 @@ Output Session::process(Output out) {
         state_ = State::logout;
         break;
       }
-      append_sink_.reset();
+      streamed_.clear();
       if (e.too_big) no(out, e.tag, "[TOOBIG] " + e.reason);
       else bad(out, e.tag, e.reason);
       continue;
     }
     command(e.cmd, out);
-    append_sink_.reset();  // not committed by the command: its file goes
+    streamed_.clear();  // what the command did not commit: its files go
   }
   return out;
 }
@@ -228,6 +236,14 @@ void Session::command(Command& c, Output& out) {
   // authenticated
   if (n == "LOGIN" || n == "AUTHENTICATE" || n == "STARTTLS") return bad(out, c.tag, "Already logged in");
   if (n == "ENABLE") return cmd_enable(c, out);
+  if (n == "COMPRESS") {  // RFC 4978
+    if (c.args.size() != 1 || !iequals(c.args[0].value, "DEFLATE")) return bad(out, c.tag, "Usage: COMPRESS DEFLATE");
+    if (compressed_) return no(out, c.tag, "[COMPRESSIONACTIVE] DEFLATE is active already");
+    compressed_ = true;
+    tagged(out, c.tag, "OK", "DEFLATE active");
+    out.next = Next::compress;
+    return;
+  }
   if (!mailbox_) return no(out, c.tag, "[UNAVAILABLE] The mailbox is not open");
   if (n == "NAMESPACE") {
     out.bytes += "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n";

@@ -60,6 +60,7 @@ enum class Next {
   verify,     // check pending_login() off the I/O thread, then login_finished()
   logged_in,  // write `bytes`; the user is login_user(): log it, open the mailbox
   more,       // write `bytes`, then resume(): a long answer (FETCH) comes in pieces
+  compress,   // write `bytes` as they are, then deflate both ways; take_input() was sent compressed
 };
 
 struct Output {
@@ -101,6 +102,8 @@ class Session {
   Output shutdown(Closing why);
 
   State state() const { return state_; }
+  // After Next::compress: what the client sent behind COMPRESS (already compressed).
+  std::string take_input() { return reader_.take_buffer(); }
   // In IDLE: the driver calls this when the folder may have changed (a delivery, a
   // timer); the untagged updates to send, if any.
   Output idle_tick();
@@ -175,7 +178,7 @@ class Session {
   std::unique_ptr<auth::Mechanism> mech_;  // an AUTHENTICATE exchange in progress
   bool auth_final_ = false;
   std::string auth_user_, auth_buf_;
-  bool rev2_ = false, condstore_ = false, utf8_ = false, qresync_ = false;
+  bool rev2_ = false, condstore_ = false, utf8_ = false, qresync_ = false, compressed_ = false;
   Mailbox* mailbox_ = nullptr;
   // The selected folder and the client's view of it: UIDs in sequence order and the
   // modseq each had when the client last heard of it.
@@ -200,9 +203,15 @@ class Session {
   char keywords_checked_ = 0;          // the highest letter looked up in the folder since
   std::string flag_list() const;       // system flags and keywords, for FLAGS and PERMANENTFLAGS  // SEARCHRES: the UIDs of SEARCH RETURN (SAVE), "$" (RFC 5182)
   std::string idle_tag_;
-  std::string append_buf_;  // a streamed APPEND literal (bounded by Limits::max_literal)
-  std::unique_ptr<AppendSink> append_sink_;  // or, where the mailbox offers it, straight to a file
-  bool append_sink_failed_ = false;
+  // The streamed (large) literals of the command being read, in order: an APPEND's go
+  // straight to a file of the folder where the mailbox offers it, others are held
+  // (all together bounded by Limits::max_literal).
+  struct Streamed {
+    std::unique_ptr<AppendSink> sink;
+    std::string buf;
+    bool failed = false;  // a write failed, or nowhere to put it (no such folder)
+  };
+  std::vector<Streamed> streamed_;
 };
 
 }  // namespace bulwark::imap

@@ -5,6 +5,7 @@
 // every second, so a delivery is announced within about that.
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
+#include "net/deflate.hpp"
 #include "net/driver.hpp"
 #include "net/imap_mailbox.hpp"
 #include "net/login.hpp"
@@ -21,21 +22,25 @@ namespace {
 
 // Writes in order from two coroutines on one strand (the conversation and the IDLE
 // ticker): a write that finds another under way queues behind it.
+// After COMPRESS DEFLATE (RFC 4978) every write is compressed, in the order of the
+// calls (a queued write is compressed when it is queued).
 struct Writer {
   explicit Writer(Conn& conn) : c(conn) {}
   Conn& c;
   bool busy = false, failed = false;
   std::string queued, sending;
+  std::unique_ptr<Deflate> z;
 };
 
-awaitable<bool> put(Writer& w, const std::string& bytes) {
-  if (bytes.empty() || w.failed) co_return !w.failed;
+awaitable<bool> put(Writer& w, const std::string& plain) {
+  if (plain.empty() || w.failed) co_return !w.failed;
+  std::string bytes = w.z ? w.z->compress(plain) : plain;
   if (w.busy) {
     w.queued += bytes;
     co_return true;
   }
   w.busy = true;
-  w.sending = bytes;
+  w.sending = std::move(bytes);
   for (;;) {
     bool ok = co_await write(w.c, w.sending);
     if (!ok) {
@@ -111,9 +116,10 @@ class ImapDriver : public Driver {
     std::string greeting = s.greet().bytes;
     std::string bye, key;
     std::unique_ptr<StoreMailbox> mailbox;
-    std::string_view chunk;
+    std::string_view chunk, raw;  // raw: what the socket gave, compressed after COMPRESS
+    std::string backlog, inflated;
     imap::Output o;
-    bool on_disk = false;
+    bool on_disk = false, more_input = false;
     Idle idle(c->sock.get_executor());
     // The session's work once a user is in: on the disk pool.
     auto feed = [&s, &chunk]() { return s.feed(chunk); };
@@ -131,13 +137,32 @@ class ImapDriver : public Driver {
         }
         break;
       }
-      chunk = std::string_view(c->buf.data(), n);
+      raw = std::string_view(c->buf.data(), n);
+      bool close = false;
+      do {
+      if (w.z) {  // inflated in pieces of at most 64 KiB, each fed before the next is made
+        size_t used = 0;
+        auto plain = w.z->inflate(raw, used, 64 * 1024);
+        if (!plain) {
+          logs::main().info("IMAP from {}: the COMPRESS stream is not deflate", ip);
+          close = true;
+          break;
+        }
+        raw.remove_prefix(used);
+        inflated = std::move(*plain);
+        chunk = inflated;
+        more_input = !raw.empty() || w.z->output_pending();
+        if (chunk.empty()) continue;
+      } else {
+        chunk = raw;
+        raw = {};
+        more_input = false;
+      }
       co_await idle.wait_quiet(*c);  // the ticker may be asking the session for news
       idle.session_busy = true;
       if (on_disk) o = co_await async_on(sh_.disk, &feed, use_awaitable);
       else o = s.feed(chunk);
       idle.session_busy = false;
-      bool close = false;
       for (;;) {
         if (o.delay.count() > 0) co_await pause(*c, o.delay);
         if (!co_await put(w, o.bytes)) {
@@ -155,6 +180,18 @@ class ImapDriver : public Driver {
           o = co_await async_on(sh_.disk, &resume, use_awaitable);
           idle.session_busy = false;
           continue;
+        }
+        if (o.next == imap::Next::compress) {  // the OK went out as it is; from here on, deflate
+          co_await drain(w);
+          w.z = std::make_unique<Deflate>();
+          if (!w.z->ok()) {
+            close = true;
+            break;
+          }
+          backlog = s.take_input();  // sent behind COMPRESS: already compressed
+          raw = backlog;
+          more_input = !raw.empty();
+          break;
         }
         if (o.next == imap::Next::starttls) {
           co_await drain(w);
@@ -185,6 +222,7 @@ class ImapDriver : public Driver {
         o = co_await async_on(sh_.disk, &resume, use_awaitable);
         idle.session_busy = false;
       }
+      } while (!close && more_input);
       if (close) break;
       if (s.state() == imap::State::idle && !idle.running) {
         idle.running = true;

@@ -256,12 +256,71 @@ class StoreAppendSink : public imap::AppendSink {
     }
     return std::pair{*uid, f_->uidvalidity()};
   }
+  store::Folder::Incoming& incoming() { return *in_; }
+  const std::string& dir() const { return f_->dir(); }
 
  private:
   std::unique_ptr<store::Folder> f_;
   std::unique_ptr<store::Folder::Incoming> in_;
 };
 }  // namespace
+
+std::optional<imap::Appended> StoreMailbox::append_all(const std::string& name, std::vector<imap::AppendItem>& items,
+                                                       std::string& error) {
+  if (!exists(name)) {
+    error = "[TRYCREATE] No such mailbox";
+    return std::nullopt;
+  }
+  auto f = store::Folder::open(store::folder_dir(dir_, name), error);
+  if (!f) {
+    error = for_client(error);
+    return std::nullopt;
+  }
+  // Every message complete in tmp/ first (those held in memory written now), then all
+  // moved in at once: a failure on the way adds none of them.
+  std::vector<std::unique_ptr<store::Folder::Incoming>> made;
+  std::vector<store::Folder::Incoming*> ins;
+  std::vector<std::string> letters;
+  std::vector<int64_t> times;
+  for (auto& it : items) {
+    store::Folder::Incoming* in = nullptr;
+    if (auto* sink = dynamic_cast<StoreAppendSink*>(it.sink); sink && sink->dir() == f->dir()) {
+      in = &sink->incoming();
+    } else if (!it.sink) {
+      made.push_back(f->incoming(error));
+      if (!made.back() || !made.back()->write(it.content)) {
+        error = for_client(made.back() ? made.back()->error() : error);
+        return std::nullopt;
+      }
+      in = made.back().get();
+    } else {
+      error = "[SERVERBUG] The message was written elsewhere";
+      return std::nullopt;
+    }
+    std::string l = it.flags;
+    for (auto& k : it.keywords) {
+      auto letter = store::keyword_letter(f->dir(), k, true, error);
+      if (!letter) {
+        error = for_client(error);
+        return std::nullopt;
+      }
+      l += *letter;
+    }
+    if (!in->complete(error)) {
+      error = for_client(error);
+      return std::nullopt;
+    }
+    ins.push_back(in);
+    letters.push_back(l);
+    times.push_back(it.date);
+  }
+  auto uids = f->add_all(ins, letters, times, error);
+  if (!uids) {
+    error = for_client(error);
+    return std::nullopt;
+  }
+  return imap::Appended{f->uidvalidity(), std::move(*uids)};
+}
 
 std::unique_ptr<imap::AppendSink> StoreMailbox::begin_append(const std::string& name, std::string& error) {
   if (!exists(name)) return nullptr;

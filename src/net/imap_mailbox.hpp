@@ -19,6 +19,8 @@ class StoreMailbox : public imap::Mailbox {
                                                        const std::vector<std::string>& keywords,
                                                        int64_t internal_date, std::string& error) override;
   std::unique_ptr<imap::AppendSink> begin_append(const std::string& name, std::string& error) override;
+  std::optional<imap::Appended> append_all(const std::string& name, std::vector<imap::AppendItem>& items,
+                                           std::string& error) override;
   std::optional<imap::FolderStatus> status(const std::string& name, std::string& error) override;
   bool create(const std::string& name, std::string& error) override;
   bool remove(const std::string& name, std::string& error) override;

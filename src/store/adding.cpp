@@ -166,8 +166,7 @@ bool Folder::Incoming::write(std::string_view data) {
   return !failed_;
 }
 
-std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& flags, int64_t time,
-                                                 std::string& error) {
+bool Folder::Incoming::complete(std::string& error) {
   if (cr_ && !failed_ && fd_ >= 0) {  // a lone CR at the very end is content
     cr_ = false;
     failed_ = !writer_->write("\r");
@@ -176,22 +175,55 @@ std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& f
   if (!failed_ && fd_ >= 0) failed_ = !writer_->finish();
   if (failed_ || fd_ < 0 || ::fsync(fd_) != 0) {
     error = !error_.empty() ? error_ : "cannot write a message into " + dir_ + ": " + std::strerror(errno);
-    return std::nullopt;
+    return false;
   }
   ::close(fd_);
   fd_ = -1;
-  std::string fl = flags;
-  std::sort(fl.begin(), fl.end());
-  std::string base = unique_base(size_, size_ + lines_, time);
-  std::string cur = dir_ + "/cur/" + base + ":2," + fl;
-  if (::rename(tmp_.c_str(), cur.c_str()) != 0 || !sync_dir(dir_ + "/cur")) {
-    error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  tmp_.clear();
-  auto uids = f.take_in({base}, error);
+  return true;
+}
+
+std::optional<uint32_t> Folder::Incoming::finish(Folder& f, const std::string& flags, int64_t time,
+                                                 std::string& error) {
+  if (!complete(error)) return std::nullopt;
+  auto uids = f.add_all({this}, {flags}, {time}, error);
   if (!uids) return std::nullopt;
   return uids->front();
+}
+
+std::optional<std::vector<uint32_t>> Folder::add_all(const std::vector<Incoming*>& in,
+                                                    const std::vector<std::string>& flags,
+                                                    const std::vector<int64_t>& times, std::string& error) {
+  std::vector<std::string> bases, moved;  // moved: their paths in cur/
+  {
+    FileLock lock(dir_ + "/bulwark-uidlist.lock");  // no sync sees some of them and not the others
+    if (!lock.ok()) {
+      error = "cannot lock " + dir_ + ": " + std::strerror(errno);
+      return std::nullopt;
+    }
+    for (size_t i = 0; i < in.size(); ++i) {
+      std::string fl = flags[i];
+      std::sort(fl.begin(), fl.end());
+      std::string base = unique_base(in[i]->size_, in[i]->size_ + in[i]->lines_, times[i]);
+      std::string cur = dir_ + "/cur/" + base + ":2," + fl;
+      if (in[i]->fd_ >= 0 || ::rename(in[i]->tmp_.c_str(), cur.c_str()) != 0) {
+        error = in[i]->fd_ >= 0 ? "a message was not complete"
+                                : "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+        for (size_t k = 0; k < moved.size(); ++k) ::rename(moved[k].c_str(), in[k]->tmp_.c_str());  // none
+        return std::nullopt;
+      }
+      moved.push_back(cur);
+      bases.push_back(base);
+    }
+    if (!sync_dir(dir_ + "/cur")) {
+      error = "cannot write a message into " + dir_ + ": " + std::strerror(errno);
+      for (size_t k = 0; k < moved.size(); ++k) ::rename(moved[k].c_str(), in[k]->tmp_.c_str());
+      return std::nullopt;
+    }
+    for (auto* i : in) i->tmp_.clear();  // the folder's now: not removed when the Incomings go
+    // UIDs in the order given, while the lock is still held
+    if (!sync_locked(error, bases)) return std::nullopt;
+  }
+  return uids_of(bases, error);
 }
 
 }  // namespace bulwark::store

@@ -148,6 +148,10 @@ bool Folder::sync(std::string& error) {
     error = "cannot lock " + dir_ + ": " + std::strerror(errno);
     return false;
   }
+  return sync_locked(error, {});
+}
+
+bool Folder::sync_locked(std::string& error, const std::vector<std::string>& first) {
   // Taken before reading: a change made while this sync runs shows at the next check.
   Stamp before = stamp();
   // On failure the view stays as it was (moved aside, not copied: 100,000 entries).
@@ -210,7 +214,16 @@ bool Folder::sync(std::string& error) {
       msgs_[i].uid = 0;
     }
   std::erase_if(msgs_, [](const Message& m) { return m.uid == 0; });
-  std::sort(fresh.begin(), fresh.end(), [](const Found& a, const Found& b) { return a.name.base < b.name.base; });
+  // New files get UIDs in name order (the arrival time leads the name), those named in
+  // `first` before them, in that order (a MULTIAPPEND's messages, in the order given).
+  auto rank = [&](const Found& f) {
+    auto it = std::find(first.begin(), first.end(), f.name.base);
+    return it == first.end() ? first.size() : size_t(it - first.begin());
+  };
+  std::sort(fresh.begin(), fresh.end(), [&](const Found& a, const Found& b) {
+    size_t ra = rank(a), rb = rank(b);
+    return ra != rb ? ra < rb : a.name.base < b.name.base;
+  });
   for (auto& f : fresh) {
     Message m;
     if (f.name.size && f.name.vsize) {
@@ -385,6 +398,10 @@ bool Folder::set_flags(const std::vector<std::pair<uint32_t, std::string>>& chan
 std::optional<std::vector<uint32_t>> Folder::take_in(const std::vector<std::string>& bases, std::string& error) {
   // A sync gives every new file its UID (ours among them, in name order).
   if (!sync(error)) return std::nullopt;
+  return uids_of(bases, error);
+}
+
+std::optional<std::vector<uint32_t>> Folder::uids_of(const std::vector<std::string>& bases, std::string& error) {
   std::vector<uint32_t> uids;
   for (auto& b : bases) {
     auto it = std::find_if(msgs_.rbegin(), msgs_.rend(), [&](const Message& m) { return m.base == b; });

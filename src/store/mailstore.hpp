@@ -159,6 +159,8 @@ class Folder {
     bool write(std::string_view data);
     const std::string& error() const { return error_; }  // why write() failed
     std::optional<uint32_t> finish(Folder& f, const std::string& flags, int64_t time, std::string& error);
+    // The file whole and synced in tmp/, ready for Folder::add_all (finish does both).
+    bool complete(std::string& error);
 
    private:
     friend class Folder;
@@ -170,6 +172,12 @@ class Folder {
     std::string buf_, error_;
   };
   std::unique_ptr<Incoming> incoming(std::string& error);
+  // Messages complete in tmp/ (Incoming::complete), added all or none (IMAP MULTIAPPEND,
+  // RFC 3502): under the folder's lock each is moved to cur/ with its flags and arrival
+  // time -- a failure moves back those already moved, so no other owner ever sees a
+  // part of them -- then they get their UIDs together, in order.
+  std::optional<std::vector<uint32_t>> add_all(const std::vector<Incoming*>& in, const std::vector<std::string>& flags,
+                                               const std::vector<int64_t>& times, std::string& error);
 
   // `letter_map`: for keywords, the letter 'a' + i here becomes letter_map[i] there
   // (a space: dropped); empty: letters kept as they are.
@@ -193,6 +201,9 @@ class Folder {
   // Takes files already in cur/ (named by base) into the index under the lock, and
   // returns the UIDs they got, in order.
   std::optional<std::vector<uint32_t>> take_in(const std::vector<std::string>& bases, std::string& error);
+  std::optional<std::vector<uint32_t>> uids_of(const std::vector<std::string>& bases, std::string& error);
+  // sync() with the lock held; new files named in `first` get their UIDs first, in order.
+  bool sync_locked(std::string& error, const std::vector<std::string>& first);
   Message* find(uint32_t uid);
   std::string index_path() const { return dir_ + "/bulwark-uidlist"; }
 

@@ -121,7 +121,8 @@ void session(const uint8_t* data, size_t size) {
       if (!o.bytes.empty() && (o.bytes.size() < 2 || o.bytes.substr(o.bytes.size() - 2) != "\r\n")) abort();
       switch (o.next) {
         case imap::Next::read:
-        case imap::Next::close: return;
+        case imap::Next::close:
+        case imap::Next::compress: return;  // what follows would be deflate: the driver's
         case imap::Next::starttls: o = s.tls_started(); break;
         case imap::Next::verify:
           if (s.state() != imap::State::verifying) abort();

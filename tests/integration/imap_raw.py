@@ -30,7 +30,7 @@ class ImapRaw:
         out = b""
         while True:
             while b"\r\n" not in self.buf:
-                chunk = self.sock.recv(65536)
+                chunk = self.recv(65536)
                 if not chunk:
                     raise EOFError("connection closed; had " + repr(out + self.buf))
                 self.buf += chunk
@@ -41,12 +41,15 @@ class ImapRaw:
                 return out
             n = int(m.group(1))
             while len(self.buf) < n:
-                chunk = self.sock.recv(65536)
+                chunk = self.recv(65536)
                 if not chunk:
                     raise EOFError("connection closed in a literal")
                 self.buf += chunk
             out += b"\r\n" + self.buf[:n]
             self.buf = self.buf[n:]
+
+    def recv(self, n):
+        return self.sock.recv(n)
 
     def send(self, data):
         self.sock.sendall(data)

@@ -288,6 +288,13 @@ def test_a_full_disk_is_told_with_an_rfc5530_code_and_no_path(make_server):
         _, done = s.cmd("APPEND Full", literal=big)
         assert done.split()[1] == b"NO" and b"[OVERQUOTA]" in done, done
         assert b"/" not in done.split(b"]", 1)[1] and b"No space" not in done, done
+    # MULTIAPPEND is all or none: a small message with one that does not fit adds neither
+    small = b"Subject: small\r\n\r\nfits\r\n"
+    s.send(b"m1 APPEND Full {%d+}\r\n" % len(small) + small + b" {%d+}\r\n" % len(big) + big + b"\r\n")
+    while not (done := s.line()).startswith(b"m1 "):
+        pass
+    assert done.split()[1] == b"NO" and b"[OVERQUOTA]" in done, done
+    assert b"MESSAGES 0" in b"".join(s.ok("STATUS Full (MESSAGES)"))
     s.ok("SELECT Full")
     s.close()
     log = srv.log("bulwark.log")

@@ -82,3 +82,97 @@ def test_answers_no_never_cut_a_client_off_only_protocol_errors_count(make_serve
     untagged, done = s.cmd("FOO")
     assert done.split()[1] == b"BAD"
     assert s.line().startswith(b"* BYE") and s.closed()
+
+
+class Compressed(ImapRaw):
+    """An ImapRaw that speaks COMPRESS=DEFLATE (RFC 4978) once asked to: raw deflate
+    both ways (Python's zlib), flushed after every command."""
+
+    z_out = z_in = None
+
+    def start_compress(self):
+        import zlib
+        untagged, done = self.cmd("COMPRESS DEFLATE")
+        assert done.split()[1] == b"OK", done
+        self.z_out = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.z_in = zlib.decompressobj(-15)
+
+    def recv(self, n):
+        while True:
+            data = self.sock.recv(n)
+            if not data or not self.z_in:
+                return data
+            plain = self.z_in.decompress(data)
+            if plain:
+                return plain
+
+    def send(self, data):
+        if self.z_out:
+            import zlib
+            data = self.z_out.compress(data) + self.z_out.flush(zlib.Z_SYNC_FLUSH)
+        self.sock.sendall(data)
+
+
+def test_compress_deflate_both_ways_with_large_answers_idle_and_errors(server):
+    text = (b"z" * 200 + b"\r\n") * 500
+    send(server, [message(1, text)])
+    server.wait_messages(1)
+    s = Compressed(server)
+    s.start_compress()
+    untagged, done = s.cmd("COMPRESS DEFLATE")
+    assert b"[COMPRESSIONACTIVE]" in done, done
+    s.ok("SELECT INBOX")
+    fetched = s.ok("FETCH 1 (BODY.PEEK[])")[0]
+    assert fetched.endswith(text + b")"), fetched[-80:]
+    big = b"Subject: big append\r\n\r\n" + (b"compressible line\r\n" * 20000)
+    s.ok("APPEND INBOX", literal=big)
+    got = s.ok("FETCH 2 (BODY.PEEK[TEXT])")[0]
+    assert got.endswith((b"compressible line\r\n" * 20000) + b")")
+    # IDLE: the news of a delivery comes compressed too
+    s.send(b"i1 IDLE\r\n")
+    assert s.line().startswith(b"+")
+    send(server, [message(3)])
+    assert s.line() == b"* 3 EXISTS"
+    s.send(b"DONE\r\n")
+    while not (last := s.line()).startswith(b"i1 "):
+        pass
+    assert last.startswith(b"i1 OK"), last
+    untagged, done = s.cmd("LOGOUT")
+    assert any(b"BYE" in u for u in untagged) and done.split()[1] == b"OK"
+    s.close()
+    # not before login
+    t = Compressed(server, login=False)
+    _, done = t.cmd("COMPRESS DEFLATE")
+    assert done.split()[1] == b"BAD"
+    t.close()
+    # a stream that is not deflate ends the connection
+    u = Compressed(server)
+    u.start_compress()
+    u.sock.sendall(b"this is not deflate at all \xff\xfe" * 10)
+    assert u.closed()
+
+
+def test_multiappend_adds_several_messages_in_one_command(server):
+    s = ImapRaw(server)
+    s.ok("CREATE Multi")
+    small1 = b"Subject: one\r\n\r\nfirst\r\n"
+    big = b"Subject: two\r\n\r\n" + b"a long line of the second message\r\n" * 5000  # streamed to a file
+    small3 = b"Subject: three\r\n\r\nthird\r\n"
+    s.send(b"m1 APPEND Multi (\\Seen) {%d+}\r\n" % len(small1) + small1 +
+           b' (\\Flagged $Work) "05-Feb-2023 10:00:00 +0000" {%d+}\r\n' % len(big) + big +
+           b" {%d+}\r\n" % len(small3) + small3 + b"\r\n")
+    while not (done := s.line()).startswith(b"m1 "):
+        pass
+    m = re.search(rb"\[APPENDUID (\d+) (\d+),(\d+),(\d+)\]", done)
+    assert done.startswith(b"m1 OK") and m, done
+    assert [int(x) for x in m.groups()[1:]] == [1, 2, 3]
+    s.ok("EXAMINE Multi")
+    lines = s.ok("FETCH 1:3 (FLAGS INTERNALDATE BODY.PEEK[])")
+    assert lines[0].endswith(small1 + b")") and b"\\Seen" in lines[0]
+    assert lines[1].endswith(big + b")") and b"$Work" in lines[1] and b"05-Feb-2023 10:00:00 +0000" in lines[1]
+    assert lines[2].endswith(small3 + b")")
+    # a syntax error in the third message adds none of them
+    _, done = s.cmd(b"APPEND Multi {1+}\r\nx {1+}\r\ny (\\Bogus) {1+}\r\nz")
+    assert done.split()[1] == b"BAD", done
+    assert b"MESSAGES 3" in b"".join(s.ok("STATUS Multi (MESSAGES)"))
+    s.close()

@@ -53,6 +53,7 @@ struct Driver {
           break;
         case Next::logged_in: events.push_back("logged in " + s.login_user()); o = s.resume(); break;
         case Next::more: o = s.resume(); break;
+        case Next::compress: events.push_back("compress"); return;  // the bytes after it are deflate
       }
     }
   }
@@ -76,7 +77,7 @@ std::string play(const Config& c, const std::string& script, bool tls = false) {
 
 const char* caps_plain =
     "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN "
-    "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+    "LIST-EXTENDED LIST-STATUS SPECIAL-USE ESEARCH SEARCHRES STATUS=SIZE CONDSTORE QRESYNC SORT ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE MULTIAPPEND "
     "APPENDLIMIT=52428800 STARTTLS "
     "LOGINDISABLED AUTH=SCRAM-SHA-256";
 
