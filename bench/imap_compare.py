@@ -10,8 +10,12 @@ Maildir content and the same Argon2id password hashes, plain text on loopback:
   SEARCH BODY     SEARCH BODY of a word in 1% of 10,000 messages (best of 3 seconds)
   IDLE memory     N connections logged in, INBOX selected, in IDLE: server memory per
                   connection (bulwark: its RSS; Dovecot: the RSS of all its processes)
+  SORT / THREAD   a mailing list of 10,000 and of 100,000 messages (subjects with Re:,
+                  Fwd: and [tags], 500 senders, a year of dates, 60% replies by
+                  References): SORT (ARRIVAL), (DATE), (SUBJECT), (FROM) and THREAD
+                  REFERENCES -- the first SORT after start (headers read), then best of 3
 
-Usage: /usr/bin/python3 bench/imap_compare.py [--bin build/bulwark] [--idle 5000]"""
+Usage: /usr/bin/python3 bench/imap_compare.py [--bin build/bulwark] [--idle 5000] [--only sort]"""
 import argparse
 import multiprocessing
 import os
@@ -150,6 +154,57 @@ def search_time(port, user):
     return took
 
 
+def fill_list(maildir, n, owner=None, seed=5256):
+    """A mailing list's folder: what SORT and THREAD read is in the headers."""
+    import random
+    rnd = random.Random(seed)
+    topics = [f"topic {k} about {w}" for k, w in enumerate(rnd.choices(["builds", "lunch", "the release", "café",
+                                                                        "Ünïcode", "backups", "plans"], k=2000))]
+    for d in ("tmp", "new", "cur"):
+        (maildir / d).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        subj = rnd.choice(["", "", "Re: ", "RE: ", "Re: Re: ", "Fwd: ", "[list] Re: "]) + rnd.choice(topics)
+        day = rnd.randrange(365)
+        date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(1672531200 + day * 86400 + rnd.randrange(86400)))
+        head = (f"From: Sender {rnd.randrange(500)} <s{rnd.randrange(500)}@example.org>\nTo: list@bench.test\n"
+                f"Subject: {subj}\nDate: {date}\nMessage-ID: <{i}@list.bench>\n")
+        if i and rnd.random() < 0.6:
+            parents = sorted(rnd.sample(range(max(0, i - 500), i), min(i, rnd.randrange(1, 5))))
+            head += "References: " + " ".join(f"<{p}@list.bench>" for p in parents) + "\n"
+        b = (head + "\n" + "a short reply line\n" * 20).encode()
+        name = f"{1700000000 + i}.M{i}P1Q1.bench,S={len(b)},W={len(b) + b.count(b'\n')}"
+        (maildir / "new" / name).write_bytes(b)
+    if owner:
+        for dirpath, dirs, files in os.walk(maildir):
+            os.chown(dirpath, owner.pw_uid, owner.pw_gid)
+            for f in files:
+                os.chown(os.path.join(dirpath, f), owner.pw_uid, owner.pw_gid)
+
+
+SORTS = ["SORT (ARRIVAL) UTF-8 ALL", "SORT (DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "SORT (FROM) UTF-8 ALL",
+         "THREAD REFERENCES UTF-8 ALL"]
+
+
+def sort_times(port, user):
+    """The first SORT (DATE) of the folder (headers read), then the best of 3 of each."""
+    c = Imap(port)
+    c.login(user)
+    c.cmd("EXAMINE INBOX")
+    t = time.monotonic()
+    c.cmd("SORT (DATE) UTF-8 ALL")
+    out = {"first": time.monotonic() - t}
+    for cmd in SORTS:
+        best = None
+        for _ in range(3):
+            t = time.monotonic()
+            c.cmd(cmd)
+            took = time.monotonic() - t
+            best = took if best is None else min(best, took)
+        out[cmd] = best
+    c.cmd("LOGOUT")
+    return out
+
+
 def tree_pss_kib(pid):
     """Proportional set size of a process and all its descendants: shared pages (the
     libraries of Dovecot's one process per connection) counted once, not per process."""
@@ -200,12 +255,13 @@ def idle_kib_each(port, pid, users, n):
     return (high - low) / (n - first)
 
 
-def run(bin_, root, idle_n):
+def run(bin_, root, idle_n, only=None):
     d = root / "bulwark"
     bulwark_config(root, "", "imap")
     cli = [bin_, "--config", str(d / "b.toml")]
     subprocess.run(cli + ["domain", "add", "bench.test"], check=True, capture_output=True)
-    users = [f"u{i}@bench.test" for i in range(USERS)] + ["big@bench.test", "search@bench.test"]
+    users = [f"u{i}@bench.test" for i in range(USERS)] + ["big@bench.test", "search@bench.test", "list10k@bench.test",
+                                                         "list100k@bench.test"]
     for u in users:
         subprocess.run(cli + ["user", "add", u, "--password-stdin"], input=(PASSWORD + "\n").encode(), check=True,
                        capture_output=True)
@@ -215,14 +271,18 @@ def run(bin_, root, idle_n):
     nobody = pwd.getpwnam("nobody")
     (root / "dovecot").mkdir()
     print(f"content: {USERS} users x {MSGS} messages of {MSG_SIZE // 1024} KiB, a {BIG:,}-message folder, "
-          f"{SEARCHED:,} messages to search")
-    for i in range(USERS):
+          f"{SEARCHED:,} messages to search, mailing lists of 10,000 and 100,000 messages to sort")
+    for name, n in (("list10k", 10000), ("list100k", 100000)):
+        fill_list(d / "data" / "mail" / "bench.test" / name, n)
+        fill_list(root / "dovecot" / "home" / name / "Maildir", n, nobody)
+    for i in range(USERS if only != "sort" else 0):
         fill(d / "data" / "mail" / "bench.test" / f"u{i}", MSGS, MSG_SIZE)
         fill(root / "dovecot" / "home" / f"u{i}" / "Maildir", MSGS, MSG_SIZE, nobody)
-    fill(d / "data" / "mail" / "bench.test" / "big", BIG, 300)
-    fill(root / "dovecot" / "home" / "big" / "Maildir", BIG, 300, nobody)
+    if only != "sort":
+        fill(d / "data" / "mail" / "bench.test" / "big", BIG, 300)
+        fill(root / "dovecot" / "home" / "big" / "Maildir", BIG, 300, nobody)
     for base, owner in ((d / "data" / "mail" / "bench.test" / "search", None),
-                        (root / "dovecot" / "home" / "search" / "Maildir", nobody)):
+                        (root / "dovecot" / "home" / "search" / "Maildir", nobody)) if only != "sort" else ():
         fill(base, SEARCHED, 3000, owner)
         for k, f in enumerate(sorted((base / "new").iterdir())):
             if k % 100 == 0:  # 1% carry the word (the name's sizes stay right: same length)
@@ -235,6 +295,11 @@ def run(bin_, root, idle_n):
     dproc, dport = start_dovecot(root, hashes, "imap")
     try:
         ul = users[:USERS]
+        for name in ("list10k", "list100k"):
+            res[f"sort_{name}_b"] = sort_times(bport, f"{name}@bench.test")
+            res[f"sort_{name}_d"] = sort_times(dport, f"{name}@bench.test")
+        if only == "sort":
+            return report_sort(res)
         res["flags_first_b"] = flags_time(bport, "big@bench.test")
         res["flags_first_d"] = flags_time(dport, "big@bench.test")
         res["flags_b"] = min(flags_time(bport, "big@bench.test") for _ in range(3))
@@ -265,12 +330,25 @@ def run(bin_, root, idle_n):
           f"ratio {res['search_d'] / res['search_b']:.1f}x")
     print(f"IDLE, {idle_n} conns  bulwark {res['idle_b']:8.1f}   Dovecot {res['idle_d']:8.1f} KiB each   "
           f"ratio {res['idle_d'] / max(res['idle_b'], 0.1):.1f}x")
+    report_sort(res)
+
+
+def report_sort(res):
+    for name in ("list10k", "list100k"):
+        b, d = res[f"sort_{name}_b"], res[f"sort_{name}_d"]
+        label = name.replace("list", "")
+        print(f"first SORT {label:>5}  bulwark {b['first']:8.3f}s  Dovecot {d['first']:8.3f}s  "
+              f"ratio {d['first'] / b['first']:.1f}x")
+        for cmd in SORTS:
+            what = cmd.split(" UTF-8")[0]
+            print(f"{what + ' ' + label:28} bulwark {b[cmd]:8.4f}s  Dovecot {d[cmd]:8.4f}s  ratio {d[cmd] / b[cmd]:.1f}x")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=str(pathlib.Path(__file__).resolve().parent.parent / "build" / "bulwark"))
     ap.add_argument("--idle", type=int, default=5000)
+    ap.add_argument("--only", choices=["sort"], help="only the SORT/THREAD comparison")
     args = ap.parse_args()
     # 5,000 connections: the client and both servers (which inherit it) need the fds
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -281,7 +359,7 @@ def main():
     root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-imap-bench-"))
     root.chmod(0o755)
     try:
-        run(args.bin, root, args.idle)
+        run(args.bin, root, args.idle, args.only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
