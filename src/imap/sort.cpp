@@ -21,6 +21,29 @@ struct Item {
 
 enum class Key { arrival, cc, date, from, size, subject, to };
 
+// SORT and THREAD know UTF-8 and its subset US-ASCII (RFC 5256: both MUST)
+bool known_charset(const Token& t) {
+  std::string cs = to_upper(t.value);
+  return t.kind != Token::Kind::list && (cs == "UTF-8" || cs == "US-ASCII");
+}
+
+// The messages a search found, in UID order, with their keys when the order needs them
+// (an unreadable message gets empty keys and sorts first).
+std::vector<Item> items_of(const std::vector<uint32_t>& hits, OpenFolder& folder,
+                           const std::function<size_t(uint32_t)>& seq_of, bool need_keys) {
+  const auto& msgs = folder.messages();
+  std::vector<Item> items;
+  items.reserve(hits.size());
+  std::string error;
+  for (uint32_t u : hits) {
+    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
+    Item it{u, uint32_t(seq_of(u)), &*m, {}};
+    if (need_keys) it.keys = folder.keys(u, error).value_or(SortKeys{});
+    items.push_back(std::move(it));
+  }
+  return items;
+}
+
 // REFERENCES (RFC 5256 4): containers linked by Message-ID, References and In-Reply-To.
 class Threader {
  public:
@@ -268,23 +291,12 @@ void Session::cmd_sort(Command& c, Output& out, bool uid) {
     reverse = false;
   }
   if (reverse) return bad(out, c.tag, "REVERSE needs a criterion after it");
-  std::string cs = to_upper(a[i + 1].value);
-  if (a[i + 1].kind == Token::Kind::list || (cs != "UTF-8" && cs != "US-ASCII"))
-    return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+  if (!known_charset(a[i + 1])) return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
   std::vector<Token> keys(a.begin() + long(i + 2), a.end());
   std::vector<uint32_t> hits;
   bool used_modseq = false;
   if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad search key");
-  const auto& msgs = folder_->messages();
-  std::vector<Item> items;
-  items.reserve(hits.size());
-  std::string error;
-  for (uint32_t u : hits) {
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    Item it{u, uint32_t(seq_of(u)), &*m, {}};
-    if (need_keys) it.keys = folder_->keys(u, error).value_or(SortKeys{});  // unreadable: empty keys, sorted first
-    items.push_back(std::move(it));
-  }
+  auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, need_keys);
   auto cmp = [&](const Item& x, const Item& y) {
     for (auto [k, rev] : criteria) {
       int r = 0;
@@ -339,21 +351,12 @@ void Session::cmd_thread(Command& c, Output& out, bool uid) {
   if (a.size() < 3 || a[0].kind != Token::Kind::atom) return bad(out, c.tag, "Usage: THREAD algorithm charset search-keys");
   std::string alg = to_upper(a[0].value);
   if (alg != "ORDEREDSUBJECT" && alg != "REFERENCES") return bad(out, c.tag, "Unknown threading algorithm");
-  std::string cs = to_upper(a[1].value);
-  if (a[1].kind == Token::Kind::list || (cs != "UTF-8" && cs != "US-ASCII"))
-    return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+  if (!known_charset(a[1])) return no(out, c.tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
   std::vector<Token> keys(a.begin() + 2, a.end());
   std::vector<uint32_t> hits;
   bool used_modseq = false;
   if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad search key");
-  const auto& msgs = folder_->messages();
-  std::vector<Item> items;
-  items.reserve(hits.size());
-  std::string error;
-  for (uint32_t u : hits) {
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    items.push_back(Item{u, uint32_t(seq_of(u)), &*m, folder_->keys(u, error).value_or(SortKeys{})});
-  }
+  auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, true);
   auto id = [&](const Item& it) { return std::to_string(uid ? it.uid : it.seq); };
   std::string text;
   if (alg == "ORDEREDSUBJECT") {
