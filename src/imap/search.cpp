@@ -42,12 +42,22 @@ void Session::cmd_search(Command& c, Output& out, bool uid) {
   std::vector<Token> keys(a.begin() + long(i), a.end());
   bool used_modseq = false;  // the MODSEQ key: the answer says the highest modseq found
   std::vector<uint32_t> hits;  // UIDs
-  if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad SEARCH key");
+  std::string why;
+  if (!search_hits(keys, hits, used_modseq, why)) return bad(out, c.tag, why);
   answer_search(c, out, uid, hits, used_modseq, ret, esearch, save);
 }
 
-bool Session::search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq) {
+bool Session::search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq,
+                          std::string& why) {
   const auto& msgs = folder_->messages();
+  // NOT and OR nest without parentheses (those the reader bounds already): a line of
+  // 16,000 NOTs must not become 16,000 frames on an I/O thread's stack
+  constexpr int max_nesting = 200;
+  int nesting = 0;
+  struct Leave {
+    int& n;
+    ~Leave() { --n; }
+  };
   std::string error;
   std::optional<std::string> decoded;  // the current message's text as BODY searches it
   // Evaluates keys[k...] as one key for message m; advances k. nullopt: bad syntax.
@@ -55,6 +65,11 @@ bool Session::search_hits(const std::vector<Token>& keys, std::vector<uint32_t>&
                                     std::optional<std::string>&)>
       key = [&](const std::vector<Token>& ks, size_t& k, const MessageRef& m, size_t seq,
                 std::optional<std::string>& content) -> std::optional<bool> {
+    Leave leave{++nesting};
+    if (nesting > max_nesting) {
+      why = "Search keys nested too deeply";
+      return std::nullopt;
+    }
     if (k >= ks.size()) return std::nullopt;
     const Token& t = ks[k++];
     if (t.kind == Token::Kind::list) {
@@ -194,7 +209,10 @@ bool Session::search_hits(const std::vector<Token>& keys, std::vector<uint32_t>&
     bool all = true;
     while (k < keys.size()) {
       auto r = key(keys, k, *m, s + 1, content);
-      if (!r) return false;
+      if (!r) {
+        if (why.empty()) why = "Bad search key";
+        return false;
+      }
       all = all && *r;
     }
     if (all) hits.push_back(m->uid);

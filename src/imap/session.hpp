@@ -131,7 +131,8 @@ class Session {
   void cmd_search(Command& c, Output& out, bool uid);
   // The UIDs of the view's messages that match `keys` (SEARCH, SORT, THREAD), in view
   // order; false when a key is malformed. `used_modseq`: the MODSEQ key was used.
-  bool search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq);
+  // why: what was wrong when false
+  bool search_hits(const std::vector<Token>& keys, std::vector<uint32_t>& hits, bool& used_modseq, std::string& why);
   void answer_search(Command& c, Output& out, bool uid, const std::vector<uint32_t>& hits, bool used_modseq,
                      const std::vector<std::string>& ret, bool esearch, bool save);
   // SORT, THREAD (RFC 5256), ESORT (RFC 5267): sort.cpp

@@ -55,7 +55,7 @@ class Threader {
     std::vector<int> roots;  // (2)
     for (size_t n = 0; n < nodes_.size(); ++n)
       if (nodes_[n].parent < 0) roots.push_back(int(n));
-    prune(roots, true);  // (4)
+    prune(roots);  // (4)
     // (5) walks the threads oldest first (as Dovecot does): which message of a subject
     // becomes the others' parent depends on the order it meets them in
     sort_level(roots);
@@ -64,19 +64,38 @@ class Threader {
     return roots;
   }
 
-  std::string text(int n, bool uid) const {  // (7) the inside of a thread's parentheses
-    const Node& node = nodes_[size_t(n)];
-    std::string s;
-    if (node.msg >= 0) {
-      const Item& it = items_[size_t(node.msg)];
-      s = std::to_string(uid ? it.uid : it.seq);
-      if (node.children.size() == 1) return s + " " + text(node.children[0], uid);
-      if (!node.children.empty()) s += " ";  // thread-nested: 2*thread-list, no space between
-      for (int c : node.children) s += "(" + text(c, uid) + ")";
-      return s;
+  // (7) the inside of a thread's parentheses, appended to out. Without recursion: a
+  // mailing list's reply chain is as deep as it is long.
+  void write(int root, bool uid, std::string& out) const {
+    struct Step {
+      int node;           // a node to write, or -1: the piece
+      const char* piece;
+    };
+    std::vector<Step> todo{{root, nullptr}};
+    while (!todo.empty()) {
+      Step step = todo.back();
+      todo.pop_back();
+      if (step.node < 0) {
+        out += step.piece;
+        continue;
+      }
+      const Node& node = nodes_[size_t(step.node)];
+      if (node.msg >= 0) {
+        const Item& it = items_[size_t(node.msg)];
+        out += std::to_string(uid ? it.uid : it.seq);
+        if (node.children.size() == 1) {  // one child: "a b", the chain goes on in the same list
+          todo.push_back({node.children[0], nullptr});
+          todo.push_back({-1, " "});
+          continue;
+        }
+        if (!node.children.empty()) out += ' ';  // thread-nested: 2*thread-list, no space between
+      }
+      for (auto c = node.children.rbegin(); c != node.children.rend(); ++c) {
+        todo.push_back({-1, ")"});
+        todo.push_back({*c, nullptr});
+        todo.push_back({-1, "("});
+      }
     }
-    for (int c : node.children) s += "(" + text(c, uid) + ")";
-    return s;
   }
 
  private:
@@ -98,6 +117,7 @@ class Threader {
     return n;
   }
   bool ancestor(int a, int of) const {  // is a an ancestor of `of` (or the same)?
+    if (a != of && nodes_[size_t(a)].children.empty()) return false;  // no walk up a long chain for a leaf
     for (int n = of; n >= 0; n = nodes_[size_t(n)].parent)
       if (n == a) return true;
     return false;
@@ -138,11 +158,28 @@ class Threader {
     if (prev >= 0 && prev != self && !ancestor(self, prev)) link(prev, self);
   }
 
-  void prune(std::vector<int>& level, bool root) {
+  // Every node under `level`, each after all of its descendants (no recursion).
+  std::vector<int> bottom_up(const std::vector<int>& level) const {
+    std::vector<int> order, todo(level.begin(), level.end());
+    while (!todo.empty()) {
+      int n = todo.back();
+      todo.pop_back();
+      order.push_back(n);
+      for (int c : nodes_[size_t(n)].children) todo.push_back(c);
+    }
+    std::reverse(order.begin(), order.end());
+    return order;
+  }
+
+  // (4) every level pruned, the deepest first, then the roots
+  void prune(std::vector<int>& roots) {
+    for (int n : bottom_up(roots)) prune_level(nodes_[size_t(n)].children, false);
+    prune_level(roots, true);
+  }
+  void prune_level(std::vector<int>& level, bool root) {
     std::vector<int> kept;
     for (int n : level) {
       Node& node = nodes_[size_t(n)];
-      prune(node.children, false);
       if (node.msg >= 0) {
         kept.push_back(n);
       } else if (node.children.empty()) {
@@ -236,9 +273,10 @@ class Threader {
     const Item& it = items_[size_t(node->msg)];
     return {it.date(), it.seq};
   }
-  void sort_level(std::vector<int>& level) {
-    for (int n : level) sort_level(nodes_[size_t(n)].children);
-    std::stable_sort(level.begin(), level.end(), [&](int a, int b) { return when(a) < when(b); });
+  void sort_level(std::vector<int>& level) {  // the children of each node before the node's level
+    auto by_when = [&](int a, int b) { return when(a) < when(b); };
+    for (int n : bottom_up(level)) std::stable_sort(nodes_[size_t(n)].children.begin(), nodes_[size_t(n)].children.end(), by_when);
+    std::stable_sort(level.begin(), level.end(), by_when);
   }
 
   std::vector<Item>& items_;
@@ -295,7 +333,8 @@ void Session::cmd_sort(Command& c, Output& out, bool uid) {
   std::vector<Token> keys(a.begin() + long(i + 2), a.end());
   std::vector<uint32_t> hits;
   bool used_modseq = false;
-  if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad search key");
+  std::string why;
+  if (!search_hits(keys, hits, used_modseq, why)) return bad(out, c.tag, why);
   auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, need_keys);
   auto cmp = [&](const Item& x, const Item& y) {
     for (auto [k, rev] : criteria) {
@@ -355,7 +394,8 @@ void Session::cmd_thread(Command& c, Output& out, bool uid) {
   std::vector<Token> keys(a.begin() + 2, a.end());
   std::vector<uint32_t> hits;
   bool used_modseq = false;
-  if (!search_hits(keys, hits, used_modseq)) return bad(out, c.tag, "Bad search key");
+  std::string why;
+  if (!search_hits(keys, hits, used_modseq, why)) return bad(out, c.tag, why);
   auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, true);
   auto id = [&](const Item& it) { return std::to_string(uid ? it.uid : it.seq); };
   std::string text;
@@ -389,7 +429,11 @@ void Session::cmd_thread(Command& c, Output& out, bool uid) {
     }
   } else {
     Threader t(items);
-    for (int root : t.run()) text += "(" + t.text(root, uid) + ")";
+    for (int root : t.run()) {
+      text += '(';
+      t.write(root, uid, text);
+      text += ')';
+    }
   }
   out.bytes += "* THREAD" + (text.empty() ? std::string() : " " + text) + "\r\n";
   report_changes(out, uid);

@@ -19,7 +19,9 @@ case "$target" in
     sources=("$here/pop3_fuzz.cpp" "$src/pop3/session.cpp" "${auth[@]}")
     corpus="$here/pop3_corpus" ;;
   imap)
-    sources=("$here/imap_fuzz.cpp" "$src/imap/parser.cpp" "$src/imap/session.cpp" "$src/imap/selected.cpp" "$src/imap/folder_commands.cpp" "$src/imap/fetch.cpp" "$src/imap/search.cpp" "$src/imap/message_text.cpp" "$src/imap/mime.cpp" "$src/imap/mutf7.cpp" "$src/imap/search_text.cpp" "$src/core/units.cpp" "${auth[@]}")
+    sources=("$here/imap_fuzz.cpp" "$src/imap/parser.cpp" "$src/imap/session.cpp" "$src/imap/selected.cpp" "$src/imap/folder_commands.cpp" "$src/imap/fetch.cpp" "$src/imap/search.cpp" "$src/imap/message_text.cpp" "$src/imap/mime.cpp" "$src/imap/mutf7.cpp" "$src/imap/search_text.cpp" "$src/imap/sort.cpp" "$src/imap/sort_keys.cpp"
+             "$src/core/address.cpp" "$src/core/units.cpp" "${auth[@]}")
+    extra_libs=(-lunistring)
     corpus="$here/imap_corpus" ;;
   http)
     sources=("$here/http_fuzz.cpp" "$src/http/http.cpp")

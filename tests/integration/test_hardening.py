@@ -300,3 +300,52 @@ def test_a_full_disk_is_told_with_an_rfc5530_code_and_no_path(make_server):
     log = srv.log("bulwark.log")
     lines = [l for l in log.splitlines() if "No space left on device" in l]
     assert len(lines) == 1, lines  # the detail once per 10 s for a repeated cause
+
+
+def test_search_keys_nested_without_end_are_refused_and_the_session_goes_on(server):
+    """NOT and OR nest without parentheses: 16,000 NOTs in one 64 KiB line must not take
+    the server's stack (the parentheses were bounded, these were not)."""
+    s = ImapRaw(server)
+    s.ok("APPEND INBOX", literal=b"Subject: one\r\n\r\nbody\r\n")
+    s.ok("SELECT INBOX")
+    for cmd in ("SEARCH " + "NOT " * 16000 + "ALL", "SEARCH " + "OR ALL " * 9000 + "ALL",
+                "UID SORT (DATE) UTF-8 " + "NOT " * 16000 + "ALL",
+                "THREAD REFERENCES UTF-8 " + "NOT " * 16000 + "ALL"):
+        _, done = s.cmd(cmd)
+        assert done.split()[1] == b"BAD" and b"nested too deeply" in done, done
+    # deep but reasonable nesting still works
+    untagged = s.ok("SEARCH " + "NOT " * 20 + "ALL")
+    assert untagged == [b"* SEARCH 1"], untagged
+    untagged = s.ok("SEARCH " + "OR SEEN " * 20 + "ALL")
+    assert untagged == [b"* SEARCH 1"], untagged
+    s.close()
+
+
+def test_thread_of_a_very_long_reply_chain_is_answered(make_server):
+    """A mailing list's 30,000-message reply chain (each message answers the one before):
+    THREAD walks it without recursion as deep as the chain and answers in one piece."""
+    import time
+    srv = make_server()
+    new = srv.mailbox() / "new"
+    new.mkdir(parents=True)
+    (srv.mailbox() / "cur").mkdir()
+    (srv.mailbox() / "tmp").mkdir()
+    n = 30000
+    for i in range(n):
+        head = f"From: a@example.org\r\nSubject: Re: the chain\r\nDate: Mon, 1 Jun 2026 10:00:00 +0000\r\n" \
+               f"Message-ID: <{i}@chain>\r\n"
+        if i:
+            head += f"In-Reply-To: <{i - 1}@chain>\r\n"
+        (new / f"{1700000000 + i}.M{i}P1Q1.test").write_bytes((head + "\r\nlink\r\n").encode())
+    srv.start()
+    s = ImapRaw(srv, timeout=120)
+    s.ok("EXAMINE INBOX")
+    chain = "(" + " ".join(str(i) for i in range(1, n + 1)) + ")"
+    t = time.monotonic()
+    untagged = s.ok("THREAD REFERENCES UTF-8 ALL")
+    assert untagged == [("* THREAD " + chain).encode()], untagged[0][:200]
+    assert time.monotonic() - t < 30
+    untagged = s.ok("THREAD ORDEREDSUBJECT UTF-8 ALL")  # one subject: the first message, the rest under it
+    assert untagged == [("* THREAD (1 " + "".join(f"({i})" for i in range(2, n + 1)) + ")").encode()], untagged[0][:200]
+    s.ok("NOOP")
+    s.close()
