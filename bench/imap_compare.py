@@ -172,7 +172,8 @@ def fill_list(maildir, n, owner=None, seed=5256):
             parents = sorted(rnd.sample(range(max(0, i - 500), i), min(i, rnd.randrange(1, 5))))
             head += "References: " + " ".join(f"<{p}@list.bench>" for p in parents) + "\n"
         b = (head + "\n" + "a short reply line\n" * 20).encode()
-        name = f"{1700000000 + i}.M{i}P1Q1.bench,S={len(b)},W={len(b) + b.count(b'\n')}"
+        lines = b.count(b"\n")
+        name = f"{1700000000 + i}.M{i}P1Q1.bench,S={len(b)},W={len(b) + lines}"
         (maildir / "new" / name).write_bytes(b)
     if owner:
         for dirpath, dirs, files in os.walk(maildir):

@@ -3,7 +3,9 @@
 // it synchronously, so the driver runs the session's work for a logged-in user on the
 // disk pool, never on an I/O thread. Tests use an in-memory one.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -82,13 +84,31 @@ class OpenFolder {
   virtual std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(const std::vector<uint32_t>& uids,
                                                                           const std::string& to,
                                                                           std::string& error) = 0;
-  // SORT and THREAD keys of a message (sort_keys.hpp), from its header only; nothing if
-  // it is gone or unreadable. The store's folder keeps them (it needs no body for them).
-  virtual std::optional<SortKeys> keys(uint32_t uid, std::string& error) {
-    auto text = content(uid, error);
-    if (!text) return std::nullopt;
-    size_t end = text->find("\r\n\r\n");
-    return sort_keys(std::string_view(*text).substr(0, end == std::string::npos ? text->size() : end + 2));
+  // SORT and THREAD keys (sort_keys.hpp) of each of `uids`, in that order, from the
+  // headers only (null for a message gone or unreadable). The store keeps them per
+  // folder: the batch points at the kept ones and holds them while it lives. For each
+  // field in `ranked` (bit 1 << KeyField), it may give every message's rank among the
+  // folder's values of that field (equal values, equal ranks; the order of the strings).
+  struct KeyBatch {
+    std::vector<const SortKeys*> keys;
+    std::array<std::vector<uint32_t>, kKeyFields> rank;  // by KeyField; empty when not given
+    std::vector<std::shared_ptr<const void>> hold;      // what keeps kept keys alive
+    std::deque<SortKeys> own;                           // keys read now and kept nowhere else
+  };
+  virtual KeyBatch keys(const std::vector<uint32_t>& uids, std::string& error, unsigned ranked = 0) {
+    (void)ranked;
+    KeyBatch b;
+    for (uint32_t uid : uids) {
+      auto text = content(uid, error);
+      if (!text) {
+        b.keys.push_back(nullptr);
+        continue;
+      }
+      size_t end = text->find("\r\n\r\n");
+      b.own.push_back(sort_keys(std::string_view(*text).substr(0, end == std::string::npos ? text->size() : end + 2)));
+      b.keys.push_back(&b.own.back());
+    }
+    return b;
   }
   // Keywords (RFC 9051 2.3.2): MessageRef::flags holds them as the letters a..z; these
   // are the names by letter ('a' first). keyword_letter finds a name (case-insensitive)

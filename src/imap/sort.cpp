@@ -2,6 +2,8 @@
 // messages' headers through OpenFolder::keys (kept by the store per folder), never
 // from bodies; ties go by sequence number, as RFC 5256 says.
 #include <algorithm>
+#include <array>
+#include <optional>
 #include <functional>
 #include <unordered_map>
 
@@ -15,11 +17,22 @@ namespace {
 struct Item {
   uint32_t uid = 0, seq = 0;
   const MessageRef* ref = nullptr;
-  SortKeys keys;
-  int64_t date() const { return keys.sent ? keys.sent : ref->internal_date; }  // RFC 5256: else INTERNALDATE
+  const SortKeys* keys = nullptr;  // never null (kept by the batch the items came with)
+  int64_t sent = 0;                // the Date: field, else INTERNALDATE (RFC 5256)
+  std::array<uint32_t, kKeyFields> rank{};  // by KeyField, where the batch gave ranks
+  int64_t date() const { return sent; }
 };
 
 enum class Key { arrival, cc, date, from, size, subject, to };
+std::optional<KeyField> field_of(Key k) {
+  switch (k) {
+    case Key::subject: return KeyField::subject;
+    case Key::from: return KeyField::from;
+    case Key::to: return KeyField::to;
+    case Key::cc: return KeyField::cc;
+    default: return std::nullopt;
+  }
+}
 
 // SORT and THREAD know UTF-8 and its subset US-ASCII (RFC 5256: both MUST)
 bool known_charset(const Token& t) {
@@ -27,27 +40,45 @@ bool known_charset(const Token& t) {
   return t.kind != Token::Kind::list && (cs == "UTF-8" || cs == "US-ASCII");
 }
 
-// The messages a search found, in UID order, with their keys when the order needs them
-// (an unreadable message gets empty keys and sorts first).
-std::vector<Item> items_of(const std::vector<uint32_t>& hits, OpenFolder& folder,
-                           const std::function<size_t(uint32_t)>& seq_of, bool need_keys) {
-  const auto& msgs = folder.messages();
+// The messages a search found (`hits`, by UID, all in `view`), with their keys when the
+// order needs them (an unreadable message gets empty keys and sorts first) and the
+// ranks of the fields in `ranked` where the store gives them (ranks[f]: all have it).
+struct Found {
   std::vector<Item> items;
-  items.reserve(hits.size());
+  std::array<bool, kKeyFields> ranks{};
+  OpenFolder::KeyBatch batch;  // holds the keys
+};
+void find(Found& found, const std::vector<uint32_t>& hits, OpenFolder& folder, const std::vector<uint32_t>& view,
+          bool need_keys, unsigned ranked) {
+  static const SortKeys none;
+  const auto& msgs = folder.messages();
   std::string error;
-  for (uint32_t u : hits) {
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), u, [](const MessageRef& r, uint32_t x) { return r.uid < x; });
-    Item it{u, uint32_t(seq_of(u)), &*m, {}};
-    if (need_keys) it.keys = folder.keys(u, error).value_or(SortKeys{});
-    items.push_back(std::move(it));
+  auto& batch = found.batch;
+  if (need_keys) batch = folder.keys(hits, error, ranked);
+  for (size_t f = 0; f < kKeyFields; ++f) found.ranks[f] = batch.rank[f].size() == hits.size();
+  auto& items = found.items;
+  items.reserve(hits.size());
+  auto m = msgs.begin();
+  auto v = view.begin();
+  for (size_t i = 0; i < hits.size(); ++i) {  // hits, msgs and view all go by UID: one walk
+    uint32_t u = hits[i];
+    while (m != msgs.end() && m->uid < u) ++m;
+    while (v != view.end() && *v < u) ++v;
+    const SortKeys* k = need_keys && batch.keys[i] ? batch.keys[i] : &none;
+    Item it{u, uint32_t(v - view.begin() + 1), &*m, k, k->sent ? k->sent : m->internal_date, {}};
+    for (size_t f = 0; f < kKeyFields; ++f)
+      if (found.ranks[f]) it.rank[f] = batch.rank[f][i];
+    items.push_back(it);
   }
-  return items;
 }
 
 // REFERENCES (RFC 5256 4): containers linked by Message-ID, References and In-Reply-To.
 class Threader {
  public:
-  explicit Threader(std::vector<Item>& items) : items_(items) {}
+  explicit Threader(std::vector<Item>& items) : items_(items) {
+    nodes_.reserve(items.size() * 2);
+    by_id_.reserve(items.size() * 2);
+  }
 
   std::vector<int> run() {
     for (size_t i = 0; i < items_.size(); ++i) place(int(i));
@@ -109,7 +140,7 @@ class Threader {
     nodes_.push_back(Node{});
     return int(nodes_.size() - 1);
   }
-  int container(const std::string& id) {
+  int container(std::string_view id) {
     auto it = by_id_.find(id);
     if (it != by_id_.end()) return it->second;
     int n = make();
@@ -135,7 +166,7 @@ class Threader {
   }
 
   void place(int i) {
-    const SortKeys& k = items_[size_t(i)].keys;
+    const SortKeys& k = *items_[size_t(i)].keys;
     int self = -1;
     // (1) its container: the one References made for its id, or a new one (no id,
     // or an id another message had already: each message has a container of its own)
@@ -202,7 +233,7 @@ class Threader {
   const SortKeys& keys_of(int n) const {
     static const SortKeys none;
     const Node& node = nodes_[size_t(n)];
-    if (node.msg >= 0) return items_[size_t(node.msg)].keys;
+    if (node.msg >= 0) return *items_[size_t(node.msg)].keys;
     int oldest = -1;
     for (int c : node.children)
       if (oldest < 0 || when(c) < when(oldest)) oldest = c;
@@ -211,7 +242,7 @@ class Threader {
   bool dummy(int n) const { return nodes_[size_t(n)].msg < 0; }
 
   void gather(std::vector<int>& roots) {
-    std::unordered_map<std::string, int> table;  // (A)
+    std::unordered_map<std::string_view, int> table;  // (A)
     for (int r : roots) {                         // (B)
       const std::string& s = keys_of(r).subject;
       if (s.empty()) continue;
@@ -225,7 +256,7 @@ class Threader {
     for (size_t i = 0; i < roots.size(); ++i) {  // (C)
       int r = roots[i];
       if (gone[size_t(r)]) continue;
-      const std::string s = keys_of(r).subject;
+      std::string_view s = keys_of(r).subject;
       if (s.empty()) continue;
       auto it = table.find(s);
       if (it == table.end() || it->second == r) continue;
@@ -281,7 +312,7 @@ class Threader {
 
   std::vector<Item>& items_;
   std::vector<Node> nodes_;
-  std::unordered_map<std::string, int> by_id_;
+  std::unordered_map<std::string_view, int> by_id_;  // views of the items' keys
 };
 
 }  // namespace
@@ -335,19 +366,25 @@ void Session::cmd_sort(Command& c, Output& out, bool uid) {
   bool used_modseq = false;
   std::string why;
   if (!search_hits(keys, hits, used_modseq, why)) return bad(out, c.tag, why);
-  auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, need_keys);
+  unsigned ranked = 0;
+  for (auto [k, rev] : criteria)
+    if (auto f = field_of(k)) ranked |= 1u << unsigned(*f);
+  Found found;
+  find(found, hits, *folder_, view_, need_keys, ranked);
+  auto& items = found.items;
   auto cmp = [&](const Item& x, const Item& y) {
     for (auto [k, rev] : criteria) {
       int r = 0;
       auto three = [](const auto& p, const auto& q) { return p < q ? -1 : q < p ? 1 : 0; };
-      switch (k) {
-        case Key::arrival: r = three(x.ref->internal_date, y.ref->internal_date); break;
-        case Key::size: r = three(x.ref->size, y.ref->size); break;
-        case Key::date: r = three(x.date(), y.date()); break;
-        case Key::subject: r = x.keys.subject.compare(y.keys.subject); break;
-        case Key::from: r = x.keys.from.compare(y.keys.from); break;
-        case Key::to: r = x.keys.to.compare(y.keys.to); break;
-        case Key::cc: r = x.keys.cc.compare(y.keys.cc); break;
+      if (auto f = field_of(k)) {  // a string: its rank in the folder when known, the same order
+        size_t n = size_t(*f);
+        r = found.ranks[n] ? three(x.rank[n], y.rank[n]) : field(*x.keys, *f).compare(field(*y.keys, *f));
+      } else if (k == Key::arrival) {
+        r = three(x.ref->internal_date, y.ref->internal_date);
+      } else if (k == Key::size) {
+        r = three(x.ref->size, y.ref->size);
+      } else {
+        r = three(x.sent, y.sent);
       }
       if (r) return rev ? r > 0 : r < 0;
     }
@@ -355,7 +392,11 @@ void Session::cmd_sort(Command& c, Output& out, bool uid) {
   };
   std::sort(items.begin(), items.end(), cmp);
   std::string list;
-  for (auto& it : items) list += (list.empty() ? "" : " ") + std::to_string(uid ? it.uid : it.seq);
+  list.reserve(items.size() * 7);
+  for (auto& it : items) {
+    if (!list.empty()) list += ' ';
+    list += std::to_string(uid ? it.uid : it.seq);
+  }
   if (!esort) {
     out.bytes += "* SORT" + (list.empty() ? std::string() : " " + list) + "\r\n";
   } else {
@@ -396,21 +437,25 @@ void Session::cmd_thread(Command& c, Output& out, bool uid) {
   bool used_modseq = false;
   std::string why;
   if (!search_hits(keys, hits, used_modseq, why)) return bad(out, c.tag, why);
-  auto items = items_of(hits, *folder_, [this](uint32_t u) { return seq_of(u); }, true);
+  Found found;
+  find(found, hits, *folder_, view_, true, alg == "ORDEREDSUBJECT" ? 1u << unsigned(KeyField::subject) : 0);
+  auto& items = found.items;
   auto id = [&](const Item& it) { return std::to_string(uid ? it.uid : it.seq); };
   std::string text;
   if (alg == "ORDEREDSUBJECT") {
     // (RFC 5256 3) by base subject, then sent date; each subject one thread, its first
     // message the parent of the others; threads by the date of their first message
-    std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) {
-      if (int r = x.keys.subject.compare(y.keys.subject)) return r < 0;
+    constexpr size_t subj = size_t(KeyField::subject);
+    std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) {
+      if (found.ranks[subj] && x.rank[subj] != y.rank[subj]) return x.rank[subj] < y.rank[subj];
+      if (int r = found.ranks[subj] ? 0 : x.keys->subject.compare(y.keys->subject)) return r < 0;
       if (x.date() != y.date()) return x.date() < y.date();
       return x.seq < y.seq;
     });
     std::vector<std::pair<size_t, size_t>> threads;  // [first, last) in items
     for (size_t k = 0; k < items.size();) {
       size_t e = k + 1;
-      while (e < items.size() && items[e].keys.subject == items[k].keys.subject) ++e;
+      while (e < items.size() && items[e].keys->subject == items[k].keys->subject) ++e;
       threads.emplace_back(k, e);
       k = e;
     }

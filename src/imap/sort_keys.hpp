@@ -21,6 +21,20 @@ struct SortKeys {
   size_t bytes() const;      // what keeping it costs, roughly (caches count with this)
 };
 
+// The string keys SORT orders by (a store may keep each message's rank among its
+// folder's values of one, so that a sort compares numbers).
+enum class KeyField : uint8_t { subject, from, to, cc };
+constexpr size_t kKeyFields = 4;
+inline const std::string& field(const SortKeys& k, KeyField f) {
+  switch (f) {
+    case KeyField::subject: return k.subject;
+    case KeyField::from: return k.from;
+    case KeyField::to: return k.to;
+    case KeyField::cc: break;
+  }
+  return k.cc;
+}
+
 // The keys of a message from its header (CRLF or LF).
 SortKeys sort_keys(std::string_view header);
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <set>
 
 #include "logging/logs.hpp"
@@ -109,19 +110,65 @@ class StoreOpenFolder : public imap::OpenFolder {
     if (!ok) error = for_client(error);
     return ok;
   }
-  std::optional<imap::SortKeys> keys(uint32_t uid, std::string& error) override {
-    if (auto kept = sort_key_cache().get(f_->dir(), f_->uidvalidity(), uid)) return kept;
+  KeyBatch keys(const std::vector<uint32_t>& uids, std::string& error, unsigned ranked) override {
+    KeyBatch b;
+    b.hold.push_back(sort_key_cache().get(f_->dir(), f_->uidvalidity(), uids, b.keys, ranked, &b.rank));
     const auto& msgs = f_->messages();  // by UID
-    auto m = std::lower_bound(msgs.begin(), msgs.end(), uid, [](const store::Message& x, uint32_t u) { return x.uid < u; });
-    if (m == msgs.end() || m->uid != uid) return std::nullopt;
+    std::vector<std::pair<size_t, const store::Message*>> missing;  // (index in uids, message)
+    for (size_t i = 0; i < uids.size(); ++i) {
+      if (b.keys[i]) continue;
+      auto m = std::lower_bound(msgs.begin(), msgs.end(), uids[i],
+                                [](const store::Message& x, uint32_t u) { return x.uid < u; });
+      if (m != msgs.end() && m->uid == uids[i]) missing.emplace_back(i, &*m);
+    }
+    // The headers not kept yet (a folder's first SORT): a big batch is read by two
+    // threads, this one and a helper, each half (reading the folder changes nothing in it).
+    std::vector<std::optional<imap::SortKeys>> read(missing.size());
+    auto read_part = [&](size_t from, size_t to, std::string& err) {
+      for (size_t k = from; k < to; ++k) read[k] = header_keys(*missing[k].second, err);
+    };
+    if (missing.size() >= kParallelHeaders) {
+      size_t half = missing.size() / 2;
+      std::string other_error;
+      auto other = std::async(std::launch::async, [&] {
+        logs::crash_stack_for_this_thread();
+        read_part(half, missing.size(), other_error);
+      });
+      read_part(0, half, error);
+      other.get();
+      if (error.empty()) error = other_error;
+    } else {
+      read_part(0, missing.size(), error);
+    }
+    bool kept_new = false;
+    for (size_t k = 0; k < missing.size(); ++k) {
+      if (!read[k]) continue;
+      size_t i = missing[k].first;
+      std::shared_ptr<const void> hold;
+      b.keys[i] = sort_key_cache().put(f_->dir(), f_->uidvalidity(), uids[i], std::move(*read[k]), hold);
+      if (b.keys[i] && hold != b.hold.back()) b.hold.push_back(std::move(hold));
+      kept_new |= b.keys[i] != nullptr;
+      if (!b.keys[i]) {  // no room in the cache: this SORT keeps its own
+        b.own.push_back(std::move(*read[k]));
+        b.keys[i] = &b.own.back();
+      }
+    }
+    if (kept_new && ranked) {  // the ranks, now that the cache has them all (when it has)
+      std::vector<const imap::SortKeys*> again;
+      b.hold.push_back(sort_key_cache().get(f_->dir(), f_->uidvalidity(), uids, again, ranked, &b.rank));
+    }
+    return b;
+  }
+  static constexpr size_t kParallelHeaders = 2000;
+  // A message's keys from its header: read until the blank line (at most 256 KiB -- a
+  // header longer than that is cut there), never the body.
+  std::optional<imap::SortKeys> header_keys(const store::Message& m, std::string& error) {
     std::string why;
-    auto file = f_->read_message(*m, &why);
+    auto file = f_->read_message(m, &why);
     if (!file) {
-      if (errno != ENOENT) error = "message " + std::to_string(uid) + " cannot be read: " + why;
+      if (errno != ENOENT) error = "message " + std::to_string(m.uid) + " cannot be read: " + why;
       return std::nullopt;
     }
-    // The header only: read until the blank line (at most 256 KiB -- a header longer
-    // than that is cut there), never the body.
     std::string head;
     size_t end = std::string::npos;
     while (head.size() < (256u << 10)) {
@@ -132,9 +179,7 @@ class StoreOpenFolder : public imap::OpenFolder {
       if ((end = head.find("\n\n", from)) != std::string::npos) break;
     }
     if (end != std::string::npos) head.resize(end + 1);
-    imap::SortKeys k = imap::sort_keys(head);
-    sort_key_cache().put(f_->dir(), f_->uidvalidity(), uid, k);
-    return k;
+    return imap::sort_keys(head);
   }
   std::vector<std::string> keywords() override { return store::read_keywords(f_->dir()); }
   std::optional<char> keyword_letter(std::string_view name, bool create, std::string& error) override {
