@@ -85,7 +85,7 @@ std::shared_ptr<const void> SortKeyCache::get(const std::string& folder, uint32_
 
 const imap::SortKeys* SortKeyCache::put(const std::string& folder, uint32_t uidvalidity, uint32_t uid,
                                         imap::SortKeys&& keys, std::shared_ptr<const void>& hold) {
-  size_t cost = keys.bytes() + 32;
+  size_t cost = keys.bytes() + sizeof(Entry) - sizeof(imap::SortKeys) + 48;  // with the node and the ranks
   if (cost > kMaxBytes / 16) return nullptr;  // one absurd header is not kept
   State& s = state();
   std::lock_guard lk(s.mu);
