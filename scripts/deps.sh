@@ -2,11 +2,11 @@
 # Installs the Debian packages bulwark needs to build and test, only when missing.
 # Usage: scripts/deps.sh [build|test]   (test = build + test tools)
 set -euo pipefail
-want=(cmake g++ pkg-config libasio-dev libssl-dev libc-ares-dev libtomlplusplus-dev
+want=(cmake g++ pkg-config libpq-dev libhiredis-dev libasio-dev libssl-dev libc-ares-dev libtomlplusplus-dev
       libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libsodium-dev libhttp-parser-dev nlohmann-json3-dev openssl
       libunistring-dev zlib1g-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(libgtest-dev googletest python3-pytest python3-dnslib python3-aiosmtpd dovecot-pop3d dovecot-imapd fetchmail getmail6 isync postfix swaks python3-dkim python3-nacl python3-cryptography opendkim-tools python3-spf curl prometheus python3-prometheus-client chromium chromium-driver python3-selenium libbenchmark-dev libnet-ssleay-perl libio-socket-ssl-perl
+  want+=(postgresql-15 redis-server libgtest-dev googletest python3-pytest python3-dnslib python3-aiosmtpd dovecot-pop3d dovecot-imapd fetchmail getmail6 isync postfix swaks python3-dkim python3-nacl python3-cryptography opendkim-tools python3-spf curl prometheus python3-prometheus-client chromium chromium-driver python3-selenium libbenchmark-dev libnet-ssleay-perl libio-socket-ssl-perl
         clang libclang-rt-14-dev
         php-cli php8.2-cgi roundcube-core roundcube-sqlite3)
 fi

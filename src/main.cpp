@@ -22,7 +22,10 @@
 #include "admin/audit.hpp"
 #include "admin/encryption_cli.hpp"
 #include "auth/password.hpp"
+#include "cluster/node.hpp"
+#include "cluster/schema.hpp"
 #include "config/config.hpp"
+#include "core/metrics.hpp"
 #include "core/strings.hpp"
 #include "crypt/keystore.hpp"
 #include "delivery/local.hpp"
@@ -154,6 +157,36 @@ void sd_notify(const char* state) {
   ::close(fd);
 }
 
+pg::Settings pg_settings(const Config& cfg) {
+  pg::Settings s;
+  s.conninfo = cfg.cluster.postgres;
+  s.password_file = cfg.cluster.postgres_password_file;
+  s.application = "bulwark " + cfg.cluster.node;
+  return s;
+}
+
+// The directory: embedded (SQLite) or, in cluster mode, PostgreSQL's. A serving node
+// makes the schema when the database has none (the first node; under a lock) and
+// refuses one of another version; the admin commands only check.
+std::unique_ptr<Directory> open_directory(const Config& cfg, bool serving) {
+  if (!cfg.cluster.enabled) return Directory::open(cfg.server.data_dir);
+  auto c = pg::Conn::open(pg_settings(cfg));
+  if (serving && cluster::database_version(*c) == 0) {
+    cluster::migrate(*c);
+    logs::main().info("cluster: made the schema (version {}) in PostgreSQL at {}", cluster::schema_version(), c->server());
+  }
+  cluster::require_version(*c);
+  return Directory::open_cluster(pg_settings(cfg), serving);
+}
+
+std::string node_address(const Config& cfg) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::string out = host;
+  if (!cfg.listeners.empty()) out += "/" + cfg.listeners.front().address;
+  return out;
+}
+
 // The composition root: builds the services, and tears them down in a stated order.
 int serve(const Config& cfg) {
   preflight(cfg);
@@ -170,7 +203,18 @@ int serve(const Config& cfg) {
   raise_fd_limit();
   fs::create_directories(cfg.server.data_dir);
   ::chmod(cfg.server.data_dir.c_str(), 0750);
-  auto dir = Directory::open(cfg.server.data_dir);
+  auto dir = open_directory(cfg, true);
+  std::unique_ptr<cluster::Heartbeat> heartbeat;
+  if (cfg.cluster.enabled)
+    heartbeat = std::make_unique<cluster::Heartbeat>(pg_settings(cfg), cfg.cluster.node, BULWARK_VERSION,
+                                                     node_address(cfg), []() {
+                                                       int64_t n = 0;
+                                                       for (const char* svc : {"smtp", "submission", "smtps", "pop3", "pop3s",
+                                                                               "imap", "imaps", "admin"})
+                                                         n += metrics::value("bulwark_connections",
+                                                                             std::string("service=\"") + svc + "\"");
+                                                       return n;
+                                                     });
   // RFC 5321 4.5.1: mail to postmaster must be taken. Once there is a domain to take
   // mail for, there must be somewhere for it to go.
   if (!dir->list_domains().empty() &&
@@ -219,6 +263,7 @@ int serve(const Config& cfg) {
   remote.start(queued.queued);
   queued = {};
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
+  if (cfg.cluster.enabled) logs::main().info("cluster: node {} (schema version {})", cfg.cluster.node, cluster::schema_version());
   logs::main().info("ready: accepting connections");
   if (crypt::data_key())  // bulwark.log is sealed and not copied to stderr: say that it runs
     std::cerr << "ready: accepting connections (the logs are encrypted: read them with `bulwark log show`)"
@@ -382,6 +427,11 @@ int main(int argc, char** argv) {
       sub(encryption, "passwd", "change the encryption password (no data is rewritten); --password-stdin: two lines, old and new");
   encryption_passwd->add_flag("--password-stdin", password_stdin, "read the old and the new password from standard input");
 
+  auto* cluster_cmd = sub(&app, "cluster", "cluster mode (SPEC 16): shared state in PostgreSQL and Redis");
+  cluster_cmd->require_subcommand(1);
+  auto* cluster_init = sub(cluster_cmd, "init", "create or upgrade the schema in PostgreSQL");
+  sub(cluster_cmd, "status", "the nodes: name, state, version, address, sessions, last heartbeat");
+
   bool follow = false;
   auto* log_cmd = sub(&app, "log", "the logs");
   log_cmd->require_subcommand(1);
@@ -482,7 +532,31 @@ int main(int argc, char** argv) {
     // Commands below read the directory, write mailboxes (user add) or read and write
     // DKIM keys: when the data is encrypted they need its key, as `serve` does.
     unlock_encryption(cfg);
-    auto dir = Directory::open(cfg.server.data_dir);
+    if (cluster_cmd->parsed()) {
+      if (!cfg.cluster.enabled) throw UsageError("no [cluster] in " + config_path + ": this is a single-machine installation");
+      auto c = pg::Conn::open(pg_settings(cfg));
+      if (cluster_init->parsed()) {
+        int before = cluster::migrate(*c);
+        if (before == cluster::schema_version())
+          std::cout << "schema is current (version " << before << ") in " << c->server() << "\n";
+        else
+          std::cout << (before ? "upgraded the schema from version " + std::to_string(before) + " to "
+                               : std::string("made the schema, version "))
+                    << cluster::schema_version() << ", in " << c->server() << "\n";
+        return kOk;
+      }
+      cluster::require_version(*c);
+      auto lease = cfg.cluster.lease.count();
+      std::cout << "schema version " << cluster::schema_version() << " at " << c->server() << "\n";
+      std::cout << "NODE\tSTATE\tVERSION\tADDRESS\tSESSIONS\tLAST HEARTBEAT\tSTARTED\n";
+      for (auto& n : cluster::nodes(*c)) {
+        std::string state = n.seconds_since_heartbeat < 15 ? "up" : n.seconds_since_heartbeat < double(lease) ? "late" : "down";
+        std::cout << n.name << "\t" << state << "\t" << n.version << "\t" << n.address << "\t" << n.sessions << "\t"
+                  << int64_t(n.seconds_since_heartbeat) << "s ago\t" << n.started << "\n";
+      }
+      return kOk;
+    }
+    auto dir = open_directory(cfg, false);
     if (audit_cmd->parsed()) {
       size_t warnings = 0;
       for (auto& f : audit(cfg, *dir)) {

@@ -1,5 +1,7 @@
 #include "admin/audit.hpp"
 
+#include "cluster/pg.hpp"
+
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
@@ -95,6 +97,27 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
   if (c.limits.max_failed_commands == 0) note("limits.max_failed_commands = 0: broken or hostile clients are never cut off");
   if (c.limits.max_messages_per_hour == 0)
     note("limits.max_messages_per_hour = 0: no hourly limit per address (set one if your users relay through you)");
+
+  // Cluster mode (SPEC 16): the engines' connections.
+  if (c.cluster.enabled) {
+    auto t = pg::target(c.cluster.postgres);
+    if (!t) warn("cluster.postgres does not parse as a libpq conninfo");
+    else if (!t->local && !t->tls_required)
+      warn("cluster.postgres goes to " + t->host + " without TLS required (set sslmode=verify-full): directory and mail cross the network in clear");
+    else if (t->tls_required && c.cluster.postgres.find("verify-full") == std::string::npos && !t->local)
+      note("cluster.postgres: sslmode=verify-full also checks the server's name");
+    const std::string& r = c.cluster.redis;
+    if (r.empty()) note("cluster.redis is not set: limits, blocks and POP-before-SMTP windows count per node only");
+    else if (r.rfind("redis://", 0) == 0) {
+      std::string host = r.substr(8, r.find_first_of(":/", 8) - 8);
+      if (host.find('@') != std::string::npos) host = host.substr(host.find('@') + 1);
+      if (!(host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]"))
+        warn("cluster.redis goes to " + host + " without TLS (use rediss://)");
+    }
+    if (c.cluster.postgres_password_file.empty() && !std::getenv("PGPASSFILE"))
+      note("cluster.postgres_password_file is not set: PostgreSQL must let this node in without a password "
+           "(certificate or peer authentication) or ~/.pgpass supplies it");
+  }
 
   // Outbound.
   if (c.delivery.tls == "off") warn("delivery.tls = \"off\": outbound mail never uses TLS");

@@ -138,6 +138,7 @@ Config load_config(const std::string& path) {
   std::map<std::string, const toml::node*> group_nodes;       // for line numbers
   std::map<std::string, const toml::node*> delivery_nodes;    // for line numbers
   const toml::node* password_file_node = nullptr;              // for line numbers
+  std::map<std::string, const toml::node*> cluster_nodes;       // for line numbers
   std::vector<std::pair<std::string, const toml::node*>> refs;  // group names used by keys
   // Handlers that store a checked value.
   auto port = [&](uint16_t& out) {
@@ -257,6 +258,42 @@ Config load_config(const std::string& path) {
                                    c.encryption.password_file = r.str(v, k);
                                    password_file_node = &v;
                                  }}});
+               }},
+              {"cluster",
+               [&](const toml::node& n, const std::string& p) {
+                 c.cluster.enabled = true;
+                 cluster_nodes[""] = &n;
+                 auto text = [&](std::string& out) {
+                   return [&](const toml::node& v, const std::string& k) {
+                     out = r.str(v, k);
+                     cluster_nodes[k] = &v;
+                   };
+                 };
+                 r.table(n, p,
+                         {{"node",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.cluster.node = r.str(v, k);
+                             bool ok = !c.cluster.node.empty() && c.cluster.node.size() <= 64;
+                             for (char ch : c.cluster.node)
+                               if (!(std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) ||
+                                     ch == '.' || ch == '_' || ch == '-'))
+                                 ok = false;
+                             if (!ok) r.fail(&v, k, "must be 1-64 of a-z 0-9 . _ - (unique per node, like \"mx1\")");
+                           }},
+                          {"postgres", text(c.cluster.postgres)},
+                          {"postgres_password_file", text(c.cluster.postgres_password_file)},
+                          {"redis",
+                           [&](const toml::node& v, const std::string& k) {
+                             c.cluster.redis = r.str(v, k);
+                             if (!c.cluster.redis.empty() && c.cluster.redis.rfind("redis://", 0) != 0 &&
+                                 c.cluster.redis.rfind("rediss://", 0) != 0)
+                               r.fail(&v, k, "must be a URL like \"redis://127.0.0.1:6379/0\" or \"rediss://...\" (TLS)");
+                           }},
+                          {"redis_password_file", text(c.cluster.redis_password_file)},
+                          {"lease", [&](const toml::node& v, const std::string& k) {
+                             c.cluster.lease = r.duration(v, k);
+                             if (c.cluster.lease < std::chrono::seconds(10)) r.fail(&v, k, "must be at least 10s");
+                           }}});
                }},
               {"spf",
                [&](const toml::node& n, const std::string& p) {
@@ -621,6 +658,27 @@ Config load_config(const std::string& path) {
     if (st.st_mode & 077)
       r.fail(password_file_node, "encryption.password_file",
              epf + " is readable by others: it holds the encryption password (chmod 600 " + epf + ")");
+  }
+  if (c.cluster.enabled) {
+    if (c.cluster.node.empty()) r.fail(cluster_nodes[""], "cluster.node", "is required in cluster mode (unique per node)");
+    if (c.cluster.postgres.empty())
+      r.fail(cluster_nodes[""], "cluster.postgres", "is required in cluster mode (a libpq conninfo like \"host=db dbname=bulwark\")");
+    if (c.cluster.postgres.find("password") != std::string::npos)
+      r.fail(cluster_nodes["cluster.postgres"], "cluster.postgres",
+             "must not hold a password: put it in cluster.postgres_password_file (mode 600) or PGPASSFILE");
+    for (auto [key, file] : {std::pair<const char*, std::string*>{"cluster.postgres_password_file", &c.cluster.postgres_password_file},
+                             {"cluster.redis_password_file", &c.cluster.redis_password_file}}) {
+      if (file->empty()) continue;
+      if (fs::path(*file).is_relative()) *file = (base / *file).lexically_normal().string();
+      struct stat st{};
+      if (::stat(file->c_str(), &st) != 0 || !std::ifstream(*file)) r.fail(cluster_nodes[key], key, "cannot read " + *file);
+      if (st.st_mode & 077)
+        r.fail(cluster_nodes[key], key, *file + " is readable by others: it holds a password (chmod 600 " + *file + ")");
+    }
+    auto at = c.cluster.redis.find('@');
+    if (at != std::string::npos && c.cluster.redis.find(':', c.cluster.redis.find("//") + 2) < at)
+      r.fail(cluster_nodes["cluster.redis"], "cluster.redis",
+             "must not hold a password: put it in cluster.redis_password_file (mode 600)");
   }
   auto& ca = c.delivery.tls_ca_file;
   if (!ca.empty()) {

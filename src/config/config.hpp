@@ -134,6 +134,18 @@ struct Config {
     std::string mode = "tag";  // off | tag (Authentication-Results only) | reject (fail -> 550 5.7.23)
   } spf;
 
+  // [cluster] (SPEC 16; docs/cluster.md): shared state in PostgreSQL and Redis. Without
+  // the table, everything is embedded (SQLite, Maildir, memory).
+  struct {
+    bool enabled = false;                // the table is present
+    std::string node;                    // unique per node: logs, metrics, leases, heartbeats
+    std::string postgres;                // libpq conninfo
+    std::string postgres_password_file;  // "" = none (or PGPASSFILE); mode 600
+    std::string redis;                   // redis://host:port/db or rediss:// (TLS); "" = no Redis
+    std::string redis_password_file;
+    std::chrono::seconds lease{120};
+  } cluster;
+
   struct {
     std::string mode = "tag";  // off | tag | enforce (p=reject -> 550 5.7.1, p=quarantine -> Junk)
   } dmarc;

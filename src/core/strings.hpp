@@ -57,5 +57,12 @@ inline std::string iso_utc(int64_t unix_seconds) { return utc_time(unix_seconds,
 
 // Lower-case hexadecimal of raw bytes.
 std::string hex(std::string_view raw);
+// The value of one hexadecimal digit (either case), or -1.
+inline int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
 }  // namespace bulwark

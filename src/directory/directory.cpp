@@ -178,6 +178,7 @@ void Directory::expand(DbConn& c, const std::string& stored, int depth, std::vec
 }
 
 Resolution Directory::resolve(const Address& a) {
+  if (!available()) return Resolution{Resolution::temp_failure, {}, {}};
   auto lease = reader();
   DbConn& c = *lease;
   Resolution r;

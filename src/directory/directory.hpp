@@ -11,7 +11,17 @@
 // sealed snapshot <data_dir>/directory.sealed; every change is written back sealed
 // (temp + fsync + rename) under <data_dir>/directory.lock, which also serialises the
 // CLI and the server; a lookup that finds the snapshot replaced reloads it, so the
-// admin CLI's changes still take effect without restart. Depends on core/ and crypt/.
+// admin CLI's changes still take effect without restart.
+//
+// Cluster form (SPEC 16; directory/pg_replica.cpp, docs/cluster.md): the tables live in
+// PostgreSQL; each node answers lookups from an in-memory replica of them (the same
+// SQLite schema and code as above, so a lookup costs what it costs on one machine and
+// never waits on the network on an I/O thread). A change locks PostgreSQL's directory
+// version row, catches the replica up, runs the change on it, carries the rows it
+// changed to PostgreSQL, bumps the version and NOTIFYs, in one transaction; every node
+// LISTENs and reloads (and checks the version every few seconds besides). While a node
+// cannot reach PostgreSQL its replica may be stale, so lookups answer "try later".
+// Depends on core/, crypt/ and cluster/.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -22,6 +32,7 @@
 #include <cstdint>
 
 #include "auth/password.hpp"
+#include "cluster/pg.hpp"
 #include "core/address.hpp"
 
 namespace bulwark {
@@ -52,6 +63,13 @@ class Directory {
   // (then directory.db is removed). Throws DirectoryError when the directory is
   // sealed and no key is loaded.
   static std::unique_ptr<Directory> open(const std::string& data_dir);
+  // The cluster form on PostgreSQL (schema made and checked by the caller). `follow`:
+  // keep the replica current (a server); the admin CLI, which makes one change and
+  // goes, does not need to. Throws DirectoryError when PostgreSQL cannot be reached.
+  static std::unique_ptr<Directory> open_cluster(const pg::Settings& s, bool follow);
+  // False while the cluster form has lost PostgreSQL (its answers could be stale);
+  // lookups then answer temp_failure. Always true on one machine.
+  bool available() const;
   // `encryption disable`: writes the sealed snapshot back as <data_dir>/directory.db
   // (temp + fsync + rename) and removes the snapshot; nothing when there is none.
   // Needs the data key. Safe to run again after an interruption.
@@ -166,6 +184,9 @@ class Directory {
     int exceptions_ = 0;
   };
   struct Snapshot;                      // the sealed form's state (directory_sealed.cpp)
+  struct PgReplica;                     // the cluster form's state (pg_replica.cpp)
+  void pg_begin_change();               // Writing, cluster form: under mu_
+  void pg_end_change(bool failed);      // throws DirectoryError
   void refresh();                        // readers: reload a replaced snapshot
   void reload_locked();                  // under mu_ and the directory lock
   void persist_locked();                 // under mu_ and the directory lock
@@ -184,6 +205,7 @@ class Directory {
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<DbConn>> idle_;  // read connections not in use
   std::unique_ptr<Snapshot> snap_;             // sealed form only
+  std::unique_ptr<PgReplica> pg_;              // cluster form only
 };
 
 // Local-part rules for mailboxes we create: a dot-atom, so the name maps safely

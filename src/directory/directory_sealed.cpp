@@ -16,6 +16,7 @@
 
 #include "core/body.hpp"
 #include "crypt/file.hpp"
+#include "directory/pg_replica.hpp"
 #include "directory/sqlite.hpp"
 
 namespace bulwark {
@@ -69,21 +70,6 @@ void legacy_header(std::string& image) {
   if (image.size() >= 20 && image[18] == 2 && image[19] == 2) image[18] = image[19] = 1;
 }
 
-// Replaces the content of `dst` with that of `src` (the backup API: `dst`'s other
-// connections see the new content; a reader in the middle of a lookup is waited for).
-void copy_db(sqlite3* src, sqlite3* dst) {
-  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
-  if (!b) throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(dst));
-  int rc;
-  for (int tries = 0;; ++tries) {
-    rc = sqlite3_backup_step(b, -1);
-    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries > 5000) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  sqlite3_backup_finish(b);
-  if (rc != SQLITE_DONE) throw DirectoryError(std::string("directory: cannot load: ") + sqlite3_errstr(rc));
-}
-
 void load_image(sqlite3* dst, std::string image) {
   legacy_header(image);
   sqlite3* priv = nullptr;
@@ -131,11 +117,26 @@ void remove_plain(const std::string& plain) {
 
 }  // namespace
 
+// Replaces the content of `dst` with that of `src` (the backup API: `dst`'s other
+// connections see the new content; a reader in the middle of a lookup is waited for).
+void copy_db(sqlite3* src, sqlite3* dst) {
+  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
+  if (!b) throw DirectoryError(std::string("directory: ") + sqlite3_errmsg(dst));
+  int rc;
+  for (int tries = 0;; ++tries) {
+    rc = sqlite3_backup_step(b, -1);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries > 5000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) throw DirectoryError(std::string("directory: cannot load: ") + sqlite3_errstr(rc));
+}
+
 // Here, where Snapshot is complete.
 Directory::Directory(std::string path, std::unique_ptr<DbConn> writer)
     : path_(std::move(path)), writer_(std::move(writer)) {}
 
-Directory::~Directory() = default;
+Directory::~Directory() = default;  // here, where Snapshot and PgReplica are complete
 
 std::string Directory::sealed_path(const std::string& data_dir) {
   return (fs::path(data_dir) / "directory.sealed").string();
@@ -231,6 +232,11 @@ void Directory::refresh() {
 }
 
 Directory::Writing::Writing(Directory& d) : d_(d), lk_(d.mu_) {
+  exceptions_ = std::uncaught_exceptions();
+  if (d.pg_) {
+    d.pg_begin_change();
+    return;
+  }
   if (!d.snap_) return;
   while (::flock(d.snap_->lock_fd, LOCK_EX) != 0)
     if (errno != EINTR) throw DirectoryError(std::string("cannot lock the directory: ") + std::strerror(errno));
@@ -245,6 +251,10 @@ Directory::Writing::Writing(Directory& d) : d_(d), lk_(d.mu_) {
 }
 
 Directory::Writing::~Writing() noexcept(false) {
+  if (d_.pg_) {
+    d_.pg_end_change(std::uncaught_exceptions() > exceptions_);
+    return;
+  }
   if (!d_.snap_) return;
   std::string err;
   if (sqlite3_total_changes64(d_.writer_->db) != changes_) {

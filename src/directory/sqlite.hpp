@@ -106,4 +106,8 @@ inline void exec(sqlite3* db, const char* sql) {
 // The directory's tables (and the columns older directories lack).
 void create_directory_schema(sqlite3* db);
 
+// Replaces the content of `dst` with that of `src` (the backup API: `dst`'s other
+// connections see the new content; a reader in the middle of a lookup is waited for).
+void copy_db(sqlite3* src, sqlite3* dst);
+
 }  // namespace bulwark

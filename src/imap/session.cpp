@@ -438,12 +438,12 @@ void Session::auth_failure(const std::string& user, auth::Step::Why why, Output&
   no(out, tag_, "[AUTHENTICATIONFAILED] Authentication failed");
 }
 
-Output Session::login_unavailable() {
+Output Session::login_unavailable(std::string_view why) {
   Output out;
   auth::wipe(login_.password);
   login_ = LoginRequest{};
   state_ = State::not_authenticated;
-  no(out, tag_, "[UNAVAILABLE] Too many logins at once from your address, try again later");
+  no(out, tag_, "[UNAVAILABLE] " + std::string(why));
   return process(std::move(out));
 }
 

@@ -40,6 +40,9 @@ struct Admitted {
   std::string tls_version, tls_cipher;
 };
 
+// A login's answer while the directory cannot be read (cluster mode, PostgreSQL lost).
+inline constexpr const char* kDirectoryUnavailable = "The user directory is unavailable, try again later";
+
 // The server's parts drivers share.
 struct Shared {
   Directory& dir;

@@ -9,6 +9,7 @@
 
 #include "core/strings.hpp"
 #include "logging/logs.hpp"
+#include "directory/directory.hpp"
 #include "net/driver.hpp"
 #include "net/login.hpp"
 #include "pop3/session.hpp"
@@ -123,8 +124,18 @@ class Pop3Driver : public Driver {
             o = s.login_unavailable();
             continue;
           }
+          if (!sh_.dir.available()) {  // cluster mode, PostgreSQL lost: no answer is certain
+            hooks.slot().release();
+            o = s.login_unavailable(kDirectoryUnavailable);
+            continue;
+          }
           auto found = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
                                                         use_awaitable);
+          if (!found && !sh_.dir.available()) {
+            hooks.slot().release();
+            o = s.login_unavailable(kDirectoryUnavailable);
+            continue;
+          }
           o = s.login_finished(found.has_value());
           continue;
         }

@@ -259,8 +259,18 @@ class SmtpDriver : public Driver {
             o = s.login_unavailable();
             continue;
           }
+          if (!sh_.dir.available()) {  // cluster mode, PostgreSQL lost: no answer is certain
+            hooks.slot().release();
+            o = s.login_unavailable(kDirectoryUnavailable);
+            continue;
+          }
           auto key = co_await sh_.logins.async_verify(s.pending_login().user, s.pending_login().password,
                                                        use_awaitable);
+          if (!key && !sh_.dir.available()) {
+            hooks.slot().release();
+            o = s.login_unavailable(kDirectoryUnavailable);
+            continue;
+          }
           o = s.login_finished(key.has_value());
           continue;
         }

@@ -309,12 +309,12 @@ void Session::auth_failure(const std::string& user, auth::Step::Why why, Output&
                                              : "[AUTH] Authentication failed");
 }
 
-Output Session::login_unavailable() {
+Output Session::login_unavailable(std::string_view why) {
   Output out;
   auth::wipe(login_.password);
   login_ = LoginRequest{};
   state_ = State::authorization;
-  err(out, "[SYS/TEMP] Too many logins at once from your address, try again later");
+  err(out, "[SYS/TEMP] " + std::string(why));
   return process(std::move(out));
 }
 

@@ -87,7 +87,9 @@ class Session {
   Output login_finished(bool ok);
   // No check could be made (the address is blocked, or its checks in flight stayed
   // full): "try again later", counted as nothing.
-  Output login_unavailable();
+  // A login that cannot be checked now ("try later"): too many at once from the
+  // address, or the user directory unreachable (cluster mode).
+  Output login_unavailable(std::string_view why = "Too many logins at once from your address, try again later");
 
   // After Next::open_mailbox: the user as authenticated and the mechanism used.
   const std::string& login_user() const { return user_; }

@@ -178,7 +178,9 @@ class ServerSession {
   Output login_finished(bool ok);
   // No check could be made (the address is blocked, or its checks in flight stayed
   // full): "try again later", counted as nothing.
-  Output login_unavailable();
+  // A login that cannot be checked now ("try later"): too many at once from the
+  // address, or the user directory unreachable (cluster mode).
+  Output login_unavailable(std::string_view why = "Too many logins at once from your address, try again later");
   // Server shutdown or timeout: the 421 to send before closing.
   enum class Closing { shutdown, timeout };
   Output shutdown(Closing why);

@@ -146,13 +146,13 @@ void ServerSession::auth_failure(const std::string& user, auth::Step::Why why, O
   fail(out, Reply(535, "5.7.8", "Authentication credentials invalid"));
 }
 
-Output ServerSession::login_unavailable() {
+Output ServerSession::login_unavailable(std::string_view why) {
   Output out;
   auth::wipe(login_.password);
   login_ = LoginRequest{};
   mech_.reset();
   set_state(State::command);
-  fail(out, Reply(454, "4.7.0", "Too many logins at once from your address, try again later"));
+  fail(out, Reply(454, "4.7.0", std::string(why)));
   return process(std::move(out));
 }
 

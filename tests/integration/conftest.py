@@ -70,7 +70,11 @@ def free_port():
 
 
 class Bulwark:
-    def __init__(self, root, extra_config="", users=("demo@example.test",), run_as=""):
+    def __init__(self, root, extra_config="", users=("demo@example.test",), run_as="", address="127.0.0.1",
+                 prepare=None, domain=True):
+        """`address`: the listeners' (cluster nodes run on 127.0.0.2-4); `prepare(self)`
+        runs after the config is written and before the directory is filled (`cluster
+        init`); `domain`: add example.test (a second cluster node shares the first's)."""
         self.root = pathlib.Path(root)
         self.data = self.root / "data"
         self.logs = self.root / "log"
@@ -81,8 +85,12 @@ class Bulwark:
         self.data_key = None  # encryption at rest: the data key, when a test made the keyring
         self.extra_config = extra_config
         self.run_as = run_as
+        self.address = address
         self.write_config()
-        self.cli("domain", "add", "example.test")
+        if prepare:
+            prepare(self)
+        if domain:
+            self.cli("domain", "add", "example.test")
         for u in users:
             self.cli("user", "add", u, "--password-stdin", input=PASSWORD + "\n")
         if users:  # RFC 5321 4.5.1: serve refuses to start without a postmaster
@@ -104,7 +112,7 @@ user = "{self.run_as}"
             # unless a test is about relaying, nobody may relay.
             text += '\n[relay]\nallow_ip_group = ""\n'
         for svc, port in self.ports.items():
-            text += f'\n[[listener]]\nservice = "{svc}"\naddress = "127.0.0.1"\nport = {port}\n'
+            text += f'\n[[listener]]\nservice = "{svc}"\naddress = "{self.address}"\nport = {port}\n'
         self.config.write_text(text)
 
     def cli(self, *args, input=None, check=True):

@@ -1,0 +1,71 @@
+#include "cluster/node.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+namespace bulwark::cluster {
+
+Heartbeat::Heartbeat(const pg::Settings& s, std::string node, std::string version, std::string address,
+                     std::function<int64_t()> sessions, std::chrono::seconds every)
+    : settings_(s),
+      node_(std::move(node)),
+      version_(std::move(version)),
+      address_(std::move(address)),
+      sessions_(std::move(sessions)),
+      every_(every) {
+  auto c = pg::Conn::open(settings_);
+  // Another process beating under this name within the last three beats: a second node
+  // with the same name would share its leases. Refuse.
+  auto r = c->exec("SELECT pid, address FROM nodes WHERE name=$1 AND heartbeat > now() - $2::interval AND pid <> $3",
+                   {node_, std::to_string(every_.count() * 3) + " seconds", std::to_string(::getpid())});
+  if (r.rows() && !(r.text(0, 1) == address_ && r.integer(0, 0) == ::getpid()))
+    throw std::runtime_error("cluster.node \"" + node_ + "\" is in use by a live node (" + r.text(0, 1) + ", pid " +
+                             r.text(0, 0) + "): each node needs a name of its own");
+  c->exec(
+      "INSERT INTO nodes(name, version, address, pid, started, heartbeat, sessions) VALUES($1,$2,$3,$4,now(),now(),0) "
+      "ON CONFLICT(name) DO UPDATE SET version=$2, address=$3, pid=$4, started=now(), heartbeat=now(), sessions=0",
+      {node_, version_, address_, std::to_string(::getpid())});
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  thread_ = std::thread([this, conn = std::shared_ptr<pg::Conn>(std::move(c))]() mutable {
+    while (!stop_) {
+      pollfd w{wake_fd_, POLLIN, 0};
+      ::poll(&w, 1, int(every_.count() * 1000));
+      if (stop_) break;
+      try {
+        if (!conn) conn = pg::Conn::open(settings_);
+        beat(*conn);
+      } catch (const pg::Error&) {
+        conn.reset();  // the directory's follower says so in the log; try again next beat
+      }
+    }
+  });
+}
+
+Heartbeat::~Heartbeat() {
+  stop_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  ::close(wake_fd_);
+}
+
+void Heartbeat::beat(pg::Conn& c) {
+  c.exec("UPDATE nodes SET heartbeat=now(), sessions=$2 WHERE name=$1",
+         {node_, std::to_string(sessions_ ? sessions_() : 0)});
+}
+
+std::vector<NodeStatus> nodes(pg::Conn& c) {
+  std::vector<NodeStatus> out;
+  auto r = c.run(
+      "SELECT name, version, address, pid, sessions, EXTRACT(EPOCH FROM now() - heartbeat), "
+      "to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM nodes ORDER BY name");
+  for (int i = 0; i < r.rows(); ++i)
+    out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.integer(i, 3), r.integer(i, 4), std::stod(r.text(i, 5)),
+                   r.text(i, 6)});
+  return out;
+}
+
+}  // namespace bulwark::cluster

@@ -1,0 +1,44 @@
+// cluster/node.hpp: this node in the cluster's `nodes` table -- a heartbeat every few
+// seconds (name, version, address, sessions), and the table as `cluster status` shows it.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/pg.hpp"
+
+namespace bulwark::cluster {
+
+class Heartbeat {
+ public:
+  // Registers the node at once (throws pg::Error when PostgreSQL cannot be reached, or
+  // std::runtime_error when another live node has the same name), then beats every
+  // `every` on a thread of its own; `sessions` is read at each beat.
+  Heartbeat(const pg::Settings& s, std::string node, std::string version, std::string address,
+            std::function<int64_t()> sessions, std::chrono::seconds every = std::chrono::seconds(5));
+  ~Heartbeat();
+  Heartbeat(const Heartbeat&) = delete;
+  Heartbeat& operator=(const Heartbeat&) = delete;
+
+ private:
+  void beat(pg::Conn& c);
+  pg::Settings settings_;
+  std::string node_, version_, address_;
+  std::function<int64_t()> sessions_;
+  std::chrono::seconds every_;
+  std::atomic<bool> stop_{false};
+  int wake_fd_ = -1;
+  std::thread thread_;
+};
+
+struct NodeStatus {
+  std::string name, version, address;
+  int64_t pid = 0, sessions = 0;
+  double seconds_since_heartbeat = 0;
+  std::string started;
+};
+std::vector<NodeStatus> nodes(pg::Conn& c);
+
+}  // namespace bulwark::cluster

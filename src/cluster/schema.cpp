@@ -1,0 +1,79 @@
+#include "cluster/schema.hpp"
+
+#include <stdexcept>
+
+namespace bulwark::cluster {
+
+namespace {
+
+// One entry per version; never edit one that has shipped, add the next.
+const char* const kMigrations[] = {
+    // 1: nodes, the directory (the same tables as the embedded SQLite directory, so the
+    // changes of one can be carried to the other column for column; docs/cluster.md).
+    R"sql(
+CREATE TABLE nodes(name TEXT PRIMARY KEY, version TEXT NOT NULL, address TEXT NOT NULL, pid BIGINT NOT NULL,
+  started TIMESTAMPTZ NOT NULL, heartbeat TIMESTAMPTZ NOT NULL, sessions BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE directory_version(id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+INSERT INTO directory_version VALUES(1, 1);
+CREATE TABLE domains(name TEXT PRIMARY KEY, anti_spoofing INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE users("key" TEXT PRIMARY KEY, address TEXT NOT NULL, domain TEXT NOT NULL, password_hash TEXT NOT NULL,
+  scram TEXT, cram_md5 TEXT);
+CREATE TABLE aliases(alias TEXT NOT NULL, domain TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY(alias, target));
+CREATE TABLE "groups"(grp TEXT NOT NULL, domain TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(grp, member));
+CREATE TABLE delegations(owner TEXT NOT NULL, delegate TEXT NOT NULL, PRIMARY KEY(owner, delegate));
+CREATE TABLE admins(name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, read_only INTEGER NOT NULL DEFAULT 0,
+  token_hash TEXT);
+)sql",
+};
+
+constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));
+// pg_advisory_lock key: "bulwark" schema changes.
+constexpr const char* kLock = "SELECT pg_advisory_lock(7262917504101)";
+constexpr const char* kUnlock = "SELECT pg_advisory_unlock(7262917504101)";
+
+}  // namespace
+
+int schema_version() { return kVersion; }
+
+int database_version(pg::Conn& c) {
+  auto r = c.run("SELECT to_regclass('bulwark_schema') IS NOT NULL");
+  if (r.text(0, 0) != "t") return 0;
+  auto v = c.run("SELECT version FROM bulwark_schema");
+  return v.rows() ? int(v.integer(0, 0)) : 0;
+}
+
+int migrate(pg::Conn& c) {
+  c.run(kLock);
+  struct Unlock {
+    pg::Conn& c;
+    ~Unlock() {
+      try {
+        if (c.ok()) c.run(kUnlock);
+      } catch (...) {
+      }
+    }
+  } unlock{c};
+  int before = database_version(c);
+  if (before > kVersion)
+    throw std::runtime_error("the database's schema is version " + std::to_string(before) + ", this bulwark knows up to " +
+                             std::to_string(kVersion) + ": upgrade bulwark on this node");
+  for (int v = before; v < kVersion; ++v) {
+    pg::Transaction t(c);
+    if (v == 0) c.run("CREATE TABLE bulwark_schema(version INTEGER NOT NULL); INSERT INTO bulwark_schema VALUES(0)");
+    c.run(kMigrations[v]);
+    c.run("UPDATE bulwark_schema SET version = " + std::to_string(v + 1));
+    t.commit();
+  }
+  return before;
+}
+
+void require_version(pg::Conn& c) {
+  int v = database_version(c);
+  if (v == kVersion) return;
+  if (v == 0) throw std::runtime_error("the database has no bulwark schema: run `bulwark cluster init`");
+  throw std::runtime_error("the database's schema is version " + std::to_string(v) + ", this bulwark's is " +
+                           std::to_string(kVersion) +
+                           (v < kVersion ? ": run `bulwark cluster init` to upgrade it" : ": upgrade bulwark on this node"));
+}
+
+}  // namespace bulwark::cluster

@@ -1,0 +1,294 @@
+"""Cluster mode (SPEC 16): three nodes on 127.0.0.2, .3 and .4 sharing a real
+PostgreSQL 15 and a real Redis 7 (engines.py), talked to with smtplib, imaplib and
+poplib as a user's clients would."""
+import imaplib
+import os
+import pathlib
+import poplib
+import shutil
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import BIN, PASSWORD, Bulwark, free_ports, wait
+from engines import PG_PASSWORD, REDIS_PASSWORD, Postgres, Redis
+
+NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+@pytest.fixture(scope="module")
+def engines():
+    pg_port, redis_port = free_ports(2)
+    pg = Postgres(pg_port)
+    try:
+        redis = Redis(redis_port)
+    except BaseException:
+        pg.close()
+        raise
+    yield pg, redis
+    redis.close()
+    pg.close()
+
+
+class Cluster:
+    """Nodes sharing one database of their own (a test's)."""
+
+    serial = 0
+
+    def __init__(self, pg, redis):
+        Cluster.serial += 1
+        self.pg, self.redis = pg, redis
+        self.db = f"bulwark_t{os.getpid()}_{Cluster.serial}"
+        self.conninfo = pg.new_database(self.db)
+        self.nodes = []
+
+    def node_config(self, name, root):
+        (root / "pg.pw").write_text(PG_PASSWORD + "\n")
+        (root / "redis.pw").write_text(REDIS_PASSWORD + "\n")
+        os.chmod(root / "pg.pw", 0o600)
+        os.chmod(root / "redis.pw", 0o600)
+        return f"""
+[cluster]
+node = "{name}"
+postgres = "{self.conninfo}"
+postgres_password_file = "pg.pw"
+redis = "{self.redis.url}"
+redis_password_file = "redis.pw"
+lease = "10s"
+"""
+
+    def add_node(self, start=True, **kw):
+        i = len(self.nodes)
+        root = pathlib.Path(tempfile.mkdtemp(prefix=f"bulwark-node{i + 1}-"))
+        first = i == 0
+        node = Bulwark(root, extra_config=self.node_config(f"n{i + 1}", root), address=NODE_ADDRESSES[i],
+                       users=("demo@example.test",) if first else (), domain=first,
+                       prepare=(lambda b: b.cli("cluster", "init")) if first else None, **kw)
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    def close(self):
+        for n in self.nodes:
+            n.stop()
+            if not os.environ.get("BULWARK_KEEP"):
+                shutil.rmtree(n.root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(engines):
+    c = Cluster(*engines)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def three(cluster):
+    for _ in range(3):
+        cluster.add_node()
+    return cluster
+
+
+def tls(node):
+    ctx = ssl.create_default_context(cafile=node.cert)
+    ctx.check_hostname = False
+    return ctx
+
+
+def imap_login(node, user, password=PASSWORD):
+    ctx = tls(node)
+    m = imaplib.IMAP4(node.address, node.ports["imap"], timeout=10)
+    m.starttls(ssl_context=ctx)
+    try:
+        return m, m.login(user, password)
+    except imaplib.IMAP4.error as e:
+        return m, ("NO", [str(e).encode()])
+
+
+def pop_login(node, user, password=PASSWORD):
+    ctx = tls(node)
+    p = poplib.POP3(node.address, node.ports["pop3"], timeout=10)
+    p.stls(context=ctx)
+    p.user(user)
+    try:
+        return p, p.pass_(password)
+    except poplib.error_proto as e:
+        return p, e.args[0]
+
+
+def smtp_auth(node, user, password=PASSWORD):
+    ctx = tls(node)
+    s = smtplib.SMTP(node.address, node.ports["submission"], timeout=10)
+    s.starttls(context=ctx)
+    try:
+        return s, s.login(user, password)
+    except smtplib.SMTPAuthenticationError as e:
+        return s, (e.smtp_code, e.smtp_error)
+    except smtplib.SMTPException as e:
+        return s, (getattr(e, "smtp_code", 0), str(e).encode())
+
+
+def rcpt(node, address):
+    s = smtplib.SMTP(node.address, node.ports["smtp"], timeout=10)
+    s.ehlo("client.remote.test")
+    s.mail("someone@remote.test")
+    code, text = s.rcpt(address)
+    s.quit()
+    return code, text
+
+
+def test_user_added_on_one_node_logs_in_at_once_on_another(three):
+    n1, n2, n3 = three.nodes
+    n1.cli("user", "add", "alice@example.test", "--password-stdin", input=PASSWORD + "\n")
+    # At once: no wait between the command and the logins on node 3.
+    s, (code, _) = smtp_auth(n3, "alice@example.test")
+    assert code == 235
+    s.quit()
+    m, (typ, _) = imap_login(n3, "alice@example.test")
+    assert typ == "OK"
+    m.logout()
+    p, reply = pop_login(n3, "alice@example.test")
+    assert reply.startswith(b"+OK"), reply
+    p.quit()
+    # Mail for her is taken on every node; an unknown address is refused everywhere.
+    for n in three.nodes:
+        assert rcpt(n, "alice@example.test")[0] == 250
+        assert rcpt(n, "nobody@example.test")[0] == 550
+    # A password changed on node 2 and a user removed there count everywhere at once.
+    n2.cli("user", "passwd", "alice@example.test", "--password-stdin", input="Another-Horse-8-Battery\n")
+    m, (typ, _) = imap_login(n1, "alice@example.test")
+    assert typ == "NO"
+    m.logout()
+    m, (typ, _) = imap_login(n1, "alice@example.test", "Another-Horse-8-Battery")
+    assert typ == "OK"
+    m.logout()
+    n2.cli("user", "remove", "alice@example.test")
+    s, (code, _) = smtp_auth(n1, "alice@example.test", "Another-Horse-8-Battery")
+    assert code == 535
+    s.close()
+    wait(lambda: rcpt(n3, "alice@example.test")[0] == 550, timeout=5, what="the removal on node 3")
+    # Every directory command works on any node and sees the same thing.
+    n3.cli("alias", "add", "info@example.test", "demo@example.test")
+    assert "info@example.test -> demo@example.test" in n1.cli("alias", "list").stdout
+    assert n2.cli("user", "list").stdout.split() == ["demo@example.test"]
+    r = n2.cli("alias", "add", "info@example.test", "demo@example.test", check=False)
+    assert r.returncode == 0  # the same alias again: no change, no error (as on one machine)
+    r = n2.cli("user", "add", "info@example.test", "--password-stdin", input=PASSWORD + "\n", check=False)
+    assert r.returncode != 0 and "already an alias" in r.stderr
+
+
+def test_concurrent_directory_changes_from_every_node_all_land(three):
+    # Each node's CLI adds its own users at the same time: the version row serialises
+    # them, each catches its replica up first, nothing is lost or duplicated.
+    procs = []
+    for i, n in enumerate(three.nodes):
+        for j in range(4):
+            procs.append(subprocess.Popen(
+                [BIN, "--config", str(n.config), "user", "add", f"u{i}{j}@example.test", "--password-stdin"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        out, err = p.communicate(PASSWORD + "\n", timeout=60)
+        assert p.returncode == 0, err
+    want = sorted(["demo@example.test"] + [f"u{i}{j}@example.test" for i in range(3) for j in range(4)])
+    for n in three.nodes:
+        assert sorted(n.cli("user", "list").stdout.split()) == want
+    for i in range(3):
+        for j in range(4):
+            wait(lambda: rcpt(three.nodes[(i + 1) % 3], f"u{i}{j}@example.test")[0] == 250, timeout=5,
+                 what="the user on another node")
+
+
+def test_schema_init_status_and_a_node_of_another_version(cluster, engines):
+    pg, _ = engines
+    n1 = cluster.add_node()
+    n2 = cluster.add_node()
+    r = n1.cli("cluster", "init")
+    assert "schema is current (version 1)" in r.stdout
+    status = n2.cli("cluster", "status").stdout
+    lines = [l.split("\t") for l in status.splitlines()[2:]]
+    assert [(l[0], l[1]) for l in lines] == [("n1", "up"), ("n2", "up")], status
+    assert lines[0][3].endswith("/127.0.0.2") and lines[1][3].endswith("/127.0.0.3")
+    # A name already beating elsewhere is refused.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-dup-"))
+    try:
+        dup = Bulwark(root, extra_config=cluster.node_config("n1", root), address="127.0.0.5", users=(), domain=False)
+        with pytest.raises(AssertionError, match='cluster.node "n1" is in use by a live node'):
+            dup.start()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    # The database upgraded by a newer bulwark: this one refuses to start, naming both.
+    n2.stop()
+    pg.psql("UPDATE bulwark_schema SET version = 99", db=cluster.db)
+    with pytest.raises(AssertionError, match="schema is version 99, this bulwark's is 1"):
+        n2.start()
+    r = n1.cli("user", "list", check=False)
+    assert r.returncode != 0 and "version 99" in r.stderr
+    pg.psql("UPDATE bulwark_schema SET version = 1", db=cluster.db)
+
+
+def test_config_refuses_passwords_in_the_file_and_open_password_files(tmp_path):
+    (tmp_path / "pw").write_text("x\n")
+    os.chmod(tmp_path / "pw", 0o644)
+    cases = [
+        ('postgres = "host=db password=hunter2"', "cluster.postgres", "must not hold a password"),
+        ('postgres = "host=db"\npostgres_password_file = "pw"', "cluster.postgres_password_file", "readable by others"),
+        ('postgres = "host=db"\nredis = "redis://:hunter2@r:6379/0"', "cluster.redis", "must not hold a password"),
+        ('postgres = "host=db"\nredis = "http://r"', "cluster.redis", "must be a URL"),
+        ('postgres = "host=db"\nnode = "Mx 1"', "cluster.node", "must be 1-64"),
+        ('postgres = "host=db"\nlease = "1s"', "cluster.lease", "at least 10s"),
+    ]
+    for body, key, why in cases:
+        if "node =" not in body:
+            body += '\nnode = "mx1"'
+        cfg = tmp_path / "b.toml"
+        cfg.write_text(f'[server]\nhostname = "mail.example.test"\ndata_dir = "d"\n[cluster]\n{body}\n')
+        r = subprocess.run([BIN, "--config", str(cfg), "check-config"], capture_output=True, text=True)
+        assert r.returncode == 2, (body, r.stdout, r.stderr)
+        assert key in r.stderr and why in r.stderr, (body, r.stderr)
+        assert "hunter2" not in r.stderr
+
+
+def test_postgres_down_means_try_later_and_recovery_without_restart(three, engines):
+    pg, _ = engines
+    n1, n2, n3 = three.nodes
+    pg.stop()
+    try:
+        # Within a few seconds every node knows (its follower's connection ended).
+        def down():
+            return rcpt(n2, "demo@example.test")[0] == 451
+        wait(down, timeout=15, what="451 at RCPT with PostgreSQL down")
+        code, text = rcpt(n2, "demo@example.test")
+        assert code == 451 and text.startswith(b"4.3.0"), (code, text)
+        s, (code, text) = smtp_auth(n3, "demo@example.test")
+        assert code == 454 and b"4.7.0" in text, (code, text)
+        s.close()
+        m, (typ, data) = imap_login(n1, "demo@example.test")
+        assert typ == "NO" and b"[UNAVAILABLE]" in data[0], data
+        m.logout()
+        p, reply = pop_login(n3, "demo@example.test")
+        assert b"[SYS/TEMP]" in reply, reply
+        p.quit()
+        # Not a failed login: nobody gets blocked by an outage.
+        for _ in range(8):
+            s, (code, _) = smtp_auth(n3, "demo@example.test")
+            assert code == 454
+            s.close()
+        # One log line per 10 s, not one per session.
+        assert n2.log("bulwark.log").count("PostgreSQL unreachable") <= 2
+        r = n1.cli("user", "add", "late@example.test", "--password-stdin", input=PASSWORD + "\n", check=False)
+        assert r.returncode != 0 and "PostgreSQL" in r.stderr and PG_PASSWORD not in r.stderr
+    finally:
+        pg.start()
+    # Back by itself: no node restarted.
+    wait(lambda: rcpt(n2, "demo@example.test")[0] == 250, timeout=20, what="recovery on node 2")
+    wait(lambda: smtp_auth(n3, "demo@example.test")[1][0] == 235, timeout=20, what="logins on node 3 again")
+    n1.wait_log("bulwark.log", "PostgreSQL reachable again")
+    for n in three.nodes:
+        assert n.proc.poll() is None
