@@ -21,6 +21,7 @@
 #include "net/tls.hpp"
 #include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
+#include "policy/redis_limits.hpp"
 #include "queue/spool.hpp"
 #include "store/mailstore.hpp"
 
@@ -61,6 +62,7 @@ struct Server::Impl {
   store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
+  std::unique_ptr<RedisLimits> shared_limits;  // cluster mode with Redis
   Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, {}};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
@@ -77,6 +79,10 @@ struct Server::Impl {
     logs::crash_stacks_for(workers, 2);
     logs::crash_stacks_for(disk, 2);
     logins.set_cache_ttl(cfg->policy.login_cache_ttl);
+    if (cfg->cluster.enabled && !cfg->cluster.redis.empty())
+      shared_limits = std::make_unique<RedisLimits>(
+          RedisLimitSettings{cfg->cluster.redis, cfg->cluster.redis_password_file, cfg->cluster.node, cfg->cluster.lease},
+          limit_settings(*cfg), limits, pop);
     if (cfg->greylisting.enabled) {
       GreylistSettings gs;
       gs.delay = cfg->greylisting.delay;
@@ -317,6 +323,7 @@ struct Server::Impl {
       if (reload_hook) reload_hook(next);  // may refuse the reload by throwing
       for (auto& w : next.warnings) logs::main().warn("{}", w);
       limits.update(limit_settings(next));
+      if (shared_limits) shared_limits->update(limit_settings(next));
       logins.set_cache_ttl(next.policy.login_cache_ttl);
       groups = std::make_shared<IpGroups>(next.ip_group_ranges);
       cfg = std::make_shared<Config>(std::move(next));

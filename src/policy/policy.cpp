@@ -23,6 +23,23 @@ size_t IpKeyHash::operator()(const IpAddress& a) const noexcept {
 }
 
 void PopLogins::record(const IpAddress& ip, const std::string& user) {
+  remember(ip, user);
+  std::function<void(const IpAddress&, const std::string&)> shared;
+  {
+    std::lock_guard lk(mu_);
+    shared = shared_;
+  }
+  if (shared) shared(ip, user);
+}
+
+void PopLogins::learn(const IpAddress& ip, const std::string& user) { remember(ip, user); }
+
+void PopLogins::share(std::function<void(const IpAddress&, const std::string&)> shared) {
+  std::lock_guard lk(mu_);
+  shared_ = std::move(shared);
+}
+
+void PopLogins::remember(const IpAddress& ip, const std::string& user) {
   std::lock_guard lk(mu_);
   auto now = now_();
   if (last_.size() >= 100000 && !last_.count(ip)) {
@@ -127,6 +144,7 @@ ClientLimits::Entry* ClientLimits::entry(const IpAddress& ip, SteadyClock::time_
 
 bool ClientLimits::live(const Entry& e, SteadyClock::time_point now) const {
   if (e.connections > 0 || e.mailbox_connections > 0 || e.blocked_until > now) return true;
+  if (e.others[0] || e.others[1] || e.rate_blocked_until > now) return true;
   for (auto& a : e.auth)
     if (a.pending > 0 || a.blocked_until > now || (a.failures > 0 && now - a.since <= s_.auth_window)) return true;
   if (e.unknown > 0 && now - e.unknown_since <= s_.harvest_block) return true;
@@ -144,24 +162,58 @@ void ClientLimits::evict(SteadyClock::time_point now) {
 }
 
 ClientLimits::Connect ClientLimits::connect(const IpAddress& ip, Kind kind) {
-  std::lock_guard lk(mu_);
-  auto now = now_();
-  Entry* e = entry(ip, now);
-  if (!e) return Connect::untracked;
-  if (kind == Kind::smtp && e->blocked_until > now) return Connect::harvest_blocked;
-  uint32_t& n = kind == Kind::smtp ? e->connections : e->mailbox_connections;
-  uint64_t max = kind == Kind::smtp ? s_.max_connections_per_ip : s_.max_mailbox_connections_per_ip;
-  if (max && n >= max) return Connect::too_many_connections;
-  ++n;
+  uint32_t here = 0;
+  {
+    std::lock_guard lk(mu_);
+    auto now = now_();
+    Entry* e = entry(ip, now);
+    if (!e) return Connect::untracked;
+    if (kind == Kind::smtp && e->blocked_until > now) return Connect::harvest_blocked;
+    uint32_t& n = kind == Kind::smtp ? e->connections : e->mailbox_connections;
+    uint64_t max = kind == Kind::smtp ? s_.max_connections_per_ip : s_.max_mailbox_connections_per_ip;
+    if (max && uint64_t(n) + e->others[size_t(kind)] >= max) return Connect::too_many_connections;
+    here = ++n;
+  }
+  if (sharing_) sharing_->connections(limit_key(ip), kind, here);
   return Connect::ok;
 }
 
 void ClientLimits::disconnect(const IpAddress& ip, Kind kind) {
+  uint32_t here = 0;
+  {
+    std::lock_guard lk(mu_);
+    auto it = map_.find(limit_key(ip));
+    if (it == map_.end()) return;
+    uint32_t& n = kind == Kind::smtp ? it->second.connections : it->second.mailbox_connections;
+    if (n > 0) --n;
+    here = n;
+  }
+  if (sharing_) sharing_->connections(limit_key(ip), kind, here);
+}
+
+void ClientLimits::share(Sharing* s) { sharing_ = s; }
+
+void ClientLimits::impose(const IpAddress& key, Block b, std::chrono::milliseconds length) {
   std::lock_guard lk(mu_);
-  auto it = map_.find(limit_key(ip));
-  if (it == map_.end()) return;
-  uint32_t& n = kind == Kind::smtp ? it->second.connections : it->second.mailbox_connections;
-  if (n > 0) --n;
+  auto now = now_();
+  Entry* e = entry(key, now);
+  if (!e) return;
+  auto until = now + length;
+  auto& slot = b == Block::harvest ? e->blocked_until
+               : b == Block::rate  ? e->rate_blocked_until
+                                   : e->auth[b == Block::auth_mail ? 0 : 1].blocked_until;
+  slot = std::max(slot, until);
+}
+
+void ClientLimits::others(const IpAddress& key, Kind kind, uint32_t n) {
+  std::lock_guard lk(mu_);
+  if (n == 0) {
+    auto it = map_.find(key);
+    if (it != map_.end()) it->second.others[size_t(kind)] = 0;
+    return;
+  }
+  Entry* e = entry(key, now_());
+  if (e) e->others[size_t(kind)] = n;
 }
 
 bool ClientLimits::message_allowed(const IpAddress& ip) {
@@ -170,6 +222,7 @@ bool ClientLimits::message_allowed(const IpAddress& ip) {
   auto now = now_();
   Entry* e = entry(ip, now);
   if (!e) return true;
+  if (e->rate_blocked_until > now) return false;
   rotate(*e, std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count());
   uint64_t sum = 0;
   for (auto b : e->buckets) sum += b;
@@ -177,25 +230,33 @@ bool ClientLimits::message_allowed(const IpAddress& ip) {
 }
 
 void ClientLimits::message_accepted(const IpAddress& ip) {
-  std::lock_guard lk(mu_);
-  if (!s_.max_messages_per_hour) return;  // nothing to count toward
-  auto now = now_();
-  Entry* e = entry(ip, now);
-  if (!e) return;
-  int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
-  rotate(*e, minute);
-  ++e->buckets[size_t(minute % 60)];
+  {
+    std::lock_guard lk(mu_);
+    if (!s_.max_messages_per_hour) return;  // nothing to count toward
+    auto now = now_();
+    Entry* e = entry(ip, now);
+    if (!e) return;
+    int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(now.time_since_epoch()).count();
+    rotate(*e, minute);
+    ++e->buckets[size_t(minute % 60)];
+  }
+  if (sharing_) sharing_->message(limit_key(ip));
 }
 
 bool ClientLimits::unknown_recipient(const IpAddress& ip) {
-  std::lock_guard lk(mu_);
-  if (!s_.max_unknown_recipients) return false;
-  auto now = now_();
-  Entry* e = entry(ip, now);
-  if (!e) return false;
-  // Unknown recipients count within a window as long as the block would last.
-  return count_toward_block(e->unknown, e->unknown_since, e->blocked_until, now, s_.harvest_block,
-                            s_.max_unknown_recipients, s_.harvest_block);
+  bool blocked = false;
+  {
+    std::lock_guard lk(mu_);
+    if (!s_.max_unknown_recipients) return false;
+    auto now = now_();
+    Entry* e = entry(ip, now);
+    if (!e) return false;
+    // Unknown recipients count within a window as long as the block would last.
+    blocked = count_toward_block(e->unknown, e->unknown_since, e->blocked_until, now, s_.harvest_block,
+                                 s_.max_unknown_recipients, s_.harvest_block);
+  }
+  if (sharing_) sharing_->unknown_recipient(limit_key(ip));
+  return blocked;
 }
 
 ClientLimits::Attempt ClientLimits::auth_attempt(const IpAddress& ip, Realm realm) {
@@ -219,15 +280,20 @@ void ClientLimits::auth_release(const IpAddress& ip, Realm realm) {
 }
 
 bool ClientLimits::auth_failure(const IpAddress& ip, Realm realm, bool held) {
-  std::lock_guard lk(mu_);
-  auto now = now_();
-  Entry* e = entry(ip, now);
-  if (!e) return s_.max_auth_failures > 0;
-  auto& a = e->auth[size_t(realm)];
-  if (held && a.pending > 0) --a.pending;
-  if (!s_.max_auth_failures) return false;
-  return count_toward_block(a.failures, a.since, a.blocked_until, now, s_.auth_window, s_.max_auth_failures,
-                            s_.auth_block);
+  bool blocked = false;
+  {
+    std::lock_guard lk(mu_);
+    auto now = now_();
+    Entry* e = entry(ip, now);
+    if (!e) return s_.max_auth_failures > 0;
+    auto& a = e->auth[size_t(realm)];
+    if (held && a.pending > 0) --a.pending;
+    if (!s_.max_auth_failures) return false;
+    blocked = count_toward_block(a.failures, a.since, a.blocked_until, now, s_.auth_window, s_.max_auth_failures,
+                                 s_.auth_block);
+  }
+  if (sharing_) sharing_->auth_failure(limit_key(ip), realm);
+  return blocked;
 }
 
 bool ClientLimits::auth_blocked(const IpAddress& ip, Realm realm) {

@@ -40,6 +40,10 @@ class PopLogins {
   // A POP3 or IMAP login of `user` (lookup key) from `ip`: the window opens, and a
   // session relaying through it is known as that user (SPEC 9).
   void record(const IpAddress& ip, const std::string& user = {});
+  // Cluster mode: every login recorded here is also told to `shared` (it must not
+  // block); a login another node recorded comes in through learn().
+  void share(std::function<void(const IpAddress&, const std::string&)> shared);
+  void learn(const IpAddress& ip, const std::string& user);
   bool within(const IpAddress& ip, std::chrono::seconds window) const;
   // The users whose logins from `ip` keep the window open, most recent first (at most
   // kUsersPerAddress: several people behind one NAT).
@@ -51,9 +55,11 @@ class PopLogins {
     SteadyClock::time_point last{};
     std::vector<std::pair<std::string, SteadyClock::time_point>> users;  // most recent first
   };
+  void remember(const IpAddress& ip, const std::string& user);
   NowFn now_;
   mutable std::mutex mu_;
   std::unordered_map<IpAddress, Seen, IpKeyHash> last_;
+  std::function<void(const IpAddress&, const std::string&)> shared_;
 };
 
 struct RelaySettings {
@@ -132,6 +138,25 @@ class ClientLimits {
   // True while logins are refused to the IP: blocked, or not trackable (table full).
   bool auth_blocked(const IpAddress& ip, Realm realm = Realm::mail);
   size_t tracked() const;
+
+  // Cluster mode (SPEC 16, policy/redis_limits.hpp): what this node counts is also
+  // told to `sharing` (outside the lock; it must not block), keyed by limit_key();
+  // what the cluster decided comes back through impose() and others().
+  class Sharing {
+   public:
+    virtual ~Sharing() = default;
+    virtual void connections(const IpAddress& key, Kind kind, uint32_t here) = 0;
+    virtual void message(const IpAddress& key) = 0;
+    virtual void unknown_recipient(const IpAddress& key) = 0;
+    virtual void auth_failure(const IpAddress& key, Realm realm) = 0;
+  };
+  void share(Sharing* s);
+  enum class Block { harvest, rate, auth_mail, auth_admin };
+  // A block the cluster decided: from now for `length` (a longer one stays).
+  void impose(const IpAddress& key, Block b, std::chrono::milliseconds length);
+  // The other nodes' open connections from the address, counted against the limit.
+  void others(const IpAddress& key, Kind kind, uint32_t n);
+
   // Times a new address could not be tracked because the table was full.
   uint64_t untracked() const;
 
@@ -147,6 +172,8 @@ class ClientLimits {
       SteadyClock::time_point since{}, blocked_until{};
     };
     std::array<Logins, 2> auth{};  // by Realm
+    std::array<uint32_t, 2> others{};           // other nodes' connections, by Kind
+    SteadyClock::time_point rate_blocked_until{};  // the cluster's hourly count is spent
     SteadyClock::time_point last_seen{};
     int64_t minute = 0;                   // the minute buckets[minute % 60] holds
     std::array<uint32_t, 60> buckets{};  // messages per minute, last hour
@@ -167,6 +194,7 @@ class ClientLimits {
   std::unordered_map<IpAddress, Entry, IpKeyHash> map_;
   SteadyClock::time_point next_evict_{};  // a full table is not scanned again before this
   uint64_t untracked_ = 0;
+  Sharing* sharing_ = nullptr;
 };
 
 }  // namespace bulwark

@@ -39,8 +39,9 @@ class Cluster:
 
     serial = 0
 
-    def __init__(self, pg, redis):
+    def __init__(self, pg, redis, extra=""):
         Cluster.serial += 1
+        self.extra = extra
         self.pg, self.redis = pg, redis
         self.db = f"bulwark_t{os.getpid()}_{Cluster.serial}"
         self.conninfo = pg.new_database(self.db)
@@ -59,7 +60,7 @@ postgres_password_file = "pg.pw"
 redis = "{self.redis.url}"
 redis_password_file = "redis.pw"
 lease = "10s"
-"""
+""" + self.extra
 
     def add_node(self, start=True, **kw):
         i = len(self.nodes)
@@ -292,3 +293,177 @@ def test_postgres_down_means_try_later_and_recovery_without_restart(three, engin
     n1.wait_log("bulwark.log", "PostgreSQL reachable again")
     for n in three.nodes:
         assert n.proc.poll() is None
+
+
+# Small limits, so that a few events from one address reach them; each check below
+# comes from an address of its own.
+LIMITS = """
+[limits]
+max_connections_per_ip = 2
+max_unknown_recipients = 3
+max_messages_per_hour = 3
+[policy]
+max_auth_failures = 3
+auth_failure_delay = "0s"
+[relay]
+allow_ip_group = ""
+pop_before_smtp = "10m"
+"""
+
+
+@pytest.fixture
+def limited(engines):
+    c = Cluster(*engines, extra=LIMITS)
+    try:
+        for _ in range(3):
+            c.add_node()
+        for n in c.nodes:
+            n.wait_log("bulwark.log", "cluster: Redis reachable")
+        yield c
+    finally:
+        c.close()
+
+
+def smtp_from(node, src, service="smtp"):
+    s = smtplib.SMTP(node.address, node.ports[service], timeout=10, source_address=(src, 0))
+    s.ehlo("client.remote.test")
+    if service == "submission":
+        s.starttls(context=tls(node))
+        s.ehlo("client.remote.test")
+    return s
+
+
+def auth_code(node, src, password):
+    try:
+        s = smtp_from(node, src, "submission")
+    except smtplib.SMTPConnectError as e:
+        return e.smtp_code
+    try:
+        s.user, s.password = "demo@example.test", password
+        return s.auth("PLAIN", s.auth_plain)[0]  # one mechanism: one attempt (login() tries several)
+    except smtplib.SMTPException as e:
+        return getattr(e, "smtp_code", 0)
+    finally:
+        s.close()
+
+
+def greeting(node, src):
+    """The first reply of a new SMTP connection from `src` (220, or 421 when refused)."""
+    try:
+        s = smtplib.SMTP(node.address, node.ports["smtp"], timeout=10, source_address=(src, 0))
+    except smtplib.SMTPConnectError as e:
+        return e.smtp_code
+    s.close()
+    return 220
+
+
+def test_limits_and_blocks_count_across_nodes(limited):
+    n1, n2, n3 = limited.nodes
+    # Failed logins: two on node 1 and one on node 2 -- none of them reached 3 alone.
+    assert auth_code(n1, "127.0.0.21", "Wrong-Guess-1") == 535
+    assert auth_code(n1, "127.0.0.21", "Wrong-Guess-2") == 535
+    assert auth_code(n2, "127.0.0.21", "Wrong-Guess-3") == 535
+    wait(lambda: auth_code(n3, "127.0.0.21", PASSWORD) == 454, timeout=5, what="the login block on node 3")
+    assert auth_code(n1, "127.0.0.21", PASSWORD) == 454
+    assert auth_code(n3, "127.0.0.31", PASSWORD) == 235  # another address is not affected
+    # Directory harvest: one unknown recipient through each node.
+    for n in (n1, n2, n3):
+        s = smtp_from(n, "127.0.0.22")
+        s.mail("a@remote.test")
+        assert s.rcpt("nobody-" + n.address + "@example.test")[0] in (550, 421)
+        s.close()
+    wait(lambda: greeting(n1, "127.0.0.22") == 421, timeout=5, what="the harvest block on node 1")
+    assert greeting(n2, "127.0.0.32") == 220
+    # Messages per hour: two through node 1, one through node 2; the fourth is refused on node 3.
+    for n in (n1, n1, n2):
+        s = smtp_from(n, "127.0.0.23")
+        s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: rate\r\n\r\nx\r\n")
+        s.quit()
+
+    def fourth_refused():
+        s = smtp_from(n3, "127.0.0.23")
+        try:
+            code, _ = s.mail("a@remote.test")
+            return code == 450
+        finally:
+            s.close()
+    wait(fourth_refused, timeout=5, what="the hourly limit on node 3")
+    # Connections per address: one open on node 1 and one on node 2 fill the limit of 2.
+    a = smtp_from(n1, "127.0.0.24")
+    b = smtp_from(n2, "127.0.0.24")
+    wait(lambda: greeting(n3, "127.0.0.24") == 421, timeout=5, what="the connection limit on node 3")
+    a.quit()
+    wait(lambda: greeting(n3, "127.0.0.24") == 220, timeout=5, what="a free slot on node 3")
+    b.quit()
+
+
+class POP3From(poplib.POP3):
+    src = "127.0.0.1"
+
+    def _create_socket(self, timeout):
+        import socket
+        return socket.create_connection((self.host, self.port), timeout, source_address=(self.src, 0))
+
+
+def test_pop_before_smtp_window_opened_on_one_node_relays_on_another(limited):
+    n1, n2, n3 = limited.nodes
+    src = "127.0.0.25"
+    s = smtp_from(n3, src)
+    assert s.mail("demo@example.test")[0] == 550  # no window yet: an anonymous session may not use our domain
+    s.close()
+    POP3From.src = src
+    p = POP3From(n2.address, n2.ports["pop3"], timeout=10)
+    p.stls(context=tls(n2))
+    p.user("demo@example.test")
+    assert p.pass_(PASSWORD).startswith(b"+OK")
+    p.quit()
+
+    def relays():
+        s = smtp_from(n3, src)
+        try:
+            s.mail("demo@example.test")
+            return s.rcpt("friend@remote.test")[0] == 250
+        finally:
+            s.close()
+    wait(relays, timeout=5, what="the window on node 3")
+    # As the user who opened it (SPEC 9): not as somebody else.
+    s = smtp_from(n1, src)
+    code, _ = s.mail("other@example.test")
+    if code == 250:
+        assert s.rcpt("friend@remote.test")[0] in (550, 553, 554)
+    s.close()
+
+
+def test_redis_down_each_node_counts_alone_then_shares_again(limited, engines):
+    _, redis = engines
+    n1, n2, n3 = limited.nodes
+    redis.stop()
+    try:
+        for n in limited.nodes:
+            n.wait_log("bulwark.log", "cluster: Redis unreachable, limits and blocks count on this node only")
+        # Mail and logins go on; a node's own count still blocks a guesser there.
+        assert auth_code(n2, "127.0.0.41", PASSWORD) == 235
+        for i in range(3):
+            assert auth_code(n1, "127.0.0.42", f"Wrong-Guess-{i}") == 535
+        assert auth_code(n1, "127.0.0.42", PASSWORD) == 454
+        assert auth_code(n2, "127.0.0.42", PASSWORD) == 235  # not told: Redis is away
+    finally:
+        redis.start()
+    for n in limited.nodes:
+        wait(lambda: n.log("bulwark.log").count("cluster: Redis reachable") >= 2, timeout=20, what="Redis again")
+    assert auth_code(n1, "127.0.0.43", "Wrong-Guess-1") == 535
+    assert auth_code(n2, "127.0.0.43", "Wrong-Guess-2") == 535
+    assert auth_code(n3, "127.0.0.43", "Wrong-Guess-3") == 535
+    wait(lambda: auth_code(n1, "127.0.0.43", PASSWORD) == 454, timeout=5, what="a shared block again")
+
+
+def test_a_killed_nodes_connections_expire_after_lease(limited):
+    n1, n2, n3 = limited.nodes
+    held = [smtp_from(n1, "127.0.0.26"), smtp_from(n1, "127.0.0.26")]
+    wait(lambda: greeting(n3, "127.0.0.26") == 421, timeout=5, what="the connection limit on node 3")
+    n1.kill9()
+    t = time.time()
+    wait(lambda: greeting(n3, "127.0.0.26") == 220, timeout=25, what="node 1's connections forgotten")
+    assert time.time() - t >= 5  # not before its lease (10 s, renewed every 3 s) ran out
+    for s in held:
+        s.close()

@@ -26,3 +26,24 @@ TEST(ClusterConninfo, TlsModesAndLocalTargets) {
 }
 
 TEST(ClusterSchema, VersionIsTheNumberOfMigrations) { EXPECT_GE(bulwark::cluster::schema_version(), 1); }
+
+#include "cluster/redis.hpp"
+
+TEST(ClusterRedisUrl, Forms) {
+  using bulwark::redis::parse_url;
+  auto u = parse_url("rediss://redis.example.com:6380/2");
+  ASSERT_TRUE(u);
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->host, "redis.example.com");
+  EXPECT_EQ(u->port, "6380");
+  EXPECT_EQ(u->db, 2);
+  u = parse_url("redis://[::1]:7000");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->port, "7000");
+  EXPECT_EQ(parse_url("redis://10.0.0.1")->port, "6379");
+  EXPECT_FALSE(parse_url("redis://:secret@host:6379/0"));  // passwords come from a file
+  EXPECT_FALSE(parse_url("http://host"));
+  EXPECT_FALSE(parse_url("redis://host:port/0"));
+  EXPECT_FALSE(parse_url("redis://host/x"));
+}

@@ -225,3 +225,65 @@ TEST(ClientLimits, AttemptsInFlightCountTowardTheBlock) {
   clock.t += 16min;
   EXPECT_EQ(l.auth_attempt(a), A::ok);  // the block has passed
 }
+
+// Cluster mode: what other nodes count and decide (policy/redis_limits.hpp).
+TEST(ClientLimits, TheClustersBlocksAndConnectionsCountHere) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_connections_per_ip = 3;
+  s.max_messages_per_hour = 100;
+  ClientLimits l(s, clock.fn());
+  auto a = ip("192.0.2.1");
+  l.others(a, ClientLimits::Kind::smtp, 2);
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);  // 2 elsewhere + 1 here
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::too_many_connections);
+  EXPECT_EQ(l.connect(a, ClientLimits::Kind::mailbox), ClientLimits::Connect::ok);  // counted apart
+  l.others(a, ClientLimits::Kind::smtp, 0);
+  EXPECT_EQ(l.connect(a), ClientLimits::Connect::ok);
+
+  auto b = ip("192.0.2.2");
+  l.impose(b, ClientLimits::Block::harvest, 60s);
+  l.impose(b, ClientLimits::Block::harvest, 10s);  // a shorter one does not shorten it
+  l.impose(b, ClientLimits::Block::rate, 30s);
+  l.impose(b, ClientLimits::Block::auth_mail, 20s);
+  EXPECT_EQ(l.connect(b), ClientLimits::Connect::harvest_blocked);
+  EXPECT_FALSE(l.message_allowed(b));
+  EXPECT_TRUE(l.auth_blocked(b));
+  EXPECT_FALSE(l.auth_blocked(b, ClientLimits::Realm::admin));
+  clock.t += 31s;
+  EXPECT_TRUE(l.message_allowed(b));
+  EXPECT_FALSE(l.auth_blocked(b));
+  EXPECT_EQ(l.connect(b), ClientLimits::Connect::harvest_blocked);
+  clock.t += 30s;
+  EXPECT_EQ(l.connect(b), ClientLimits::Connect::ok);
+}
+
+namespace {
+struct Recorder : ClientLimits::Sharing {
+  std::vector<std::string> seen;
+  void connections(const IpAddress& k, ClientLimits::Kind, uint32_t here) override {
+    seen.push_back("c " + k.str() + " " + std::to_string(here));
+  }
+  void message(const IpAddress& k) override { seen.push_back("m " + k.str()); }
+  void unknown_recipient(const IpAddress& k) override { seen.push_back("u " + k.str()); }
+  void auth_failure(const IpAddress& k, ClientLimits::Realm) override { seen.push_back("a " + k.str()); }
+};
+}  // namespace
+
+TEST(ClientLimits, WhatIsCountedIsToldToTheCluster) {
+  FakeClock clock;
+  LimitSettings s;
+  s.max_messages_per_hour = 10;
+  ClientLimits l(s, clock.fn());
+  Recorder r;
+  l.share(&r);
+  auto v6 = ip("2001:db8::1");  // told by its /64, like every per-IP count
+  l.connect(v6);
+  l.connect(v6);
+  l.disconnect(v6);
+  l.message_accepted(v6);
+  l.unknown_recipient(v6);
+  l.auth_failure(v6);
+  EXPECT_EQ(r.seen, (std::vector<std::string>{"c 2001:db8:: 1", "c 2001:db8:: 2", "c 2001:db8:: 1", "m 2001:db8::",
+                                              "u 2001:db8::", "a 2001:db8::"}));
+}
