@@ -38,6 +38,7 @@
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_store.hpp"
 
 using namespace bulwark;
 namespace fs = std::filesystem;
@@ -56,8 +57,15 @@ Address mailbox_arg(const std::string& s, const char* what) {
 // then we give up root for good.
 // A new user's mailbox: INBOX and the special-use folders (SPEC 12), owned by
 // server.user when the CLI runs as root, so the server can write to it.
+pg::Settings pg_settings(const Config& cfg);
+
 void make_mailbox(const Config& cfg, const std::string& key) {
   std::string md = maildir_path(cfg.server.data_dir, key), error;
+  if (cfg.cluster.enabled) {  // the folders in PostgreSQL, for every node
+    store::PgStore st(pg_settings(cfg), 1, crypt::data_key());
+    if (!st.ensure_defaults(key, error)) std::cerr << "warning: the mailbox of " << key << " was not created: " << error << "\n";
+    return;
+  }
   if ((!store::note_mailbox_owner(md, key, error) || !store::ensure_default_folders(md, error)) && !error.empty())
     std::cerr << "warning: the mailbox of " << key << " was not created: " << error << "\n";
   if (::getuid() != 0 || cfg.server.user.empty()) return;
@@ -225,7 +233,11 @@ int serve(const Config& cfg) {
   Spool spool(cfg.server.data_dir, cfg.limits.message_memory);
   spool.recover();
   Spool::Scan queued = spool.scan();  // once, for both deliveries; damaged files go to quarantine/
-  Server server(cfg, *dir, spool);
+  // Cluster mode: mailboxes in PostgreSQL (a pool of connections for the disk pool's
+  // threads, local delivery and POP3's holds come on top).
+  std::unique_ptr<store::PgStore> mail_store;
+  if (cfg.cluster.enabled) mail_store = std::make_unique<store::PgStore>(pg_settings(cfg), 8, crypt::data_key());
+  Server server(cfg, *dir, spool, mail_store.get());
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   server.bind();
   drop_privileges(cfg);
@@ -241,6 +253,7 @@ int serve(const Config& cfg) {
     return out;
   });
   LocalDelivery delivery(spool, reporter, local_settings(cfg));
+  delivery.use_store(mail_store.get());
   Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
   RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), reporter);
   spool.on_committed([&delivery, &remote](std::shared_ptr<const smtp::Transaction> tx) {

@@ -125,6 +125,35 @@ Result Conn::run(const std::string& sql, const std::vector<Param>& params) {
   return check(PQexecParams(c_, sql.c_str(), int(values.size()), nullptr, values.data(), nullptr, nullptr, 0), "query");
 }
 
+Pool::Lease::~Lease() {
+  if (!p_) return;
+  std::lock_guard lk(p_->mu_);
+  --p_->out_;
+  if (c_ && c_->ok()) p_->idle_.push_back(std::move(c_));
+  p_->cv_.notify_one();
+}
+
+Pool::Lease Pool::get(std::chrono::milliseconds wait) {
+  std::unique_lock lk(mu_);
+  if (!cv_.wait_for(lk, wait, [&] { return !idle_.empty() || out_ < max_; }))
+    throw Error("PostgreSQL: no free connection within " + std::to_string(wait.count()) + " ms", "", true);
+  ++out_;
+  if (!idle_.empty()) {
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(this, std::move(c));
+  }
+  lk.unlock();
+  try {
+    return Lease(this, Conn::open(s_));
+  } catch (...) {
+    std::lock_guard again(mu_);
+    --out_;
+    cv_.notify_one();
+    throw;
+  }
+}
+
 Transaction::Transaction(Conn& c, const char* begin) : c_(c) { c_.run(begin); }
 
 Transaction::~Transaction() {

@@ -10,6 +10,8 @@
 #include <libpq-fe.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -88,6 +90,65 @@ class Conn {
   std::unordered_map<const char*, std::string> prepared_;  // SQL text -> statement name
 };
 
+// SQLSTATEs worth retrying a whole transaction for: serialization failure, deadlock.
+bool retryable(const Error& e);
+
+// A bounded pool of connections for worker threads (never an I/O thread). A lease
+// goes back when it ends; a connection found broken is dropped and made again.
+class Pool {
+ public:
+  Pool(Settings s, size_t max) : s_(std::move(s)), max_(max) {}
+  class Lease {
+   public:
+    Lease(Pool* p, std::unique_ptr<Conn> c) : p_(p), c_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease();
+    Conn& operator*() { return *c_; }
+    Conn* operator->() { return c_.get(); }
+
+   private:
+    Pool* p_;
+    std::unique_ptr<Conn> c_;
+  };
+  // Waits up to `wait` for a free connection; throws Error (connection = true) when
+  // none comes or PostgreSQL cannot be reached.
+  Lease get(std::chrono::milliseconds wait = std::chrono::milliseconds(5000));
+
+ private:
+  Settings s_;
+  size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+  size_t out_ = 0;  // leased or being made
+};
+
+// Runs `body` in a transaction, again (up to 5 times) after a serialization failure or
+// a deadlock.
+template <class F>
+auto in_transaction(Conn& c, F&& body) -> decltype(body()) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      c.run("BEGIN");
+      auto r = body();
+      c.run("COMMIT");
+      return r;
+    } catch (const Error& e) {
+      try {
+        if (c.ok()) c.run("ROLLBACK");
+      } catch (...) {
+      }
+      if (!retryable(e) || attempt >= 4) throw;
+    } catch (...) {
+      try {
+        if (c.ok()) c.run("ROLLBACK");
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+}
+
 // A transaction on a connection: BEGIN now, ROLLBACK unless commit() was called.
 class Transaction {
  public:
@@ -112,7 +173,5 @@ std::optional<Target> target(const std::string& conninfo);
 // bytea parameter in text form ("\x" + hex).
 std::string bytea(const std::string& raw);
 
-// SQLSTATEs worth retrying a whole transaction for: serialization failure, deadlock.
-bool retryable(const Error& e);
 
 }  // namespace bulwark::pg

@@ -24,6 +24,26 @@ CREATE TABLE delegations(owner TEXT NOT NULL, delegate TEXT NOT NULL, PRIMARY KE
 CREATE TABLE admins(name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, read_only INTEGER NOT NULL DEFAULT 0,
   token_hash TEXT);
 )sql",
+    // 2: the mail store (store/pg_store.hpp). UIDVALIDITY from a sequence (any unique
+    // value does; never used for UIDs or MODSEQs, which come from the folder's row).
+    R"sql(
+CREATE SEQUENCE uidvalidity_seq;
+SELECT setval('uidvalidity_seq', extract(epoch from now())::bigint);
+CREATE TABLE mailboxes(id BIGSERIAL PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL,
+  special TEXT NOT NULL DEFAULT '', uidvalidity BIGINT NOT NULL, uidnext BIGINT NOT NULL DEFAULT 1,
+  modseq BIGINT NOT NULL DEFAULT 1, recent_from BIGINT NOT NULL DEFAULT 1, keywords TEXT[] NOT NULL DEFAULT '{}',
+  UNIQUE(owner, name));
+CREATE TABLE subscriptions(owner TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY(owner, name));
+CREATE TABLE blobs(id BYTEA PRIMARY KEY, data BYTEA NOT NULL, size BIGINT NOT NULL, sealed BOOLEAN NOT NULL);
+CREATE TABLE messages(mailbox BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE, uid BIGINT NOT NULL,
+  modseq BIGINT NOT NULL, flags TEXT NOT NULL DEFAULT '', size BIGINT NOT NULL, internal_date BIGINT NOT NULL,
+  head BYTEA NOT NULL DEFAULT ''::bytea, blob BYTEA NOT NULL REFERENCES blobs(id), PRIMARY KEY(mailbox, uid));
+CREATE INDEX messages_by_modseq ON messages(mailbox, modseq);
+CREATE INDEX messages_by_blob ON messages(blob);
+CREATE TABLE expunged(mailbox BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE, uid BIGINT NOT NULL,
+  modseq BIGINT NOT NULL, PRIMARY KEY(mailbox, uid));
+CREATE INDEX expunged_by_modseq ON expunged(mailbox, modseq);
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

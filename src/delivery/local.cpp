@@ -260,9 +260,53 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
   return true;
 }
 
+void LocalDelivery::deliver_batch_pg(std::vector<Msg>& msgs) {
+  for (auto& m : msgs) {
+    std::string body;
+    if (m.tx) {
+      body = m.tx->received;
+      body += m.tx->body.memory();
+    } else {
+      Spool::Reader r(spool_, m.m);
+      bool read_ok = true;
+      while (read_ok && r.left() > 0) {
+        auto chunk = r.next();
+        if (chunk) body += *chunk;
+        else read_ok = false;
+      }
+      if (!read_ok) {
+        for (auto& t : m.targets) m.errors.emplace_back(t, "the queue file could not be read");
+        settle(m, {});
+        continue;
+      }
+    }
+    std::set<std::string> ok;
+    for (auto& t : m.targets) {
+      std::string head = "Return-Path: <" + m.m.envelope.sender + ">\r\nDelivered-To: " + t + "\r\n";
+      std::string why;
+      if (!pg_->deliver(t, m.m.envelope.junk, head, body, why)) {
+        m.errors.emplace_back(t, "mail store: " + why);
+        continue;
+      }
+      ok.insert(t);
+      metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"delivered\"");
+      logs::mail().info("delivered id={} to=<{}> relay=local mailbox={}{} size={}", m.id, sanitize(t),
+                        m.m.envelope.junk ? "Junk" : "INBOX", " (PostgreSQL)", head.size() + body.size());
+    }
+    settle(m, ok);
+  }
+}
+
 void LocalDelivery::deliver_batch(std::vector<Item>& items) {
   std::vector<Msg> msgs;
   std::vector<Copy> copies;
+  if (pg_) {
+    for (auto& item : items) {
+      Msg msg;
+      if (prepare(item, msg)) msgs.push_back(std::move(msg));
+    }
+    return deliver_batch_pg(msgs);
+  }
   for (auto& item : items) {
     Msg msg;
     if (!prepare(item, msg)) continue;

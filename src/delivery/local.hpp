@@ -18,6 +18,7 @@
 #include "delivery/reports.hpp"
 #include "queue/spool.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_store.hpp"
 
 namespace bulwark {
 
@@ -42,6 +43,9 @@ class LocalDelivery {
   void enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx = nullptr);
   // For tests and shutdown: true when nothing is waiting or in progress.
   bool idle();
+  // Cluster mode: copies go into PostgreSQL's mail store instead of Maildir (before
+  // start()). A copy is done when its transaction committed.
+  void use_store(store::PgStore* s) { pg_ = s; }
 
  private:
   struct Item {
@@ -52,6 +56,7 @@ class LocalDelivery {
   struct Msg;
   void run();
   void deliver_batch(std::vector<Item>& items);
+  void deliver_batch_pg(std::vector<Msg>& msgs);
   bool prepare(Item& item, Msg& msg);
   bool write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error);
   bool ensure_maildir(const std::string& dir, std::string& error);
@@ -71,6 +76,7 @@ class LocalDelivery {
   bool stopping_ = false, busy_ = false;
   std::thread thread_;
   uint64_t counter_ = 0;
+  store::PgStore* pg_ = nullptr;
 };
 
 }  // namespace bulwark

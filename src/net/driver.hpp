@@ -22,6 +22,7 @@ class DnsChecks;
 class Logins;
 namespace store {
 class MailboxLocks;
+class PgStore;
 }
 
 // Why a connection is refused before its greeting.
@@ -55,6 +56,7 @@ struct Shared {
   asio::thread_pool& disk;  // mailbox syncs and removals (readdir, fsync): never on an I/O thread
   asio::thread_pool& hashing;  // Argon2id and the admin API's directory work
   Greylist* greylist = nullptr;  // made at start when greylisting.enabled
+  store::PgStore* mail_store = nullptr;  // cluster mode: mailboxes in PostgreSQL
   // Reads the configuration file again and applies it as SIGHUP does; the error when
   // it is refused (the running configuration stays). Callable from any thread.
   std::function<std::optional<std::string>()> reload;

@@ -9,6 +9,7 @@
 #include "directory/directory.hpp"
 #include "net/driver.hpp"
 #include "net/imap_mailbox.hpp"
+#include "net/pg_mailbox.hpp"
 #include "net/login.hpp"
 #include "imap/session.hpp"
 #include "store/mailstore.hpp"
@@ -116,7 +117,7 @@ class ImapDriver : public Driver {
                     cfg->timeouts.data, cfg->timeouts.min_data_rate);
     std::string greeting = s.greet().bytes;
     std::string bye, key;
-    std::unique_ptr<StoreMailbox> mailbox;
+    std::unique_ptr<imap::Mailbox> mailbox;
     std::string_view chunk, raw;  // raw: what the socket gave, compressed after COMPRESS
     std::string backlog, inflated;
     imap::Output o;
@@ -226,7 +227,8 @@ class ImapDriver : public Driver {
         }
         // logged in
         key = hooks.succeeded(s.login_mech(), s.login_user(), true);
-        mailbox = std::make_unique<StoreMailbox>(maildir_path(cfg->server.data_dir, key), key);
+        if (sh_.mail_store) mailbox = std::make_unique<PgImapMailbox>(*sh_.mail_store, key);
+        else mailbox = std::make_unique<StoreMailbox>(maildir_path(cfg->server.data_dir, key), key);
         s.set_mailbox(mailbox.get());
         on_disk = true;
         idle.session_busy = true;

@@ -14,6 +14,7 @@
 #include "net/login.hpp"
 #include "pop3/session.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_store.hpp"
 
 namespace bulwark {
 
@@ -79,6 +80,32 @@ class Pop3Driver : public Driver {
       return store::note_mailbox_owner(maildir, key, error) ? store::Folder::open(maildir, error) : nullptr;
     };
     auto remove_uids = [&folder, &uids, &error]() { return folder->remove(uids, error); };
+    // Cluster mode: INBOX in PostgreSQL, held across nodes by an advisory lock.
+    store::PgStore* pg = sh_.mail_store;
+    std::unique_ptr<store::PgStore::Hold> hold;
+    std::optional<store::PgStore::Changes> inbox;  // as this session sees it
+    std::optional<std::string> pg_content;
+    uint32_t pg_uid = 0;
+    size_t pg_sent = 0;
+    bool pg_in_use = false;
+    auto open_pg = [&pg, &key, &error, &hold, &inbox, &pg_in_use]() {
+      std::string ignored;
+      pg->ensure_defaults(key, ignored);
+      hold = pg->try_hold(key, error);
+      pg_in_use = !hold && error.empty();
+      if (!hold) return false;
+      auto f = pg->folder(key, "INBOX", error);
+      if (f) inbox = pg->changes(f->id, 0, error);
+      if (!inbox) hold.reset();
+      return bool(inbox);
+    };
+    auto fetch_pg = [&pg, &inbox, &pg_uid, &error]() {
+      error.clear();
+      return pg->content(inbox->folder.id, pg_uid, error);
+    };
+    auto remove_pg = [&pg, &inbox, &uids, &error]() -> size_t {
+      return pg->expunge(inbox->folder.id, uids, false, error) ? uids.size() : 0;
+    };
     if (!co_await write(*c, greeting)) co_return;
     for (;;) {
       pacer.before_read(*c, false, s.buffered() > 0);
@@ -99,7 +126,10 @@ class Pop3Driver : public Driver {
         if (o.delay.count() > 0) co_await pause(*c, o.delay);
         // The mailbox is free before the client reads the last reply: a client that
         // reconnects at once after QUIT must not find it in use.
-        if (o.next == pop3::Next::close) lease.release();
+        if (o.next == pop3::Next::close) {
+          lease.release();
+          hold.reset();
+        }
         if (!co_await write(*c, o.bytes)) {
           close = true;
           break;
@@ -141,6 +171,25 @@ class Pop3Driver : public Driver {
         }
         if (o.next == pop3::Next::open_mailbox) {
           key = hooks.succeeded(s.login_mech(), s.login_user(), true);
+          if (pg) {
+            bool opened = co_await async_on(sh_.disk, &open_pg, use_awaitable);
+            if (!opened && pg_in_use) {
+              logs::main().info("POP3 from {}: mailbox of {} is in use by another session", ip, sanitize(key));
+              o = s.mailbox_opened(pop3::Session::Opened::in_use);
+            } else if (!opened) {
+              logs::main().error("POP3: cannot open the mailbox of {}: {}", sanitize(key), error);
+              o = s.mailbox_opened(pop3::Session::Opened::failed);
+            } else {
+              std::vector<pop3::Entry> v;
+              char uidl[24];
+              for (auto& m : inbox->changed) {
+                std::snprintf(uidl, sizeof uidl, "%08" PRIx32 "%08" PRIx32, inbox->folder.uidvalidity, m.uid);
+                v.push_back({m.size, uidl});
+              }
+              o = s.mailbox_opened(pop3::Session::Opened::ok, std::move(v));
+            }
+            continue;
+          }
           lease = sh_.mailbox_locks.try_lock(key);
           if (!lease) {
             logs::main().info("POP3 from {}: mailbox of {} is in use by another session", ip, sanitize(key));
@@ -160,10 +209,18 @@ class Pop3Driver : public Driver {
         if (o.next == pop3::Next::send_message) {
           const auto& send = s.sending();
           std::string why;
-          auto file = folder->read_message(folder->messages()[send.index], &why);
-          if (!file) {
-            logs::main().warn("POP3: message {} of {} cannot be read: {}", folder->messages()[send.index].uid,
-                              sanitize(key), why);
+          std::optional<crypt::PlainFile> file;
+          uint32_t uid = pg ? inbox->changed[send.index].uid : folder->messages()[send.index].uid;
+          if (pg) {  // cluster mode: fetched on the disk pool, then sent in pieces
+            pg_uid = uid;
+            pg_content = co_await async_on(sh_.disk, &fetch_pg, use_awaitable);
+            pg_sent = 0;
+            why = error.empty() ? "expunged meanwhile" : error;
+          } else {
+            file = folder->read_message(folder->messages()[send.index], &why);
+          }
+          if (pg ? !pg_content : !file) {
+            logs::main().warn("POP3: message {} of {} cannot be read: {}", uid, sanitize(key), why);
             o = s.message_sent(false);
             continue;
           }
@@ -173,10 +230,15 @@ class Pop3Driver : public Driver {
           encoded = send.ok_line;
           bool ok = true, more = true, sent_any = false;
           while (ok && more) {
-            auto piece = file->next(64 * 1024, &why);
+            std::optional<std::string> piece;
+            if (pg) {
+              piece = pg_content->substr(pg_sent, 64 * 1024);
+              pg_sent += piece->size();
+            } else {
+              piece = file->next(64 * 1024, &why);
+            }
             if (!piece) {  // a sealed chunk failed its check (altered), or a read error
-              logs::main().error("POP3: message {} of {} cannot be read: {}", folder->messages()[send.index].uid,
-                                 sanitize(key), why);
+              logs::main().error("POP3: message {} of {} cannot be read: {}", uid, sanitize(key), why);
               ok = false;
             }
             if (!piece || piece->empty()) break;
@@ -194,7 +256,7 @@ class Pop3Driver : public Driver {
             continue;
           }
           if (!ok) {  // the +OK may be out already: the client must not take a short message as whole
-            logs::main().warn("POP3: sending message {} of {} to {} failed", folder->messages()[send.index].uid,
+            logs::main().warn("POP3: sending message {} of {} to {} failed", uid,
                               sanitize(key), ip);
             close = true;
             break;
@@ -211,8 +273,9 @@ class Pop3Driver : public Driver {
         // update: the deletions of this session, then the end
         uids.clear();
         error.clear();
-        for (size_t i : s.to_delete()) uids.push_back(folder->messages()[i].uid);
-        removed = co_await async_on(sh_.disk, &remove_uids, use_awaitable);
+        for (size_t i : s.to_delete()) uids.push_back(pg ? inbox->changed[i].uid : folder->messages()[i].uid);
+        if (pg) removed = co_await async_on(sh_.disk, &remove_pg, use_awaitable);
+        else removed = co_await async_on(sh_.disk, &remove_uids, use_awaitable);
         if (removed < uids.size() || !error.empty())
           logs::main().error("POP3: removing {} messages of {} failed: {}", uids.size(), sanitize(key), error);
         else

@@ -63,11 +63,11 @@ struct Server::Impl {
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
   std::unique_ptr<RedisLimits> shared_limits;  // cluster mode with Redis
-  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, {}};
+  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, nullptr, {}};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
 
-  Impl(Config c, Directory& d, Spool& s)
+  Impl(Config c, Directory& d, Spool& s, store::PgStore* mail)
       : cfg(std::make_shared<Config>(std::move(c))),
         dir(d),
         spool(s),
@@ -76,6 +76,7 @@ struct Server::Impl {
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
         limits(limit_settings(*cfg)) {
     shared.reload = [this] { return reload(); };
+    shared.mail_store = mail;
     logs::crash_stacks_for(workers, 2);
     logs::crash_stacks_for(disk, 2);
     logins.set_cache_ttl(cfg->policy.login_cache_ttl);
@@ -377,7 +378,8 @@ struct Server::Impl {
   }
 };
 
-Server::Server(Config cfg, Directory& dir, Spool& spool) : impl_(std::make_unique<Impl>(std::move(cfg), dir, spool)) {
+Server::Server(Config cfg, Directory& dir, Spool& spool, store::PgStore* mail)
+    : impl_(std::make_unique<Impl>(std::move(cfg), dir, spool, mail)) {
   ensure_certificate(*impl_->cfg);
   impl_->tls = make_server_tls(*impl_->cfg);
 }

@@ -13,11 +13,15 @@ namespace bulwark {
 
 class Directory;
 class Spool;
+namespace store {
+class PgStore;
+}
 
 class Server {
  public:
   // Installs the SIGTERM/SIGINT/SIGHUP handlers (before any port is open).
-  Server(Config cfg, Directory& dir, Spool& spool);
+  // `mail`: cluster mode's mail store (PostgreSQL); null: Maildir under data_dir.
+  Server(Config cfg, Directory& dir, Spool& spool, store::PgStore* mail = nullptr);
   ~Server();  // close()
   // Binds every listener (throws std::runtime_error naming the address on failure).
   void bind();

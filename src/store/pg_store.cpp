@@ -1,0 +1,650 @@
+// store/pg_store.cpp: the cluster mode's mail store. See pg_store.hpp.
+#include "store/pg_store.hpp"
+
+#include <sodium.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "crypt/crypt.hpp"
+#include "store/folders.hpp"
+
+namespace bulwark::store {
+
+namespace {
+
+const char* const kDefaults[][2] = {{"Sent", "\\Sent"}, {"Drafts", "\\Drafts"}, {"Trash", "\\Trash"},
+                                    {"Junk", "\\Junk"}, {"Archive", "\\Archive"}};
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// An array parameter: {1,2,3}.
+std::string int_array(const std::vector<uint32_t>& v) {
+  std::string s = "{";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "}";
+}
+
+// Flag letters and keyword names are atoms: no quotes or backslashes to escape.
+std::string text_array(const std::vector<std::string>& v) {
+  std::string s = "{";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ",\"" : "\"") + v[i] + "\"";
+  return s + "}";
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  size_t from = 0;
+  for (;;) {
+    size_t nl = s.find('\n', from);
+    out.push_back(s.substr(from, nl - from));
+    if (nl == std::string::npos) break;
+    from = nl + 1;
+  }
+  return out;
+}
+
+PgFolder folder_of(const pg::Result& r, int row) {
+  PgFolder f;
+  f.id = r.integer(row, 0);
+  f.name = r.text(row, 1);
+  f.special = r.text(row, 2);
+  f.uidvalidity = uint32_t(r.integer(row, 3));
+  f.uidnext = uint32_t(r.integer(row, 4));
+  f.modseq = uint64_t(r.integer(row, 5));
+  f.recent_from = uint32_t(r.integer(row, 6));
+  return f;
+}
+
+constexpr const char* kFolderColumns = "id, name, special, uidvalidity, uidnext, modseq, recent_from";
+
+// Bodies in PostgreSQL, content-addressed: the id is a hash of the plaintext (keyed
+// with the data key when encryption is on, so equal mail cannot be recognised by its
+// hash), the data sealed when encryption is on.
+class PgBlobs : public BlobStore {
+ public:
+  explicit PgBlobs(const crypt::DataKey* key) : key_(key) {}
+  std::string put(pg::Conn& c, std::string_view plain) override {
+    unsigned char h[32];
+    crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
+                       key_ ? key_->bytes() : nullptr, key_ ? crypt::DataKey::size : 0);
+    std::string id(reinterpret_cast<const char*>(h), sizeof h);
+    std::string hexid = pg::bytea(id);
+    if (c.exec("SELECT 1 FROM blobs WHERE id=$1::bytea", {hexid}).rows()) return id;
+    std::string data = key_ ? crypt::seal(*key_, plain) : std::string(plain);
+    c.exec("INSERT INTO blobs(id, data, size, sealed) VALUES($1::bytea, $2::bytea, $3, $4) ON CONFLICT DO NOTHING",
+           {hexid, pg::bytea(data), std::to_string(plain.size()), key_ ? "t" : "f"});
+    return id;
+  }
+  std::optional<std::string> get(pg::Conn& c, const std::string& id, std::string& error) override {
+    auto r = c.exec("SELECT data, sealed FROM blobs WHERE id=$1::bytea", {pg::bytea(id)});
+    if (!r.rows()) {
+      error = "a message body is missing from the blob store";
+      return std::nullopt;
+    }
+    std::string data = r.bytes(0, 0);
+    if (r.text(0, 1) != "t") return data;
+    if (!key_) {
+      error = "a message body is sealed and the data key is not loaded";
+      return std::nullopt;
+    }
+    std::string why;
+    auto plain = crypt::open(*key_, data, &why);
+    if (!plain) error = "a sealed message body fails its check: " + why;
+    return plain;
+  }
+
+ private:
+  const crypt::DataKey* key_;
+};
+
+// The message's head (Return-Path, Delivered-To) as stored: sealed like bodies.
+std::string seal_head(const crypt::DataKey* key, const std::string& head) {
+  return key && !head.empty() ? crypt::seal(*key, head) : head;
+}
+
+}  // namespace
+
+std::string to_crlf(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() + in.size() / 30);
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out += '\r';
+    out += in[i];
+  }
+  return out;
+}
+
+PgStore::PgStore(pg::Settings s, size_t connections, const crypt::DataKey* key)
+    : settings_(s), pool_(std::move(s), connections), blobs_(std::make_unique<PgBlobs>(key)), key_(key) {}
+
+PgStore::~PgStore() = default;
+
+std::optional<PgFolder> PgStore::folder_in(pg::Conn& c, const std::string& owner, const std::string& name) {
+  auto r = c.exec("SELECT id, name, special, uidvalidity, uidnext, modseq, recent_from FROM mailboxes "
+                  "WHERE owner=$1 AND name=$2",
+                  {owner, is_inbox(name) ? std::string("INBOX") : name});
+  if (!r.rows()) return std::nullopt;
+  return folder_of(r, 0);
+}
+
+bool PgStore::ensure_defaults_in(pg::Conn& c, const std::string& owner) {
+  if (c.exec("SELECT 1 FROM mailboxes WHERE owner=$1 AND name='INBOX'", {owner}).rows()) return true;
+  const char* insert =
+      "INSERT INTO mailboxes(owner, name, special, uidvalidity) VALUES($1, $2, $3, nextval('uidvalidity_seq')) "
+      "ON CONFLICT DO NOTHING";
+  c.exec(insert, {owner, std::string("INBOX"), std::string()});
+  for (auto& d : kDefaults) {
+    c.exec(insert, {owner, std::string(d[0]), std::string(d[1])});
+    c.exec("INSERT INTO subscriptions(owner, name) VALUES($1, $2) ON CONFLICT DO NOTHING", {owner, std::string(d[0])});
+  }
+  return true;
+}
+
+bool PgStore::ensure_defaults(const std::string& owner, std::string& error) {
+  try {
+    auto c = pool_.get();
+    return ensure_defaults_in(*c, owner);
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+std::optional<std::vector<PgFolder>> PgStore::folders(const std::string& owner, std::string& error) {
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("SELECT id, name, special, uidvalidity, uidnext, modseq, recent_from FROM mailboxes "
+                     "WHERE owner=$1 ORDER BY name <> 'INBOX', name",
+                     {owner});
+    std::vector<PgFolder> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(folder_of(r, i));
+    return out;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<PgFolder> PgStore::folder(const std::string& owner, const std::string& name, std::string& error) {
+  try {
+    auto c = pool_.get();
+    return folder_in(*c, owner, name);
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::vector<std::string> PgStore::subscriptions(const std::string& owner, std::string& error) {
+  std::vector<std::string> out;
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("SELECT name FROM subscriptions WHERE owner=$1 ORDER BY name", {owner});
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.text(i, 0));
+  } catch (const pg::Error& e) {
+    error = e.what();
+  }
+  return out;
+}
+
+bool PgStore::create(const std::string& owner, const std::string& name, std::string& error) {
+  if (!valid_folder_name(name, error)) {
+    error = "[CANNOT] " + error;
+    return false;
+  }
+  if (is_inbox(name)) {
+    error = "[ALREADYEXISTS] Folder already exists";
+    return false;
+  }
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&] {
+      // Missing parents too (RFC 9051 6.3.4).
+      for (size_t slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1))
+        c->exec("INSERT INTO mailboxes(owner, name, uidvalidity) VALUES($1, $2, nextval('uidvalidity_seq')) "
+                "ON CONFLICT DO NOTHING",
+                {owner, name.substr(0, slash)});
+      auto r = c->exec("INSERT INTO mailboxes(owner, name, special, uidvalidity) VALUES($1, $2, $3, "
+                       "nextval('uidvalidity_seq')) ON CONFLICT DO NOTHING RETURNING id",
+                       {owner, name, std::string(special_use(name))});
+      if (!r.rows()) {
+        error = "[ALREADYEXISTS] Folder already exists";
+        return false;
+      }
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+bool PgStore::remove(const std::string& owner, const std::string& name, std::string& error) {
+  if (is_inbox(name)) {
+    error = "[CANNOT] INBOX cannot be deleted";
+    return false;
+  }
+  try {
+    auto c = pool_.get();
+    if (c->exec("SELECT 1 FROM mailboxes WHERE owner=$1 AND left(name, length($2) + 1) = $2 || '/'", {owner, name})
+            .rows()) {
+      error = "[HASCHILDREN] The folder has subfolders; delete them first";
+      return false;
+    }
+    if (!c->exec("DELETE FROM mailboxes WHERE owner=$1 AND name=$2 RETURNING id", {owner, name}).rows()) {
+      error = "[NONEXISTENT] No such folder";
+      return false;
+    }
+    return true;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+bool PgStore::rename(const std::string& owner, const std::string& from, const std::string& to, std::string& error) {
+  if (!valid_folder_name(to, error)) {
+    error = "[CANNOT] " + error;
+    return false;
+  }
+  try {
+    auto c = pool_.get();
+    if (is_inbox(from)) {
+      // RFC 9051 6.3.6: the messages move to a new folder; INBOX stays, empty.
+      if (!create(owner, to, error)) return false;
+      auto inbox = folder_in(*c, owner, "INBOX");
+      auto target = folder_in(*c, owner, to);
+      auto all = changes(inbox->id, 0, error);
+      if (!all) return false;
+      std::vector<uint32_t> uids;
+      for (auto& m : all->changed) uids.push_back(m.uid);
+      if (!copy(inbox->id, target->id, uids, error)) return false;
+      return expunge(inbox->id, uids, false, error);
+    }
+    return pg::in_transaction(*c, [&] {
+      if (!folder_in(*c, owner, from)) {
+        error = "[NONEXISTENT] No such folder";
+        return false;
+      }
+      if (is_inbox(to) || folder_in(*c, owner, to)) {
+        error = "[ALREADYEXISTS] Target folder already exists";
+        return false;
+      }
+      for (size_t slash = to.find('/'); slash != std::string::npos; slash = to.find('/', slash + 1))
+        c->exec("INSERT INTO mailboxes(owner, name, uidvalidity) VALUES($1, $2, nextval('uidvalidity_seq')) "
+                "ON CONFLICT DO NOTHING",
+                {owner, to.substr(0, slash)});
+      c->exec("UPDATE mailboxes SET name = $3 || substr(name, length($2) + 1) "
+              "WHERE owner=$1 AND (name=$2 OR left(name, length($2) + 1) = $2 || '/')",
+              {owner, from, to});
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+bool PgStore::subscribe(const std::string& owner, const std::string& name, bool on, std::string& error) {
+  try {
+    auto c = pool_.get();
+    std::string n = is_inbox(name) ? "INBOX" : name;
+    if (on) c->exec("INSERT INTO subscriptions(owner, name) VALUES($1, $2) ON CONFLICT DO NOTHING", {owner, n});
+    else c->exec("DELETE FROM subscriptions WHERE owner=$1 AND name=$2", {owner, n});
+    return true;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+std::optional<PgStore::Changes> PgStore::changes(int64_t folder, uint64_t since, std::string& error) {
+  try {
+    auto c = pool_.get();
+    pg::Transaction t(*c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    auto f = c->exec("SELECT id, name, special, uidvalidity, uidnext, modseq, recent_from FROM mailboxes WHERE id=$1",
+                     {std::to_string(folder)});
+    if (!f.rows()) {
+      error = "[NONEXISTENT] The folder was deleted";
+      return std::nullopt;
+    }
+    Changes out;
+    out.folder = folder_of(f, 0);
+    auto m = c->exec("SELECT uid, modseq, flags, size, internal_date FROM messages WHERE mailbox=$1 AND modseq > $2 "
+                     "ORDER BY uid",
+                     {std::to_string(folder), std::to_string(since)});
+    out.changed.reserve(size_t(m.rows()));
+    for (int i = 0; i < m.rows(); ++i)
+      out.changed.push_back({uint32_t(m.integer(i, 0)), uint64_t(m.integer(i, 1)), uint64_t(m.integer(i, 3)),
+                             m.text(i, 2), m.integer(i, 4)});
+    if (since) {
+      auto x = c->exec("SELECT uid FROM expunged WHERE mailbox=$1 AND modseq > $2 ORDER BY uid",
+                       {std::to_string(folder), std::to_string(since)});
+      for (int i = 0; i < x.rows(); ++i) out.expunged.push_back(uint32_t(x.integer(i, 0)));
+    }
+    t.commit();
+    return out;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::pair<uint64_t, uint32_t>> PgStore::stamp(int64_t folder, std::string& error) {
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("SELECT modseq, uidnext FROM mailboxes WHERE id=$1", {std::to_string(folder)});
+    if (!r.rows()) return std::nullopt;
+    return std::pair{uint64_t(r.integer(0, 0)), uint32_t(r.integer(0, 1))};
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::string> PgStore::content(int64_t folder, uint32_t uid, std::string& error) {
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("SELECT head, blob FROM messages WHERE mailbox=$1 AND uid=$2",
+                     {std::to_string(folder), std::to_string(uid)});
+    if (!r.rows()) return std::nullopt;
+    std::string head = r.bytes(0, 0);
+    if (key_ && !head.empty()) {
+      std::string why;
+      auto plain = crypt::open(*key_, head, &why);
+      if (!plain) {
+        error = "a sealed message head fails its check: " + why;
+        return std::nullopt;
+      }
+      head = std::move(*plain);
+    }
+    auto body = blobs_->get(*c, r.bytes(0, 1), error);
+    if (!body) return std::nullopt;
+    return head + *body;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+std::optional<std::vector<uint32_t>> PgStore::append(int64_t folder, const std::vector<NewMessage>& msgs,
+                                                     std::string& error) {
+  try {
+    auto c = pool_.get();
+    std::vector<std::pair<std::string, uint64_t>> ids;  // blob, size
+    for (auto& m : msgs) {
+      std::string crlf = to_crlf(m.content);
+      ids.emplace_back(blobs_->put(*c, crlf), crlf.size());
+    }
+    return pg::in_transaction(*c, [&]() -> std::optional<std::vector<uint32_t>> {
+      auto r = c->exec("UPDATE mailboxes SET uidnext = uidnext + $2, modseq = modseq + 1 WHERE id=$1 "
+                       "RETURNING uidnext - $2, modseq",
+                       {std::to_string(folder), std::to_string(msgs.size())});
+      if (!r.rows()) {
+        error = "[TRYCREATE] No such mailbox";
+        return std::nullopt;
+      }
+      uint32_t first = uint32_t(r.integer(0, 0));
+      std::string ms = r.text(0, 1);
+      std::vector<uint32_t> uids;
+      for (size_t i = 0; i < msgs.size(); ++i) {
+        uids.push_back(first + uint32_t(i));
+        c->exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
+                "VALUES($1, $2, $3, $4, $5, $6, ''::bytea, $7::bytea)",
+                {std::to_string(folder), std::to_string(uids.back()), ms, msgs[i].flags, std::to_string(ids[i].second),
+                 std::to_string(msgs[i].date ? msgs[i].date : now_seconds()), pg::bytea(ids[i].first)});
+      }
+      return uids;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+bool PgStore::change_flags(int64_t folder, const std::vector<uint32_t>& uids, const FlagRule& next,
+                           std::vector<std::pair<uint32_t, uint64_t>>& changed, std::string& error) {
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&] {
+      changed.clear();
+      auto f = c->exec("SELECT modseq FROM mailboxes WHERE id=$1 FOR UPDATE", {std::to_string(folder)});
+      if (!f.rows()) {
+        error = "[NONEXISTENT] The folder was deleted";
+        return false;
+      }
+      uint64_t ms = uint64_t(f.integer(0, 0)) + 1;
+      auto r = c->exec("SELECT uid, modseq, flags, size, internal_date FROM messages "
+                       "WHERE mailbox=$1 AND uid = ANY($2::bigint[]) ORDER BY uid",
+                       {std::to_string(folder), int_array(uids)});
+      std::vector<uint32_t> which;
+      std::vector<std::string> flags;
+      for (int i = 0; i < r.rows(); ++i) {
+        PgMessage m{uint32_t(r.integer(i, 0)), uint64_t(r.integer(i, 1)), uint64_t(r.integer(i, 3)), r.text(i, 2),
+                    r.integer(i, 4)};
+        auto now = next(m);
+        if (!now || *now == m.flags) continue;
+        which.push_back(m.uid);
+        flags.push_back(*now);
+        changed.emplace_back(m.uid, m.modseq);
+      }
+      if (which.empty()) return true;
+      c->exec("UPDATE mailboxes SET modseq=$2 WHERE id=$1", {std::to_string(folder), std::to_string(ms)});
+      c->exec("UPDATE messages m SET flags = v.f, modseq = $2 FROM unnest($3::bigint[], $4::text[]) AS v(u, f) "
+              "WHERE m.mailbox=$1 AND m.uid = v.u",
+              {std::to_string(folder), std::to_string(ms), int_array(which), text_array(flags)});
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+bool PgStore::expunge(int64_t folder, const std::vector<uint32_t>& uids, bool only_deleted, std::string& error) {
+  if (uids.empty()) return true;
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&] {
+      auto f = c->exec("SELECT modseq FROM mailboxes WHERE id=$1 FOR UPDATE", {std::to_string(folder)});
+      if (!f.rows()) return true;  // the folder went: so did its messages
+      std::string ms = std::to_string(f.integer(0, 0) + 1);
+      auto gone = c->exec("DELETE FROM messages WHERE mailbox=$1 AND uid = ANY($2::bigint[]) "
+                          "AND ($3::boolean = false OR strpos(flags, 'T') > 0) RETURNING uid",
+                          {std::to_string(folder), int_array(uids), only_deleted ? "t" : "f"});
+      if (!gone.rows()) return true;
+      std::vector<uint32_t> removed;
+      for (int i = 0; i < gone.rows(); ++i) removed.push_back(uint32_t(gone.integer(i, 0)));
+      c->exec("UPDATE mailboxes SET modseq=$2 WHERE id=$1", {std::to_string(folder), ms});
+      c->exec("INSERT INTO expunged(mailbox, uid, modseq) SELECT $1, unnest($2::bigint[]), $3 "
+              "ON CONFLICT (mailbox, uid) DO UPDATE SET modseq = EXCLUDED.modseq",
+              {std::to_string(folder), int_array(removed), ms});
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+std::optional<std::vector<std::pair<uint32_t, uint32_t>>> PgStore::copy(int64_t from, int64_t to,
+                                                                         const std::vector<uint32_t>& uids,
+                                                                         std::string& error) {
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&]() -> std::optional<std::vector<std::pair<uint32_t, uint32_t>>> {
+      // Both rows locked, in id order (no deadlock with a copy the other way).
+      auto lk = c->exec("SELECT id, array_to_string(keywords, E'\\n') FROM mailboxes WHERE id = ANY($1::bigint[]) "
+                        "ORDER BY id FOR UPDATE",
+                        {"{" + std::to_string(from) + "," + std::to_string(to) + "}"});
+      std::vector<std::string> src_kw, dst_kw;
+      bool have_to = false;
+      for (int i = 0; i < lk.rows(); ++i) {
+        if (lk.integer(i, 0) == from) src_kw = lines(lk.text(i, 1));
+        if (lk.integer(i, 0) == to) {
+          dst_kw = lines(lk.text(i, 1));
+          have_to = true;
+        }
+      }
+      if (!have_to) {
+        error = "[TRYCREATE] No such mailbox";
+        return std::nullopt;
+      }
+      // Keyword letters here -> letters there, by name (added there when there is room).
+      std::string map;
+      for (auto& n : src_kw) {
+        auto it = std::find_if(dst_kw.begin(), dst_kw.end(), [&](auto& d) { return strcasecmp(d.c_str(), n.c_str()) == 0; });
+        if (it == dst_kw.end() && dst_kw.size() < 26) {
+          dst_kw.push_back(n);
+          it = dst_kw.end() - 1;
+        }
+        map += it == dst_kw.end() ? ' ' : char('a' + (it - dst_kw.begin()));
+      }
+      auto src = c->exec("SELECT uid, flags, size, internal_date, head, blob FROM messages "
+                         "WHERE mailbox=$1 AND uid = ANY($2::bigint[]) ORDER BY uid",
+                         {std::to_string(from), int_array(uids)});
+      std::vector<std::pair<uint32_t, uint32_t>> pairs;
+      if (!src.rows()) return pairs;
+      auto r = c->exec("UPDATE mailboxes SET uidnext = uidnext + $2, modseq = modseq + 1, keywords = $3::text[] "
+                       "WHERE id=$1 RETURNING uidnext - $2, modseq",
+                       {std::to_string(to), std::to_string(src.rows()), text_array(dst_kw)});
+      uint32_t first = uint32_t(r.integer(0, 0));
+      std::string ms = r.text(0, 1);
+      for (int i = 0; i < src.rows(); ++i) {
+        std::string flags;
+        for (char l : src.text(i, 1)) {
+          if (l >= 'a' && l <= 'z') {
+            size_t k = size_t(l - 'a');
+            if (k < map.size() && map[k] != ' ') flags += map[k];
+          } else {
+            flags += l;
+          }
+        }
+        std::sort(flags.begin(), flags.end());
+        uint32_t uid = first + uint32_t(i);
+        c->exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
+                "VALUES($1, $2, $3, $4, $5, $6, $7::bytea, $8::bytea)",
+                {std::to_string(to), std::to_string(uid), ms, flags, src.text(i, 2), src.text(i, 3), src.text(i, 4),
+                 src.text(i, 5)});
+        pairs.emplace_back(uint32_t(src.integer(i, 0)), uid);
+      }
+      return pairs;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+uint32_t PgStore::claim_recent(int64_t folder, uint32_t upto, std::string& error) {
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("UPDATE mailboxes m SET recent_from = GREATEST(m.recent_from, $2) "
+                     "FROM (SELECT id, recent_from AS old FROM mailboxes WHERE id=$1 FOR UPDATE) o "
+                     "WHERE m.id = o.id RETURNING o.old",
+                     {std::to_string(folder), std::to_string(upto)});
+    return r.rows() ? uint32_t(r.integer(0, 0)) : upto;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return upto;
+  }
+}
+
+std::vector<std::string> PgStore::keywords(int64_t folder, std::string& error) {
+  try {
+    auto c = pool_.get();
+    auto r = c->exec("SELECT array_to_string(keywords, E'\\n') FROM mailboxes WHERE id=$1", {std::to_string(folder)});
+    return r.rows() ? lines(r.text(0, 0)) : std::vector<std::string>{};
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return {};
+  }
+}
+
+std::optional<char> PgStore::keyword_letter(int64_t folder, std::string_view name, bool create, std::string& error) {
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&]() -> std::optional<char> {
+      auto r = c->exec("SELECT array_to_string(keywords, E'\\n') FROM mailboxes WHERE id=$1 FOR UPDATE",
+                       {std::to_string(folder)});
+      if (!r.rows()) return std::nullopt;
+      auto names = lines(r.text(0, 0));
+      for (size_t i = 0; i < names.size(); ++i)
+        if (names[i].size() == name.size() && strncasecmp(names[i].data(), name.data(), name.size()) == 0)
+          return char('a' + i);
+      if (!create) return std::nullopt;
+      if (names.size() >= 26) {
+        error = "[LIMIT] This folder has as many keywords as it can keep (26)";
+        return std::nullopt;
+      }
+      c->exec("UPDATE mailboxes SET keywords = array_append(keywords, $2) WHERE id=$1",
+              {std::to_string(folder), std::string(name)});
+      return char('a' + names.size());
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+bool PgStore::deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body,
+                      std::string& error) {
+  try {
+    auto c = pool_.get();
+    std::string crlf = to_crlf(body);
+    std::string id = blobs_->put(*c, crlf);
+    std::string h = to_crlf(head);
+    return pg::in_transaction(*c, [&] {
+      ensure_defaults_in(*c, owner);
+      auto f = folder_in(*c, owner, junk ? "Junk" : "INBOX");
+      if (!f) {
+        c->exec("INSERT INTO mailboxes(owner, name, special, uidvalidity) VALUES($1, 'Junk', '\\Junk', "
+                "nextval('uidvalidity_seq')) ON CONFLICT DO NOTHING",
+                {owner});
+        f = folder_in(*c, owner, "Junk");
+      }
+      auto r = c->exec("UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id=$1 "
+                       "RETURNING uidnext - 1, modseq",
+                       {std::to_string(f->id)});
+      c->exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
+              "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
+              {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(h.size() + crlf.size()),
+               std::to_string(now_seconds()), pg::bytea(seal_head(key_, h)), pg::bytea(id)});
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+namespace {
+class AdvisoryHold : public PgStore::Hold {
+ public:
+  explicit AdvisoryHold(std::unique_ptr<pg::Conn> c) : c_(std::move(c)) {}  // closing it releases the lock
+
+ private:
+  std::unique_ptr<pg::Conn> c_;
+};
+}  // namespace
+
+std::unique_ptr<PgStore::Hold> PgStore::try_hold(const std::string& owner, std::string& error) {
+  try {
+    auto c = pg::Conn::open(settings_);
+    auto r = c->exec("SELECT pg_try_advisory_lock(('x' || substr(md5('pop3 ' || $1), 1, 16))::bit(64)::bigint)", {owner});
+    if (r.text(0, 0) != "t") return nullptr;
+    return std::make_unique<AdvisoryHold>(std::move(c));
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return nullptr;
+  }
+}
+
+}  // namespace bulwark::store

@@ -1,0 +1,133 @@
+// store/pg_store.hpp: the mail store of cluster mode (SPEC 16; docs/cluster.md) --
+// folders, messages, UIDs, flags, keywords, modseqs and expunge history in PostgreSQL,
+// bodies in a content-addressed blob table (one body per distinct message, shared by
+// its recipients; sealed first when encryption at rest is on, so the database never
+// holds plaintext mail). The Maildir store's counterpart: IMAP and POP3 see it through
+// the same interfaces (net/).
+//
+// Every change to a folder updates its row first (UPDATE ... RETURNING): the row lock
+// orders writers, so UIDs and MODSEQs are handed out in commit order -- no UID twice,
+// no MODSEQ that an observer could see go back -- whichever nodes write. A reader
+// catches up with `modseq > last seen` (changed and new messages) and the expunge
+// history above it. Blocking: call from a worker thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cluster/pg.hpp"
+
+namespace bulwark::crypt {
+class DataKey;
+}
+
+namespace bulwark::store {
+
+// Where bodies go. PostgreSQL's table today; object storage could be another.
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+  // Stores `plain` (once per distinct content) and returns its id.
+  virtual std::string put(pg::Conn& c, std::string_view plain) = 0;
+  virtual std::optional<std::string> get(pg::Conn& c, const std::string& id, std::string& error) = 0;
+};
+
+struct PgFolder {
+  int64_t id = 0;
+  std::string name, special;
+  uint32_t uidvalidity = 0, uidnext = 1, recent_from = 1;
+  uint64_t modseq = 0;
+};
+
+struct PgMessage {
+  uint32_t uid = 0;
+  uint64_t modseq = 0, size = 0;  // size: CRLF bytes as sent
+  std::string flags;              // Maildir letters: D F R S T and keyword letters a..z
+  int64_t internal_date = 0;
+};
+
+struct NewMessage {
+  std::string_view content;  // LF or CRLF
+  std::string flags;
+  int64_t date = 0;  // 0: now
+};
+
+class PgStore {
+ public:
+  // `key`: the data key when encryption at rest is on (bodies sealed), else null.
+  PgStore(pg::Settings s, size_t connections, const crypt::DataKey* key);
+  ~PgStore();
+
+  // A user's folders: INBOX and the defaults (Sent, Drafts, Trash, Junk, Archive) made
+  // on first use.
+  bool ensure_defaults(const std::string& owner, std::string& error);
+  std::optional<std::vector<PgFolder>> folders(const std::string& owner, std::string& error);
+  std::optional<PgFolder> folder(const std::string& owner, const std::string& name, std::string& error);
+  std::vector<std::string> subscriptions(const std::string& owner, std::string& error);
+  bool create(const std::string& owner, const std::string& name, std::string& error);
+  bool remove(const std::string& owner, const std::string& name, std::string& error);
+  bool rename(const std::string& owner, const std::string& from, const std::string& to, std::string& error);
+  bool subscribe(const std::string& owner, const std::string& name, bool on, std::string& error);
+
+  // The folder's row now, and its messages changed (or added) above `since` -- all of
+  // them for 0 -- with the UIDs expunged above it.
+  struct Changes {
+    PgFolder folder;
+    std::vector<PgMessage> changed;  // by UID
+    std::vector<uint32_t> expunged;
+  };
+  std::optional<Changes> changes(int64_t folder, uint64_t since, std::string& error);
+  // Cheap: the folder's modseq and uidnext (IDLE asks often). Nothing when it is gone.
+  std::optional<std::pair<uint64_t, uint32_t>> stamp(int64_t folder, std::string& error);
+  // The message, CRLF; nothing and `error` empty when it is gone.
+  std::optional<std::string> content(int64_t folder, uint32_t uid, std::string& error);
+  // All or none; their UIDs in order.
+  std::optional<std::vector<uint32_t>> append(int64_t folder, const std::vector<NewMessage>& msgs, std::string& error);
+  // Flags as stored now (`next` sees each message as stored and gives its new letters
+  // or nothing); every message changed gets the folder's next modseq. `changed`: UID
+  // and the modseq it had before.
+  using FlagRule = std::function<std::optional<std::string>(const PgMessage&)>;
+  bool change_flags(int64_t folder, const std::vector<uint32_t>& uids, const FlagRule& next,
+                    std::vector<std::pair<uint32_t, uint64_t>>& changed, std::string& error);
+  // `only_deleted`: only those carrying \Deleted ('T') as stored now.
+  bool expunge(int64_t folder, const std::vector<uint32_t>& uids, bool only_deleted, std::string& error);
+  // (UID here, UID there); keywords carried over by name.
+  std::optional<std::vector<std::pair<uint32_t, uint32_t>>> copy(int64_t from, int64_t to,
+                                                                  const std::vector<uint32_t>& uids,
+                                                                  std::string& error);
+  uint32_t claim_recent(int64_t folder, uint32_t upto, std::string& error);
+  // Keywords: names by letter ('a' first); a name's letter, added when `create` (26 at
+  // most: "[LIMIT] ...").
+  std::vector<std::string> keywords(int64_t folder, std::string& error);
+  std::optional<char> keyword_letter(int64_t folder, std::string_view name, bool create, std::string& error);
+
+  // Local delivery: the message (its head -- Return-Path, Delivered-To -- kept apart,
+  // so the body is stored once for every recipient) into the user's INBOX, or Junk.
+  bool deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body, std::string& error);
+
+  // POP3's exclusive hold on a mailbox across nodes: an advisory lock on a connection
+  // of its own, released when the returned object goes (or its node dies).
+  class Hold {
+   public:
+    virtual ~Hold() = default;
+  };
+  std::unique_ptr<Hold> try_hold(const std::string& owner, std::string& error);
+
+ private:
+  std::optional<PgFolder> folder_in(pg::Conn& c, const std::string& owner, const std::string& name);
+  bool ensure_defaults_in(pg::Conn& c, const std::string& owner);
+  pg::Settings settings_;
+  pg::Pool pool_;
+  std::unique_ptr<BlobStore> blobs_;
+  const crypt::DataKey* key_;
+};
+
+// CRLF line ends throughout (a lone LF becomes CRLF).
+std::string to_crlf(std::string_view in);
+
+}  // namespace bulwark::store
