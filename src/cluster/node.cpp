@@ -1,9 +1,11 @@
 #include "cluster/node.hpp"
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <stdexcept>
 
 namespace bulwark::cluster {
@@ -18,12 +20,19 @@ Heartbeat::Heartbeat(const pg::Settings& s, std::string node, std::string versio
       every_(every) {
   auto c = pg::Conn::open(settings_);
   // Another process beating under this name within the last three beats: a second node
-  // with the same name would share its leases. Refuse.
-  auto r = c->exec("SELECT pid, address FROM nodes WHERE name=$1 AND heartbeat > now() - $2::interval AND pid <> $3",
-                   {node_, std::to_string(every_.count() * 3) + " seconds", std::to_string(::getpid())});
-  if (r.rows() && !(r.text(0, 1) == address_ && r.integer(0, 0) == ::getpid()))
-    throw std::runtime_error("cluster.node \"" + node_ + "\" is in use by a live node (" + r.text(0, 1) + ", pid " +
-                             r.text(0, 0) + "): each node needs a name of its own");
+  // with the same name would share its leases. Refuse -- unless it was this machine's
+  // and that process is gone (a restart after kill -9 or a crash).
+  auto r = c->exec("SELECT pid, address FROM nodes WHERE name=$1 AND heartbeat > now() - $2::interval",
+                   {node_, std::to_string(every_.count() * 3) + " seconds"});
+  if (r.rows()) {
+    std::string addr = r.text(0, 1);
+    pid_t pid = pid_t(r.integer(0, 0));
+    auto host = [](const std::string& a) { return a.substr(0, a.find('/')); };
+    bool ours_and_gone = host(addr) == host(address_) && (pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH));
+    if (!ours_and_gone)
+      throw std::runtime_error("cluster.node \"" + node_ + "\" is in use by a live node (" + addr + ", pid " +
+                               std::to_string(pid) + "): each node needs a name of its own");
+  }
   c->exec(
       "INSERT INTO nodes(name, version, address, pid, started, heartbeat, sessions) VALUES($1,$2,$3,$4,now(),now(),0) "
       "ON CONFLICT(name) DO UPDATE SET version=$2, address=$3, pid=$4, started=now(), heartbeat=now(), sessions=0",
