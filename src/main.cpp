@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "admin/audit.hpp"
+#include "admin/cluster_import.hpp"
 #include "admin/encryption_cli.hpp"
 #include "auth/password.hpp"
 #include "cluster/node.hpp"
@@ -444,6 +445,11 @@ int main(int argc, char** argv) {
   cluster_cmd->require_subcommand(1);
   auto* cluster_init = sub(cluster_cmd, "init", "create or upgrade the schema in PostgreSQL");
   sub(cluster_cmd, "status", "the nodes: name, state, version, address, sessions, last heartbeat");
+  std::string import_from;
+  auto* cluster_import_cmd = sub(cluster_cmd, "import",
+                                 "copy a single-machine installation in (directory, mailboxes with their UIDs and flags); "
+                                 "resumable, idempotent; the old data is only read");
+  cluster_import_cmd->add_option("--from-config", import_from, "the old installation's configuration file")->required();
 
   bool follow = false;
   auto* log_cmd = sub(&app, "log", "the logs");
@@ -559,6 +565,21 @@ int main(int argc, char** argv) {
         return kOk;
       }
       cluster::require_version(*c);
+      if (cluster_import_cmd->parsed()) {
+        Config old;
+        try {
+          old = load_config(import_from);
+        } catch (const ConfigError& e) {
+          throw UsageError(e.what());
+        }
+        // The old data's key when it is encrypted (the cluster then seals with it: give
+        // every node that keyring), else this node's.
+        unlock_encryption(fs::exists(fs::path(old.server.data_dir) / "keyring") ? old : cfg);
+        auto to = Directory::open_cluster(pg_settings(cfg), false);
+        store::PgStore mail(pg_settings(cfg), 2, crypt::data_key());
+        cluster_import(old, *to, mail, std::cout);
+        return kOk;
+      }
       auto lease = cfg.cluster.lease.count();
       std::cout << "schema version " << cluster::schema_version() << " at " << c->server() << "\n";
       std::cout << "NODE\tSTATE\tVERSION\tADDRESS\tSESSIONS\tLAST HEARTBEAT\tSTARTED\n";

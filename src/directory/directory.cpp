@@ -557,3 +557,44 @@ std::vector<std::pair<std::string, std::string>> Directory::list_groups() {
 }
 
 }  // namespace bulwark
+
+namespace bulwark {
+
+size_t Directory::import_rows(Directory& from) {
+  static const char* const tables[] = {"domains", "users", "aliases", "groups", "delegations", "admins"};
+  auto lease = from.reader();
+  Writing w(*this);
+  size_t added = 0;
+  for (const char* t : tables) {
+    std::vector<std::string> cols;
+    {
+      Stmt s(writer_->db, "SELECT name FROM pragma_table_info(?) ORDER BY cid");
+      s.bind(1, std::string(t));
+      while (s.step()) cols.push_back(s.text(0));
+    }
+    std::string names, marks;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      names += (i ? ",\"" : "\"") + cols[i] + "\"";
+      marks += i ? ",?" : "?";
+    }
+    std::string select = "SELECT " + names + " FROM \"" + t + "\"";
+    std::string insert = "INSERT OR IGNORE INTO \"" + std::string(t) + "\"(" + names + ") VALUES(" + marks + ")";
+    sqlite3_stmt* src = nullptr;
+    if (sqlite3_prepare_v2((*lease).db, select.c_str(), -1, &src, nullptr) != SQLITE_OK)
+      throw DirectoryError(std::string("directory: cannot read ") + t + ": " + sqlite3_errmsg((*lease).db));
+    while (sqlite3_step(src) == SQLITE_ROW) {
+      Stmt ins(writer_->db, insert.c_str());
+      for (int i = 0; i < int(cols.size()); ++i) {
+        if (sqlite3_column_type(src, i) == SQLITE_NULL) continue;
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(src, i));
+        ins.bind(i + 1, std::string(p ? p : "", size_t(sqlite3_column_bytes(src, i))));
+      }
+      ins.step();
+      added += size_t(sqlite3_changes(writer_->db));
+    }
+    sqlite3_finalize(src);
+  }
+  return added;
+}
+
+}  // namespace bulwark

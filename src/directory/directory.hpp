@@ -149,6 +149,11 @@ class Directory {
   std::string new_admin_token(const std::string& name);
   std::optional<AdminInfo> admin_by_token(const std::string& token);
 
+  // `cluster import`: every row of `from` (another directory) that this one lacks, in
+  // one change; rows this one has already stay as they are (a rerun adds nothing).
+  // Returns how many rows were added.
+  size_t import_rows(Directory& from);
+
   void add_group(const Address& group, const std::vector<Address>& members);
   void remove_group(const Address& group);
   std::vector<std::pair<std::string, std::string>> list_groups();

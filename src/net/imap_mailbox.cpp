@@ -33,17 +33,6 @@ std::string for_client(const std::string& detail) {
   return "[SERVERBUG] The mailbox cannot be changed now; nothing was changed";
 }
 
-// A Maildir base name starts with the delivery time (seconds): INTERNALDATE without a
-// stat() per message.
-int64_t arrival(const std::string& base) {
-  int64_t t = 0;
-  for (char c : base) {
-    if (c < '0' || c > '9') break;
-    t = t * 10 + (c - '0');
-  }
-  return t;
-}
-
 class StoreOpenFolder : public imap::OpenFolder {
  public:
   StoreOpenFolder(std::string maildir, std::unique_ptr<store::Folder> f) : maildir_(std::move(maildir)), f_(std::move(f)) {
@@ -224,7 +213,7 @@ class StoreOpenFolder : public imap::OpenFolder {
   void rebuild() {
     refs_.clear();
     refs_.reserve(f_->messages().size());
-    for (auto& m : f_->messages()) refs_.push_back({m.uid, m.modseq, m.vsize, m.flags, arrival(m.base)});
+    for (auto& m : f_->messages()) refs_.push_back({m.uid, m.modseq, m.vsize, m.flags, store::arrival_time(m.base)});
   }
   std::string maildir_;
   std::unique_ptr<store::Folder> f_;

@@ -51,6 +51,16 @@ struct MaildirName {
   std::optional<uint64_t> size, vsize;
 };
 MaildirName parse_maildir_name(std::string_view name);
+// A Maildir base name starts with the delivery time (seconds): INTERNALDATE without a
+// stat() per message.
+inline int64_t arrival_time(std::string_view base) {
+  int64_t t = 0;
+  for (char c : base) {
+    if (c < '0' || c > '9') break;
+    t = t * 10 + (c - '0');
+  }
+  return t;
+}
 
 struct Message {
   uint32_t uid = 0;

@@ -62,7 +62,6 @@ PgFolder folder_of(const pg::Result& r, int row) {
   return f;
 }
 
-constexpr const char* kFolderColumns = "id, name, special, uidvalidity, uidnext, modseq, recent_from";
 
 // Bodies in PostgreSQL, content-addressed: the id is a hash of the plaintext (keyed
 // with the data key when encryption is on, so equal mail cannot be recognised by its
@@ -617,6 +616,69 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
               "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
               {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(h.size() + crlf.size()),
                std::to_string(now_seconds()), pg::bytea(seal_head(key_, h)), pg::bytea(id)});
+      return true;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
+std::optional<PgStore::Imported> PgStore::import_folder(const std::string& owner, const PgFolder& want,
+                                                       const std::vector<std::string>& keywords, std::string& error) {
+  try {
+    auto c = pool_.get();
+    return pg::in_transaction(*c, [&]() -> std::optional<Imported> {
+      std::string name = is_inbox(want.name) ? "INBOX" : want.name;
+      c->exec("INSERT INTO mailboxes(owner, name, special, uidvalidity, uidnext, modseq, recent_from, keywords) "
+              "VALUES($1, $2, $3, $4, $5, $6, $7, $8::text[]) ON CONFLICT DO NOTHING",
+              {owner, name, want.special, std::to_string(want.uidvalidity), std::to_string(want.uidnext),
+               std::to_string(want.modseq), std::to_string(want.recent_from), text_array(keywords)});
+      auto f = folder_in(*c, owner, name);
+      if (!f) throw pg::Error("the folder " + name + " could not be made", "", false);
+      if (f->uidvalidity != want.uidvalidity && f->uidnext == 1) {
+        // Made in the cluster but never used (`user add` before the import): the old
+        // folder's identity wins, so the old installation's clients need no resync.
+        c->exec("UPDATE mailboxes SET uidvalidity=$2 WHERE id=$1", {std::to_string(f->id), std::to_string(want.uidvalidity)});
+        f->uidvalidity = want.uidvalidity;
+      }
+      if (f->uidvalidity != want.uidvalidity) {
+        error = "folder " + name + " of " + owner + " exists in the cluster with UIDVALIDITY " +
+                std::to_string(f->uidvalidity) + ", not " + std::to_string(want.uidvalidity) +
+                " as in the old installation: delete it there first, or its clients resync";
+        return std::nullopt;
+      }
+      c->exec("UPDATE mailboxes SET uidnext = GREATEST(uidnext, $2), modseq = GREATEST(modseq, $3), "
+              "recent_from = GREATEST(recent_from, $4), keywords = CASE WHEN cardinality(keywords) = 0 THEN $5::text[] "
+              "ELSE keywords END WHERE id=$1",
+              {std::to_string(f->id), std::to_string(want.uidnext), std::to_string(want.modseq),
+               std::to_string(want.recent_from), text_array(keywords)});
+      Imported out;
+      out.id = f->id;
+      auto r = c->exec("SELECT uid FROM messages WHERE mailbox=$1", {std::to_string(f->id)});
+      for (int i = 0; i < r.rows(); ++i) out.uids.push_back(uint32_t(r.integer(i, 0)));
+      return out;
+    });
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
+bool PgStore::import_messages(int64_t folder, const std::vector<OldMessage>& msgs, std::string& error) {
+  try {
+    auto c = pool_.get();
+    std::vector<std::pair<std::string, uint64_t>> ids;
+    for (auto& m : msgs) {
+      std::string crlf = to_crlf(m.content);
+      ids.emplace_back(blobs_->put(*c, crlf), crlf.size());
+    }
+    return pg::in_transaction(*c, [&] {
+      for (size_t i = 0; i < msgs.size(); ++i)
+        c->exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
+                "VALUES($1, $2, $3, $4, $5, $6, ''::bytea, $7::bytea) ON CONFLICT DO NOTHING",
+                {std::to_string(folder), std::to_string(msgs[i].uid), std::to_string(msgs[i].modseq), msgs[i].flags,
+                 std::to_string(ids[i].second), std::to_string(msgs[i].date), pg::bytea(ids[i].first)});
       return true;
     });
   } catch (const pg::Error& e) {

@@ -110,6 +110,26 @@ class PgStore {
   // so the body is stored once for every recipient) into the user's INBOX, or Junk.
   bool deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body, std::string& error);
 
+  // `cluster import`: the folder `want` describes (name, special, UIDVALIDITY, next UID,
+  // modseq, \Recent marker) with `keywords` -- made when missing, its counters raised to
+  // `want`'s when below; an existing folder of another UIDVALIDITY is refused (its
+  // clients would resync). Returns its id and the UIDs it holds already.
+  struct Imported {
+    int64_t id = 0;
+    std::vector<uint32_t> uids;
+  };
+  std::optional<Imported> import_folder(const std::string& owner, const PgFolder& want,
+                                        const std::vector<std::string>& keywords, std::string& error);
+  struct OldMessage {
+    uint32_t uid = 0;
+    uint64_t modseq = 0;
+    std::string flags;
+    int64_t date = 0;
+    std::string content;
+  };
+  // Messages with their own UIDs and modseqs, in one transaction (none already there).
+  bool import_messages(int64_t folder, const std::vector<OldMessage>& msgs, std::string& error);
+
   // POP3's exclusive hold on a mailbox across nodes: an advisory lock on a connection
   // of its own, released when the returned object goes (or its node dies).
   class Hold {

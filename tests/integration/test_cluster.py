@@ -760,3 +760,92 @@ def test_kill_9_of_a_node_during_deliveries_and_appends_loses_nothing_acknowledg
     for subject in acked_appends:
         assert len(got[subject[0]]) == 1  # an APPEND is one transaction: once
     m.logout()
+
+
+def imap_state(m, folder):
+    """UIDVALIDITY, HIGHESTMODSEQ and {uid: (flags, modseq, body)} of a folder."""
+    typ, data = m.select(f'"{folder}"')
+    assert typ == "OK", data
+    validity = int(m.response("UIDVALIDITY")[1][0])
+    typ, data = m.status(f'"{folder}"', "(HIGHESTMODSEQ)")
+    highest = int(data[0].decode().split("HIGHESTMODSEQ ")[1].rstrip(")"))
+    msgs = {}
+    typ, data = m.uid("FETCH", "1:*", "(UID FLAGS MODSEQ BODY.PEEK[TEXT])")
+    for item in data:
+        if isinstance(item, tuple):
+            head = item[0].decode()
+            uid = int(head.split("UID ")[1].split()[0])
+            # \Recent is one session's (RFC 3501 2.3.2), not the message's
+            flags = tuple(sorted(f for f in head.split("FLAGS (")[1].split(")")[0].split() if f != "\\Recent"))
+            modseq = int(head.split("MODSEQ (")[1].split(")")[0])
+            msgs[uid] = (flags, modseq, item[1])
+    return validity, highest, msgs
+
+
+def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_server, cluster, engines):
+    pg, _ = engines
+    # The old installation: a few thousand messages in INBOX, a folder with flagged and
+    # keyworded mail, some expunged (UIDs with gaps).
+    old = make_server()
+    new = old.maildir()
+    new.mkdir(parents=True, exist_ok=True)
+    for i in range(2500):
+        (new / f"{1700000000 + i}.M{i}P1.old").write_bytes(f"Subject: old {i}\n\nbody {i}\n".encode())
+    old.start()
+    ctx = tls(old)
+    m = imaplib.IMAP4("127.0.0.1", old.ports["imap"], timeout=30)
+    m.starttls(ssl_context=ctx)
+    m.login("demo@example.test", PASSWORD)
+    m.enable("CONDSTORE")
+    m.create("Work/2026")
+    m.subscribe("Work/2026")
+    for i in range(20):
+        m.append("Work/2026", "(\\Flagged $Important)" if i % 3 == 0 else None, None,
+                 f"Subject: work {i}\r\n\r\nwork body {i}\r\n".encode())
+    m.select("INBOX")
+    m.uid("STORE", "1:10", "+FLAGS", "(\\Seen Project-X)")
+    m.uid("STORE", "11:15", "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    before = {f: imap_state(m, f) for f in ("INBOX", "Work/2026")}
+    m.logout()
+    old.stop()
+    assert len(before["INBOX"][2]) == 2495 and len(before["Work/2026"][2]) == 20
+
+    n1 = cluster.add_node(start=False)
+    cmd = [BIN, "--config", str(n1.config), "cluster", "import", "--from-config", str(old.config)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    count = lambda: int(pg.psql("SELECT count(*) FROM messages", db=cluster.db) or 0)
+    killed = False
+    deadline = time.time() + 60
+    while p.poll() is None and time.time() < deadline:
+        if count() >= 200:
+            p.kill()
+            killed = True
+            break
+        time.sleep(0.02)
+    p.wait()
+    assert killed, "the import ended before it could be killed half-way: " + p.stdout.read() + p.stderr.read()
+    part = count()
+    assert 200 <= part < 2515, part
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{part} message(s) were there already" in r.stdout, r.stdout
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # idempotent
+    assert "imported: 3 folder(s), 0 message(s)" in r.stdout or "0 message(s);" in r.stdout, r.stdout
+    assert count() == 2515
+    n1.start()
+    m = imap(n1)
+    m.enable("CONDSTORE")
+    for folder, state in before.items():
+        got = imap_state(m, folder)
+        assert got[:2] == state[:2], (folder, got[:2], state[:2])
+        diff = {u: (got[2].get(u), v) for u, v in state[2].items() if got[2].get(u) != v}
+        assert not diff and set(got[2]) == set(state[2]), (folder, list(diff.items())[:3])  # same UIDVALIDITY, UIDs, flags, keywords, modseqs, bytes
+    typ, data = m.lsub('""', "*")
+    assert any(b"Work/2026" in d for d in data)
+    # A client that knew the old server goes on without a resync: new mail gets the next UID.
+    m.select("INBOX")
+    typ, data = m.append("INBOX", None, None, b"Subject: after\r\n\r\nx\r\n")
+    uid = int(data[0].decode().split("APPENDUID ")[1].split()[1].rstrip("]"))
+    assert uid > max(before["INBOX"][2])
+    m.logout()
