@@ -235,6 +235,16 @@ http::Response metrics_page(Context& ctx) {
   }
   extra.push_back({"bulwark_queue_messages", "", double(ids.size())});
   extra.push_back({"bulwark_queue_oldest_seconds", "", double(oldest)});
+  if (ctx.cluster) {
+    auto view = ctx.cluster();
+    extra.push_back({"bulwark_cluster_postgres_up", "", view ? 1.0 : 0.0});
+    if (view) {
+      extra.push_back({"bulwark_cluster_postgres_roundtrip_seconds", "", view->postgres_seconds});
+      double up = 0;
+      for (auto& n : view->nodes) up += n.seconds_since_heartbeat < 15;
+      extra.push_back({"bulwark_cluster_nodes_up", "", up});
+    }
+  }
   extra.push_back({"bulwark_uptime_seconds", "",
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.started).count()});
   http::Response r = answer(200, metrics::render(extra));
@@ -252,6 +262,30 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
   Directory& dir = ctx.dir;
   if (seg.empty()) throw Refused{404, "no such endpoint"};
   const std::string& what = seg[0];
+
+  if (what == "cluster" && seg.size() == 1) {
+    if (m != "GET") return method_not_allowed();
+    if (!ctx.cluster) return answer(200, json{{"cluster", false}}.dump());
+    auto view = ctx.cluster();
+    if (!view) return error(503, "PostgreSQL cannot be reached from this node");
+    json nodes = json::array();
+    auto lease = double(ctx.cfg.cluster.lease.count());
+    for (auto& n : view->nodes)
+      nodes.push_back({{"name", n.name},
+                       {"state", n.seconds_since_heartbeat < 15 ? "up" : n.seconds_since_heartbeat < lease ? "late" : "down"},
+                       {"version", n.version},
+                       {"address", n.address},
+                       {"sessions", n.sessions},
+                       {"seconds_since_heartbeat", n.seconds_since_heartbeat},
+                       {"started", n.started}});
+    return answer(200, json{{"cluster", true},
+                            {"node", view->node},
+                            {"schema_version", view->schema},
+                            {"postgres_roundtrip_seconds", view->postgres_seconds},
+                            {"redis_up", view->redis_up},
+                            {"nodes", nodes}}
+                           .dump());
+  }
 
   if (what == "status" && seg.size() == 1) {
     if (m != "GET") return method_not_allowed();

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "cluster/node.hpp"
 #include "config/config.hpp"
 #include "http/http.hpp"
 
@@ -25,6 +26,15 @@ struct Caller {
   bool read_only = false;
 };
 
+// Cluster mode (SPEC 16): what GET /api/v1/cluster and /metrics show, read now.
+struct ClusterView {
+  std::string node;
+  int schema = 0;
+  double postgres_seconds = 0;  // one round trip to PostgreSQL
+  bool redis_up = false;
+  std::vector<cluster::NodeStatus> nodes;
+};
+
 struct Context {
   const Config& cfg;
   Directory& dir;
@@ -34,6 +44,8 @@ struct Context {
   // and applying the file as SIGHUP does (the error when refused).
   std::function<void(const Config&)> preflight;
   std::function<std::optional<std::string>()> reload;
+  // Cluster mode only: the view, or nothing when PostgreSQL cannot be reached.
+  std::function<std::optional<ClusterView>()> cluster = {};
 };
 
 // A JSON answer {"error": msg} with `status`.

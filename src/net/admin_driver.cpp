@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "admin/api.hpp"
+#include "cluster/schema.hpp"
 #include "admin/console.hpp"
 #include "auth/password.hpp"
 #include "core/metrics.hpp"
@@ -114,6 +115,29 @@ http::Response static_file(const http::Request& req) {
   return admin::error(404, "not found (the API is under /api/v1/, metrics at /metrics, the console at /)");
 }
 
+// Cluster mode: the nodes and the engines' health as this node sees them now (a
+// connection of its own: this runs on the hashing pool, never on an I/O thread).
+std::optional<admin::ClusterView> cluster_view(const Config& cfg) {
+  try {
+    pg::Settings s;
+    s.conninfo = cfg.cluster.postgres;
+    s.password_file = cfg.cluster.postgres_password_file;
+    s.application = "bulwark " + cfg.cluster.node + " admin";
+    auto c = pg::Conn::open(s);
+    admin::ClusterView v;
+    auto t0 = std::chrono::steady_clock::now();
+    c->run("SELECT 1");
+    v.postgres_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    v.node = cfg.cluster.node;
+    v.schema = cluster::database_version(*c);
+    v.redis_up = metrics::value("bulwark_cluster_redis_up") > 0;
+    v.nodes = cluster::nodes(*c);
+    return v;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 class AdminDriver : public Driver {
  public:
   explicit AdminDriver(Shared& shared) : sh_(shared), started_(std::chrono::steady_clock::now()) {}
@@ -149,6 +173,7 @@ class AdminDriver : public Driver {
     };
     auto run_api = [this, &req, &who, cfg]() {
       admin::Context ctx{*cfg, sh_.dir, sh_.spool, started_, preflight, sh_.reload};
+      if (cfg->cluster.enabled) ctx.cluster = [cfg]() { return cluster_view(*cfg); };
       return admin::handle(*req, who, ctx);
     };
     auto policy = Logins::policy(*cfg, *a.groups, a.ipa);

@@ -62,11 +62,11 @@ redis_password_file = "redis.pw"
 lease = "10s"
 """ + self.extra
 
-    def add_node(self, start=True, **kw):
+    def add_node(self, start=True, extra="", **kw):
         i = len(self.nodes)
         root = pathlib.Path(tempfile.mkdtemp(prefix=f"bulwark-node{i + 1}-"))
         first = i == 0
-        node = Bulwark(root, extra_config=self.node_config(f"n{i + 1}", root), address=NODE_ADDRESSES[i],
+        node = Bulwark(root, extra_config=self.node_config(f"n{i + 1}", root) + extra, address=NODE_ADDRESSES[i],
                        users=("demo@example.test",) if first else (), domain=first,
                        prepare=(lambda b: b.cli("cluster", "init")) if first else None, **kw)
         self.nodes.append(node)
@@ -849,3 +849,141 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     uid = int(data[0].decode().split("APPENDUID ")[1].split()[1].rstrip("]"))
     assert uid > max(before["INBOX"][2])
     m.logout()
+
+
+def test_copy_and_move_through_three_nodes_into_one_folder(three):
+    """Sessions on three nodes COPY and MOVE from their own folders into one target at
+    once: every message arrives once, UIDs distinct, and the COPYUIDs they were told
+    are the UIDs the messages have."""
+    import threading
+    nodes = three.nodes
+    setup = imap(nodes[0])
+    setup.create("Target")
+    for i in range(3):
+        setup.create(f"Src{i}")
+        for j in range(12):
+            setup.append(f"Src{i}", None, None, f"Subject: s{i}-{j}\r\n\r\nx\r\n".encode())
+    setup.logout()
+    told, errors = [], []
+
+    def mover(i):
+        try:
+            m = imap(nodes[i])
+            m.select(f"Src{i}")
+            for j in range(1, 13, 2):
+                cmd = "MOVE" if j % 4 == 1 else "COPY"
+                typ, data = m.uid(cmd, f"{j}:{j + 1}", "Target")
+                assert typ == "OK", data
+                code = m.response("COPYUID")[1] if cmd == "COPY" else None
+                told.append((i, cmd, data, code))
+            m.logout()
+        except Exception as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=mover, args=(i,), daemon=True) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    m = imap(nodes[1])
+    m.select("Target")
+    typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    subjects = {}
+    for item in data:
+        if isinstance(item, tuple):
+            uid = int(item[0].decode().split("UID ")[1].split()[0])
+            subjects[item[1].decode().split(":", 1)[1].strip()] = uid
+    assert sorted(subjects) == sorted(f"s{i}-{j}" for i in range(3) for j in range(12))
+    assert len(set(subjects.values())) == 36
+    for i in range(3):  # what was moved is gone from the source; what was copied stays
+        m.select(f"Src{i}")
+        typ, data = m.uid("SEARCH", None, "ALL")
+        left = {int(u) for u in data[0].split()}
+        moved = {j for j in range(1, 13) if ((j - 1) // 2 * 2 + 1) % 4 == 1}
+        assert left == set(range(1, 13)) - moved, (i, left)
+    m.logout()
+
+
+def test_idle_hears_of_a_delivery_within_10s_with_redis_stopped(three, engines):
+    _, redis = engines
+    n1, _, n3 = three.nodes
+    redis.stop()
+    try:
+        m = imap(n3)
+        m.select("INBOX")
+        tag = m._new_tag().decode()
+        m.send(f"{tag} IDLE\r\n".encode())
+        assert m.readline().startswith(b"+")
+        m.sock.settimeout(15)
+        t = time.time()
+        s = smtplib.SMTP(n1.address, n1.ports["smtp"], timeout=10)
+        s.sendmail("alice@remote.test", ["demo@example.test"], b"Subject: no redis\r\n\r\nx\r\n")
+        s.quit()
+        assert b"EXISTS" in m.readline()
+        assert time.time() - t < 10
+        m.send(b"DONE\r\n")
+        while not m.readline().startswith(tag.encode()):
+            pass
+        m.logout()
+    finally:
+        redis.start()
+
+
+def test_cluster_in_the_api_metrics_and_console(cluster):
+    import http.client
+    import json
+    port = free_ports(1)[0]
+    n1 = cluster.add_node(extra=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.2"\nport = {port}\n')
+    cluster.add_node()
+    n1.cli("admin", "add", "root", "--password-stdin", input="Admin-Pass-1234x\n")
+    token = n1.cli("admin", "token", "root").stdout.strip()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def get(path):
+        c = http.client.HTTPSConnection("127.0.0.2", port, context=ctx, timeout=20)
+        c.request("GET", path, headers={"Authorization": "Bearer " + token})
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    status, body = get("/api/v1/cluster")
+    assert status == 200, body
+    view = json.loads(body)
+    assert view["cluster"] and view["node"] == "n1" and view["redis_up"] in (True, False)
+    assert [(n["name"], n["state"]) for n in view["nodes"]] == [("n1", "up"), ("n2", "up")]
+    assert view["postgres_roundtrip_seconds"] < 1
+    status, text = get("/metrics")
+    assert "bulwark_cluster_postgres_up 1" in text and "bulwark_cluster_nodes_up 2" in text
+    assert "bulwark_cluster_postgres_roundtrip_seconds" in text and "bulwark_cluster_redis_up" in text
+    # The console's dashboard shows the nodes.
+    selenium = pytest.importorskip("selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--ignore-certificate-errors",
+              "--window-size=1280,900", "--disable-gpu"):
+        opts.add_argument(a)
+    d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+    try:
+        d.set_page_load_timeout(30)
+        w = WebDriverWait(d, 20)
+        d.get(f"https://127.0.0.2:{port}/")
+        w.until(EC.visibility_of_element_located((By.ID, "login-form")))
+        d.find_element(By.NAME, "name").send_keys("root")
+        d.find_element(By.NAME, "password").send_keys("Admin-Pass-1234x")
+        d.find_element(By.CSS_SELECTOR, "#login-form button").click()
+        w.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#view"), "Cluster: this is node n1"))
+        text = d.find_element(By.CSS_SELECTOR, "#view").text
+        assert "n2" in text and "up" in text
+        artifacts = pathlib.Path(os.environ.get("BULWARK_ARTIFACTS", "/tmp/bulwark-console-artifacts"))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        d.execute_script("[...document.querySelectorAll('#view h3')].find(h => h.textContent.startsWith('Cluster'))"
+                         ".scrollIntoView()")
+        d.save_screenshot(str(artifacts / "cluster-dashboard.png"))
+    finally:
+        d.quit()

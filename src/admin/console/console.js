@@ -100,7 +100,8 @@ function chart(perHour) {
 
 const views = {
   async dashboard() {
-    const [st, sec] = await Promise.all([api("GET", "/api/v1/status"), api("GET", "/api/v1/logs/security?limit=10")]);
+    const [st, sec, cl] = await Promise.all([api("GET", "/api/v1/status"), api("GET", "/api/v1/logs/security?limit=10"),
+                                             api("GET", "/api/v1/cluster").catch(() => ({ cluster: true, unreachable: true }))]);
     const cards = [["Uptime", Math.round(st.uptime_seconds / 60) + " min"], ["Queue", st.queue.messages],
                    ["Accepted (24 h)", st.messages.accepted_24h], ["Refused (24 h)", st.messages.refused_24h],
                    ["Domains", st.domains], ["Users", st.users]];
@@ -111,6 +112,11 @@ const views = {
             chart(st.messages.per_hour),
             el("h3", {}, "Connections open now"),
             table(["Service", "Connections"], Object.entries(st.connections)),
+            ...(cl.cluster ? [el("h3", {}, "Cluster" + (cl.node ? ": this is node " + cl.node : "")),
+                              cl.unreachable ? el("p", {}, "PostgreSQL cannot be reached from this node.")
+                                : table(["Node", "State", "Version", "Address", "Sessions", "Last heartbeat"],
+                                        cl.nodes.map((n) => [n.name, n.state, n.version, n.address, n.sessions,
+                                                             Math.round(n.seconds_since_heartbeat) + " s ago"]))] : []),
             el("h3", {}, "Recent security events"),
             table(["Line"], sec.lines.map((l) => [el("span", { class: "mono" }, l)]))];
   },
