@@ -521,25 +521,32 @@ def test_mail_through_one_node_is_read_on_the_others_byte_exact(three):
     p2.quit()
 
 
-def test_idle_on_one_node_hears_of_a_delivery_through_another(three):
-    n1, n2, n3 = three.nodes
-    m = imap(n3)
+def seconds_until_idle_hears(idler, sender):
+    """Seconds from a delivery through `sender` until a session in IDLE on `idler` is
+    told EXISTS."""
+    m = imap(idler)
     m.select("INBOX")
     tag = m._new_tag().decode()
     m.send(f"{tag} IDLE\r\n".encode())
     assert m.readline().startswith(b"+")
-    m.sock.settimeout(10)
+    m.sock.settimeout(15)
     t = time.time()
-    s = smtplib.SMTP(n1.address, n1.ports["smtp"], timeout=10)
+    s = smtplib.SMTP(sender.address, sender.ports["smtp"], timeout=10)
     s.sendmail("alice@remote.test", ["demo@example.test"], b"Subject: wake up\r\n\r\nx\r\n")
     s.quit()
     line = m.readline()
     assert b"EXISTS" in line, line
-    assert time.time() - t < 2.5
+    took = time.time() - t
     m.send(b"DONE\r\n")
     while not m.readline().startswith(tag.encode()):
         pass
     m.logout()
+    return took
+
+
+def test_idle_on_one_node_hears_of_a_delivery_through_another(three):
+    n1, n2, n3 = three.nodes
+    assert seconds_until_idle_hears(n3, n1) < 2
 
 
 def test_flags_from_two_nodes_at_once_both_survive(three):
@@ -910,22 +917,7 @@ def test_idle_hears_of_a_delivery_within_10s_with_redis_stopped(three, engines):
     n1, _, n3 = three.nodes
     redis.stop()
     try:
-        m = imap(n3)
-        m.select("INBOX")
-        tag = m._new_tag().decode()
-        m.send(f"{tag} IDLE\r\n".encode())
-        assert m.readline().startswith(b"+")
-        m.sock.settimeout(15)
-        t = time.time()
-        s = smtplib.SMTP(n1.address, n1.ports["smtp"], timeout=10)
-        s.sendmail("alice@remote.test", ["demo@example.test"], b"Subject: no redis\r\n\r\nx\r\n")
-        s.quit()
-        assert b"EXISTS" in m.readline()
-        assert time.time() - t < 10
-        m.send(b"DONE\r\n")
-        while not m.readline().startswith(tag.encode()):
-            pass
-        m.logout()
+        assert seconds_until_idle_hears(n3, n1) < 10
     finally:
         redis.start()
 
