@@ -24,7 +24,9 @@
 #include "admin/encryption_cli.hpp"
 #include "auth/password.hpp"
 #include "cluster/node.hpp"
+#include "cluster/dkim_keys.hpp"
 #include "cluster/schema.hpp"
+#include "cluster/settings.hpp"
 #include "config/config.hpp"
 #include "core/metrics.hpp"
 #include "core/strings.hpp"
@@ -58,7 +60,7 @@ Address mailbox_arg(const std::string& s, const char* what) {
 // then we give up root for good.
 // A new user's mailbox: INBOX and the special-use folders (SPEC 12), owned by
 // server.user when the CLI runs as root, so the server can write to it.
-pg::Settings pg_settings(const Config& cfg);
+pg::Settings pg_settings(const Config& cfg, const std::string& role = "");
 
 void make_mailbox(const Config& cfg, const std::string& key) {
   std::string md = maildir_path(cfg.server.data_dir, key), error;
@@ -166,13 +168,7 @@ void sd_notify(const char* state) {
   ::close(fd);
 }
 
-pg::Settings pg_settings(const Config& cfg) {
-  pg::Settings s;
-  s.conninfo = cfg.cluster.postgres;
-  s.password_file = cfg.cluster.postgres_password_file;
-  s.application = "bulwark " + cfg.cluster.node;
-  return s;
-}
+pg::Settings pg_settings(const Config& cfg, const std::string& role) { return cluster::pg_settings(cfg, role); }
 
 // The directory: embedded (SQLite) or, in cluster mode, PostgreSQL's. A serving node
 // makes the schema when the database has none (the first node; under a lock) and
@@ -214,6 +210,8 @@ int serve(const Config& cfg) {
   ::chmod(cfg.server.data_dir.c_str(), 0750);
   auto dir = open_directory(cfg, true);
   std::unique_ptr<cluster::Heartbeat> heartbeat;
+  std::unique_ptr<cluster::DkimFollower> dkim_keys;  // cluster mode: the nodes' DKIM keys kept in step
+  if (cfg.cluster.enabled) dkim_keys = std::make_unique<cluster::DkimFollower>(pg_settings(cfg, "dkim"), cfg.server.data_dir, crypt::data_key());
   if (cfg.cluster.enabled)
     heartbeat = std::make_unique<cluster::Heartbeat>(pg_settings(cfg), cfg.cluster.node, BULWARK_VERSION,
                                                      node_address(cfg), []() {
@@ -609,6 +607,10 @@ int main(int argc, char** argv) {
       if (!dkim::valid_selector(selector))
         throw UsageError("selector \"" + sanitize(selector) + "\" must be DNS labels (letters, digits, '-', '.')");
       dkim::Key k = dkim::keygen(cfg.server.data_dir, domain, selector, alg);
+      if (cfg.cluster.enabled) {  // every node signs with it
+        auto c = pg::Conn::open(pg_settings(cfg));
+        cluster::dkim_published(*c, cfg.server.data_dir, domain, selector, crypt::data_key());
+      }
       std::cout << dkim::dns_record(k) << "\n";
       std::cerr << "key stored in " << k.path << " (0600); publish the record above in DNS, then mail from "
                 << domain << " is signed with it\n";
@@ -624,6 +626,10 @@ int main(int argc, char** argv) {
       }
     } else if (dkim_remove->parsed()) {
       dkim::remove_key(cfg.server.data_dir, arg1, selector);
+      if (cfg.cluster.enabled) {
+        auto c = pg::Conn::open(pg_settings(cfg));
+        cluster::dkim_removed(*c, to_lower(arg1), selector);
+      }
       std::cout << "removed DKIM key " << selector << " of " << to_lower(arg1) << "\n";
     } else if (domain_add->parsed()) {
       dir->add_domain(arg1, !no_anti_spoofing);

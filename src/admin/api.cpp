@@ -2,6 +2,9 @@
 // a missing, mistyped or unknown field is a 400 naming it, before anything changes.
 #include "admin/api.hpp"
 
+#include "cluster/dkim_keys.hpp"
+#include "cluster/settings.hpp"
+
 #include <sodium.h>
 
 #include <fcntl.h>
@@ -481,6 +484,10 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
                                                     : dkim::default_selector(alg, int64_t(std::time(nullptr)));
       try {
         dkim::Key k = dkim::keygen(data, domain, selector, alg);
+        if (ctx.cfg.cluster.enabled) {  // every node signs with it
+          auto c = pg::Conn::open(cluster::pg_settings(ctx.cfg, "admin"));
+          cluster::dkim_published(*c, data, domain, selector, crypt::data_key());
+        }
         return answer(201, dump(json{{"domain", domain}, {"selector", selector}, {"algorithm", alg_name},
                                      {"record", dkim::dns_record(k)}}));
       } catch (const std::invalid_argument& e) {
@@ -492,6 +499,10 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
     if (seg.size() == 3 && m == "DELETE") {
       try {
         dkim::remove_key(data, seg[1], seg[2]);
+        if (ctx.cfg.cluster.enabled) {
+          auto c = pg::Conn::open(cluster::pg_settings(ctx.cfg, "admin"));
+          cluster::dkim_removed(*c, to_lower(seg[1]), seg[2]);
+        }
       } catch (const std::exception& e) {
         throw Refused{404, e.what()};
       }

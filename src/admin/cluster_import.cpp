@@ -93,7 +93,7 @@ void cluster_import(const Config& old, Directory& to, store::PgStore& mail, std:
   out << "imported: " << n.folders << " folder(s), " << n.messages << " message(s); " << n.already
       << " message(s) were there already" << std::endl;
   out << "not imported: the outbound queue (let the old server deliver it first), DKIM keys (copy "
-      << old.server.data_dir << "/dkim to each node), greylisting" << std::endl;
+      << old.server.data_dir << "/dkim into one node's data directory: it shares them), greylisting" << std::endl;
 }
 
 }  // namespace bulwark

@@ -44,6 +44,13 @@ CREATE TABLE expunged(mailbox BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE
   modseq BIGINT NOT NULL, PRIMARY KEY(mailbox, uid));
 CREATE INDEX expunged_by_modseq ON expunged(mailbox, modseq);
 )sql",
+    // 3: DKIM keys shared by the nodes (cluster/dkim_keys.hpp); the PEM sealed when
+    // encryption at rest is on.
+    R"sql(
+CREATE TABLE dkim_keys(domain TEXT NOT NULL, selector TEXT NOT NULL, pem BYTEA NOT NULL, sealed BOOLEAN NOT NULL,
+  PRIMARY KEY(domain, selector));
+CREATE TABLE dkim_removed(domain TEXT NOT NULL, selector TEXT NOT NULL, PRIMARY KEY(domain, selector));
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

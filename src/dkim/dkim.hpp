@@ -94,6 +94,11 @@ bool valid_selector(std::string_view s);
 Key keygen(const std::string& data_dir, const std::string& domain, const std::string& selector, Algorithm a);
 std::vector<Key> list_keys(const std::string& data_dir, const std::string& domain = "");
 void remove_key(const std::string& data_dir, const std::string& domain, const std::string& selector);
+// Cluster mode (cluster/dkim_keys.hpp): a key from another node written here (an
+// existing one replaced), and a key's PEM as stored here (plaintext).
+void install_key(const std::string& data_dir, const std::string& domain, const std::string& selector,
+                 std::string_view pem);
+std::optional<std::string> key_pem(const Key& k);
 // The DNS record to publish: `sel._domainkey.domain. IN TXT "v=DKIM1; k=...; p=..."`,
 // split into strings of at most 255 octets.
 std::string dns_record(const Key& k);

@@ -74,36 +74,27 @@ bool valid_selector(std::string_view s) {
   return true;
 }
 
-Key keygen(const std::string& data_dir, const std::string& domain_in, const std::string& selector, Algorithm a) {
-  std::string domain = to_lower(domain_in);
-  if (!valid_domain(domain)) throw std::invalid_argument("\"" + sanitize(domain_in) + "\" is not a domain name");
-  if (!valid_selector(selector))
-    throw std::invalid_argument("selector \"" + sanitize(selector) + "\" must be DNS labels (letters, digits, '-', '.')");
+// The PEM written as <data_dir>/dkim/<domain>/<selector>.pem: to a temporary file,
+// synced, then linked (a crash leaves no half key); `replace`: over an existing one.
+static void write_key_file(const std::string& data_dir, const std::string& domain, const std::string& selector,
+                           std::string_view pem, bool replace) {
   fs::path dir = domain_dir(data_dir, domain);
   fs::create_directories(dir);
   ::chmod((fs::path(data_dir) / "dkim").c_str(), 0700);
   fs::path path = dir / (selector + ".pem");
-  if (fs::exists(path))
+  if (!replace && fs::exists(path))
     throw std::runtime_error("domain " + domain + " already has a key with selector " + selector +
                              " (remove it first, or choose another --selector)");
-  EVP_PKEY* raw = a == Algorithm::ed25519 ? EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")
-                                          : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t(2048));
-  if (!raw) throw std::runtime_error("cannot generate the key (OpenSSL)");
-  std::shared_ptr<EVP_PKEY> pkey(raw, EVP_PKEY_free);
-  // Written to a temporary file, synced, then linked: a crash leaves no half key.
   fs::path tmp = dir / ("." + selector + ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write " + tmp.string() + ": " + std::strerror(errno));
-  std::unique_ptr<BIO, decltype(&BIO_free)> mem(BIO_new(BIO_s_mem()), BIO_free);
-  bool ok = mem && PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  if (ok) {
-    char* pem = nullptr;
-    long len = BIO_get_mem_data(mem.get(), &pem);
+  bool ok;
+  {
     crypt::FileWriter w(fd);  // sealed when encryption is on
-    ok = w.write(std::string_view(pem, size_t(len))) && w.finish() && ::fsync(fd) == 0;
+    ok = w.write(pem) && w.finish() && ::fsync(fd) == 0;
   }
   ::close(fd);
-  if (!ok || ::link(tmp.c_str(), path.c_str()) != 0) {
+  if (!ok || (replace ? ::rename(tmp.c_str(), path.c_str()) : ::link(tmp.c_str(), path.c_str())) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());
     throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(e));
@@ -113,9 +104,44 @@ Key keygen(const std::string& data_dir, const std::string& domain_in, const std:
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+Key keygen(const std::string& data_dir, const std::string& domain_in, const std::string& selector, Algorithm a) {
+  std::string domain = to_lower(domain_in);
+  if (!valid_domain(domain)) throw std::invalid_argument("\"" + sanitize(domain_in) + "\" is not a domain name");
+  if (!valid_selector(selector))
+    throw std::invalid_argument("selector \"" + sanitize(selector) + "\" must be DNS labels (letters, digits, '-', '.')");
+  fs::path path = domain_dir(data_dir, domain) / (selector + ".pem");
+  if (fs::exists(path))
+    throw std::runtime_error("domain " + domain + " already has a key with selector " + selector +
+                             " (remove it first, or choose another --selector)");
+  EVP_PKEY* raw = a == Algorithm::ed25519 ? EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519")
+                                          : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t(2048));
+  if (!raw) throw std::runtime_error("cannot generate the key (OpenSSL)");
+  std::shared_ptr<EVP_PKEY> pkey(raw, EVP_PKEY_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> mem(BIO_new(BIO_s_mem()), BIO_free);
+  if (!mem || PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    throw std::runtime_error("cannot write the key (OpenSSL)");
+  char* pem = nullptr;
+  long len = BIO_get_mem_data(mem.get(), &pem);
+  write_key_file(data_dir, domain, selector, std::string_view(pem, size_t(len)), false);
+  OPENSSL_cleanse(pem, size_t(len));
   Key k{domain, selector, a, path.string(), int64_t(std::time(nullptr)), pkey};
   return k;
 }
+
+void install_key(const std::string& data_dir, const std::string& domain, const std::string& selector,
+                 std::string_view pem) {
+  if (!valid_domain(to_lower(domain)) || !valid_selector(selector))
+    throw std::invalid_argument("not a key: " + sanitize(domain) + " selector " + sanitize(selector));
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), int(pem.size())), BIO_free);
+  std::shared_ptr<EVP_PKEY> k(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr,
+                              EVP_PKEY_free);
+  if (!algorithm_of(k.get())) throw std::invalid_argument("not a DKIM key (RSA or Ed25519): " + sanitize(selector));
+  write_key_file(data_dir, to_lower(domain), selector, pem, true);
+}
+
+std::optional<std::string> key_pem(const Key& k) { return crypt::read_small(k.path); }
 
 std::vector<Key> list_keys(const std::string& data_dir, const std::string& only) {
   std::vector<Key> out;

@@ -13,6 +13,7 @@
 
 #include "admin/api.hpp"
 #include "cluster/schema.hpp"
+#include "cluster/settings.hpp"
 #include "admin/console.hpp"
 #include "auth/password.hpp"
 #include "core/metrics.hpp"
@@ -119,11 +120,7 @@ http::Response static_file(const http::Request& req) {
 // connection of its own: this runs on the hashing pool, never on an I/O thread).
 std::optional<admin::ClusterView> cluster_view(const Config& cfg) {
   try {
-    pg::Settings s;
-    s.conninfo = cfg.cluster.postgres;
-    s.password_file = cfg.cluster.postgres_password_file;
-    s.application = "bulwark " + cfg.cluster.node + " admin";
-    auto c = pg::Conn::open(s);
+    auto c = pg::Conn::open(cluster::pg_settings(cfg, "admin"));
     admin::ClusterView v;
     auto t0 = std::chrono::steady_clock::now();
     c->run("SELECT 1");

@@ -979,3 +979,17 @@ def test_cluster_in_the_api_metrics_and_console(cluster):
         d.save_screenshot(str(artifacts / "cluster-dashboard.png"))
     finally:
         d.quit()
+
+
+def test_dkim_keys_made_on_one_node_reach_every_node_and_removal_reaches_a_node_that_was_down(three):
+    n1, n2, n3 = three.nodes
+    record = n1.cli("dkim", "keygen", "example.test", "--selector", "s1").stdout.strip()
+    assert "s1._domainkey.example.test" in record
+    wait(lambda: record in n2.cli("dkim", "list").stdout, timeout=15, what="the key on node 2")
+    wait(lambda: record in n3.cli("dkim", "list").stdout, timeout=15, what="the key on node 3")
+    n3.stop()
+    n2.cli("dkim", "remove", "example.test", "--selector", "s1")
+    wait(lambda: "s1" not in n1.cli("dkim", "list").stdout, timeout=15, what="the removal on node 1")
+    assert "s1" in n3.cli("dkim", "list").stdout  # down: still has it
+    n3.start()
+    wait(lambda: "s1" not in n3.cli("dkim", "list").stdout, timeout=15, what="the removal on node 3 after its start")
