@@ -90,6 +90,7 @@ struct Server::Impl {
       gs.expire = cfg->greylisting.expire;
       greylist = std::make_unique<Greylist>((std::filesystem::path(cfg->server.data_dir) / "greylist").string(), gs);
       shared.greylist = greylist.get();
+      if (shared_limits) shared_limits->share_greylist(greylist.get());
     }
   }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/body.hpp"
@@ -121,6 +122,62 @@ Greylist::Verdict Greylist::check(const IpAddress& ip, const std::string& sender
   for (char c : to_lower(sender) + "/" + to_lower(rcpt))  // no spaces or controls in the file
     key += (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) ? '_' : c;
   int64_t now = now_();
+  std::optional<std::pair<int64_t, bool>> tell;  // what the other nodes hear of, after the lock
+  Verdict v = decide(key, now, seconds_left, tell);
+  Shared shared;
+  if (tell) {
+    std::lock_guard lk(mu_);
+    shared = shared_;
+  }
+  if (shared && tell) shared(key, tell->first, tell->second);
+  return v;
+}
+
+void Greylist::share(Shared shared) {
+  std::lock_guard lk(mu_);
+  shared_ = std::move(shared);
+}
+
+void Greylist::learn(const std::string& key, int64_t first, bool passed) {
+  if (key.empty() || key.find_first_of(" \n") != std::string::npos) return;
+  std::lock_guard lk(mu_);
+  int64_t now = now_();
+  auto it = map_.find(key);
+  if (it == map_.end()) {
+    if (!passed) {
+      if (pending_order_.size() >= s_.max_pending) return;  // ours first
+      Entry e;
+      e.first = first;
+      e.last = now;
+      e.order = pending_order_.insert(pending_order_.end(), key);
+      map_.emplace(key, e);
+      return;
+    }
+    it = map_.emplace(key, Entry{}).first;
+    it->second.first = first;
+    it->second.order = pending_order_.insert(pending_order_.end(), key);  // made passed below
+  }
+  Entry& e = it->second;
+  if (!passed) {
+    if (!e.passed) e.first = std::min(e.first, first);  // the earliest attempt counts
+    return;
+  }
+  if (e.passed) return;
+  pending_order_.erase(e.order);
+  e.passed = true;
+  ++passed_;
+  if (passed_ > s_.max_passed) {
+    map_.erase(passed_order_.front());
+    passed_order_.pop_front();
+    --passed_;
+  }
+  e.order = passed_order_.insert(passed_order_.end(), key);
+  e.last = e.written = now;
+  append(key, e);
+}
+
+Greylist::Verdict Greylist::decide(const std::string& key, int64_t now, int64_t* seconds_left,
+                                   std::optional<std::pair<int64_t, bool>>& tell) {
   std::lock_guard lk(mu_);
   if (now - last_sweep_ >= 60) {
     drop_expired(now);
@@ -137,6 +194,7 @@ Greylist::Verdict Greylist::check(const IpAddress& ip, const std::string& sender
     e.order = pending_order_.insert(pending_order_.end(), key);
     map_.emplace(key, e);
     if (seconds_left) *seconds_left = s_.delay.count();
+    tell.emplace(now, false);
     return Verdict::defer;
   }
   Entry& e = it->second;
@@ -162,6 +220,7 @@ Greylist::Verdict Greylist::check(const IpAddress& ip, const std::string& sender
     e.order = passed_order_.insert(passed_order_.end(), key);
     e.last = e.written = now;
     append(key, e);
+    tell.emplace(e.first, true);
     return Verdict::pass;
   }
   e.last = now;

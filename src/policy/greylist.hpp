@@ -12,6 +12,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -39,17 +40,27 @@ class Greylist {
   size_t pending() const;
   size_t passed() const;
 
+  // Cluster mode (policy/redis_limits.hpp): a first attempt and a pass seen here are
+  // told to `shared` (it must not block); those seen on other nodes come in through
+  // learn(), so a sender retrying through another node is not delayed again.
+  using Shared = std::function<void(const std::string& key, int64_t first, bool passed)>;
+  void share(Shared shared);
+  void learn(const std::string& key, int64_t first, bool passed);
+
  private:
   struct Entry {
     int64_t first = 0, last = 0, written = 0;
     bool passed = false;
     std::list<std::string>::iterator order;  // in pending_order_ or passed_order_
   };
+  Verdict decide(const std::string& key, int64_t now, int64_t* seconds_left,
+                 std::optional<std::pair<int64_t, bool>>& tell);
   void load();
   void append(const std::string& key, const Entry& e);
   void compact();
   void drop_expired(int64_t now);
 
+  Shared shared_;
   std::string path_;
   GreylistSettings s_;
   Clock now_;

@@ -52,9 +52,20 @@ RedisLimits::RedisLimits(RedisLimitSettings s, LimitSettings limits, ClientLimit
   reader_ = std::thread([this] { reader_loop(); });
 }
 
+void RedisLimits::share_greylist(Greylist* g) {
+  greylist_ = g;
+  if (g)
+    g->share([this](const std::string& key, int64_t first, bool passed) {
+      Op op{Op::grey, IpAddress{}, passed ? 1 : 0, 0, key};
+      op.first = first;
+      push(std::move(op));
+    });
+}
+
 RedisLimits::~RedisLimits() {
   local_.share(nullptr);
   pop_.share(nullptr);
+  if (Greylist* g = greylist_.load()) g->share(nullptr);
   stop_ = true;
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
@@ -169,6 +180,10 @@ void RedisLimits::writer_loop() {
           case Op::pop:
             c->command({"PUBLISH", kChannel, "p " + s_.node + " " + ip + " " + op.user});
             break;
+          case Op::grey:
+            c->command({"PUBLISH", kChannel,
+                        "g " + s_.node + " " + std::to_string(op.first) + " " + std::to_string(op.sub) + " " + op.user});
+            break;
         }
       }
       if (std::chrono::steady_clock::now() >= next_refresh) {
@@ -218,6 +233,13 @@ void RedisLimits::on_message(const std::string& text) {
     for (auto& [_, v] : it->second) sum += v.first;
     local_.others(*a, ClientLimits::Kind(kind), sum);
     if (it->second.empty()) others_.erase(it);
+  } else if (what == "g") {
+    std::string node, key;
+    int64_t first = 0;
+    int passed = 0;
+    in >> node >> first >> passed >> key;
+    Greylist* g = greylist_.load();
+    if (g && node != s_.node && !key.empty()) g->learn(key, first, passed != 0);
   } else if (what == "p") {
     std::string node, ip, user;
     in >> node >> ip >> user;

@@ -10,7 +10,9 @@
 // - open connections: each node PUBLISHes its own count per address when it changes,
 //   and again every lease/3; a node's counts that are not renewed within `lease` (it
 //   died) are forgotten;
-// - a POP3/IMAP login PUBLISHes the window it opens.
+// - a POP3/IMAP login PUBLISHes the window it opens;
+// - greylisting: a first attempt and a pass PUBLISHed, so a retry through another node
+//   passes as it would have here (a node started later may delay a sender once more).
 // A node that (re)connects reads the blocks in force (SCAN) before it listens.
 // Without Redis, each node counts alone (its memory always counts): logged, and the
 // metric bulwark_cluster_redis_up is 0. Work for Redis waits in a bounded queue; what
@@ -25,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "policy/greylist.hpp"
 #include "policy/policy.hpp"
 
 namespace bulwark {
@@ -41,6 +44,8 @@ class RedisLimits : public ClientLimits::Sharing {
   RedisLimits(const RedisLimits&) = delete;
   RedisLimits& operator=(const RedisLimits&) = delete;
   void update(LimitSettings limits);  // SIGHUP
+  // Greylisting shared too (set once, before connections; null: none).
+  void share_greylist(Greylist* g);
   bool up() const { return up_; }
 
   void connections(const IpAddress& key, ClientLimits::Kind kind, uint32_t here) override;
@@ -53,11 +58,12 @@ class RedisLimits : public ClientLimits::Sharing {
 
  private:
   struct Op {
-    enum Kind { conns, message, unknown, auth_fail, pop } kind;
+    enum Kind { conns, message, unknown, auth_fail, pop, grey } kind;
     IpAddress key;
     int sub = 0;  // Kind of connection, or Realm
     uint32_t count = 0;
-    std::string user;
+    std::string user;  // pop: the user; grey: the triplet's key
+    int64_t first = 0;  // grey
   };
   void push(Op op);
   void writer_loop();
@@ -69,6 +75,7 @@ class RedisLimits : public ClientLimits::Sharing {
   RedisLimitSettings s_;
   ClientLimits& local_;
   PopLogins& pop_;
+  std::atomic<Greylist*> greylist_{nullptr};
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Op> queue_;

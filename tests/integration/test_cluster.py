@@ -993,3 +993,27 @@ def test_dkim_keys_made_on_one_node_reach_every_node_and_removal_reaches_a_node_
     assert "s1" in n3.cli("dkim", "list").stdout  # down: still has it
     n3.start()
     wait(lambda: "s1" not in n3.cli("dkim", "list").stdout, timeout=15, what="the removal on node 3 after its start")
+
+
+def test_greylisting_across_nodes(engines):
+    c = Cluster(*engines, extra='[greylisting]\nenabled = true\ndelay = "2s"\n')
+    try:
+        for _ in range(3):
+            c.add_node()
+        for n in c.nodes:
+            n.wait_log("bulwark.log", "cluster: Redis reachable")
+        n1, n2, n3 = c.nodes
+
+        def rcpt_from(node, src):
+            s = smtp_from(node, src)
+            s.mail("sender@remote.test")
+            code = s.rcpt("demo@example.test")[0]
+            s.close()
+            return code
+        assert rcpt_from(n1, "127.0.0.51") == 451  # first attempt, through node 1
+        time.sleep(2.5)
+        assert rcpt_from(n2, "127.0.0.51") == 250  # the retry through node 2 passes
+        assert rcpt_from(n3, "127.0.0.51") == 250  # and node 3 has heard of the pass
+        assert rcpt_from(n2, "127.0.1.61") == 451  # another network (/24) is another triplet
+    finally:
+        c.close()
