@@ -162,11 +162,14 @@ void Greylist::learn(const std::string& key, int64_t first, bool passed) {
     if (!e.passed) e.first = std::min(e.first, first);  // the earliest attempt counts
     return;
   }
-  if (e.passed) return;
+  if (!e.passed) pass(key, e, now);
+}
+
+void Greylist::pass(const std::string& key, Entry& e, int64_t now) {
   pending_order_.erase(e.order);
   e.passed = true;
   ++passed_;
-  if (passed_ > s_.max_passed) {
+  if (passed_ > s_.max_passed) {  // bounded: the least recently used goes
     map_.erase(passed_order_.front());
     passed_order_.pop_front();
     --passed_;
@@ -209,17 +212,7 @@ Greylist::Verdict Greylist::decide(const std::string& key, int64_t now, int64_t*
       if (seconds_left) *seconds_left = s_.delay.count();
       return Verdict::defer;
     }
-    pending_order_.erase(e.order);
-    e.passed = true;
-    ++passed_;
-    if (passed_ > s_.max_passed) {  // bounded: the least recently used goes
-      map_.erase(passed_order_.front());
-      passed_order_.pop_front();
-      --passed_;
-    }
-    e.order = passed_order_.insert(passed_order_.end(), key);
-    e.last = e.written = now;
-    append(key, e);
+    pass(key, e, now);
     tell.emplace(e.first, true);
     return Verdict::pass;
   }

@@ -55,6 +55,7 @@ class Greylist {
   };
   Verdict decide(const std::string& key, int64_t now, int64_t* seconds_left,
                  std::optional<std::pair<int64_t, bool>>& tell);
+  void pass(const std::string& key, Entry& e, int64_t now);  // pending -> passed, under mu_
   void load();
   void append(const std::string& key, const Entry& e);
   void compact();
