@@ -1,6 +1,7 @@
 #include "net/pg_mailbox.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -39,7 +40,15 @@ class PgOpenFolder : public imap::OpenFolder {
     return now ? now->folder.recent_from : f_.uidnext;
   }
   bool refresh(std::string& error) override {
-    auto s = st_.stamp(f_.id, error);  // IDLE asks every second: one small query
+    // IDLE asks every second. While Redis carries every node's changes, PostgreSQL is
+    // asked only when this folder's count moved, or every 10 s regardless.
+    auto& w = st_.wakeups();
+    auto now = std::chrono::steady_clock::now();
+    uint64_t seq = w.seq(f_.id);  // before the query: a change during it moves it again
+    if (w.live() && seq == seen_seq_ && now - last_asked_ < std::chrono::seconds(10)) return true;
+    seen_seq_ = seq;
+    last_asked_ = now;
+    auto s = st_.stamp(f_.id, error);
     if (!s) {
       if (!error.empty()) error = pg_for_client(error);
       return error.empty();
@@ -132,6 +141,8 @@ class PgOpenFolder : public imap::OpenFolder {
   }
   store::PgStore& st_;
   store::PgFolder f_;
+  uint64_t seen_seq_ = ~uint64_t(0);
+  std::chrono::steady_clock::time_point last_asked_{};
   std::string owner_;
   std::vector<imap::MessageRef> refs_;
 };

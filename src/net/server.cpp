@@ -22,6 +22,7 @@
 #include "policy/dns_checks.hpp"
 #include "policy/policy.hpp"
 #include "policy/redis_limits.hpp"
+#include "store/pg_store.hpp"
 #include "queue/spool.hpp"
 #include "store/mailstore.hpp"
 
@@ -84,6 +85,12 @@ struct Server::Impl {
       shared_limits = std::make_unique<RedisLimits>(
           RedisLimitSettings{cfg->cluster.redis, cfg->cluster.redis_password_file, cfg->cluster.node, cfg->cluster.lease},
           limit_settings(*cfg), limits, pop);
+    if (shared_limits && mail) {  // IDLE across nodes: woken through Redis, PostgreSQL asked less
+      store::FolderWakeups& w = mail->wakeups();
+      RedisLimits* r = shared_limits.get();
+      w.publish_with([r](int64_t folder) { r->folder_changed(folder); });
+      shared_limits->share_folders({[&w](int64_t folder) { w.heard(folder); }, [&w](bool on) { w.set_live(on); }});
+    }
     if (cfg->greylisting.enabled) {
       GreylistSettings gs;
       gs.delay = cfg->greylisting.delay;
@@ -94,7 +101,11 @@ struct Server::Impl {
     }
   }
 
-  ~Impl() { close(); }
+  ~Impl() {
+    close();
+    // The mail store outlives the server; its commits must not reach for shared_limits.
+    if (shared.mail_store) shared.mail_store->wakeups().publish_with(nullptr);
+  }
 
   // The end of the event loop, in order: nothing new arrives (listeners, signals),
   // the threads that post into the loop finish (hashing pool, resolver), then the

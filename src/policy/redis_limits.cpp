@@ -52,6 +52,18 @@ RedisLimits::RedisLimits(RedisLimitSettings s, LimitSettings limits, ClientLimit
   reader_ = std::thread([this] { reader_loop(); });
 }
 
+void RedisLimits::share_folders(FolderFeed feed) {
+  std::lock_guard lk(folders_mu_);
+  folders_ = std::move(feed);
+  if (folders_.live) folders_.live(up_);
+}
+
+void RedisLimits::folder_changed(int64_t folder) {
+  Op op{Op::folder, IpAddress{}, 0, 0, {}};
+  op.first = folder;
+  push(std::move(op));
+}
+
 void RedisLimits::share_greylist(Greylist* g) {
   greylist_ = g;
   if (g)
@@ -102,6 +114,11 @@ void RedisLimits::auth_failure(const IpAddress& key, ClientLimits::Realm realm) 
 void RedisLimits::state(bool up, const std::string& why) {
   std::lock_guard lk(state_mu_);
   bool now_up = writer_up_ && reader_up_;
+  {
+    std::lock_guard fl(folders_mu_);
+    // Not live while a part is down: a change published meanwhile may be lost.
+    if (folders_.live) folders_.live(now_up);
+  }
   if (now_up && !reported_up_) {
     reported_up_ = true;
     up_ = true;
@@ -180,6 +197,9 @@ void RedisLimits::writer_loop() {
           case Op::pop:
             c->command({"PUBLISH", kChannel, "p " + s_.node + " " + ip + " " + op.user});
             break;
+          case Op::folder:
+            c->command({"PUBLISH", kChannel, "f " + s_.node + " " + std::to_string(op.first)});
+            break;
           case Op::grey:
             c->command({"PUBLISH", kChannel,
                         "g " + s_.node + " " + std::to_string(op.first) + " " + std::to_string(op.sub) + " " + op.user});
@@ -233,6 +253,13 @@ void RedisLimits::on_message(const std::string& text) {
     for (auto& [_, v] : it->second) sum += v.first;
     local_.others(*a, ClientLimits::Kind(kind), sum);
     if (it->second.empty()) others_.erase(it);
+  } else if (what == "f") {
+    std::string node;
+    int64_t folder = 0;
+    in >> node >> folder;
+    if (node == s_.node || folder <= 0) return;
+    std::lock_guard lk(folders_mu_);
+    if (folders_.changed) folders_.changed(folder);
   } else if (what == "g") {
     std::string node, key;
     int64_t first = 0;

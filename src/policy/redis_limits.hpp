@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -46,6 +47,15 @@ class RedisLimits : public ClientLimits::Sharing {
   void update(LimitSettings limits);  // SIGHUP
   // Greylisting shared too (set once, before connections; null: none).
   void share_greylist(Greylist* g);
+  // Change wake-ups of cluster mode's mail store (IDLE): `changed(folder)` is called
+  // for every other node's change, `live(on)` while they can be heard. Set once.
+  struct FolderFeed {
+    std::function<void(int64_t)> changed;
+    std::function<void(bool)> live;
+  };
+  void share_folders(FolderFeed feed);
+  // Our own folder changes, to the other nodes.
+  void folder_changed(int64_t folder);
   bool up() const { return up_; }
 
   void connections(const IpAddress& key, ClientLimits::Kind kind, uint32_t here) override;
@@ -58,7 +68,7 @@ class RedisLimits : public ClientLimits::Sharing {
 
  private:
   struct Op {
-    enum Kind { conns, message, unknown, auth_fail, pop, grey } kind;
+    enum Kind { conns, message, unknown, auth_fail, pop, grey, folder } kind;
     IpAddress key;
     int sub = 0;  // Kind of connection, or Realm
     uint32_t count = 0;
@@ -76,6 +86,8 @@ class RedisLimits : public ClientLimits::Sharing {
   ClientLimits& local_;
   PopLogins& pop_;
   std::atomic<Greylist*> greylist_{nullptr};
+  FolderFeed folders_;  // set before the threads look (share_folders, at start)
+  std::mutex folders_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Op> queue_;

@@ -110,6 +110,36 @@ std::string seal_head(const crypt::DataKey* key, const std::string& head) {
 
 }  // namespace
 
+void FolderWakeups::changed(int64_t folder) {
+  heard(folder);
+  std::function<void(int64_t)> p;
+  {
+    std::lock_guard lk(mu_);
+    p = publish_;
+  }
+  if (p) p(folder);
+}
+
+void FolderWakeups::heard(int64_t folder) {
+  std::lock_guard lk(mu_);
+  if (seq_.size() >= kMaxFolders && !seq_.count(folder)) {
+    seq_.clear();
+    ++epoch_;
+  }
+  ++seq_[folder];
+}
+
+uint64_t FolderWakeups::seq(int64_t folder) const {
+  std::lock_guard lk(mu_);
+  auto it = seq_.find(folder);
+  return epoch_ * 1000003 + (it == seq_.end() ? 0 : it->second);
+}
+
+void FolderWakeups::publish_with(std::function<void(int64_t)> f) {
+  std::lock_guard lk(mu_);
+  publish_ = std::move(f);
+}
+
 std::string to_crlf(std::string_view in) {
   std::string out;
   out.reserve(in.size() + in.size() / 30);
@@ -382,7 +412,7 @@ std::optional<std::vector<uint32_t>> PgStore::append(int64_t folder, const std::
       std::string crlf = to_crlf(m.content);
       ids.emplace_back(blobs_->put(*c, crlf), crlf.size());
     }
-    return pg::in_transaction(*c, [&]() -> std::optional<std::vector<uint32_t>> {
+    auto done = pg::in_transaction(*c, [&]() -> std::optional<std::vector<uint32_t>> {
       auto r = c->exec("UPDATE mailboxes SET uidnext = uidnext + $2, modseq = modseq + 1 WHERE id=$1 "
                        "RETURNING uidnext - $2, modseq",
                        {std::to_string(folder), std::to_string(msgs.size())});
@@ -402,6 +432,8 @@ std::optional<std::vector<uint32_t>> PgStore::append(int64_t folder, const std::
       }
       return uids;
     });
+    if (done) wakeups_.changed(folder);
+    return done;
   } catch (const pg::Error& e) {
     error = e.what();
     return std::nullopt;
@@ -412,7 +444,7 @@ bool PgStore::change_flags(int64_t folder, const std::vector<uint32_t>& uids, co
                            std::vector<std::pair<uint32_t, uint64_t>>& changed, std::string& error) {
   try {
     auto c = pool_.get();
-    return pg::in_transaction(*c, [&] {
+    bool ok = pg::in_transaction(*c, [&] {
       changed.clear();
       auto f = c->exec("SELECT modseq FROM mailboxes WHERE id=$1 FOR UPDATE", {std::to_string(folder)});
       if (!f.rows()) {
@@ -441,6 +473,8 @@ bool PgStore::change_flags(int64_t folder, const std::vector<uint32_t>& uids, co
               {std::to_string(folder), std::to_string(ms), int_array(which), text_array(flags)});
       return true;
     });
+    if (ok && !changed.empty()) wakeups_.changed(folder);
+    return ok;
   } catch (const pg::Error& e) {
     error = e.what();
     return false;
@@ -451,7 +485,7 @@ bool PgStore::expunge(int64_t folder, const std::vector<uint32_t>& uids, bool on
   if (uids.empty()) return true;
   try {
     auto c = pool_.get();
-    return pg::in_transaction(*c, [&] {
+    bool ok = pg::in_transaction(*c, [&] {
       auto f = c->exec("SELECT modseq FROM mailboxes WHERE id=$1 FOR UPDATE", {std::to_string(folder)});
       if (!f.rows()) return true;  // the folder went: so did its messages
       std::string ms = std::to_string(f.integer(0, 0) + 1);
@@ -467,6 +501,8 @@ bool PgStore::expunge(int64_t folder, const std::vector<uint32_t>& uids, bool on
               {std::to_string(folder), int_array(removed), ms});
       return true;
     });
+    if (ok) wakeups_.changed(folder);
+    return ok;
   } catch (const pg::Error& e) {
     error = e.what();
     return false;
@@ -478,7 +514,7 @@ std::optional<std::vector<std::pair<uint32_t, uint32_t>>> PgStore::copy(int64_t 
                                                                          std::string& error) {
   try {
     auto c = pool_.get();
-    return pg::in_transaction(*c, [&]() -> std::optional<std::vector<std::pair<uint32_t, uint32_t>>> {
+    auto pairs = pg::in_transaction(*c, [&]() -> std::optional<std::vector<std::pair<uint32_t, uint32_t>>> {
       // Both rows locked, in id order (no deadlock with a copy the other way).
       auto lk = c->exec("SELECT id, array_to_string(keywords, E'\\n') FROM mailboxes WHERE id = ANY($1::bigint[]) "
                         "ORDER BY id FOR UPDATE",
@@ -536,6 +572,8 @@ std::optional<std::vector<std::pair<uint32_t, uint32_t>>> PgStore::copy(int64_t 
       }
       return pairs;
     });
+    if (pairs && !pairs->empty()) wakeups_.changed(to);
+    return pairs;
   } catch (const pg::Error& e) {
     error = e.what();
     return std::nullopt;
@@ -600,7 +638,8 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
     std::string crlf = to_crlf(body);
     std::string id = blobs_->put(*c, crlf);
     std::string h = to_crlf(head);
-    return pg::in_transaction(*c, [&] {
+    int64_t into = 0;
+    bool ok = pg::in_transaction(*c, [&] {
       ensure_defaults_in(*c, owner);
       auto f = folder_in(*c, owner, junk ? "Junk" : "INBOX");
       if (!f) {
@@ -616,8 +655,11 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
               "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
               {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(h.size() + crlf.size()),
                std::to_string(now_seconds()), pg::bytea(seal_head(key_, h)), pg::bytea(id)});
+      into = f->id;
       return true;
     });
+    if (ok) wakeups_.changed(into);
+    return ok;
   } catch (const pg::Error& e) {
     error = e.what();
     return false;

@@ -12,7 +12,10 @@
 // history above it. Blocking: call from a worker thread.
 #pragma once
 #include <cstdint>
+#include <atomic>
 #include <functional>
+#include <mutex>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,8 +60,31 @@ struct NewMessage {
   int64_t date = 0;  // 0: now
 };
 
+// Which folders changed, as far as this node knows: its own commits, and (while
+// `live`: Redis carries every node's) the other nodes'. A session in IDLE asks
+// PostgreSQL only when its folder's count moved -- or every 10 s regardless, and every
+// second while the feed is not live -- instead of once a second each.
+class FolderWakeups {
+ public:
+  void changed(int64_t folder);  // also told to `publish`, when it is set (our own changes)
+  void heard(int64_t folder);    // another node's change
+  uint64_t seq(int64_t folder) const;
+  bool live() const { return live_; }
+  void set_live(bool on) { live_ = on; }
+  void publish_with(std::function<void(int64_t)> f);
+  static constexpr size_t kMaxFolders = 1000000;  // beyond: forgotten, every session asks once
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<int64_t, uint64_t> seq_;
+  uint64_t epoch_ = 0;  // added to every count: moves when the table is cleared
+  std::function<void(int64_t)> publish_;
+  std::atomic<bool> live_{false};
+};
+
 class PgStore {
  public:
+  FolderWakeups& wakeups() { return wakeups_; }
   // `key`: the data key when encryption at rest is on (bodies sealed), else null.
   PgStore(pg::Settings s, size_t connections, const crypt::DataKey* key);
   ~PgStore();
@@ -145,6 +171,7 @@ class PgStore {
   pg::Pool pool_;
   std::unique_ptr<BlobStore> blobs_;
   const crypt::DataKey* key_;
+  FolderWakeups wakeups_;
 };
 
 // CRLF line ends throughout (a lone LF becomes CRLF).

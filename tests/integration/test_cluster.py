@@ -1017,3 +1017,38 @@ def test_greylisting_across_nodes(engines):
         assert rcpt_from(n2, "127.0.1.61") == 451  # another network (/24) is another triplet
     finally:
         c.close()
+
+
+def test_idle_sessions_ask_postgres_seldom_while_redis_carries_the_changes(three, engines):
+    pg, _ = engines
+    n1, _, n3 = three.nodes
+    for n in three.nodes:
+        n.wait_log("bulwark.log", "cluster: Redis reachable")
+    commits = lambda: int(pg.psql(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{three.db}'"))
+
+    def per_8s():
+        before = commits()
+        time.sleep(8)
+        return commits() - before
+    quiet = per_8s()  # heartbeats, the followers' checks, autovacuum: without any session
+    sessions = []
+    for _ in range(10):
+        m = imap(n3)
+        m.select("INBOX")
+        tag = m._new_tag().decode()
+        m.send(f"{tag} IDLE\r\n".encode())
+        assert m.readline().startswith(b"+")
+        sessions.append(m)
+    time.sleep(2)
+    idle = per_8s()
+    # Polling, ten sessions would ask 80 times in 8 s; woken through Redis they ask when
+    # told of a change, or every 10 s.
+    assert idle - quiet < 30, (quiet, idle)
+    took = seconds_until_idle_hears(n3, n1)  # and a change still arrives at once
+    assert took < 2
+    for m in sessions:
+        m.sock.settimeout(5)
+        line = m.readline()
+        assert b"EXISTS" in line, line
+        m.send(b"DONE\r\n")
+        m.logout()
