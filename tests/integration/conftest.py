@@ -54,6 +54,31 @@ def free_ports(n):
     return ports
 
 
+def node_ports(n, address):
+    """n ports free on `address` (a cluster node's 127.0.0.x) and 127.0.0.1, from below
+    the kernel's ephemeral range: a client connecting to 127.0.0.x gets 127.0.0.x as its
+    own address and an ephemeral port, which a listener could not bind while it lasts."""
+    import random
+    ports = []
+    while len(ports) < n:
+        port = random.randrange(10000, 32000)
+        if port in _handed_out:
+            continue
+        ok = True
+        for a in (address, "127.0.0.1"):
+            s = socket.socket()
+            try:
+                s.bind((a, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            _handed_out.add(port)
+            ports.append(port)
+    return ports
+
+
 def wait(pred, timeout=20, what="condition"):
     """pred()'s first true value, polled every 50 ms; AssertionError after `timeout` s."""
     deadline = time.time() + timeout
@@ -79,7 +104,8 @@ class Bulwark:
         self.data = self.root / "data"
         self.logs = self.root / "log"
         self.config = self.root / "bulwark.toml"
-        self.ports = dict(zip(("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps"), free_ports(7)))
+        names = ("smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps")
+        self.ports = dict(zip(names, free_ports(7) if address == "127.0.0.1" else node_ports(7, address)))
         self.proc = None
         self.expect_quarantine = False  # a test of damaged queue files sets it
         self.data_key = None  # encryption at rest: the data key, when a test made the keyring

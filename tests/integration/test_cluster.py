@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BIN, PASSWORD, Bulwark, free_ports, wait
+from conftest import BIN, PASSWORD, Bulwark, free_ports, node_ports, wait
 from engines import PG_PASSWORD, REDIS_PASSWORD, Postgres, Redis
 
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -925,7 +925,7 @@ def test_idle_hears_of_a_delivery_within_10s_with_redis_stopped(three, engines):
 def test_cluster_in_the_api_metrics_and_console(cluster):
     import http.client
     import json
-    port = free_ports(1)[0]
+    port = node_ports(1, "127.0.0.2")[0]
     n1 = cluster.add_node(extra=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.2"\nport = {port}\n')
     cluster.add_node()
     n1.cli("admin", "add", "root", "--password-stdin", input="Admin-Pass-1234x\n")
