@@ -24,9 +24,25 @@ def _as_postgres(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def make_tls(dirpath, name="localhost"):
+    """A CA and a server certificate for DNS name `name` (only: no IP address), made with
+    the openssl CLI. Returns (ca, cert, key) paths."""
+    d = pathlib.Path(dirpath)
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=bulwark test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={name}")
+    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{name}\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+        "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
 class Postgres:
-    def __init__(self, port):
+    def __init__(self, port, tls=None):
+        """`tls`: (cert, key) to serve TLS with (ssl = on)."""
         self.port = port
+        self.tls = tls
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-pg-"))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
@@ -39,6 +55,12 @@ class Postgres:
         pw.write_text("unused-" + PG_PASSWORD + "\n")
         if os.geteuid() == 0:
             shutil.chown(pw, "postgres", "postgres")
+        if tls:  # the server reads them as postgres; the key must be its own, mode 600
+            for src, dst in zip(tls, ("server.pem", "server.key")):
+                shutil.copy(src, self.root / dst)
+                os.chmod(self.root / dst, 0o600)
+                if os.geteuid() == 0:
+                    shutil.chown(self.root / dst, "postgres", "postgres")
         r = _as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                           "--auth-host=scram-sha-256", f"--pwfile={pw}", "-E", "UTF8", "--no-sync"], timeout=120)
         assert r.returncode == 0, r.stderr
@@ -48,7 +70,9 @@ class Postgres:
     def start(self):
         r = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-t", "60",
                           "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                f"-c max_connections=200", "start"], timeout=90)
+                                f"-c max_connections=200" + (f" -c ssl=on -c ssl_cert_file={self.root}/server.pem "
+                                                            f"-c ssl_key_file={self.root}/server.key" if self.tls else ""),
+                          "start"], timeout=90)
         assert r.returncode == 0, r.stderr + r.stdout + self.log()
 
     def stop(self, mode="fast"):
@@ -74,22 +98,27 @@ class Postgres:
 
 
 class Redis:
-    def __init__(self, port):
+    def __init__(self, port, tls=None):
+        """`tls`: (ca, cert, key): TLS only, on `port`."""
         self.port = port
+        self.tls = tls
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-redis-"))
         self.proc = None
         self.start()
 
     def start(self):
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            ca, cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert), "--tls-key-file",
+                      str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+            ["redis-server", *listen, "--bind", "127.0.0.1", "--dir", str(self.root),
              "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no", "--daemonize", "no"],
             stdout=open(self.root / "redis.log", "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
-            r = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", REDIS_PASSWORD, "ping"],
-                               capture_output=True, text=True)
-            if r.stdout.strip() == "PONG":
+            if self.cli("ping") == "PONG":
                 return
             time.sleep(0.05)
         raise AssertionError("redis-server did not start")
@@ -100,7 +129,8 @@ class Redis:
             self.proc.wait(timeout=20)
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", REDIS_PASSWORD, *args],
+        tls = ["--tls", "--cacert", str(self.tls[0])] if self.tls else []
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *tls, "--no-auth-warning", "-a", REDIS_PASSWORD, *args],
                            capture_output=True, text=True, timeout=20)
         return r.stdout.strip()
 

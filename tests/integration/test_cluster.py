@@ -1052,3 +1052,56 @@ def test_idle_sessions_ask_postgres_seldom_while_redis_carries_the_changes(three
         assert b"EXISTS" in line, line
         m.send(b"DONE\r\n")
         m.logout()
+
+
+def test_engines_over_tls_with_their_certificates_checked(tmp_path):
+    """PostgreSQL with ssl = on and sslmode=verify-full, Redis on a TLS port with
+    rediss:// (our socket: TLS 1.2+, the system's CAs -- here SSL_CERT_FILE -- and the
+    name checked); a certificate for another name, or from a CA nobody trusts, is refused."""
+    from engines import make_tls
+    ca, cert, key = make_tls(tmp_path)
+    pg_port, redis_port = free_ports(2)
+    pg = Postgres(pg_port, tls=(cert, key))
+    redis = None
+    old_env = os.environ.get("SSL_CERT_FILE")
+    try:
+        redis = Redis(redis_port, tls=(ca, cert, key))
+        os.chmod(tmp_path, 0o755)
+        os.chmod(ca, 0o644)
+        c = Cluster(pg, redis)
+        c.conninfo = c.conninfo.replace("host=127.0.0.1", "host=localhost").replace(
+            "sslmode=disable", f"sslmode=verify-full sslrootcert={ca}")
+        c.redis = type("TlsRedis", (), {"url": f"rediss://localhost:{redis_port}/0"})()
+        os.environ["SSL_CERT_FILE"] = str(ca)  # what the node's OpenSSL trusts for Redis
+        try:
+            n1 = c.add_node()
+            n1.wait_log("bulwark.log", "cluster: Redis reachable")
+            s, (code, _) = smtp_auth(n1, "demo@example.test")
+            assert code == 235
+            s.quit()
+            assert pg.psql(f"SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                           f"WHERE datname = '{c.db}'") == "t"
+            # Redis's certificate from a CA this node does not trust: refused, and said so.
+            os.environ["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+            n2 = c.add_node()
+            n2.wait_log("bulwark.log", "TLS handshake failed")
+            assert "cluster: Redis reachable" not in n2.log("bulwark.log")
+            # PostgreSQL's certificate names localhost, not 127.0.0.1: verify-full refuses.
+            r = subprocess.run([BIN, "--config", str(n2.config), "user", "list"], capture_output=True, text=True,
+                               env={**os.environ, "PGSSLMODE": "verify-full"}, timeout=30)
+            assert r.returncode == 0  # through the configured name it works
+            bad = n2.config.read_text().replace("host=localhost", "host=127.0.0.1")
+            n2.config.write_text(bad)
+            r = subprocess.run([BIN, "--config", str(n2.config), "user", "list"], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode != 0 and "127.0.0.1" in r.stderr and PG_PASSWORD not in r.stderr, r.stderr
+        finally:
+            c.close()
+    finally:
+        if old_env is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old_env
+        if redis:
+            redis.close()
+        pg.close()
