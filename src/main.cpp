@@ -575,7 +575,7 @@ int main(int argc, char** argv) {
         unlock_encryption(fs::exists(fs::path(old.server.data_dir) / "keyring") ? old : cfg);
         auto to = Directory::open_cluster(pg_settings(cfg), false);
         store::PgStore mail(pg_settings(cfg), 2, crypt::data_key());
-        cluster_import(old, *to, mail, std::cout);
+        cluster_import(old, *to, mail, *c, std::cout);
         return kOk;
       }
       auto lease = cfg.cluster.lease.count();

@@ -4,7 +4,9 @@
 #include <set>
 #include <stdexcept>
 
+#include "cluster/dkim_keys.hpp"
 #include "core/address.hpp"
+#include "crypt/file.hpp"
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "store/folders.hpp"
@@ -68,13 +70,15 @@ void import_folder(const std::string& key, const std::string& maildir, const sto
 
 }  // namespace
 
-void cluster_import(const Config& old, Directory& to, store::PgStore& mail, std::ostream& out) {
+void cluster_import(const Config& old, Directory& to, store::PgStore& mail, pg::Conn& conn, std::ostream& out) {
   if (old.cluster.enabled) throw std::runtime_error(old.file + " is a cluster node's configuration, not a single machine's");
   if (!fs::exists(old.server.data_dir)) throw std::runtime_error("no data directory " + old.server.data_dir);
   auto from = Directory::open(old.server.data_dir);
   size_t rows = to.import_rows(*from);
   out << "directory: " << rows << " row(s) added (domains, users, aliases, groups, delegations, administrators)"
       << std::endl;
+  out << "DKIM keys: " << cluster::dkim_import(conn, old.server.data_dir, crypt::data_key())
+      << " added (every node takes them within seconds)" << std::endl;
   Counts n;
   std::string error;
   for (auto& address : from->list_users()) {
@@ -92,8 +96,8 @@ void cluster_import(const Config& old, Directory& to, store::PgStore& mail, std:
   }
   out << "imported: " << n.folders << " folder(s), " << n.messages << " message(s); " << n.already
       << " message(s) were there already" << std::endl;
-  out << "not imported: the outbound queue (let the old server deliver it first), DKIM keys (copy "
-      << old.server.data_dir << "/dkim into one node's data directory: it shares them), greylisting" << std::endl;
+  out << "not imported: the outbound queue (let the old server deliver it first) and greylisting (it starts afresh)"
+      << std::endl;
 }
 
 }  // namespace bulwark

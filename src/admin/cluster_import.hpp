@@ -1,12 +1,13 @@
 // admin/: `bulwark cluster import --from-config OLD` (SPEC 16): a single-machine
-// installation copied into the cluster -- its directory, and its mailboxes with their
-// UIDVALIDITY, UIDs, MODSEQs, flags, keywords, \Recent marker and subscriptions, so
-// that clients do not resync. Resumable (killed, run again: it goes on where it was)
+// installation copied into the cluster -- its directory, its DKIM keys, and its
+// mailboxes with their UIDVALIDITY, UIDs, MODSEQs, flags, keywords, \Recent marker and
+// subscriptions, so that clients do not resync. Resumable (killed, run again: it goes on where it was)
 // and idempotent (what is there already is left as it is); the old data is only read.
 #pragma once
 #include <ostream>
 #include <string>
 
+#include "cluster/pg.hpp"
 #include "config/config.hpp"
 
 namespace bulwark {
@@ -18,6 +19,6 @@ class PgStore;
 
 // `old` is the old installation's configuration (refused when it is a cluster node's).
 // Progress and the summary go to `out`; throws std::runtime_error on what stops it.
-void cluster_import(const Config& old, Directory& to, store::PgStore& mail, std::ostream& out);
+void cluster_import(const Config& old, Directory& to, store::PgStore& mail, pg::Conn& conn, std::ostream& out);
 
 }  // namespace bulwark

@@ -40,6 +40,20 @@ void dkim_published(pg::Conn& c, const std::string& data_dir, const std::string&
   }
 }
 
+size_t dkim_import(pg::Conn& c, const std::string& data_dir, const crypt::DataKey* key) {
+  size_t n = 0;
+  for (auto& k : dkim::list_keys(data_dir)) {
+    if (c.exec("SELECT 1 FROM dkim_removed WHERE domain=$1 AND selector=$2", {k.domain, k.selector}).rows()) continue;
+    auto pem = dkim::key_pem(k);
+    if (!pem) throw std::runtime_error("cannot read " + k.path);
+    n += size_t(c.exec("INSERT INTO dkim_keys(domain, selector, pem, sealed) VALUES($1, $2, $3::bytea, $4) "
+                       "ON CONFLICT DO NOTHING",
+                       {k.domain, k.selector, pg::bytea(stored(key, *pem)), key ? "t" : "f"})
+                    .affected());
+  }
+  return n;
+}
+
 void dkim_removed(pg::Conn& c, const std::string& domain, const std::string& selector) {
   pg::Transaction t(c);
   c.exec("DELETE FROM dkim_keys WHERE domain=$1 AND selector=$2", {domain, selector});

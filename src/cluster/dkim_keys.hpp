@@ -20,6 +20,9 @@ namespace bulwark::cluster {
 // After `dkim keygen` (CLI or API): the key up at once (and not removed any more).
 void dkim_published(pg::Conn& c, const std::string& data_dir, const std::string& domain, const std::string& selector,
                     const crypt::DataKey* key);
+// `cluster import`: the keys under `data_dir` that PostgreSQL lacks (and were not
+// removed in the cluster) go up; returns how many.
+size_t dkim_import(pg::Conn& c, const std::string& data_dir, const crypt::DataKey* key);
 // After `dkim remove`: gone everywhere.
 void dkim_removed(pg::Conn& c, const std::string& domain, const std::string& selector);
 // One round of keeping this node's files in step; returns what changed here (for the log).

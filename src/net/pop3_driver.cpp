@@ -106,6 +106,12 @@ class Pop3Driver : public Driver {
     auto remove_pg = [&pg, &inbox, &uids, &error]() -> size_t {
       return pg->expunge(inbox->folder.id, uids, false, error) ? uids.size() : 0;
     };
+    // The hold ends with its PostgreSQL connection: closed on the disk pool, not here.
+    auto release_hold = [&hold]() {
+      hold.reset();
+      return true;
+    };
+    bool released = false;
     if (!co_await write(*c, greeting)) co_return;
     for (;;) {
       pacer.before_read(*c, false, s.buffered() > 0);
@@ -128,7 +134,7 @@ class Pop3Driver : public Driver {
         // reconnects at once after QUIT must not find it in use.
         if (o.next == pop3::Next::close) {
           lease.release();
-          hold.reset();
+          if (hold) released = co_await async_on(sh_.disk, &release_hold, use_awaitable);
         }
         if (!co_await write(*c, o.bytes)) {
           close = true;
@@ -284,6 +290,8 @@ class Pop3Driver : public Driver {
       }
       if (close) break;
     }
+    if (hold) released = co_await async_on(sh_.disk, &release_hold, use_awaitable);  // the client went without QUIT
+    (void)released;
   }
 
  private:

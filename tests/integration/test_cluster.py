@@ -794,6 +794,7 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     # The old installation: a few thousand messages in INBOX, a folder with flagged and
     # keyworded mail, some expunged (UIDs with gaps).
     old = make_server()
+    old_key = old.cli("dkim", "keygen", "example.test", "--selector", "old1").stdout.strip()
     new = old.maildir()
     new.mkdir(parents=True, exist_ok=True)
     for i in range(2500):
@@ -837,10 +838,12 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"{part} message(s) were there already" in r.stdout, r.stdout
+    assert "DKIM keys: 0 added" in r.stdout  # the killed run had put it up already
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # idempotent
     assert "imported: 3 folder(s), 0 message(s)" in r.stdout or "0 message(s);" in r.stdout, r.stdout
     assert count() == 2515
     n1.start()
+    wait(lambda: old_key in n1.cli("dkim", "list").stdout, timeout=15, what="the old DKIM key on the node")
     m = imap(n1)
     m.enable("CONDSTORE")
     for folder, state in before.items():
