@@ -588,16 +588,22 @@ int main(int argc, char** argv) {
       }
       return kOk;
     }
-    auto dir = open_directory(cfg, false);
     if (audit_cmd->parsed()) {
+      std::unique_ptr<Directory> dir;
+      try {
+        dir = open_directory(cfg, false);
+      } catch (const std::exception&) {
+        if (!cfg.cluster.enabled) throw;  // cluster mode: the findings say why
+      }
       size_t warnings = 0;
-      for (auto& f : audit(cfg, *dir)) {
+      for (auto& f : audit(cfg, dir.get())) {
         warnings += f.level == Finding::warning;
         std::cout << (f.level == Finding::warning ? "warning: " : "notice:  ") << f.text << "\n";
       }
       std::cout << "bulwark audit: " << warnings << " warning(s)\n";
       return warnings ? kRuntime : kOk;
     }
+    auto dir = open_directory(cfg, false);
     if (dkim_keygen->parsed()) {
       std::string domain = to_lower(arg1);
       if (!dir->is_local_domain(domain))

@@ -518,7 +518,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
   if (what == "audit" && seg.size() == 1) {
     if (m != "GET") return method_not_allowed();
     json list = json::array();
-    for (auto& f : audit(ctx.cfg, dir))
+    for (auto& f : audit(ctx.cfg, &dir))
       list.push_back({{"severity", f.level == Finding::warning ? "warning" : "notice"}, {"text", f.text}});
     return answer(200, dump(json{{"findings", list}}));
   }

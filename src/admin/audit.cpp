@@ -1,7 +1,5 @@
 #include "admin/audit.hpp"
 
-#include "cluster/pg.hpp"
-
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
@@ -11,6 +9,9 @@
 #include <ctime>
 #include <filesystem>
 
+#include "cluster/pg.hpp"
+#include "cluster/schema.hpp"
+#include "cluster/settings.hpp"
 #include "directory/directory.hpp"
 #include "dkim/dkim.hpp"
 
@@ -64,7 +65,7 @@ void check_mode(const std::string& path, const std::string& what, mode_t forbidd
 
 }  // namespace
 
-std::vector<Finding> audit(const Config& c, Directory& dir) {
+std::vector<Finding> audit(const Config& c, Directory* dirp) {
   std::vector<Finding> out;
   auto warn = [&](std::string t) { out.push_back({Finding::warning, std::move(t)}); };
   auto note = [&](std::string t) { out.push_back({Finding::notice, std::move(t)}); };
@@ -117,6 +118,23 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
     if (c.cluster.postgres_password_file.empty() && !std::getenv("PGPASSFILE"))
       note("cluster.postgres_password_file is not set: PostgreSQL must let this node in without a password "
            "(certificate or peer authentication) or ~/.pgpass supplies it");
+    // (A password file open to others is refused when the configuration loads.)
+    // The schema: a node of another version refuses to start (SPEC 16); say so first.
+    try {
+      pg::Settings ps = cluster::pg_settings(c, "audit");
+      auto conn = pg::Conn::open(ps);
+      int have = cluster::database_version(*conn), want = cluster::schema_version();
+      if (have == 0)
+        note("the cluster's database has no schema yet: `bulwark cluster init` (or the first serve) makes it");
+      else if (have < want)
+        warn("the cluster's schema is version " + std::to_string(have) + ", this bulwark's is " + std::to_string(want) +
+             ": `bulwark cluster init` upgrades it (nodes of the old version then refuse to start)");
+      else if (have > want)
+        warn("the cluster's schema is version " + std::to_string(have) + ", this bulwark's is " + std::to_string(want) +
+             ": this node refuses to start; upgrade its bulwark");
+    } catch (const std::exception& e) {
+      warn(std::string("cluster.postgres cannot be reached: ") + e.what());
+    }
   }
 
   // Outbound.
@@ -141,11 +159,13 @@ std::vector<Finding> audit(const Config& c, Directory& dir) {
     struct stat ks {};
     if (::stat(k.path.c_str(), &ks) == 0 && (ks.st_mode & 077))
       warn("DKIM key " + k.path + " is readable by other users (chmod 600)");
-    if (!dir.is_local_domain(k.domain))
+    if (dirp && !dirp->is_local_domain(k.domain))
       note("DKIM key " + k.path + " belongs to " + k.domain + ", which is not a local domain (bulwark dkim remove)");
   }
 
   // The directory.
+  if (!dirp) return out;  // cluster mode, PostgreSQL not reached or of another schema: said above
+  Directory& dir = *dirp;
   auto domains = dir.list_domains();
   if (domains.empty()) note("no local domain yet (bulwark domain add DOMAIN)");
   bool fallback = dir.resolve_postmaster(c.server.hostname, c.server.postmaster).kind == Resolution::local;

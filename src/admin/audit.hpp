@@ -15,6 +15,8 @@ struct Finding {
   std::string text;
 };
 
-std::vector<Finding> audit(const Config& cfg, Directory& dir);
+// `dir` may be null in cluster mode when the directory cannot be opened (PostgreSQL
+// unreachable, a schema of another version): the findings then say why.
+std::vector<Finding> audit(const Config& cfg, Directory* dir);
 
 }  // namespace bulwark

@@ -70,6 +70,12 @@ class Directory {
   // False while the cluster form has lost PostgreSQL (its answers could be stale);
   // lookups then answer temp_failure. Always true on one machine.
   bool available() const;
+  // Cluster form: brings the replica up to PostgreSQL's version now, so that a login
+  // never answers from a replica that has not yet heard of a change already committed
+  // (`user passwd`/`user remove` on another node count at once). One round trip; run it
+  // off the I/O threads. False when PostgreSQL cannot be reached (available() is then
+  // false too). The single-machine form: always true, nothing done.
+  bool catch_up();
   // `encryption disable`: writes the sealed snapshot back as <data_dir>/directory.db
   // (temp + fsync + rename) and removes the snapshot; nothing when there is none.
   // Needs the data key. Safe to run again after an interruption.

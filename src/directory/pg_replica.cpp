@@ -130,6 +130,8 @@ pg::Conn& Directory::PgReplica::conn() {
 }
 
 void Directory::PgReplica::complain(const std::string& why) {
+  static std::mutex mu;  // the follower and catch_up() both complain
+  std::lock_guard lk(mu);
   auto now = std::chrono::steady_clock::now();
   if (now - last_complaint < std::chrono::seconds(10)) return;
   last_complaint = now;
@@ -201,6 +203,39 @@ std::unique_ptr<Directory> Directory::open_cluster(const pg::Settings& s, bool f
 }
 
 bool Directory::available() const { return !pg_ || pg_->healthy; }
+
+void Directory::PgReplica::wake() {
+  if (wake_fd < 0) return;
+  uint64_t one = 1;
+  [[maybe_unused]] auto w = ::write(wake_fd, &one, sizeof one);
+}
+
+bool Directory::catch_up() {
+  if (!pg_) return true;
+  PgReplica& p = *pg_;
+  std::lock_guard ck(p.check_mu);
+  try {
+    if (!p.checker || !p.checker->ok()) {
+      p.checker.reset();
+      p.checker = pg::Conn::open(p.settings);
+    }
+    pg::Conn& c = *p.checker;
+    int64_t v = c.exec("SELECT version FROM directory_version").integer(0, 0);
+    if (v == p.version && !p.stale) return p.healthy;
+    pg::Transaction t(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    std::lock_guard lk(mu_);
+    p.version = PgReplica::load(c, writer_->db);
+    p.stale = false;
+    t.commit();
+    return p.healthy;
+  } catch (const std::exception& e) {
+    p.checker.reset();
+    p.healthy = false;  // until the follower is back
+    p.complain(e.what());
+    p.wake();
+    return false;
+  }
+}
 
 void Directory::PgReplica::follow(Directory& d) {
   std::unique_ptr<pg::Conn> c;
@@ -304,8 +339,7 @@ void Directory::pg_end_change(bool failed) {
     p.stale = true;
     if (p.wake_fd >= 0) {
       p.healthy = false;
-      uint64_t one = 1;
-      [[maybe_unused]] auto w = ::write(p.wake_fd, &one, sizeof one);
+      p.wake();
     }
   }
   p.change.reset();             // ROLLBACK unless committed

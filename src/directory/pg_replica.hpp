@@ -25,6 +25,8 @@ struct Directory::PgReplica {
   int wake_fd = -1;                           // eventfd: stop the follower
   std::thread follower;
   std::chrono::steady_clock::time_point last_complaint{};
+  std::mutex check_mu;                        // catch_up()'s connection
+  std::unique_ptr<pg::Conn> checker;
 
   ~PgReplica();
   pg::Conn& conn();  // the writer's connection, reconnected if needed
@@ -32,6 +34,7 @@ struct Directory::PgReplica {
   // returns the version read.
   static int64_t load(pg::Conn& c, sqlite3* replica);
   void follow(Directory& d);  // the follower thread's loop
+  void wake();                // the follower checks now
   void complain(const std::string& why);  // one log line per 10 s
 };
 

@@ -98,6 +98,12 @@ asio::awaitable<Logins::Attempt> wait_for_slot(Conn& c, LoginSlot& slot, std::ch
 }
 
 std::optional<std::string> Logins::check(const std::string& user, std::string& password) {
+  // Cluster mode: not from a replica behind a change another node committed. When
+  // PostgreSQL cannot be reached, no answer (the caller sees available() false).
+  if (!dir_.catch_up()) {
+    auth::wipe(password);
+    return std::nullopt;
+  }
   // Unknown users and wrong passwords always pay the full Argon2id cost.
   auto record = dir_.login_record(user);
   if (record && cache_hit(record->first, record->second, password)) {
