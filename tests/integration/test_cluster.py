@@ -694,6 +694,27 @@ def test_bodies_are_sealed_before_they_reach_postgres_under_encryption_at_rest(c
                        db=cluster.db) == "0"
     assert pg.psql("SELECT count(*) FROM messages WHERE position('Delivered-To' in encode(head, 'escape')) > 0",
                    db=cluster.db) == "0"
+    # DKIM keys too: sealed in PostgreSQL and in each node's files.
+    record = n1.cli("dkim", "keygen", "example.test", "--selector", "enc1").stdout
+    assert "enc1._domainkey.example.test" in record
+    assert pg.psql("SELECT count(*), bool_and(sealed), bool_or(position('PRIVATE' in encode(pem, 'escape')) > 0) "
+                   "FROM dkim_keys", db=cluster.db) == "1|t|f"
+    # A second node given the same keyring (and password) reads the mail and the key.
+    n2 = cluster.add_node(start=False)
+    n2.data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(n1.data / "keyring", n2.data / "keyring")
+    os.chmod(n2.data / "keyring", 0o600)
+    shutil.copy(pw, n2.root / "enc.pw")
+    os.chmod(n2.root / "enc.pw", 0o600)
+    n2.write_config(n2.extra_config + '\n[encryption]\npassword_file = "enc.pw"\n')
+    n2.start()
+    wait(lambda: "enc1" in n2.cli("dkim", "list").stdout, timeout=15, what="the key on node 2")
+    files = [f for f in (n2.data / "dkim").rglob("*") if f.is_file()]
+    assert files and not any(b"PRIVATE" in f.read_bytes() for f in files)
+    m = imap(n2)
+    m.select("INBOX")
+    assert b"the-secret-words-in-the-body" in m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+    m.logout()
 
 
 def test_a_session_on_a_node_that_loses_postgres_is_told_to_try_later(three, engines):
