@@ -221,6 +221,12 @@ int serve(const Config& cfg) {
                                                          n += metrics::value("bulwark_connections",
                                                                              std::string("service=\"") + svc + "\"");
                                                        return n;
+                                                     },
+                                                     [](pg::Conn& c) {  // housekeeping, one node at a time
+                                                       auto p = store::purge_blobs(c);
+                                                       if (p.bodies)
+                                                         logs::main().info("cluster: removed {} unreferenced message bodies ({} bytes)",
+                                                                           p.bodies, p.bytes);
                                                      });
   // RFC 5321 4.5.1: mail to postmaster must be taken. Once there is a domain to take
   // mail for, there must be somewhere for it to go.
@@ -448,6 +454,8 @@ int main(int argc, char** argv) {
                                  "copy a single-machine installation in (directory, mailboxes with their UIDs and flags); "
                                  "resumable, idempotent; the old data is only read");
   cluster_import_cmd->add_option("--from-config", import_from, "the old installation's configuration file")->required();
+  auto* cluster_purge = sub(cluster_cmd, "purge",
+                            "remove message bodies no message has referred to for an hour (nodes do it every 10 minutes)");
 
   bool follow = false;
   auto* log_cmd = sub(&app, "log", "the logs");
@@ -576,6 +584,17 @@ int main(int argc, char** argv) {
         auto to = Directory::open_cluster(pg_settings(cfg), false);
         store::PgStore mail(pg_settings(cfg), 2, crypt::data_key());
         cluster_import(old, *to, mail, *c, std::cout);
+        return kOk;
+      }
+      if (cluster_purge->parsed()) {
+        store::Purged total;
+        do {
+          auto p = store::purge_blobs(*c);
+          total.bodies += p.bodies;
+          total.bytes += p.bytes;
+          total.more = p.more;
+        } while (total.more);
+        std::cout << "removed " << total.bodies << " unreferenced message bodies (" << total.bytes << " bytes)\n";
         return kOk;
       }
       auto lease = cfg.cluster.lease.count();

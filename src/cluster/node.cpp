@@ -11,13 +11,16 @@
 namespace bulwark::cluster {
 
 Heartbeat::Heartbeat(const pg::Settings& s, std::string node, std::string version, std::string address,
-                     std::function<int64_t()> sessions, std::chrono::seconds every)
+                     std::function<int64_t()> sessions, std::function<void(pg::Conn&)> chores,
+                     std::chrono::seconds every, std::chrono::seconds chores_every)
     : settings_(s),
       node_(std::move(node)),
       version_(std::move(version)),
       address_(std::move(address)),
       sessions_(std::move(sessions)),
-      every_(every) {
+      chores_(std::move(chores)),
+      every_(every),
+      chores_every_(chores_every) {
   auto c = pg::Conn::open(settings_);
   // Another process beating under this name within the last three beats: a second node
   // with the same name would share its leases. Refuse -- unless it was this machine's
@@ -39,6 +42,7 @@ Heartbeat::Heartbeat(const pg::Settings& s, std::string node, std::string versio
       {node_, version_, address_, std::to_string(::getpid())});
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   thread_ = std::thread([this, conn = std::shared_ptr<pg::Conn>(std::move(c))]() mutable {
+    auto chores_due = std::chrono::steady_clock::now();
     while (!stop_) {
       pollfd w{wake_fd_, POLLIN, 0};
       ::poll(&w, 1, int(every_.count() * 1000));
@@ -46,7 +50,11 @@ Heartbeat::Heartbeat(const pg::Settings& s, std::string node, std::string versio
       try {
         if (!conn) conn = pg::Conn::open(settings_);
         beat(*conn);
-      } catch (const pg::Error&) {
+        if (chores_ && std::chrono::steady_clock::now() >= chores_due) {
+          chores_due = std::chrono::steady_clock::now() + chores_every_;
+          chores_(*conn);
+        }
+      } catch (const std::exception&) {
         conn.reset();  // the directory's follower says so in the log; try again next beat
       }
     }

@@ -15,9 +15,13 @@ class Heartbeat {
  public:
   // Registers the node at once (throws pg::Error when PostgreSQL cannot be reached, or
   // std::runtime_error when another live node has the same name), then beats every
-  // `every` on a thread of its own; `sessions` is read at each beat.
+  // `every` on a thread of its own; `sessions` is read at each beat. `chores` (the
+  // cluster's housekeeping, e.g. the blob purge) runs on the same thread and
+  // connection at the first beat and every `chores_every` after.
   Heartbeat(const pg::Settings& s, std::string node, std::string version, std::string address,
-            std::function<int64_t()> sessions, std::chrono::seconds every = std::chrono::seconds(5));
+            std::function<int64_t()> sessions, std::function<void(pg::Conn&)> chores = {},
+            std::chrono::seconds every = std::chrono::seconds(5),
+            std::chrono::seconds chores_every = std::chrono::seconds(600));
   ~Heartbeat();
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;
@@ -27,7 +31,8 @@ class Heartbeat {
   pg::Settings settings_;
   std::string node_, version_, address_;
   std::function<int64_t()> sessions_;
-  std::chrono::seconds every_;
+  std::function<void(pg::Conn&)> chores_;
+  std::chrono::seconds every_, chores_every_;
   std::atomic<bool> stop_{false};
   int wake_fd_ = -1;
   std::thread thread_;

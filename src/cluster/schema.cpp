@@ -51,6 +51,21 @@ CREATE TABLE dkim_keys(domain TEXT NOT NULL, selector TEXT NOT NULL, pem BYTEA N
   PRIMARY KEY(domain, selector));
 CREATE TABLE dkim_removed(domain TEXT NOT NULL, selector TEXT NOT NULL, PRIMARY KEY(domain, selector));
 )sql",
+    // 4: the blob purge (store/pg_blobs.hpp): when a body was last used, and the bodies
+    // that may have lost their last message -- every new one, and those of deleted
+    // messages (a trigger: EXPUNGE, and folders or users removed by cascade).
+    R"sql(
+ALTER TABLE blobs ADD COLUMN used TIMESTAMPTZ NOT NULL DEFAULT now();
+CREATE TABLE blob_gc(id BYTEA PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now());
+INSERT INTO blob_gc(id) SELECT id FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id);
+CREATE FUNCTION bulwark_blob_gc() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO blob_gc(id) SELECT DISTINCT blob FROM gone ON CONFLICT (id) DO UPDATE SET at = now();
+  RETURN NULL;
+END $$;
+CREATE TRIGGER messages_blob_gc AFTER DELETE ON messages REFERENCING OLD TABLE AS gone
+  FOR EACH STATEMENT EXECUTE FUNCTION bulwark_blob_gc();
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "logging/logs.hpp"
+#include "net/sort_cache.hpp"
 #include "store/folders.hpp"
 
 namespace bulwark {
@@ -55,6 +56,45 @@ class PgOpenFolder : public imap::OpenFolder {
     }
     if (s->first == f_.modseq && s->second == f_.uidnext) return true;
     return catch_up(error);
+  }
+  // SORT and THREAD keys: kept in the process's cache like a Maildir folder's; those not
+  // kept are read a thousand headers per query, never the bodies.
+  KeyBatch keys(const std::vector<uint32_t>& uids, std::string& error, unsigned ranked) override {
+    KeyBatch b;
+    std::string name = "pg:" + std::to_string(f_.id);
+    b.hold.push_back(sort_key_cache().get(name, f_.uidvalidity, uids, b.keys, ranked, &b.rank));
+    std::vector<uint32_t> missing;
+    std::map<uint32_t, std::vector<size_t>> where;  // UID -> its places in uids
+    for (size_t i = 0; i < uids.size(); ++i)
+      if (!b.keys[i]) {
+        if (where[uids[i]].empty()) missing.push_back(uids[i]);
+        where[uids[i]].push_back(i);
+      }
+    if (missing.empty()) return b;
+    auto heads = st_.headers(f_.id, missing, error);
+    if (!heads) {
+      error = pg_for_client(error);
+      return b;
+    }
+    bool kept_new = false;
+    for (auto& [uid, head] : *heads) {
+      std::shared_ptr<const void> hold;
+      auto keys = imap::sort_keys(head);
+      const imap::SortKeys* kept = sort_key_cache().put(name, f_.uidvalidity, uid, std::move(keys), hold);
+      if (kept) {
+        kept_new = true;
+        if (hold != b.hold.back()) b.hold.push_back(std::move(hold));
+      } else {  // no room in the cache: this SORT keeps its own (put moves only what it keeps)
+        b.own.push_back(std::move(keys));
+        kept = &b.own.back();
+      }
+      for (size_t i : where[uid]) b.keys[i] = kept;
+    }
+    if (kept_new && ranked) {  // the ranks, now that the cache has them all (when it has)
+      std::vector<const imap::SortKeys*> again;
+      b.hold.push_back(sort_key_cache().get(name, f_.uidvalidity, uids, again, ranked, &b.rank));
+    }
+    return b;
   }
   std::optional<std::string> content(uint32_t uid, std::string& error) override {
     auto c = st_.content(f_.id, uid, error);

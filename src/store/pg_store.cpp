@@ -1,7 +1,6 @@
 // store/pg_store.cpp: the cluster mode's mail store. See pg_store.hpp.
 #include "store/pg_store.hpp"
 
-#include <sodium.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -63,45 +62,6 @@ PgFolder folder_of(const pg::Result& r, int row) {
 }
 
 
-// Bodies in PostgreSQL, content-addressed: the id is a hash of the plaintext (keyed
-// with the data key when encryption is on, so equal mail cannot be recognised by its
-// hash), the data sealed when encryption is on.
-class PgBlobs : public BlobStore {
- public:
-  explicit PgBlobs(const crypt::DataKey* key) : key_(key) {}
-  std::string put(pg::Conn& c, std::string_view plain) override {
-    unsigned char h[32];
-    crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
-                       key_ ? key_->bytes() : nullptr, key_ ? crypt::DataKey::size : 0);
-    std::string id(reinterpret_cast<const char*>(h), sizeof h);
-    std::string hexid = pg::bytea(id);
-    if (c.exec("SELECT 1 FROM blobs WHERE id=$1::bytea", {hexid}).rows()) return id;
-    std::string data = key_ ? crypt::seal(*key_, plain) : std::string(plain);
-    c.exec("INSERT INTO blobs(id, data, size, sealed) VALUES($1::bytea, $2::bytea, $3, $4) ON CONFLICT DO NOTHING",
-           {hexid, pg::bytea(data), std::to_string(plain.size()), key_ ? "t" : "f"});
-    return id;
-  }
-  std::optional<std::string> get(pg::Conn& c, const std::string& id, std::string& error) override {
-    auto r = c.exec("SELECT data, sealed FROM blobs WHERE id=$1::bytea", {pg::bytea(id)});
-    if (!r.rows()) {
-      error = "a message body is missing from the blob store";
-      return std::nullopt;
-    }
-    std::string data = r.bytes(0, 0);
-    if (r.text(0, 1) != "t") return data;
-    if (!key_) {
-      error = "a message body is sealed and the data key is not loaded";
-      return std::nullopt;
-    }
-    std::string why;
-    auto plain = crypt::open(*key_, data, &why);
-    if (!plain) error = "a sealed message body fails its check: " + why;
-    return plain;
-  }
-
- private:
-  const crypt::DataKey* key_;
-};
 
 // The message's head (Return-Path, Delivered-To) as stored: sealed like bodies.
 std::string seal_head(const crypt::DataKey* key, const std::string& head) {
@@ -378,25 +338,56 @@ std::optional<std::pair<uint64_t, uint32_t>> PgStore::stamp(int64_t folder, std:
   }
 }
 
+// A message's own head (the lines delivery put before the body), opened when sealed.
+std::optional<std::string> PgStore::open_head(std::string head, std::string& error) const {
+  if (!key_ || head.empty()) return head;
+  std::string why;
+  auto plain = crypt::open(*key_, head, &why);
+  if (!plain) error = "a sealed message head fails its check: " + why;
+  return plain;
+}
+
+std::optional<std::vector<std::pair<uint32_t, std::string>>> PgStore::headers(int64_t folder,
+                                                                             const std::vector<uint32_t>& uids,
+                                                                             std::string& error) {
+  constexpr size_t kMaxHead = 256u << 10, kBatch = 1000;
+  std::vector<std::pair<uint32_t, std::string>> out;
+  try {
+    auto c = pool_.get();
+    for (size_t from = 0; from < uids.size(); from += kBatch) {
+      std::vector<uint32_t> part(uids.begin() + long(from), uids.begin() + long(std::min(uids.size(), from + kBatch)));
+      static_assert(kMaxHead == 262144);
+      auto r = c->exec("SELECT m.uid, m.head, CASE WHEN b.sealed THEN b.data ELSE substring(b.data FROM 1 FOR 262144) END, "
+                       "b.sealed FROM messages m JOIN blobs b ON b.id = m.blob WHERE m.mailbox=$1 AND m.uid = ANY($2::bigint[])",
+                       {std::to_string(folder), int_array(part)});
+      for (int i = 0; i < r.rows(); ++i) {
+        auto head = open_head(r.bytes(i, 1), error);
+        if (!head) return std::nullopt;
+        auto body = blobs_->plain(r.bytes(i, 2), r.text(i, 3) == "t", error);
+        if (!body) return std::nullopt;
+        size_t end = body->find("\r\n\r\n");
+        body->resize(std::min(end == std::string::npos ? body->size() : end + 2, kMaxHead));
+        out.emplace_back(uint32_t(r.integer(i, 0)), *head + *body);
+      }
+    }
+    return out;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    return std::nullopt;
+  }
+}
+
 std::optional<std::string> PgStore::content(int64_t folder, uint32_t uid, std::string& error) {
   try {
     auto c = pool_.get();
     auto r = c->exec("SELECT head, blob FROM messages WHERE mailbox=$1 AND uid=$2",
                      {std::to_string(folder), std::to_string(uid)});
     if (!r.rows()) return std::nullopt;
-    std::string head = r.bytes(0, 0);
-    if (key_ && !head.empty()) {
-      std::string why;
-      auto plain = crypt::open(*key_, head, &why);
-      if (!plain) {
-        error = "a sealed message head fails its check: " + why;
-        return std::nullopt;
-      }
-      head = std::move(*plain);
-    }
+    auto head = open_head(r.bytes(0, 0), error);
+    if (!head) return std::nullopt;
     auto body = blobs_->get(*c, r.bytes(0, 1), error);
     if (!body) return std::nullopt;
-    return head + *body;
+    return *head + *body;
   } catch (const pg::Error& e) {
     error = e.what();
     return std::nullopt;

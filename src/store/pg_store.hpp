@@ -24,21 +24,13 @@
 #include <vector>
 
 #include "cluster/pg.hpp"
+#include "store/pg_blobs.hpp"
 
 namespace bulwark::crypt {
 class DataKey;
 }
 
 namespace bulwark::store {
-
-// Where bodies go. PostgreSQL's table today; object storage could be another.
-class BlobStore {
- public:
-  virtual ~BlobStore() = default;
-  // Stores `plain` (once per distinct content) and returns its id.
-  virtual std::string put(pg::Conn& c, std::string_view plain) = 0;
-  virtual std::optional<std::string> get(pg::Conn& c, const std::string& id, std::string& error) = 0;
-};
 
 struct PgFolder {
   int64_t id = 0;
@@ -112,6 +104,12 @@ class PgStore {
   std::optional<std::pair<uint64_t, uint32_t>> stamp(int64_t folder, std::string& error);
   // The message, CRLF; nothing and `error` empty when it is gone.
   std::optional<std::string> content(int64_t folder, uint32_t uid, std::string& error);
+  // The headers of `uids` (to the blank line, at most 256 KiB each; SORT and THREAD
+  // keys), a thousand per query; a body not sealed is read only that far. (UID, header)
+  // for those that exist; nothing and `error` set when the store cannot be read.
+  std::optional<std::vector<std::pair<uint32_t, std::string>>> headers(int64_t folder,
+                                                                      const std::vector<uint32_t>& uids,
+                                                                      std::string& error);
   // All or none; their UIDs in order.
   std::optional<std::vector<uint32_t>> append(int64_t folder, const std::vector<NewMessage>& msgs, std::string& error);
   // Flags as stored now (`next` sees each message as stored and gives its new letters
@@ -169,7 +167,8 @@ class PgStore {
   bool ensure_defaults_in(pg::Conn& c, const std::string& owner);
   pg::Settings settings_;
   pg::Pool pool_;
-  std::unique_ptr<BlobStore> blobs_;
+  std::optional<std::string> open_head(std::string head, std::string& error) const;
+  std::unique_ptr<PgBlobs> blobs_;  // (the headers query reads its table too)
   const crypt::DataKey* key_;
   FolderWakeups wakeups_;
 };
