@@ -20,10 +20,11 @@ std::string PgBlobs::put(pg::Conn& c, std::string_view plain) {
     return id;
   }
   std::string data = key_ ? crypt::seal(*key_, plain) : std::string(plain);
-  c.exec("WITH b AS (INSERT INTO blobs(id, data, size, sealed) VALUES($1::bytea, $2::bytea, $3, $4) "
-         "ON CONFLICT DO NOTHING RETURNING id) "
-         "INSERT INTO blob_gc(id) SELECT id FROM b ON CONFLICT DO NOTHING",
-         {hexid, pg::bytea(data), std::to_string(plain.size()), key_ ? "t" : "f"});
+  c.exec(
+      "WITH b AS (INSERT INTO blobs(id, data, size, sealed) VALUES($1::bytea, $2::bytea, $3, $4) "
+      "ON CONFLICT DO NOTHING RETURNING id) "
+      "INSERT INTO blob_gc(id) SELECT id FROM b ON CONFLICT DO NOTHING",
+      {hexid, pg::bytea(data), std::to_string(plain.size()), key_ ? "t" : "f"});
   return id;
 }
 
