@@ -1,5 +1,7 @@
 // serve.cpp: `bulwark serve` -- the composition root: builds the services from the
 // configuration, and tears them down in a stated order (see serve.hpp).
+#include "admin/api.hpp"
+#include "cluster/shared_settings.hpp"
 #include "serve.hpp"
 
 #include <grp.h>
@@ -170,7 +172,36 @@ std::unique_ptr<Directory> open_directory(const Config& cfg, bool serving) {
 }
 
 // The composition root: builds the services, and tears them down in a stated order.
-int serve(const Config& cfg) {
+namespace {
+
+// Cluster mode: the settings shared through the admin API (cluster/shared_settings.hpp)
+// merged into this node's file -- checked first, as a PATCH is; refused, the file stays
+// as it is and the log says why. True when the file changed. `reload`: applies the new
+// file to the running server (empty at start: the caller loads it).
+bool follow_shared_settings(pg::Conn& c, const Config& cfg, int64_t& applied,
+                            const std::function<std::optional<std::string>()>& reload) {
+  auto shared = cluster::read_shared(c);
+  if (shared.version == applied) return false;
+  bool changed = false;
+  try {
+    admin::apply_settings(cfg, shared.patch,
+                          "the cluster's shared settings (version " + std::to_string(shared.version) + ", " +
+                              (shared.changed_by.empty() ? std::string("-") : shared.changed_by) + ")",
+                          preflight, reload, &changed);
+    if (changed)
+      logs::main().info("cluster: applied the shared settings, version {} ({})", shared.version, shared.changed_by);
+  } catch (const admin::SettingsRefused& r) {
+    logs::main().error("cluster: the shared settings, version {}, are not applied on this node: {}", shared.version,
+                       r.msg);
+  }
+  applied = shared.version;
+  return changed;
+}
+
+}  // namespace
+
+int serve(const Config& given) {
+  Config cfg = given;  // cluster mode: with the shared settings merged in at start
   preflight(cfg);
   logs::install_crash_report();
   // Until the server's signal handlers exist (they are made before any port opens),
@@ -186,6 +217,16 @@ int serve(const Config& cfg) {
   fs::create_directories(cfg.server.data_dir);
   ::chmod(cfg.server.data_dir.c_str(), 0750);
   auto dir = open_directory(cfg, true);
+  // Cluster mode: a node that was down when a setting changed has it from the start.
+  auto shared_applied = std::make_shared<std::atomic<int64_t>>(-1);
+  auto server_reload = std::make_shared<std::function<std::optional<std::string>()>>();
+  std::mutex reload_mu;  // guards *server_reload (set once the server exists)
+  if (cfg.cluster.enabled) {
+    auto c = pg::Conn::open(pg_settings(cfg));
+    int64_t applied = -1;
+    if (follow_shared_settings(*c, cfg, applied, {})) cfg = load_config(cfg.file);
+    *shared_applied = applied;
+  }
   std::unique_ptr<cluster::Heartbeat> heartbeat;
   std::unique_ptr<cluster::DkimFollower> dkim_keys;  // cluster mode: the nodes' DKIM keys kept in step
   if (cfg.cluster.enabled)
@@ -200,11 +241,26 @@ int serve(const Config& cfg) {
             n += metrics::value("bulwark_connections", std::string("service=\"") + svc + "\"");
           return n;
         },
-        [](pg::Conn& c) {  // housekeeping, one node at a time
-          auto p = store::purge_blobs(c);
-          if (p.bodies)
-            logs::main().info("cluster: removed {} unreferenced message bodies ({} bytes)", p.bodies, p.bytes);
-        });
+        [cfg, shared_applied, server_reload, &reload_mu,
+         purge_due = std::chrono::steady_clock::now()](pg::Conn& c) mutable {
+          // Every beat: the shared settings, when their version moved (applied within 10 s).
+          {
+            std::lock_guard lk(reload_mu);  // the server stays while it is held
+            if (*server_reload) {
+              int64_t applied = *shared_applied;
+              follow_shared_settings(c, cfg, applied, *server_reload);
+              *shared_applied = applied;
+            }
+          }
+          // Every 10 minutes: bodies no message refers to (one node at a time).
+          if (std::chrono::steady_clock::now() >= purge_due) {
+            purge_due = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+            auto p = store::purge_blobs(c);
+            if (p.bodies)
+              logs::main().info("cluster: removed {} unreferenced message bodies ({} bytes)", p.bodies, p.bytes);
+          }
+        },
+        std::chrono::seconds(5), std::chrono::seconds(5));
   // RFC 5321 4.5.1: mail to postmaster must be taken. Once there is a domain to take
   // mail for, there must be somewhere for it to go.
   if (!dir->list_domains().empty() &&
@@ -224,6 +280,10 @@ int serve(const Config& cfg) {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   server.bind();
   drop_privileges(cfg);
+  {
+    std::lock_guard lk(reload_mu);
+    *server_reload = [&server]() { return server.reload(); };
+  }
   Reporter reporter(spool, report_settings(cfg), [&dir](const std::string& address) {
     // Where a report to `address` goes: its local mailboxes, or out.
     std::vector<smtp::Recipient> out;
@@ -269,6 +329,10 @@ int serve(const Config& cfg) {
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   int rc = server.run(threads);
   sd_notify("STOPPING=1");
+  {
+    std::lock_guard lk(reload_mu);  // no shared settings applied from here on
+    *server_reload = {};
+  }
   // Teardown, in this order: the sessions are over (run returned); remote delivery
   // finishes the messages in flight and records their outcomes (its reports still
   // go into the running spool); local delivery finishes what is waiting; the spool

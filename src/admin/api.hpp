@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "cluster/node.hpp"
 #include "config/config.hpp"
 #include "http/http.hpp"
@@ -46,7 +48,28 @@ struct Context {
   std::function<std::optional<std::string>()> reload;
   // Cluster mode only: the view, or nothing when PostgreSQL cannot be reached.
   std::function<std::optional<ClusterView>()> cluster = {};
+  // Cluster mode only: runs `apply_here` (which throws SettingsRefused) and stores the
+  // patch's shared keys for the other nodes, both or neither (throws SettingsRefused
+  // 503 when PostgreSQL cannot take it).
+  std::function<void(const nlohmann::json& patch, const std::string& by, const std::function<void()>& apply_here)>
+      share_settings = {};
 };
+
+// A settings change refused: the HTTP status and the message ("key: problem").
+struct SettingsRefused {
+  int status;
+  std::string msg;
+};
+// Merges `patch` (sections of keys; null: back to the default) into `running.file`,
+// checks the result as check-config and serve do (`preflight`; server.data_dir,
+// log_dir and user cannot change while running), replaces the file (the previous one
+// kept as FILE.bak) and applies it (`reload`) -- putting the file back when that
+// fails. When the merge changes nothing, nothing is written or applied (`changed`
+// false). Returns the file's new text; throws SettingsRefused. By: who, for the
+// file's first line.
+std::string apply_settings(const Config& running, const nlohmann::json& patch, const std::string& by,
+                           const std::function<void(const Config&)>& preflight,
+                           const std::function<std::optional<std::string>()>& reload, bool* changed = nullptr);
 
 // A JSON answer {"error": msg} with `status`.
 http::Response error(int status, const std::string& msg);

@@ -107,23 +107,17 @@ std::string slurp(const std::string& path) {
 
 }  // namespace
 
-http::Response settings(const http::Request& req, const Caller& who, Context& ctx) {
-  const std::string& file = ctx.cfg.file;
+std::string apply_settings(const Config& running, const nlohmann::json& patch, const std::string& by,
+                           const std::function<void(const Config&)>& preflight,
+                           const std::function<std::optional<std::string>()>& reload, bool* changed) {
+  const std::string& file = running.file;
   toml::table root;
   try {
     root = toml::parse(slurp(file), file);
   } catch (const toml::parse_error& e) {
-    return error(500, "cannot read " + file + ": " + std::string(e.description()));
+    throw SettingsRefused{500, "cannot read " + file + ": " + std::string(e.description())};
   }
-  if (req.method == "GET") return answer(200, to_json(root).dump(-1, ' ', false, json::error_handler_t::replace));
-  if (req.method != "PATCH") return error(405, "GET or PATCH");
-  std::string type = req.header("content-type");
-  if (type.substr(0, type.find(';')) != "application/json") return error(415, "the body must be application/json");
-  if (json_too_deep(req.body))
-    return error(400, "the body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  json patch = json::parse(req.body, nullptr, false);
-  if (patch.is_discarded() || !patch.is_object() || patch.empty())
-    return error(400, "the body must be a JSON object of sections, e.g. {\"limits\": {\"max_recipients\": 50}}");
+  toml::table before = root;
   try {
     for (auto& [section, values] : patch.items()) {
       if (section == "listener")
@@ -132,10 +126,12 @@ http::Response settings(const http::Request& req, const Caller& who, Context& ct
       put(root, section, values, section);
     }
   } catch (const Bad& b) {
-    return error(400, b.msg);
+    throw SettingsRefused{400, b.msg};
   }
   std::ostringstream text;
-  text << "# Written by the admin API (" << who.name << "); the previous file is " << file << ".bak\n" << root << "\n";
+  text << "# Written by " << by << "; the previous file is " << file << ".bak\n" << root << "\n";
+  if (changed) *changed = !(root == before);
+  if (root == before) return text.str();  // nothing to write or apply
   // Checked exactly as `check-config` checks, on a copy beside the file (relative
   // paths in it mean the same).
   std::string tmp = file + ".api-check";
@@ -156,26 +152,61 @@ http::Response settings(const http::Request& req, const Caller& who, Context& ct
       if (now != wanted)
         throw Bad{std::string(key) + ": cannot change while the server runs; edit " + file + " and restart"};
     };
-    fixed("server.data_dir", ctx.cfg.server.data_dir, next.server.data_dir);
-    fixed("server.log_dir", ctx.cfg.server.log_dir, next.server.log_dir);
-    fixed("server.user", ctx.cfg.server.user, next.server.user);
-    ctx.preflight(next);  // the certificate loads, the relay password file reads, ...
+    fixed("server.data_dir", running.server.data_dir, next.server.data_dir);
+    fixed("server.log_dir", running.server.log_dir, next.server.log_dir);
+    fixed("server.user", running.server.user, next.server.user);
+    if (preflight) preflight(next);  // the certificate loads, the relay password file reads, ...
   } catch (const ConfigError& e) {
     ::unlink(tmp.c_str());
-    return error(400, key_problem(e.what()));
+    throw SettingsRefused{400, key_problem(e.what())};
   } catch (const Bad& b) {
     ::unlink(tmp.c_str());
-    return error(400, b.msg);
+    throw SettingsRefused{400, b.msg};
   }
   ::unlink(tmp.c_str());
   std::string old = slurp(file);
   if (!replace_keeping_mode(file + ".bak", old) || !replace_keeping_mode(file, text.str()))
-    return error(500, "cannot write " + file + ": " + std::strerror(errno));
-  if (auto refused = ctx.reload()) {  // applied as a SIGHUP applies it -- or not kept
-    replace_keeping_mode(file, old);
-    return error(400, "not applied, the file is as it was: " + *refused);
+    throw SettingsRefused{500, "cannot write " + file + ": " + std::strerror(errno)};
+  if (reload) {
+    if (auto refused = reload()) {  // applied as a SIGHUP applies it -- or not kept
+      replace_keeping_mode(file, old);
+      throw SettingsRefused{400, "not applied, the file is as it was: " + *refused};
+    }
   }
-  return answer(200, to_json(toml::parse(text.str(), file)).dump(-1, ' ', false, json::error_handler_t::replace));
+  return text.str();
+}
+
+http::Response settings(const http::Request& req, const Caller& who, Context& ctx) {
+  const std::string& file = ctx.cfg.file;
+  if (req.method == "GET") {
+    try {
+      return answer(200, to_json(toml::parse(slurp(file), file)).dump(-1, ' ', false, json::error_handler_t::replace));
+    } catch (const toml::parse_error& e) {
+      return error(500, "cannot read " + file + ": " + std::string(e.description()));
+    }
+  }
+  if (req.method != "PATCH") return error(405, "GET or PATCH");
+  std::string type = req.header("content-type");
+  if (type.substr(0, type.find(';')) != "application/json") return error(415, "the body must be application/json");
+  if (json_too_deep(req.body))
+    return error(400, "the body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  json patch = json::parse(req.body, nullptr, false);
+  if (patch.is_discarded() || !patch.is_object() || patch.empty())
+    return error(400, "the body must be a JSON object of sections, e.g. {\"limits\": {\"max_recipients\": 50}}");
+  std::string by = "the admin API (" + who.name + ")";
+  try {
+    if (!ctx.share_settings) {
+      auto text = apply_settings(ctx.cfg, patch, by, ctx.preflight, ctx.reload);
+      return answer(200, to_json(toml::parse(text, file)).dump(-1, ' ', false, json::error_handler_t::replace));
+    }
+    // Cluster mode: applied here first, then shared -- in one PostgreSQL transaction
+    // that holds the shared row, so that PATCHes through two nodes do not interleave.
+    std::string text;
+    ctx.share_settings(patch, by, [&] { text = apply_settings(ctx.cfg, patch, by, ctx.preflight, ctx.reload); });
+    return answer(200, to_json(toml::parse(text, file)).dump(-1, ' ', false, json::error_handler_t::replace));
+  } catch (const SettingsRefused& r) {
+    return error(r.status, r.msg);
+  }
 }
 
 }  // namespace bulwark::admin

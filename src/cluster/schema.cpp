@@ -66,6 +66,13 @@ END $$;
 CREATE TRIGGER messages_blob_gc AFTER DELETE ON messages REFERENCING OLD TABLE AS gone
   FOR EACH STATEMENT EXECUTE FUNCTION bulwark_blob_gc();
 )sql",
+    // 5: the settings the admin API changes, shared by the nodes
+    // (cluster/shared_settings.hpp): one accumulated patch and its version.
+    R"sql(
+CREATE TABLE shared_settings(id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL,
+  patch JSONB NOT NULL, changed_by TEXT NOT NULL DEFAULT '', changed_at TIMESTAMPTZ);
+INSERT INTO shared_settings(id, version, patch) VALUES(1, 0, '{}');
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

@@ -14,6 +14,7 @@
 #include "admin/api.hpp"
 #include "cluster/schema.hpp"
 #include "cluster/settings.hpp"
+#include "cluster/shared_settings.hpp"
 #include "admin/console.hpp"
 #include "auth/password.hpp"
 #include "core/metrics.hpp"
@@ -135,6 +136,33 @@ std::optional<admin::ClusterView> cluster_view(const Config& cfg) {
   }
 }
 
+// Cluster mode: a PATCH applied here and its shared keys stored for the other nodes, in
+// one transaction holding the shared row (two nodes' PATCHes do not interleave).
+void share_settings(const Config& cfg, const nlohmann::json& patch, const std::string& by,
+                    const std::function<void()>& apply_here) {
+  auto [shared, own] = cluster::split_patch(patch);
+  if (shared.empty()) return apply_here();  // only this node's own keys
+  std::unique_ptr<pg::Conn> c;
+  std::unique_ptr<pg::Transaction> t;
+  try {
+    c = pg::Conn::open(cluster::pg_settings(cfg, "admin"));
+    t = std::make_unique<pg::Transaction>(*c);
+    cluster::read_shared(*c, true);
+  } catch (const std::exception& e) {
+    throw admin::SettingsRefused{503, std::string("the cluster's settings cannot be stored now, nothing changed: ") +
+                                          e.what()};
+  }
+  apply_here();  // refused: the transaction rolls back, nothing shared
+  try {
+    int64_t v = cluster::store_shared(*c, shared, by + " on " + cfg.cluster.node);
+    t->commit();
+    logs::main().info("cluster: settings shared, version {}", v);
+  } catch (const std::exception& e) {
+    throw admin::SettingsRefused{503, std::string("applied on this node only, not shared with the others "
+                                                  "(PostgreSQL): ") + e.what()};
+  }
+}
+
 class AdminDriver : public Driver {
  public:
   explicit AdminDriver(Shared& shared) : sh_(shared), started_(std::chrono::steady_clock::now()) {}
@@ -170,7 +198,13 @@ class AdminDriver : public Driver {
     };
     auto run_api = [this, &req, &who, cfg]() {
       admin::Context ctx{*cfg, sh_.dir, sh_.spool, started_, preflight, sh_.reload};
-      if (cfg->cluster.enabled) ctx.cluster = [cfg]() { return cluster_view(*cfg); };
+      if (cfg->cluster.enabled) {
+        ctx.cluster = [cfg]() { return cluster_view(*cfg); };
+        ctx.share_settings = [cfg](const nlohmann::json& patch, const std::string& by,
+                                   const std::function<void()>& apply_here) {
+          share_settings(*cfg, patch, by, apply_here);
+        };
+      }
       return admin::handle(*req, who, ctx);
     };
     auto policy = Logins::policy(*cfg, *a.groups, a.ipa);

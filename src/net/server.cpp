@@ -400,6 +400,8 @@ Server::~Server() = default;
 
 void Server::on_reload(std::function<void(const Config&)> f) { impl_->reload_hook = std::move(f); }
 
+std::optional<std::string> Server::reload() { return impl_->reload(); }
+
 void Server::bind() {
   for (auto& lc : impl_->cfg->listeners) {
     auto acc = std::make_unique<tcp::acceptor>(impl_->io);

@@ -35,6 +35,9 @@ class Server {
   // Also run at SIGHUP with the new configuration, before it replaces the running one;
   // an exception refuses the whole reload (the old configuration stays).
   void on_reload(std::function<void(const Config&)> f);
+  // Reads the file again and applies it, as SIGHUP does: the error when refused (the
+  // running configuration then stays). Any thread.
+  std::optional<std::string> reload();
 
  private:
   struct Impl;

@@ -1221,3 +1221,63 @@ def test_engines_over_tls_with_their_certificates_checked(tmp_path):
         if redis:
             redis.close()
         pg.close()
+
+
+def test_settings_changed_through_one_node_reach_every_node_and_one_started_later(cluster, engines):
+    import http.client
+    import json
+    pg, _ = engines
+    port = node_ports(1, "127.0.0.2")[0]
+    n1 = cluster.add_node(extra=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.2"\nport = {port}\n')
+    n2 = cluster.add_node()
+    n3 = cluster.add_node()
+    n1.cli("admin", "add", "root", "--password-stdin", input="Admin-Pass-1234x\n")
+    token = n1.cli("admin", "token", "root").stdout.strip()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def patch(body):
+        c = http.client.HTTPSConnection("127.0.0.2", port, context=ctx, timeout=20)
+        c.request("PATCH", "/api/v1/settings", body=json.dumps(body),
+                  headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read().decode())
+
+    def rcpts_taken(node):
+        s = smtplib.SMTP(node.address, node.ports["smtp"], timeout=10)
+        s.ehlo("client.remote.test")
+        s.mail("a@remote.test")
+        codes = [s.rcpt(f"{u}@example.test")[0] for u in ("demo", "u1", "u2")]
+        s.close()
+        return codes
+    for u in ("u1", "u2"):
+        n1.cli("user", "add", f"{u}@example.test", "--password-stdin", input=PASSWORD + "\n")
+    assert rcpts_taken(n3) == [250, 250, 250]
+    session = imap(n3)  # a session on node 3, open across the change
+    n2.stop()  # down while the setting changes
+    # A shared key, and a key of node 1's own (its greeting name), in one PATCH.
+    status, body = patch({"limits": {"max_recipients": 2}, "server": {"hostname": "n1.example.test"}})
+    assert status == 200, body
+    assert body["limits"]["max_recipients"] == 2 and body["server"]["hostname"] == "n1.example.test"
+    assert pg.psql("SELECT version, patch::text FROM shared_settings", db=cluster.db) == \
+        '1|{"limits": {"max_recipients": 2}}'
+    t0 = time.time()
+    wait(lambda: rcpts_taken(n3)[2] == 452, timeout=10, what="the limit on node 3")
+    assert time.time() - t0 < 10
+    assert 'max_recipients = 2' in n3.config.read_text()
+    assert "n1.example.test" not in n3.config.read_text()  # node 1's own key stayed there
+    n3.wait_log("bulwark.log", "cluster: applied the shared settings, version 1")
+    assert session.noop()[0] == "OK"  # the reload kept the session
+    session.logout()
+    # Node 2 was down: it has the setting from its start.
+    n2.start()
+    assert rcpts_taken(n2)[2] == 452
+    # A value the other nodes refuse is refused here first; nothing is shared.
+    status, body = patch({"limits": {"max_recipients": -5}})
+    assert status == 400 and "limits.max_recipients" in body["error"], body
+    assert pg.psql("SELECT version FROM shared_settings", db=cluster.db) == "1"
+    # null: back to the default, everywhere.
+    status, body = patch({"limits": {"max_recipients": None}})
+    assert status == 200, body
+    wait(lambda: rcpts_taken(n2) == [250, 250, 250], timeout=10, what="the default again on node 2")

@@ -1,6 +1,7 @@
 // cluster/: what `bulwark audit` reads from a libpq conninfo.
 #include <gtest/gtest.h>
 
+#include "cluster/shared_settings.hpp"
 #include "cluster/pg.hpp"
 #include "cluster/schema.hpp"
 
@@ -46,4 +47,23 @@ TEST(ClusterRedisUrl, Forms) {
   EXPECT_FALSE(parse_url("http://host"));
   EXPECT_FALSE(parse_url("redis://host:port/0"));
   EXPECT_FALSE(parse_url("redis://host/x"));
+}
+
+TEST(SharedSettings, SplitKeepsEachMachinesOwnKeysOut) {
+  auto patch = nlohmann::json::parse(
+      R"({"limits": {"max_recipients": 2}, "server": {"hostname": "mx1.example.test", "postmaster": "pm@example.test"},
+          "tls": {"min_version": "1.3", "certificate": "/etc/mx1.pem"}, "cluster": {"lease": "5m"}})");
+  auto [shared, own] = bulwark::cluster::split_patch(patch);
+  EXPECT_EQ(shared, nlohmann::json::parse(R"({"limits": {"max_recipients": 2}, "server": {"postmaster": "pm@example.test"},
+                                             "tls": {"min_version": "1.3"}})"));
+  EXPECT_EQ(own, nlohmann::json::parse(R"({"server": {"hostname": "mx1.example.test"},
+                                          "tls": {"certificate": "/etc/mx1.pem"}, "cluster": {"lease": "5m"}})"));
+}
+
+TEST(SharedSettings, MergeKeepsNullsAsBackToTheDefault) {
+  auto into = nlohmann::json::parse(R"({"limits": {"max_recipients": 2, "max_hops": 30}, "spf": {"mode": "mark"}})");
+  bulwark::cluster::merge_keeping_nulls(into, nlohmann::json::parse(R"({"limits": {"max_recipients": null},
+                                                                        "ip_groups": {"office": ["192.0.2.0/24"]}})"));
+  EXPECT_EQ(into, nlohmann::json::parse(R"({"limits": {"max_recipients": null, "max_hops": 30}, "spf": {"mode": "mark"},
+                                            "ip_groups": {"office": ["192.0.2.0/24"]}})"));
 }
