@@ -1036,17 +1036,23 @@ def test_idle_hears_of_a_delivery_within_10s_with_redis_stopped(three, engines):
         redis.start()
 
 
-def test_cluster_in_the_api_metrics_and_console(cluster):
-    import http.client
-    import json
+def node_with_admin_api(cluster):
+    """The cluster's first node with an admin listener: (node, port, bearer token, TLS context)."""
     port = node_ports(1, "127.0.0.2")[0]
     n1 = cluster.add_node(extra=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.2"\nport = {port}\n')
-    cluster.add_node()
     n1.cli("admin", "add", "root", "--password-stdin", input="Admin-Pass-1234x\n")
     token = n1.cli("admin", "token", "root").stdout.strip()
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return n1, port, token, ctx
+
+
+def test_cluster_in_the_api_metrics_and_console(cluster):
+    import http.client
+    import json
+    n1, port, token, ctx = node_with_admin_api(cluster)
+    cluster.add_node()
 
     def get(path):
         c = http.client.HTTPSConnection("127.0.0.2", port, context=ctx, timeout=20)
@@ -1227,15 +1233,9 @@ def test_settings_changed_through_one_node_reach_every_node_and_one_started_late
     import http.client
     import json
     pg, _ = engines
-    port = node_ports(1, "127.0.0.2")[0]
-    n1 = cluster.add_node(extra=f'[[listener]]\nservice = "admin"\naddress = "127.0.0.2"\nport = {port}\n')
+    n1, port, token, ctx = node_with_admin_api(cluster)
     n2 = cluster.add_node()
     n3 = cluster.add_node()
-    n1.cli("admin", "add", "root", "--password-stdin", input="Admin-Pass-1234x\n")
-    token = n1.cli("admin", "token", "root").stdout.strip()
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
 
     def patch(body):
         c = http.client.HTTPSConnection("127.0.0.2", port, context=ctx, timeout=20)
