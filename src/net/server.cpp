@@ -59,7 +59,10 @@ struct Server::Impl {
   std::list<std::weak_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
   asio::thread_pool workers{2};  // password hashing
-  asio::thread_pool disk{2};     // mailbox syncs and removals
+  // Mailbox syncs and removals; in cluster mode also every mail store call (they wait
+  // on PostgreSQL, not the disk, and the store's pool has 8 connections).
+  unsigned disk_threads;
+  asio::thread_pool disk;
   store::MailboxLocks mailbox_locks;
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
@@ -75,11 +78,13 @@ struct Server::Impl {
         resolver(cfg->dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg->dns.timeout)),
         dns(resolver),
         groups(std::make_shared<IpGroups>(cfg->ip_group_ranges)),
-        limits(limit_settings(*cfg)) {
+        limits(limit_settings(*cfg)),
+        disk_threads(mail ? 8 : 2),
+        disk(disk_threads) {
     shared.reload = [this] { return reload(); };
     shared.mail_store = mail;
     logs::crash_stacks_for(workers, 2);
-    logs::crash_stacks_for(disk, 2);
+    logs::crash_stacks_for(disk, disk_threads);
     logins.set_cache_ttl(cfg->policy.login_cache_ttl);
     if (cfg->cluster.enabled && !cfg->cluster.redis.empty())
       shared_limits = std::make_unique<RedisLimits>(

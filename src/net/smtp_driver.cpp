@@ -2,6 +2,9 @@
 // writes, STARTTLS, the DNS checks at MAIL, password checks, the commit to the spool.
 #include <openssl/ssl.h>
 
+#include <algorithm>
+#include <set>
+
 #include "core/strings.hpp"
 #include "core/metrics.hpp"
 #include "logging/logs.hpp"
@@ -12,6 +15,7 @@
 #include "policy/dns_checks.hpp"
 #include "queue/spool.hpp"
 #include "smtp/session.hpp"
+#include "store/pg_store.hpp"
 
 namespace bulwark {
 
@@ -45,6 +49,49 @@ auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& t
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         auto ex = asio::get_associated_executor(*h);
         spool.submit(tx, [h, ex](bool ok) { asio::post(ex, [h, ok]() mutable { (*h)(ok); }); });
+      },
+      token);
+}
+
+// Cluster mode: mail for local recipients only is committed in PostgreSQL at the end of
+// data -- a copy in every recipient's mailbox, in one transaction, no spool file -- and
+// acknowledged once committed (SPEC 16). `unreachable`: PostgreSQL is lost, the client
+// is told to try later; `spool`: any other failure, the message takes the spool's way
+// (its local delivery retries and bounces as for any message).
+enum class Stored { stored, unreachable, spool };
+template <class Token>
+auto async_store_local(asio::thread_pool& pool, store::PgStore& st, std::shared_ptr<smtp::Transaction> tx,
+                       Token&& token) {
+  return asio::async_initiate<Token, void(Stored)>(
+      [&pool, &st, tx](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        auto ex = asio::get_associated_executor(*h);
+        asio::post(pool, [&st, tx, h, ex]() {
+          const auto& e = tx->envelope;
+          std::vector<std::string> owners;
+          for (auto& r : e.recipients) owners.push_back(r.target);
+          std::string body = tx->received;
+          body += tx->body.memory();
+          std::string error;
+          bool unreachable = false;
+          Stored r = Stored::stored;
+          if (st.deliver_all(owners, e.junk, e.sender, body, error, unreachable)) {
+            std::set<std::string> once(owners.begin(), owners.end());
+            for (auto& t : once) {
+              metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"delivered\"");
+              logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} (PostgreSQL, at the end of data) size={}",
+                                e.id, sanitize(t), e.junk ? "Junk" : "INBOX", body.size());
+            }
+          } else {
+            r = unreachable ? Stored::unreachable : Stored::spool;
+            static logs::CauseThrottle throttle;
+            if (auto held = throttle.allow(error))
+              logs::main().error("mail store: {}: {}{}", error,
+                                 unreachable ? "mail is refused with 451 until it is back" : "the message is queued",
+                                 *held ? fmt::format(" ({} more since)", *held) : std::string());
+          }
+          asio::post(ex, [h, r]() mutable { (*h)(r); });
+        });
       },
       token);
 }
@@ -323,7 +370,13 @@ class SmtpDriver : public Driver {
           tx->received = authentication_results(cfg->server.hostname, what, results) + tx->received;
         }
         c->set_deadline(cfg->timeouts.data);
-        bool ok = co_await async_commit(sh_.spool, tx, use_awaitable);
+        bool ok = false, direct = sh_.mail_store && !tx->body.spilled() &&
+                                  std::all_of(tx->envelope.recipients.begin(), tx->envelope.recipients.end(),
+                                              [](const smtp::Recipient& r) { return r.local; });
+        Stored stored = Stored::spool;
+        if (direct) stored = co_await async_store_local(sh_.disk, *sh_.mail_store, tx, use_awaitable);
+        if (stored == Stored::spool) ok = co_await async_commit(sh_.spool, tx, use_awaitable);
+        else ok = stored == Stored::stored;
         metrics::observe("bulwark_smtp_accept_seconds", "",
                          std::chrono::duration<double>(Clock::now() - accept_started).count());
         if (ok) {

@@ -390,6 +390,28 @@ std::optional<char> PgStore::keyword_letter(int64_t folder, std::string_view nam
   }
 }
 
+// Into the owner's INBOX or Junk (made when missing), inside c's transaction: the new
+// message's folder.
+int64_t PgStore::deliver_in(pg::Conn& c, const std::string& owner, bool junk, const std::string& sealed_head,
+                            size_t size, const std::string& blob) {
+  ensure_defaults_in(c, owner);
+  auto f = folder_in(c, owner, junk ? "Junk" : "INBOX");
+  if (!f) {
+    c.exec("INSERT INTO mailboxes(owner, name, special, uidvalidity) VALUES($1, 'Junk', '\\Junk', "
+           "nextval('uidvalidity_seq')) ON CONFLICT DO NOTHING",
+           {owner});
+    f = folder_in(c, owner, "Junk");
+  }
+  auto r = c.exec("UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id=$1 "
+                  "RETURNING uidnext - 1, modseq",
+                  {std::to_string(f->id)});
+  c.exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
+         "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
+         {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(size), std::to_string(now_seconds()),
+          pg::bytea(sealed_head), pg::bytea(blob)});
+  return f->id;
+}
+
 bool PgStore::deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body,
                       std::string& error) {
   try {
@@ -399,28 +421,43 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
     std::string h = to_crlf(head);
     int64_t into = 0;
     bool ok = pg::in_transaction(*c, [&] {
-      ensure_defaults_in(*c, owner);
-      auto f = folder_in(*c, owner, junk ? "Junk" : "INBOX");
-      if (!f) {
-        c->exec("INSERT INTO mailboxes(owner, name, special, uidvalidity) VALUES($1, 'Junk', '\\Junk', "
-                "nextval('uidvalidity_seq')) ON CONFLICT DO NOTHING",
-                {owner});
-        f = folder_in(*c, owner, "Junk");
-      }
-      auto r = c->exec("UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id=$1 "
-                       "RETURNING uidnext - 1, modseq",
-                       {std::to_string(f->id)});
-      c->exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
-              "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
-              {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(h.size() + crlf.size()),
-               std::to_string(now_seconds()), pg::bytea(seal_head(key_, h)), pg::bytea(id)});
-      into = f->id;
+      into = deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id);
       return true;
     });
     if (ok) wakeups_.changed(into);
     return ok;
   } catch (const pg::Error& e) {
     error = e.what();
+    return false;
+  }
+}
+
+bool PgStore::deliver_all(const std::vector<std::string>& owners, bool junk, const std::string& sender,
+                          std::string_view body, std::string& error, bool& unreachable) {
+  unreachable = false;
+  try {
+    auto c = pool_.get();
+    std::string crlf = to_crlf(body);
+    std::vector<std::string> order(owners);
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    std::vector<int64_t> into;
+    // The body in the same transaction: one commit for the whole message (it goes in
+    // before any folder row is locked, so the locks are not held while it travels).
+    pg::in_transaction(*c, [&] {
+      into.clear();
+      std::string id = blobs_->put(*c, crlf);
+      for (auto& owner : order) {
+        std::string h = "Return-Path: <" + sender + ">\r\nDelivered-To: " + owner + "\r\n";
+        into.push_back(deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id));
+      }
+      return true;
+    });
+    for (int64_t f : into) wakeups_.changed(f);
+    return true;
+  } catch (const pg::Error& e) {
+    error = e.what();
+    unreachable = e.connection;
     return false;
   }
 }

@@ -133,6 +133,13 @@ class PgStore {
   // Local delivery: the message (its head -- Return-Path, Delivered-To -- kept apart,
   // so the body is stored once for every recipient) into the user's INBOX, or Junk.
   bool deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body, std::string& error);
+  // The same for every owner at once, in one transaction (the end of data for mail to
+  // local recipients only: acknowledged once committed, SPEC 16). Each copy's head is
+  // Return-Path (`sender`) and Delivered-To (its owner). Owners are locked in one
+  // order, so concurrent deliveries do not deadlock. `unreachable` tells a lost
+  // PostgreSQL (try later) from any other failure.
+  bool deliver_all(const std::vector<std::string>& owners, bool junk, const std::string& sender, std::string_view body,
+                   std::string& error, bool& unreachable);
 
   // `cluster import`: the folder `want` describes (name, special, UIDVALIDITY, next UID,
   // modseq, \Recent marker) with `keywords` -- made when missing, its counters raised to
@@ -165,6 +172,8 @@ class PgStore {
  private:
   std::optional<PgFolder> folder_in(pg::Conn& c, const std::string& owner, const std::string& name);
   bool ensure_defaults_in(pg::Conn& c, const std::string& owner);
+  int64_t deliver_in(pg::Conn& c, const std::string& owner, bool junk, const std::string& sealed_head, size_t size,
+                     const std::string& blob);
   pg::Settings settings_;
   pg::Pool pool_;
   std::optional<std::string> open_head(std::string head, std::string& error) const;
