@@ -6,8 +6,9 @@ and end to end (every message in PostgreSQL's `messages`) in messages/s, and
 PostgreSQL's statements per message (pg_stat_database's commits and rows).
 
 PostgreSQL runs as the tests start it (tests/integration/engines.py: a private
-cluster on loopback, fsync off -- so the figures are about round trips and CPU, not
-the disk). Usage: /usr/bin/python3 bench/cluster_smtp.py OLD_BIN NEW_BIN [rounds] [messages]"""
+cluster on loopback), with fsync on as in production, or off with --no-fsync (the
+figures are then about round trips and CPU, not the disk). Usage:
+/usr/bin/python3 bench/cluster_smtp.py OLD_BIN NEW_BIN [rounds] [messages] [--no-fsync]"""
 import os
 import pathlib
 import shutil
@@ -59,11 +60,13 @@ def one(pg, bin_, root, name, n):
 
 
 def main():
-    old, new = sys.argv[1], sys.argv[2]
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    n = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    old, new = args[0], args[1]
+    rounds = int(args[2]) if len(args) > 2 else 3
+    n = int(args[3]) if len(args) > 3 else 2000
     root = tempfile.mkdtemp(prefix="bulwark-cluster-bench-")
-    pg = Postgres(benchlib.free_port())
+    pg = Postgres(benchlib.free_port(), fsync="--no-fsync" not in sys.argv)
+    print(f"PostgreSQL fsync {'on' if pg.fsync else 'off'}, {n} messages, {rounds} rounds")
     try:
         res = {"old": [], "new": []}
         for r in range(rounds):

@@ -296,7 +296,7 @@ int serve(const Config& given) {
     return out;
   });
   LocalDelivery delivery(spool, reporter, local_settings(cfg));
-  delivery.use_store(mail_store.get());
+  delivery.use_store(mail_store.get(), cfg.cluster.node);
   Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
   RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), reporter);
   spool.on_committed([&delivery, &remote](std::shared_ptr<const smtp::Transaction> tx) {

@@ -73,6 +73,12 @@ CREATE TABLE shared_settings(id INTEGER PRIMARY KEY CHECK (id = 1), version BIGI
   patch JSONB NOT NULL, changed_by TEXT NOT NULL DEFAULT '', changed_at TIMESTAMPTZ);
 INSERT INTO shared_settings(id, version, patch) VALUES(1, 0, '{}');
 )sql",
+    // 6: where a delivered copy came from ("node/queue id" for local delivery from a
+    // node's spool), so that delivering it again after a crash finds it there.
+    R"sql(
+ALTER TABLE messages ADD COLUMN origin TEXT;
+CREATE UNIQUE INDEX messages_by_origin ON messages(mailbox, origin) WHERE origin IS NOT NULL;
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

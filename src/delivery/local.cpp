@@ -284,7 +284,7 @@ void LocalDelivery::deliver_batch_pg(std::vector<Msg>& msgs) {
     for (auto& t : m.targets) {
       std::string head = "Return-Path: <" + m.m.envelope.sender + ">\r\nDelivered-To: " + t + "\r\n";
       std::string why;
-      if (!pg_->deliver(t, m.m.envelope.junk, head, body, why)) {
+      if (!pg_->deliver(t, m.m.envelope.junk, head, body, why, node_ + "/" + m.id)) {
         m.errors.emplace_back(t, "mail store: " + why);
         continue;
       }

@@ -45,7 +45,12 @@ class LocalDelivery {
   bool idle();
   // Cluster mode: copies go into PostgreSQL's mail store instead of Maildir (before
   // start()). A copy is done when its transaction committed.
-  void use_store(store::PgStore* s) { pg_ = s; }
+  // Cluster mode: mailboxes in PostgreSQL; `node` names this node's spool in each copy's
+  // origin (a repeated delivery after a crash is found there, not made twice).
+  void use_store(store::PgStore* s, std::string node) {
+    pg_ = s;
+    node_ = std::move(node);
+  }
 
  private:
   struct Item {
@@ -77,6 +82,7 @@ class LocalDelivery {
   std::thread thread_;
   uint64_t counter_ = 0;
   store::PgStore* pg_ = nullptr;
+  std::string node_;
 };
 
 }  // namespace bulwark

@@ -393,7 +393,7 @@ std::optional<char> PgStore::keyword_letter(int64_t folder, std::string_view nam
 // Into the owner's INBOX or Junk (made when missing), inside c's transaction: the new
 // message's folder.
 int64_t PgStore::deliver_in(pg::Conn& c, const std::string& owner, bool junk, const std::string& sealed_head,
-                            size_t size, const std::string& blob) {
+                            size_t size, const std::string& blob, const std::string& origin) {
   ensure_defaults_in(c, owner);
   auto f = folder_in(c, owner, junk ? "Junk" : "INBOX");
   if (!f) {
@@ -402,18 +402,23 @@ int64_t PgStore::deliver_in(pg::Conn& c, const std::string& owner, bool junk, co
            {owner});
     f = folder_in(c, owner, "Junk");
   }
+  if (!origin.empty()) {  // the folder's row locked first: two tries cannot both miss it
+    c.exec("SELECT 1 FROM mailboxes WHERE id=$1 FOR UPDATE", {std::to_string(f->id)});
+    if (c.exec("SELECT 1 FROM messages WHERE mailbox=$1 AND origin=$2", {std::to_string(f->id), origin}).rows())
+      return 0;
+  }
   auto r = c.exec("UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id=$1 "
                   "RETURNING uidnext - 1, modseq",
                   {std::to_string(f->id)});
-  c.exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob) "
-         "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea)",
+  c.exec("INSERT INTO messages(mailbox, uid, modseq, flags, size, internal_date, head, blob, origin) "
+         "VALUES($1, $2, $3, '', $4, $5, $6::bytea, $7::bytea, $8)",
          {std::to_string(f->id), r.text(0, 0), r.text(0, 1), std::to_string(size), std::to_string(now_seconds()),
-          pg::bytea(sealed_head), pg::bytea(blob)});
+          pg::bytea(sealed_head), pg::bytea(blob), origin.empty() ? pg::Param() : pg::Param(origin)});
   return f->id;
 }
 
 bool PgStore::deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body,
-                      std::string& error) {
+                      std::string& error, const std::string& origin) {
   try {
     auto c = pool_.get();
     std::string crlf = to_crlf(body);
@@ -421,10 +426,10 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
     std::string h = to_crlf(head);
     int64_t into = 0;
     bool ok = pg::in_transaction(*c, [&] {
-      into = deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id);
+      into = deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id, origin);
       return true;
     });
-    if (ok) wakeups_.changed(into);
+    if (ok && into) wakeups_.changed(into);
     return ok;
   } catch (const pg::Error& e) {
     error = e.what();

@@ -132,7 +132,11 @@ class PgStore {
 
   // Local delivery: the message (its head -- Return-Path, Delivered-To -- kept apart,
   // so the body is stored once for every recipient) into the user's INBOX, or Junk.
-  bool deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body, std::string& error);
+  // `origin` (the spool's "node/queue id"): a copy with the same origin in the folder
+  // already is not delivered again (true, nothing done) -- a delivery repeated after a
+  // crash between the commit and the spool's record of it.
+  bool deliver(const std::string& owner, bool junk, const std::string& head, std::string_view body, std::string& error,
+               const std::string& origin = "");
   // The same for every owner at once, in one transaction (the end of data for mail to
   // local recipients only: acknowledged once committed, SPEC 16). Each copy's head is
   // Return-Path (`sender`) and Delivered-To (its owner). Owners are locked in one
@@ -172,8 +176,9 @@ class PgStore {
  private:
   std::optional<PgFolder> folder_in(pg::Conn& c, const std::string& owner, const std::string& name);
   bool ensure_defaults_in(pg::Conn& c, const std::string& owner);
+  // 0: a copy of `origin` is there already.
   int64_t deliver_in(pg::Conn& c, const std::string& owner, bool junk, const std::string& sealed_head, size_t size,
-                     const std::string& blob);
+                     const std::string& blob, const std::string& origin = "");
   pg::Settings settings_;
   pg::Pool pool_;
   std::optional<std::string> open_head(std::string head, std::string& error) const;

@@ -39,10 +39,12 @@ def make_tls(dirpath, name="localhost"):
 
 
 class Postgres:
-    def __init__(self, port, tls=None):
-        """`tls`: (cert, key) to serve TLS with (ssl = on)."""
+    def __init__(self, port, tls=None, fsync=False):
+        """`tls`: (cert, key) to serve TLS with (ssl = on). `fsync`: as in production (the
+        tests run without: they are about behaviour, not the disk)."""
         self.port = port
         self.tls = tls
+        self.fsync = fsync
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-pg-"))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
@@ -69,8 +71,8 @@ class Postgres:
 
     def start(self):
         r = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-t", "60",
-                          "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                f"-c max_connections=200" + (f" -c ssl=on -c ssl_cert_file={self.root}/server.pem "
+                          "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
+                                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200" + (f" -c ssl=on -c ssl_cert_file={self.root}/server.pem "
                                                             f"-c ssl_key_file={self.root}/server.key" if self.tls else ""),
                           "start"], timeout=90)
         assert r.returncode == 0, r.stderr + r.stdout + self.log()
