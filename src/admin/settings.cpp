@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <toml++/toml.h>
@@ -111,6 +112,10 @@ std::string apply_settings(const Config& running, const nlohmann::json& patch, c
                            const std::function<void(const Config&)>& preflight,
                            const std::function<std::optional<std::string>()>& reload, bool* changed) {
   const std::string& file = running.file;
+  // One change of the file at a time: a PATCH and the cluster's shared settings arriving
+  // on the heartbeat thread must not read the same file and write over each other.
+  static std::mutex one_at_a_time;
+  std::lock_guard lk(one_at_a_time);
   toml::table root;
   try {
     root = toml::parse(slurp(file), file);
