@@ -42,6 +42,7 @@
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_queue.hpp"
 #include "store/pg_store.hpp"
 
 using namespace bulwark;
@@ -80,8 +81,9 @@ void make_mailbox(const Config& cfg, const std::string& key) {
   for (auto& e : fs::recursive_directory_iterator(box, ec)) ::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid);
 }
 
-void print_queue_entry(const StoredMessage& m) {
+void print_queue_entry(const StoredMessage& m, const std::string& node = "") {
   std::cout << m.envelope.id << "  " << m.content_size << " bytes  from <" << sanitize(m.envelope.sender) << ">";
+  if (!node.empty()) std::cout << "  node " << node;
   if (m.attempts) std::cout << "  attempts " << m.attempts << ", next " << iso_utc(m.next_attempt);
   std::cout << "\n";
   for (auto& s : target_states(m)) {
@@ -268,6 +270,37 @@ int main(int argc, char** argv) {
     }
     if (serve_cmd->parsed()) return serve(cfg);
 
+    if (queue->parsed() && cfg.cluster.enabled) {  // the cluster's queue, from any node
+      unlock_encryption(cfg);
+      auto c = pg::Conn::open(cluster::pg_settings(cfg, "admin"));
+      const crypt::DataKey* key = crypt::data_key();
+      auto queued = [&](const std::string& id) {
+        auto q = store::queue_get(*c, key, id);
+        if (!q) throw std::runtime_error("no queued message " + sanitize(id));
+        return *q;
+      };
+      if (queue_list->parsed()) {
+        auto all = store::queue_list(*c, key);
+        for (auto& q : all) print_queue_entry(q.msg, q.holder.empty() ? "(none yet)" : q.holder);
+        std::cout << all.size() << " message(s) queued in the cluster\n";
+      } else if (queue_show->parsed()) {
+        auto q = queued(arg1);
+        print_queue_entry(q.msg, q.holder.empty() ? "(none yet)" : q.holder);
+        std::cout << "client " << q.msg.envelope.client_ip << "  helo " << sanitize(q.msg.envelope.helo) << "  tls "
+                  << (q.msg.envelope.tls.empty() ? "none" : q.msg.envelope.tls) << "\n\n";
+        std::cout << store::queue_headers(*c, key, arg1);
+      } else if (queue_retry->parsed()) {
+        if (!arg1.empty()) queued(arg1);
+        store::queue_retry(*c, arg1);
+        std::cout << "retry requested for " << (arg1.empty() ? std::string("every queued message") : arg1)
+                  << " (the node holding it picks it up at its next heartbeat, within "
+                  << std::min<int64_t>(5, std::max<int64_t>(1, cfg.cluster.lease.count() / 3)) << " s)\n";
+      } else if (queue_delete->parsed()) {
+        if (!store::queue_delete(*c, arg1)) throw std::runtime_error("no queued message " + sanitize(arg1));
+        std::cout << "deleted " << arg1 << "\n";
+      }
+      return kOk;
+    }
     if (queue->parsed()) {
       unlock_encryption(cfg);  // the queue files are sealed when encryption is on
       Spool spool(cfg.server.data_dir);
@@ -373,11 +406,11 @@ int main(int argc, char** argv) {
       }
       auto lease = cfg.cluster.lease.count();
       std::cout << "schema version " << cluster::schema_version() << " at " << c->server() << "\n";
-      std::cout << "NODE\tSTATE\tVERSION\tADDRESS\tSESSIONS\tLAST HEARTBEAT\tSTARTED\n";
+      std::cout << "NODE\tSTATE\tVERSION\tADDRESS\tSESSIONS\tLAST HEARTBEAT\tSTARTED\tQUEUED\n";
       for (auto& n : cluster::nodes(*c)) {
         std::string state = n.seconds_since_heartbeat < 15 ? "up" : n.seconds_since_heartbeat < double(lease) ? "late" : "down";
         std::cout << n.name << "\t" << state << "\t" << n.version << "\t" << n.address << "\t" << n.sessions << "\t"
-                  << int64_t(n.seconds_since_heartbeat) << "s ago\t" << n.started << "\n";
+                  << int64_t(n.seconds_since_heartbeat) << "s ago\t" << n.started << "\t" << n.queued << "\n";
       }
       return kOk;
     }

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <ctime>
@@ -45,6 +46,7 @@
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_queue.hpp"
 #include "store/pg_store.hpp"
 
 namespace bulwark {
@@ -227,6 +229,13 @@ int serve(const Config& given) {
     if (follow_shared_settings(*c, cfg, applied, {})) cfg = load_config(cfg.file);
     *shared_applied = applied;
   }
+  // Cluster mode: the heartbeat's part in the queue (renewing leases, taking over), set
+  // once delivery runs and cleared before it stops.
+  auto queue_chore = std::make_shared<std::function<void(pg::Conn&)>>();
+  std::mutex queue_chore_mu;
+  // A lease is renewed at least three times before it can pass.
+  const auto beat_every = std::clamp<std::chrono::seconds>(cfg.cluster.lease / 3, std::chrono::seconds(1),
+                                                           std::chrono::seconds(5));
   std::unique_ptr<cluster::Heartbeat> heartbeat;
   std::unique_ptr<cluster::DkimFollower> dkim_keys;  // cluster mode: the nodes' DKIM keys kept in step
   if (cfg.cluster.enabled)
@@ -241,8 +250,13 @@ int serve(const Config& given) {
             n += metrics::value("bulwark_connections", std::string("service=\"") + svc + "\"");
           return n;
         },
-        [cfg, shared_applied, server_reload, &reload_mu,
+        [cfg, shared_applied, server_reload, &reload_mu, queue_chore, &queue_chore_mu,
          purge_due = std::chrono::steady_clock::now()](pg::Conn& c) mutable {
+          // Every beat: this node's leases on its queue, and queues whose lease passed.
+          {
+            std::lock_guard lk(queue_chore_mu);
+            if (*queue_chore) (*queue_chore)(c);
+          }
           // Every beat: the shared settings, when their version moved (applied within 10 s).
           {
             std::lock_guard lk(reload_mu);  // the server stays while it is held
@@ -260,7 +274,7 @@ int serve(const Config& given) {
               logs::main().info("cluster: removed {} unreferenced message bodies ({} bytes)", p.bodies, p.bytes);
           }
         },
-        std::chrono::seconds(5), std::chrono::seconds(5));
+        beat_every, beat_every);
   // RFC 5321 4.5.1: mail to postmaster must be taken. Once there is a domain to take
   // mail for, there must be somewhere for it to go.
   if (!dir->list_domains().empty() &&
@@ -269,9 +283,19 @@ int serve(const Config& given) {
         "no postmaster: mail to postmaster@ must be accepted (RFC 5321 4.5.1); add one with "
         "`bulwark alias add postmaster@DOMAIN USER@DOMAIN`, or set server.postmaster in " +
         cfg.file);
+  // Cluster mode: the queue is also in PostgreSQL, under this node's leases.
+  std::unique_ptr<store::PgQueue> cluster_queue;
+  if (cfg.cluster.enabled)
+    cluster_queue = std::make_unique<store::PgQueue>(pg_settings(cfg, "queue"), cfg.cluster.node, cfg.cluster.lease,
+                                                     crypt::data_key());
   Spool spool(cfg.server.data_dir, cfg.limits.message_memory);
+  if (cluster_queue) spool.set_ledger(cluster_queue.get(), cfg.cluster.node);
   spool.recover();
   Spool::Scan queued = spool.scan();  // once, for both deliveries; damaged files go to quarantine/
+  if (cluster_queue) {
+    auto c = pg::Conn::open(pg_settings(cfg));
+    queued.queued = cluster_queue->reconcile(*c, spool, queued.queued);
+  }
   // Cluster mode: mailboxes in PostgreSQL (a pool of connections for the disk pool's
   // threads, local delivery and POP3's holds come on top).
   std::unique_ptr<store::PgStore> mail_store;
@@ -318,6 +342,17 @@ int serve(const Config& given) {
   delivery.start(queued.queued);
   remote.start(queued.queued);
   queued = {};
+  if (cluster_queue) {
+    std::lock_guard lk(queue_chore_mu);
+    *queue_chore = [q = cluster_queue.get(), &spool, &delivery, &remote, data = cfg.server.data_dir](pg::Conn& c) {
+      auto b = q->beat(c, spool);
+      for (auto& e : b.adopted) {
+        if (e.local_pending) delivery.enqueue(e.id);
+        if (e.remote_pending) remote.enqueue(e.id);
+      }
+      for (auto& id : b.retry) RemoteDelivery::request_retry(data, id);
+    };
+  }
   logs::main().info("bulwark started as {} (config {})", cfg.server.hostname, cfg.file);
   if (cfg.cluster.enabled)
     logs::main().info("cluster: node {} (schema version {})", cfg.cluster.node, cluster::schema_version());
@@ -332,6 +367,10 @@ int serve(const Config& given) {
   {
     std::lock_guard lk(reload_mu);  // no shared settings applied from here on
     *server_reload = {};
+  }
+  {
+    std::lock_guard lk(queue_chore_mu);  // nothing taken over from here on
+    *queue_chore = {};
   }
   // Teardown, in this order: the sessions are over (run returned); remote delivery
   // finishes the messages in flight and records their outcomes (its reports still

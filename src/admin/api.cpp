@@ -31,6 +31,7 @@
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
+#include "store/pg_queue.hpp"
 
 namespace bulwark::admin {
 
@@ -255,6 +256,46 @@ http::Response metrics_page(Context& ctx) {
   return r;
 }
 
+// Cluster mode: the cluster's queue (store/pg_queue.hpp), the same answers from any
+// node; each message names the node holding it.
+http::Response cluster_queue(const http::Request& req, const std::vector<std::string>& seg, Context& ctx) {
+  const std::string& m = req.method;
+  std::unique_ptr<pg::Conn> c;
+  try {
+    c = pg::Conn::open(cluster::pg_settings(ctx.cfg, "admin"));
+  } catch (const pg::Error&) {
+    throw Refused{503, "PostgreSQL cannot be reached from this node"};
+  }
+  const crypt::DataKey* key = crypt::data_key();
+  auto entry = [](const store::ClusterQueued& q, bool details) {
+    json j = queue_entry(q.msg, details);
+    j["node"] = q.holder;
+    return j;
+  };
+  if (seg.size() == 1 && m == "GET") {
+    json list = json::array();
+    for (auto& q : store::queue_list(*c, key)) list.push_back(entry(q, false));
+    return answer(200, dump(json{{"messages", list}}));
+  }
+  if (seg.size() < 2) return error(405, "method not allowed here");
+  auto q = store::queue_get(*c, key, seg[1]);
+  if (!q) throw Refused{404, "no queued message " + sanitize(seg[1])};
+  if (seg.size() == 2 && m == "GET") {
+    json j = entry(*q, true);
+    j["headers"] = store::queue_headers(*c, key, seg[1]);
+    return answer(200, dump(j));
+  }
+  if (seg.size() == 2 && m == "DELETE") {
+    store::queue_delete(*c, seg[1]);
+    return answer(204, "");
+  }
+  if (seg.size() == 3 && seg[2] == "retry" && m == "POST") {
+    store::queue_retry(*c, seg[1]);
+    return answer(202, dump(json{{"id", seg[1]}, {"retry", "requested"}}));
+  }
+  return error(405, "method not allowed here");
+}
+
 http::Response route(const http::Request& req, const Caller& who, Context& ctx) {
   if (req.path == "/metrics") return req.method == "GET" ? metrics_page(ctx) : error(405, "GET /metrics");
   auto seg = segments(req.path);
@@ -279,6 +320,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
                        {"version", n.version},
                        {"address", n.address},
                        {"sessions", n.sessions},
+                       {"queued", n.queued},
                        {"seconds_since_heartbeat", n.seconds_since_heartbeat},
                        {"started", n.started}});
     return answer(200, json{{"cluster", true},
@@ -434,6 +476,7 @@ http::Response route(const http::Request& req, const Caller& who, Context& ctx) 
     }
     return method_not_allowed();
   }
+  if (what == "queue" && ctx.cfg.cluster.enabled) return cluster_queue(req, seg, ctx);
   if (what == "queue") {
     Spool& spool = ctx.spool;
     if (seg.size() == 1 && m == "GET") {

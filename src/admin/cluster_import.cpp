@@ -5,6 +5,8 @@
 #include <stdexcept>
 
 #include "cluster/dkim_keys.hpp"
+#include "queue/spool.hpp"
+#include "store/pg_queue.hpp"
 #include "core/address.hpp"
 #include "crypt/file.hpp"
 #include "core/strings.hpp"
@@ -96,8 +98,19 @@ void cluster_import(const Config& old, Directory& to, store::PgStore& mail, pg::
   }
   out << "imported: " << n.folders << " folder(s), " << n.messages << " message(s); " << n.already
       << " message(s) were there already" << std::endl;
-  out << "not imported: the outbound queue (let the old server deliver it first) and greylisting (it starts afresh)"
-      << std::endl;
+  // The outbound queue: each message held by no node yet (the first node to beat takes
+  // it over and delivers it). Copied: the old spool stays as it was.
+  if (fs::exists(fs::path(old.server.data_dir) / "queue")) {
+    Spool spool(old.server.data_dir);
+    size_t added = 0, there = 0;
+    for (auto& id : spool.list()) {
+      if (spool.load(id).status != Loaded::ok) continue;
+      (store::queue_import(conn, crypt::data_key(), spool, id) ? added : there)++;
+    }
+    out << "queue: " << added << " message(s) added (a node takes them over within seconds), " << there
+        << " there already or unreadable" << std::endl;
+  }
+  out << "not imported: greylisting (it starts afresh)" << std::endl;
 }
 
 }  // namespace bulwark

@@ -78,10 +78,11 @@ std::vector<NodeStatus> nodes(pg::Conn& c) {
   std::vector<NodeStatus> out;
   auto r = c.run(
       "SELECT name, version, address, pid, sessions, EXTRACT(EPOCH FROM now() - heartbeat), "
-      "to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM nodes ORDER BY name");
+      "to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+      "(SELECT count(*) FROM queue q WHERE q.holder = nodes.name) FROM nodes ORDER BY name");
   for (int i = 0; i < r.rows(); ++i)
     out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.integer(i, 3), r.integer(i, 4), std::stod(r.text(i, 5)),
-                   r.text(i, 6)});
+                   r.text(i, 6), r.integer(i, 7)});
   return out;
 }
 

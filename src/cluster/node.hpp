@@ -43,6 +43,7 @@ struct NodeStatus {
   int64_t pid = 0, sessions = 0;
   double seconds_since_heartbeat = 0;
   std::string started;
+  int64_t queued = 0;  // messages of the cluster's queue this node holds
 };
 std::vector<NodeStatus> nodes(pg::Conn& c);
 

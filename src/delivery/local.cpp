@@ -284,7 +284,11 @@ void LocalDelivery::deliver_batch_pg(std::vector<Msg>& msgs) {
     for (auto& t : m.targets) {
       std::string head = "Return-Path: <" + m.m.envelope.sender + ">\r\nDelivered-To: " + t + "\r\n";
       std::string why;
-      if (!pg_->deliver(t, m.m.envelope.junk, head, body, why, node_ + "/" + m.id)) {
+      // The origin: the queue id, which names the node that accepted the message (so a
+      // node that took it over finds the copies the first one made); an id of a
+      // single-machine spool (no node in it) gets this node's name in front.
+      std::string origin = m.id.find('-') != std::string::npos ? m.id : node_ + "/" + m.id;
+      if (!pg_->deliver(t, m.m.envelope.junk, head, body, why, origin)) {
         m.errors.emplace_back(t, "mail store: " + why);
         continue;
       }

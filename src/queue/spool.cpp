@@ -156,15 +156,16 @@ void Spool::stop() {
   if (reaper_.joinable()) reaper_.join();  // every pending removal is done first
 }
 
-void Spool::remove_later(const std::string& id) {
+void Spool::remove_later(const std::string& id, bool finished) {
   {
     std::lock_guard lk(reap_mu_);
     if (!reap_stopping_) {
-      reap_.push_back(id);
+      reap_.emplace_back(id, finished);
       reap_cv_.notify_one();
       return;
     }
   }
+  if (finished && ledger_) ledger_->finished(id);
   remove(id);
 }
 
@@ -173,10 +174,15 @@ void Spool::reap() {
   for (;;) {
     reap_cv_.wait(lk, [this] { return reap_stopping_ || !reap_.empty(); });
     if (reap_.empty() && reap_stopping_) return;
-    std::deque<std::string> batch;
+    std::deque<std::pair<std::string, bool>> batch;
     batch.swap(reap_);
     lk.unlock();
-    for (auto& id : batch) remove(id);
+    // Cluster mode: a finished message leaves the cluster's queue first (when that
+    // cannot be recorded now, the next heartbeat finds it and ends it then).
+    for (auto& [id, finished] : batch) {
+      if (finished && ledger_) ledger_->finished(id);
+      remove(id);
+    }
     lk.lock();
   }
 }
@@ -192,7 +198,14 @@ std::string Spool::new_id() {
   }
   char buf[40];
   std::snprintf(buf, sizeof buf, "%013llX%05llX", (unsigned long long)us, (unsigned long long)(n & 0xFFFFF));
-  return buf;
+  return buf + id_suffix_;
+}
+
+void Spool::set_ledger(QueueLedger* ledger, const std::string& node) {
+  ledger_ = ledger;
+  // An id is a file name without '.' (load() refuses one): the node's dots become '_'.
+  id_suffix_ = "-" + node;
+  std::replace(id_suffix_.begin(), id_suffix_.end(), '.', '_');
 }
 
 void Spool::submit(std::shared_ptr<smtp::Transaction> tx, Done done) {
@@ -320,6 +333,15 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
     if (::rename(tmp.c_str(), path_of(job->tx->envelope.id).c_str()) != 0) failed("renaming into queue/");
   }
   if (ok && ::fsync(queue_fd_) != 0) failed("syncing queue/");
+  // Cluster mode: acknowledged only once the cluster's queue has it too (SPEC 16).
+  if (ok && ledger_) {
+    std::vector<std::string> ids;
+    for (auto& w : written) ids.push_back(w.second->tx->envelope.id);
+    if (!ledger_->commit(*this, ids)) {
+      ok = false;
+      cause = "recording in the cluster's queue (PostgreSQL)";
+    }
+  }
   if (!ok) {  // the sessions answer 451; one line per cause every 10 s, not one per message
     static logs::CauseThrottle throttle;
     if (auto held = throttle.allow(cause))
@@ -349,6 +371,84 @@ std::vector<std::string> Spool::list() {
   }
   std::sort(ids.begin(), ids.end());  // ids start with the arrival time
   return ids;
+}
+
+bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string& why) {
+  if (head.rfind("bulwark-spool 1\n", 0) != 0) {
+    why = "not a bulwark spool file";
+    return false;
+  }
+  bool has_arrival = false, has_size = false;
+  // A bad line is remembered, and the rest still read: the sender (to tell) and the
+  // recipients of a damaged file are often intact.
+  std::string bad;
+  auto note = [&bad](const char* why) {
+    if (bad.empty()) bad = why;
+  };
+  size_t pos = head.find('\n') + 1;
+  while (pos < head.size()) {
+    size_t eol = head.find('\n', pos);
+    if (eol == std::string_view::npos) eol = head.size();
+    std::string_view line = head.substr(pos, eol - pos);
+    pos = eol + 1;
+    auto t = tokens(line);
+    if (t.empty()) continue;
+    std::string_view key = t[0];
+    std::string_view a = t.size() > 1 ? t[1] : std::string_view();
+    if (key == "rcpt") {
+      if (t.size() != 4 || (a != "L" && a != "R")) note("bad recipient line");
+      else m.envelope.recipients.push_back({dec(t[2]), dec(t[3]), a == "L"});
+    } else if (key == "arrival") {
+      if (!parse_number(a, m.arrival)) note("bad arrival time");
+      has_arrival = true;
+    } else if (key == "size") {
+      if (!parse_number(a, m.content_size)) note("bad size");
+      has_size = true;
+    } else if (key == "client") m.envelope.client_ip = dec(a);
+    else if (key == "helo") m.envelope.helo = dec(a);
+    else if (key == "sender") m.envelope.sender = dec(a);
+    else if (key == "smtputf8") m.envelope.smtputf8 = a == "1";
+    else if (key == "8bit") m.eight_bit = a == "1";
+    else if (key == "tls") m.envelope.tls = dec(a);
+    else if (key == "ours") m.envelope.ours = a == "1";
+    else if (key == "junk") m.envelope.junk = a == "1";
+    // "id" is the file name; "pad" fills the room before a streamed body; other keys
+    // are from a newer version: ignored.
+  }
+  if (bad.empty() && !has_arrival) bad = "no arrival time";
+  if (bad.empty() && !has_size) bad = "no size";
+  if (bad.empty() && m.envelope.recipients.empty()) bad = "no recipients";
+  why = bad;
+  return bad.empty();
+}
+
+// <id>.done: one line per event. "TARGET" delivered; "F TARGET REASON" bounced;
+// "D TARGET REASON" deferred (the last one counts); "W 1" delay notice sent;
+// "R NEXT ATTEMPTS" retry schedule (the last one counts).
+void apply_state_lines(std::string_view text, StoredMessage& m) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    auto t = tokens(text.substr(pos, eol - pos));
+    pos = eol + 1;
+    if (t.empty()) continue;
+    if (t.size() == 1) {
+      m.done.push_back(dec(t[0]));
+      continue;
+    }
+    std::string_view kind = t[0], a = t[1], b = t.size() > 2 ? t[2] : std::string_view("%");
+    if (kind == "F") m.failed.emplace_back(dec(a), dec(b));
+    else if (kind == "D") {
+      std::string target = dec(a);
+      std::erase_if(m.last_error, [&](auto& e) { return e.first == target; });
+      m.last_error.emplace_back(target, dec(b));
+    } else if (kind == "W") m.warned = true;
+    else if (kind == "R") {
+      parse_number(a, m.next_attempt);  // a damaged schedule means "now"
+      parse_number(b, m.attempts);
+    }
+  }
 }
 
 Loaded Spool::load(const std::string& id) {
@@ -381,53 +481,15 @@ Loaded Spool::load(const std::string& id) {
   if (end == std::string::npos) return damaged("envelope without an end");
   StoredMessage& m = out.msg;
   m.envelope.id = id;
-  bool has_arrival = false, has_size = false, has_8bit_line = false;
-  // A bad line is remembered, and the rest still read: the sender (to tell) and the
-  // recipients of a damaged file are often intact.
-  std::string bad;
-  auto note = [&bad](const char* why) {
-    if (bad.empty()) bad = why;
-  };
-  size_t pos = head.find('\n') + 1;
-  while (pos < end + 1) {
-    size_t eol = head.find('\n', pos);
-    std::string_view line(head.data() + pos, eol - pos);
-    pos = eol + 1;
-    auto t = tokens(line);
-    if (t.empty()) continue;
-    std::string_view key = t[0];
-    std::string_view a = t.size() > 1 ? t[1] : std::string_view();
-    if (key == "rcpt") {
-      if (t.size() != 4 || (a != "L" && a != "R")) note("bad recipient line");
-      else m.envelope.recipients.push_back({dec(t[2]), dec(t[3]), a == "L"});
-    } else if (key == "arrival") {
-      if (!parse_number(a, m.arrival)) note("bad arrival time");
-      has_arrival = true;
-    } else if (key == "size") {
-      if (!parse_number(a, m.content_size)) note("bad size");
-      has_size = true;
-    } else if (key == "client") m.envelope.client_ip = dec(a);
-    else if (key == "helo") m.envelope.helo = dec(a);
-    else if (key == "sender") m.envelope.sender = dec(a);
-    else if (key == "smtputf8") m.envelope.smtputf8 = a == "1";
-    else if (key == "8bit") {
-      m.eight_bit = a == "1";
-      has_8bit_line = true;
-    } else if (key == "tls") m.envelope.tls = dec(a);
-    else if (key == "ours") m.envelope.ours = a == "1";
-    else if (key == "junk") m.envelope.junk = a == "1";
-    // "id" is the file name; "pad" fills the room before a streamed body; other keys
-    // are from a newer version: ignored.
+  {
+    std::string bad;
+    if (!parse_envelope_header(std::string_view(head).substr(0, end + 1), m, bad)) return damaged(bad);
   }
-  if (!bad.empty()) return damaged(bad);
-  if (!has_arrival) return damaged("no arrival time");
-  if (!has_size) return damaged("no size");
-  if (m.envelope.recipients.empty()) return damaged("no recipients");
   m.content_offset = end + 2;
   if (file->size() != m.content_offset + m.content_size)
     return damaged("truncated: " + std::to_string(file->size()) + " bytes where the envelope says " +
                    std::to_string(m.content_offset + m.content_size));
-  if (!has_8bit_line) {  // written by a version before the "8bit" line: look
+  if (head.substr(0, end + 1).find("\n8bit ") == std::string::npos) {  // written before the "8bit" line: look
     Reader r(*this, m);
     while (auto chunk = r.next()) {
       if (chunk->empty()) break;
@@ -442,27 +504,7 @@ Loaded Spool::load(const std::string& id) {
   // "R NEXT ATTEMPTS" retry schedule (the last one counts).
   auto state = crypt::read_text(path_of(id) + ".done", crypt::data_key(), &why);
   if (!state) return damaged("delivery state " + id + ".done cannot be read: " + why);
-  std::istringstream dn(std::move(state->text));
-  std::string line;
-  while (std::getline(dn, line)) {
-    auto t = tokens(line);
-    if (t.empty()) continue;
-    if (t.size() == 1) {
-      m.done.push_back(dec(t[0]));
-      continue;
-    }
-    std::string_view kind = t[0], a = t[1], b = t.size() > 2 ? t[2] : std::string_view("%");
-    if (kind == "F") m.failed.emplace_back(dec(a), dec(b));
-    else if (kind == "D") {
-      std::string target = dec(a);
-      std::erase_if(m.last_error, [&](auto& e) { return e.first == target; });
-      m.last_error.emplace_back(target, dec(b));
-    } else if (kind == "W") m.warned = true;
-    else if (kind == "R") {
-      parse_number(a, m.next_attempt);  // a damaged schedule means "now"
-      parse_number(b, m.attempts);
-    }
-  }
+  apply_state_lines(state->text, m);
   out.status = Loaded::ok;
   return out;
 }
@@ -566,15 +608,45 @@ void append_state(const std::string& path, const std::string& lines, bool sync) 
 }
 }  // namespace
 
+// Cluster mode: what the ledger says this node no longer holds is not recorded, and its
+// local copy goes (the node holding it now delivers it). When PostgreSQL cannot be
+// reached the state is recorded here only: the cluster's copy is behind, so a node
+// taking the message over later may repeat a delivery -- never lose one.
+namespace {
+std::vector<std::string> ledger_append(QueueLedger* ledger, const std::vector<std::pair<std::string, std::string>>& lines) {
+  if (!ledger || lines.empty()) return {};
+  try {
+    return ledger->append(lines);
+  } catch (const std::exception& e) {
+    static logs::CauseThrottle throttle;
+    if (auto held = throttle.allow("state"))
+      logs::main().error("queue: delivery state not recorded in the cluster's queue, kept on this node: {}{}",
+                         e.what(), *held ? fmt::format(" ({} more since)", *held) : std::string());
+    return {};
+  }
+}
+}  // namespace
+
+void Spool::drop_lost(const std::vector<std::string>& lost) {
+  for (auto& id : lost) {
+    logs::main().warn("queue: message {} is no longer this node's (its lease passed to another node, or it was "
+                      "deleted): its result is not recorded here and this node's copy goes",
+                      id);
+    remove_later(id, false);
+  }
+}
+
 void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets) {
   std::string lines;
   for (auto& t : targets) lines += enc(t) + "\n";
+  auto lost = ledger_append(ledger_, {{id, lines}});
+  if (!lost.empty()) return drop_lost(lost);
   std::lock_guard lk(state_mu_);
   append_state(queue_dir_ + "/" + id + ".done", lines, true);
 }
 
 void Spool::record_many(const std::vector<StateRecord>& records) {
-  std::lock_guard lk(state_mu_);
+  std::vector<std::pair<std::string, std::string>> all;
   for (auto& r : records) {
     std::string lines;
     for (auto& o : r.outcomes) {
@@ -584,8 +656,14 @@ void Spool::record_many(const std::vector<StateRecord>& records) {
     if (r.warned) lines += "W 1\n";
     if (r.next_attempt >= 0) lines += "R " + std::to_string(r.next_attempt) + " " + std::to_string(r.attempts) + "\n";
     if (lines.empty() || !fs::exists(queue_dir_ + "/" + r.id)) continue;  // deleted meanwhile
-    append_state(queue_dir_ + "/" + r.id + ".done", lines, false);
+    all.emplace_back(r.id, std::move(lines));
   }
+  auto lost = ledger_append(ledger_, all);
+  drop_lost(lost);
+  std::lock_guard lk(state_mu_);
+  for (auto& [id, lines] : all)
+    if (std::find(lost.begin(), lost.end(), id) == lost.end())
+      append_state(queue_dir_ + "/" + id + ".done", lines, false);
   // Not synced: the state survives a crash of the process (it is in the page cache);
   // after a power loss a message may go out once more, or a report be repeated --
   // never lost. Postfix does not sync its delivery status either.
@@ -597,6 +675,10 @@ bool Spool::finish_if_complete(const std::string& id) {
   if (l.status != Loaded::ok) return false;
   for (auto& r : l.msg.envelope.recipients)
     if (!l.msg.finished(r.target)) return false;
+  // Cluster mode: gone from the cluster's queue first. When that cannot be recorded
+  // now the row stays this node's; the next heartbeat writes it back here and
+  // finishes it then (store/pg_queue.cpp).
+  if (ledger_) ledger_->finished(id);
   remove(id);
   return true;
 }
@@ -619,6 +701,38 @@ std::vector<TargetState> target_states(const StoredMessage& m) {
 void Spool::remove(const std::string& id) {
   ::unlink((queue_dir_ + "/" + id).c_str());
   ::unlink((queue_dir_ + "/" + id + ".done").c_str());
+}
+
+bool Spool::adopt(const std::string& id, const std::string& header, std::string_view content,
+                  const std::string& state) {
+  if (id.empty() || id.find('/') != std::string::npos || id.find('.') != std::string::npos) return false;
+  std::string tmp = tmp_dir_ + "/" + id + ".adopt";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok;
+  if (crypt::data_key()) {
+    crypt::FileWriter w(fd);
+    ok = w.write(header) && w.write("\n") && w.write(content);
+    ok = w.finish() && ok;
+  } else {
+    ok = write_all(fd, header + "\n") && write_all(fd, content);
+  }
+  ok = ok && ::fdatasync(fd) == 0;
+  ::close(fd);
+  std::lock_guard lk(state_mu_);
+  std::string done = path_of(id) + ".done";
+  ::unlink(done.c_str());
+  if (ok && !state.empty()) {
+    int sfd = ::open(done.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ok = sfd >= 0 && crypt::append_text(sfd, state, crypt::data_key()) && ::fdatasync(sfd) == 0;
+    if (sfd >= 0) ::close(sfd);
+  }
+  ok = ok && ::rename(tmp.c_str(), path_of(id).c_str()) == 0 && ::fsync(queue_fd_) == 0;
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    ::unlink(done.c_str());
+  }
+  return ok;
 }
 
 void Spool::recover() {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/body.hpp"
+#include "queue/ledger.hpp"
 #include "crypt/file.hpp"
 #include "smtp/session.hpp"
 
@@ -90,6 +91,11 @@ class Spool {
   void start();
   void stop();  // finishes the batch in progress and every waiting commit
 
+  // Cluster mode (before start()): the cluster's record of this queue, and this node's
+  // name, which every new id carries ("<time><counter>-<node>": unique across nodes).
+  void set_ledger(QueueLedger* ledger, const std::string& node);
+  QueueLedger* ledger() const { return ledger_; }
+
   std::string new_id();
   const BodySpill* body_spill() const { return &spill_; }
   const MemoryBudget& memory() const { return budget_; }
@@ -151,9 +157,15 @@ class Spool {
   // Local and remote delivery both call it; it is serialised here.
   bool finish_if_complete(const std::string& id);
   void remove(const std::string& id);
-  // The same, on the spool's removal thread: an unlink can wait for the disk (ext4
-  // `discard`), and delivery threads should not. Synchronous once the spool stopped.
-  void remove_later(const std::string& id);
+  // A finished message goes, on the spool's removal thread: an unlink can wait for the
+  // disk (ext4 `discard`), and delivery threads should not. Synchronous once the spool
+  // stopped. `finished` false: only this node's copy goes (cluster mode: the message is
+  // another node's now), the cluster's queue is not told.
+  void remove_later(const std::string& id, bool finished = true);
+  // Cluster mode: writes a message taken over from another node (its envelope header
+  // as serialize_envelope_header makes it, its content and its state lines) into this
+  // spool under its id, synced. False when it cannot be written.
+  bool adopt(const std::string& id, const std::string& header, std::string_view content, const std::string& state);
   // Deletes half-written files left by a crash (never acknowledged).
   void recover();
 
@@ -183,10 +195,14 @@ class Spool {
   Committed committed_cb_;
   uint64_t counter_ = 0;
   uint64_t batches_ = 0;
+  QueueLedger* ledger_ = nullptr;
+  std::string id_suffix_;
+  // The ledger's answer to a record: the ids no longer ours lose their local copy.
+  void drop_lost(const std::vector<std::string>& lost);
   std::mutex state_mu_;  // the <id>.done files
   std::mutex reap_mu_;
   std::condition_variable reap_cv_;
-  std::deque<std::string> reap_;
+  std::deque<std::pair<std::string, bool>> reap_;
   bool reap_stopping_ = true;  // until start()
   std::thread reaper_;
   void reap();
@@ -195,5 +211,10 @@ class Spool {
 // The envelope as header lines ("key value\n", no closing empty line).
 std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size,
                                       bool eight_bit);
+// The reverse: the envelope's fields into `m` (its id is not read: the caller sets
+// it). False, with why, when a line is bad or a field missing.
+bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string& why);
+// Delivery state lines (the <id>.done format) applied to `m`.
+void apply_state_lines(std::string_view text, StoredMessage& m);
 
 }  // namespace bulwark

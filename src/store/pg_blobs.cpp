@@ -60,10 +60,12 @@ Purged purge_blobs(pg::Conn& c, int max_batches) {
     auto r = c.exec(
         "WITH cand AS (SELECT id FROM blob_gc WHERE at < now() - interval '1 hour' ORDER BY at LIMIT 1000), "
         "gone AS (DELETE FROM blobs b USING cand WHERE b.id = cand.id AND b.used < now() - interval '1 hour' "
-        "  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id) RETURNING b.size), "
+        "  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id) "
+        "  AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.blob = b.id) RETURNING b.size), "
         "done AS (DELETE FROM blob_gc g USING cand WHERE g.id = cand.id AND NOT EXISTS (SELECT 1 FROM blobs b "
         "  WHERE b.id = g.id AND b.used >= now() - interval '1 hour' "
-        "  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id)) RETURNING 1) "
+        "  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.id) "
+        "  AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.blob = b.id)) RETURNING 1) "
         "SELECT (SELECT count(*) FROM gone), (SELECT coalesce(sum(size), 0) FROM gone), "
         "  (SELECT count(*) FROM done), (SELECT count(*) FROM cand)");
     t.commit();

@@ -4,12 +4,12 @@
 // at rest is on, so the database never holds plaintext mail.
 //
 // Bodies no message refers to any more are purged (purge_blobs): a message's deletion
-// (EXPUNGE, a folder or user removed) makes its body a candidate (a trigger, schema
-// version 4), and so does every new body (its message may never have been committed: a
-// crash between the body and the message). A candidate older than an hour whose body is
+// (EXPUNGE, a folder or user removed) and a queued message's end make its body a
+// candidate (triggers, schema versions 4 and 7), and so does every new body (its
+// message may never have been committed: a crash between the body and the message). A candidate older than an hour whose body is
 // still unreferenced and unused for an hour goes. The hour covers the gap between put()
-// and the message's commit; the messages' foreign key makes a body that is still
-// referenced impossible to delete, whatever the timing.
+// and the message's commit; the foreign keys of messages and of the queue make a
+// body that is still referenced impossible to delete, whatever the timing.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import BIN, PASSWORD, Bulwark, free_ports, node_ports, wait
 from engines import PG_PASSWORD, REDIS_PASSWORD, Postgres, Redis
+from remote_mx import RemoteMx
 
 NODE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -916,8 +917,12 @@ def imap_state(m, folder):
 def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_server, cluster, engines):
     pg, _ = engines
     # The old installation: a few thousand messages in INBOX, a folder with flagged and
-    # keyworded mail, some expunged (UIDs with gaps).
-    old = make_server()
+    # keyworded mail, some expunged (UIDs with gaps); a message for a remote recipient
+    # waiting in its queue (the relay server is down).
+    sink_ip, sink_port = "127.0.0.72", free_ports(1)[0]
+    relay = (f'[relay]\nallow_ip_group = "local"\n'
+             f'[delivery]\nmode = "relay"\nrelay_host = "{sink_ip}"\nrelay_port = {sink_port}\nretry_interval = "1h"\n')
+    old = make_server(extra_config=relay)
     old_key = old.cli("dkim", "keygen", "example.test", "--selector", "old1").stdout.strip()
     new = old.maildir()
     new.mkdir(parents=True, exist_ok=True)
@@ -940,10 +945,13 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     m.expunge()
     before = {f: imap_state(m, f) for f in ("INBOX", "Work/2026")}
     m.logout()
+    with smtplib.SMTP("127.0.0.1", old.ports["smtp"], timeout=10) as s:
+        s.sendmail("alice@example.test", ["far@remote.test"], b"Subject: queued before the move\r\n\r\nx\r\n")
+    old.wait_log("mail.log", "deferred id=")
     old.stop()
     assert len(before["INBOX"][2]) == 2495 and len(before["Work/2026"][2]) == 20
 
-    n1 = cluster.add_node(start=False)
+    n1 = cluster.add_node(start=False, extra=relay)
     cmd = [BIN, "--config", str(n1.config), "cluster", "import", "--from-config", str(old.config)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     count = lambda: int(pg.psql("SELECT count(*) FROM messages", db=cluster.db) or 0)
@@ -963,10 +971,18 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     assert r.returncode == 0, r.stderr
     assert f"{part} message(s) were there already" in r.stdout, r.stdout
     assert "DKIM keys: 0 added" in r.stdout  # the killed run had put it up already
+    assert "queue: 1 message(s) added" in r.stdout, r.stdout
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # idempotent
     assert "imported: 3 folder(s), 0 message(s)" in r.stdout or "0 message(s);" in r.stdout, r.stdout
+    assert "queue: 0 message(s) added" in r.stdout, r.stdout
     assert count() == 2515
-    n1.start()
+    sink = RemoteMx(sink_ip, sink_port, starttls=False)
+    try:
+        n1.start()  # takes the imported queue over at its first heartbeat, and delivers it
+        wait(lambda: [x for x in sink.messages if b"queued before the move" in x["data"]], timeout=20,
+             what="the imported queue's message at the relay server")
+    finally:
+        sink.stop()
     wait(lambda: old_key in n1.cli("dkim", "list").stdout, timeout=15, what="the old DKIM key on the node")
     m = imap(n1)
     m.enable("CONDSTORE")

@@ -114,8 +114,8 @@ const views = {
             table(["Service", "Connections"], Object.entries(st.connections)),
             ...(cl.cluster ? [el("h3", {}, "Cluster" + (cl.node ? ": this is node " + cl.node : "")),
                               cl.unreachable ? el("p", {}, "PostgreSQL cannot be reached from this node.")
-                                : table(["Node", "State", "Version", "Address", "Sessions", "Last heartbeat"],
-                                        cl.nodes.map((n) => [n.name, n.state, n.version, n.address, n.sessions,
+                                : table(["Node", "State", "Version", "Address", "Sessions", "Queued", "Last heartbeat"],
+                                        cl.nodes.map((n) => [n.name, n.state, n.version, n.address, n.sessions, n.queued,
                                                              Math.round(n.seconds_since_heartbeat) + " s ago"]))] : []),
             el("h3", {}, "Recent security events"),
             table(["Line"], sec.lines.map((l) => [el("span", { class: "mono" }, l)]))];

@@ -1,0 +1,87 @@
+// store/pg_queue.hpp: the outbound queue of cluster mode (SPEC 16) -- every queued
+// message in PostgreSQL: its envelope (sealed when encryption at rest is on), its body in
+// the blob store, and its delivery state as the lines of the spool's <id>.done (each
+// piece sealed), under a lease held by one node.
+//
+// The node that accepted a message holds it and renews the lease of everything it
+// holds at each heartbeat (every lease/3 at most); its spool on disk is the working
+// copy its deliveries read. A result is recorded only by the holder (`holder = node`
+// in the same UPDATE), so a node that lost a lease -- stopped, cut off, back late --
+// records nothing and drops its copy. When a lease has passed, any node takes the
+// message (FOR UPDATE SKIP LOCKED: each one once), writes it into its own spool and
+// delivers it at once: at least once, never lost.
+//
+// The admin side (`queue list/show/retry/delete` and the API on any node) reads and
+// changes these rows; a retry is a flag the holder picks up at its next heartbeat.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cluster/pg.hpp"
+#include "queue/ledger.hpp"
+#include "queue/spool.hpp"
+#include "store/pg_blobs.hpp"
+
+namespace bulwark::store {
+
+class PgQueue : public QueueLedger {
+ public:
+  PgQueue(const pg::Settings& s, std::string node, std::chrono::seconds lease, const crypt::DataKey* key);
+
+  bool commit(Spool& spool, const std::vector<std::string>& ids) override;
+  std::vector<std::string> append(const std::vector<std::pair<std::string, std::string>>& lines) override;
+  bool finished(const std::string& id) override;
+
+  // At start, before delivery: the spool's messages against the cluster's queue. A file
+  // this node holds stays; one another node holds, or that the cluster no longer has
+  // (delivered elsewhere, deleted, or never acknowledged), goes; a message held by this
+  // node with no file here is written back; a file of a single-machine spool (an id
+  // without a node) that the cluster does not know is added. Returns what to deliver.
+  std::vector<QueueEntry> reconcile(pg::Conn& c, Spool& spool, const std::vector<QueueEntry>& queued);
+
+  // One heartbeat: renew this node's leases, drop what it lost, write back what it holds
+  // without a file, take over messages whose lease has passed, and pick up retries.
+  struct Beat {
+    std::vector<QueueEntry> adopted;  // written into this spool: deliver them now
+    std::vector<std::string> retry;   // `queue retry` for messages this node holds
+  };
+  Beat beat(pg::Conn& c, Spool& spool);
+  size_t held() const;
+
+ private:
+  bool write_back(pg::Conn& c, Spool& spool, const std::string& id, QueueEntry& entry);
+  pg::Pool pool_;
+  std::string node_;
+  std::chrono::seconds lease_;
+  const crypt::DataKey* key_;
+  PgBlobs blobs_;
+  mutable std::mutex mu_;
+  std::set<std::string> held_;  // committed or adopted by this node, lease not lost
+};
+
+// The cluster's queue as the admin commands and the API see it, from any node.
+struct ClusterQueued {
+  StoredMessage msg;
+  std::string holder;  // the node holding the lease ("" = none yet)
+  bool lease_live = false;
+};
+std::vector<ClusterQueued> queue_list(pg::Conn& c, const crypt::DataKey* key);
+std::optional<ClusterQueued> queue_get(pg::Conn& c, const crypt::DataKey* key, const std::string& id);
+// The message's header section (what `queue show` prints), from its body.
+std::string queue_headers(pg::Conn& c, const crypt::DataKey* key, const std::string& id);
+// `queue retry` ("" = every message): the holder retries at its next heartbeat. Returns
+// how many were marked.
+int64_t queue_retry(pg::Conn& c, const std::string& id);
+// `queue delete`: the row goes; its holder drops its copy at its next heartbeat.
+bool queue_delete(pg::Conn& c, const std::string& id);
+// `cluster import`: a single-machine spool's message, held by nobody (the first node to
+// beat takes it). False when the cluster has it already.
+bool queue_import(pg::Conn& c, const crypt::DataKey* key, Spool& spool, const std::string& id);
+
+}  // namespace bulwark::store
