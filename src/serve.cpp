@@ -46,6 +46,7 @@
 #include "queue/spool.hpp"
 #include "store/folders.hpp"
 #include "store/mailstore.hpp"
+#include "policy/pg_greylist.hpp"
 #include "store/pg_queue.hpp"
 #include "store/pg_store.hpp"
 
@@ -266,9 +267,12 @@ int serve(const Config& given) {
               *shared_applied = applied;
             }
           }
-          // Every 10 minutes: bodies no message refers to (one node at a time).
+          // Every 10 minutes: bodies no message refers to (one node at a time), and
+          // greylisting's rows past their time.
           if (std::chrono::steady_clock::now() >= purge_due) {
             purge_due = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+            if (cfg.greylisting.enabled)
+              purge_greylist(c, cfg.greylisting.expire.count(), 86400);
             auto p = store::purge_blobs(c);
             if (p.bodies)
               logs::main().info("cluster: removed {} unreferenced message bodies ({} bytes)", p.bodies, p.bytes);
@@ -342,9 +346,21 @@ int serve(const Config& given) {
   delivery.start(queued.queued);
   remote.start(queued.queued);
   queued = {};
+  // Cluster mode's greylisting: the triplets of every node, read now, then kept in step
+  // at each heartbeat (policy/pg_greylist.hpp).
+  std::unique_ptr<PgGreylist> cluster_greylist;
+  if (cfg.cluster.enabled && server.greylist()) {
+    cluster_greylist = std::make_unique<PgGreylist>(cfg.cluster.node);
+    server.greylist()->journal_to([g = cluster_greylist.get()](const std::string& key, int64_t first, int64_t last,
+                                                               bool passed) { g->journal(key, first, last, passed); });
+    auto c = pg::Conn::open(pg_settings(cfg));
+    cluster_greylist->beat(*c, *server.greylist());
+  }
   if (cluster_queue) {
     std::lock_guard lk(queue_chore_mu);
-    *queue_chore = [q = cluster_queue.get(), &spool, &delivery, &remote, data = cfg.server.data_dir](pg::Conn& c) {
+    *queue_chore = [q = cluster_queue.get(), &spool, &delivery, &remote, data = cfg.server.data_dir,
+                    g = cluster_greylist.get(), &server](pg::Conn& c) {
+      if (g) g->beat(c, *server.greylist());
       auto b = q->beat(c, spool);
       for (auto& e : b.adopted) {
         if (e.local_pending) delivery.enqueue(e.id);
@@ -372,6 +388,7 @@ int serve(const Config& given) {
     std::lock_guard lk(queue_chore_mu);  // nothing taken over from here on
     *queue_chore = {};
   }
+  if (cluster_greylist) server.greylist()->journal_to(nullptr);
   // Teardown, in this order: the sessions are over (run returned); remote delivery
   // finishes the messages in flight and records their outcomes (its reports still
   // go into the running spool); local delivery finishes what is waiting; the spool

@@ -1,14 +1,17 @@
 #include "admin/cluster_import.hpp"
 
+#include <ctime>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
 
 #include "cluster/dkim_keys.hpp"
+#include "policy/pg_greylist.hpp"
 #include "queue/spool.hpp"
 #include "store/pg_queue.hpp"
 #include "core/address.hpp"
 #include "crypt/file.hpp"
+#include "crypt/records.hpp"
 #include "core/strings.hpp"
 #include "directory/directory.hpp"
 #include "store/folders.hpp"
@@ -110,7 +113,15 @@ void cluster_import(const Config& old, Directory& to, store::PgStore& mail, pg::
     out << "queue: " << added << " message(s) added (a node takes them over within seconds), " << there
         << " there already or unreadable" << std::endl;
   }
-  out << "not imported: greylisting (it starts afresh)" << std::endl;
+  // Greylisting: the passed triplets, under the keys the nodes use (keyed hashes).
+  if (fs::exists(fs::path(old.server.data_dir) / "greylist")) {
+    std::string why;
+    auto text = crypt::read_text((fs::path(old.server.data_dir) / "greylist").string(), crypt::data_key(), &why);
+    if (!text) throw std::runtime_error("the old greylist cannot be read: " + why);
+    int64_t now = int64_t(std::time(nullptr));
+    out << "greylisting: " << import_greylist(conn, text->text, crypt::data_key(), now, old.greylisting.expire.count())
+        << " passed triplet(s) added" << std::endl;
+  }
 }
 
 }  // namespace bulwark

@@ -93,6 +93,14 @@ CREATE INDEX queue_by_blob ON queue(blob);
 CREATE TRIGGER queue_blob_gc AFTER DELETE ON queue REFERENCING OLD TABLE AS gone
   FOR EACH STATEMENT EXECUTE FUNCTION bulwark_blob_gc();
 )sql",
+    // 8: greylisting (policy/pg_greylist.hpp): triplets by their keyed hash, each change
+    // numbered so that a node reads only what changed since its last look.
+    R"sql(
+CREATE SEQUENCE greylist_seq;
+CREATE TABLE greylist(key TEXT PRIMARY KEY, first BIGINT NOT NULL, last BIGINT NOT NULL, passed BOOLEAN NOT NULL,
+  node TEXT NOT NULL, seq BIGINT NOT NULL);
+CREATE INDEX greylist_by_seq ON greylist(seq);
+)sql",
 };
 
 constexpr int kVersion = int(sizeof(kMigrations) / sizeof(kMigrations[0]));

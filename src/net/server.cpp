@@ -1,5 +1,7 @@
 #include "net/server.hpp"
 
+#include "crypt/file.hpp"
+
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <chrono>
@@ -100,7 +102,11 @@ struct Server::Impl {
       GreylistSettings gs;
       gs.delay = cfg->greylisting.delay;
       gs.expire = cfg->greylisting.expire;
-      greylist = std::make_unique<Greylist>((std::filesystem::path(cfg->server.data_dir) / "greylist").string(), gs);
+      // Cluster mode: keyed hashes, and PostgreSQL instead of the file (serve.cpp).
+      gs.hashed = cfg->cluster.enabled;
+      gs.hash_key = crypt::data_key();
+      greylist = std::make_unique<Greylist>(
+          cfg->cluster.enabled ? std::string() : (std::filesystem::path(cfg->server.data_dir) / "greylist").string(), gs);
       shared.greylist = greylist.get();
       if (shared_limits) shared_limits->share_greylist(greylist.get());
     }
@@ -406,6 +412,8 @@ Server::~Server() = default;
 void Server::on_reload(std::function<void(const Config&)> f) { impl_->reload_hook = std::move(f); }
 
 std::optional<std::string> Server::reload() { return impl_->reload(); }
+
+Greylist* Server::greylist() { return impl_->greylist.get(); }
 
 void Server::bind() {
   for (auto& lc : impl_->cfg->listeners) {

@@ -17,6 +17,8 @@ namespace store {
 class PgStore;
 }
 
+class Greylist;
+
 class Server {
  public:
   // Installs the SIGTERM/SIGINT/SIGHUP handlers (before any port is open).
@@ -38,6 +40,9 @@ class Server {
   // Reads the file again and applies it, as SIGHUP does: the error when refused (the
   // running configuration then stays). Any thread.
   std::optional<std::string> reload();
+  // The greylisting table (null when greylisting is off): cluster mode wires it to
+  // PostgreSQL (serve.cpp).
+  Greylist* greylist();
 
  private:
   struct Impl;

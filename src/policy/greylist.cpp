@@ -1,6 +1,7 @@
 #include "policy/greylist.hpp"
 
 #include <fcntl.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 
 #include "core/body.hpp"
 #include "core/strings.hpp"
+#include "crypt/crypt.hpp"
 #include "crypt/file.hpp"
 #include "crypt/records.hpp"
 #include "logging/logs.hpp"
@@ -36,9 +38,36 @@ std::string network(const IpAddress& ip) {
 
 Greylist::Greylist(std::string path, GreylistSettings s, Clock now)
     : path_(std::move(path)), s_(s), now_(now ? std::move(now) : Clock(system_now)) {
+  if (path_.empty()) return;  // cluster mode: the journal, no file
   std::lock_guard lk(mu_);
   load();
   compact();
+}
+
+std::string Greylist::hash_key(const std::string& plain, const crypt::DataKey* key) {
+  unsigned char h[16];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
+                     key ? key->bytes() : nullptr, key ? crypt::DataKey::size : 0);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : h) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+std::string Greylist::key_of(const IpAddress& ip, const std::string& sender, const std::string& rcpt, bool hashed,
+                             const crypt::DataKey* key) {
+  std::string k = network(ip) + "/";
+  for (char c : to_lower(sender) + "/" + to_lower(rcpt))  // no spaces or controls in the file
+    k += (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) ? '_' : c;
+  return hashed ? hash_key(k, key) : k;
+}
+
+void Greylist::journal_to(Journal j) {
+  std::lock_guard lk(mu_);
+  journal_ = std::move(j);
 }
 
 Greylist::~Greylist() {
@@ -118,18 +147,21 @@ void Greylist::drop_expired(int64_t now) {
 
 Greylist::Verdict Greylist::check(const IpAddress& ip, const std::string& sender, const std::string& rcpt,
                                   int64_t* seconds_left) {
-  std::string key = network(ip) + "/";
-  for (char c : to_lower(sender) + "/" + to_lower(rcpt))  // no spaces or controls in the file
-    key += (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) ? '_' : c;
+  std::string key = key_of(ip, sender, rcpt, s_.hashed, s_.hash_key);
   int64_t now = now_();
   std::optional<std::pair<int64_t, bool>> tell;  // what the other nodes hear of, after the lock
-  Verdict v = decide(key, now, seconds_left, tell);
+  bool refreshed = false;                          // a pass's daily refresh, for the journal
+  Verdict v = decide(key, now, seconds_left, tell, refreshed);
   Shared shared;
-  if (tell) {
+  Journal journal;
+  if (tell || refreshed) {
     std::lock_guard lk(mu_);
     shared = shared_;
+    journal = journal_;
   }
   if (shared && tell) shared(key, tell->first, tell->second);
+  if (journal && tell) journal(key, tell->first, now, tell->second);
+  if (journal && refreshed) journal(key, 0, now, true);
   return v;
 }
 
@@ -180,7 +212,7 @@ void Greylist::pass(const std::string& key, Entry& e, int64_t now) {
 }
 
 Greylist::Verdict Greylist::decide(const std::string& key, int64_t now, int64_t* seconds_left,
-                                   std::optional<std::pair<int64_t, bool>>& tell) {
+                                   std::optional<std::pair<int64_t, bool>>& tell, bool& refreshed) {
   std::lock_guard lk(mu_);
   if (now - last_sweep_ >= 60) {
     drop_expired(now);
@@ -218,9 +250,10 @@ Greylist::Verdict Greylist::decide(const std::string& key, int64_t now, int64_t*
   }
   e.last = now;
   passed_order_.splice(passed_order_.end(), passed_order_, e.order);
-  if (now - e.written >= 86400) {  // the file learns of the use once a day
+  if (now - e.written >= 86400) {  // the file (or the journal) learns of the use once a day
     e.written = now;
     append(key, e);
+    refreshed = true;
   }
   return Verdict::pass;
 }

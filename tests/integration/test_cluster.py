@@ -920,8 +920,8 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     # keyworded mail, some expunged (UIDs with gaps); a message for a remote recipient
     # waiting in its queue (the relay server is down).
     sink_ip, sink_port = "127.0.0.72", free_ports(1)[0]
-    relay = (f'[relay]\nallow_ip_group = "local"\n'
-             f'[delivery]\nmode = "relay"\nrelay_host = "{sink_ip}"\nrelay_port = {sink_port}\nretry_interval = "1h"\n')
+    delivery = f'[delivery]\nmode = "relay"\nrelay_host = "{sink_ip}"\nrelay_port = {sink_port}\nretry_interval = "1h"\n'
+    relay = '[relay]\nallow_ip_group = "local"\n' + delivery  # the old server relays for loopback
     old = make_server(extra_config=relay)
     old_key = old.cli("dkim", "keygen", "example.test", "--selector", "old1").stdout.strip()
     new = old.maildir()
@@ -949,9 +949,12 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
         s.sendmail("alice@example.test", ["far@remote.test"], b"Subject: queued before the move\r\n\r\nx\r\n")
     old.wait_log("mail.log", "deferred id=")
     old.stop()
+    # Its greylisting: one passed triplet in its file (what a running server writes).
+    now = int(time.time())
+    (old.data / "greylist").write_text(f"{now - 600} {now - 60} 127.0.0.0/sender@remote.test/demo@example.test\n")
     assert len(before["INBOX"][2]) == 2495 and len(before["Work/2026"][2]) == 20
 
-    n1 = cluster.add_node(start=False, extra=relay)
+    n1 = cluster.add_node(start=False, extra=delivery + '[greylisting]\nenabled = true\ndelay = "1h"\n')
     cmd = [BIN, "--config", str(n1.config), "cluster", "import", "--from-config", str(old.config)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     count = lambda: int(pg.psql("SELECT count(*) FROM messages", db=cluster.db) or 0)
@@ -972,6 +975,7 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
     assert f"{part} message(s) were there already" in r.stdout, r.stdout
     assert "DKIM keys: 0 added" in r.stdout  # the killed run had put it up already
     assert "queue: 1 message(s) added" in r.stdout, r.stdout
+    assert "greylisting: 1 passed triplet(s) added" in r.stdout, r.stdout
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # idempotent
     assert "imported: 3 folder(s), 0 message(s)" in r.stdout or "0 message(s);" in r.stdout, r.stdout
     assert "queue: 0 message(s) added" in r.stdout, r.stdout
@@ -983,6 +987,12 @@ def test_cluster_import_of_a_single_machine_killed_half_way_and_rerun(make_serve
              what="the imported queue's message at the relay server")
     finally:
         sink.stop()
+    # The imported pass holds on the node; a triplet it never saw is greylisted.
+    for src, code in (("127.0.0.51", 250), ("127.0.3.9", 451)):
+        s = smtp_from(n1, src)
+        s.mail("sender@remote.test")
+        assert s.rcpt("demo@example.test")[0] == code, src
+        s.close()
     wait(lambda: old_key in n1.cli("dkim", "list").stdout, timeout=15, what="the old DKIM key on the node")
     m = imap(n1)
     m.enable("CONDSTORE")
@@ -1164,6 +1174,30 @@ def test_greylisting_across_nodes(engines):
         assert rcpt_from(n2, "127.0.0.51") == 250  # the retry through node 2 passes
         assert rcpt_from(n3, "127.0.0.51") == 250  # and node 3 has heard of the pass
         assert rcpt_from(n2, "127.0.1.61") == 451  # another network (/24) is another triplet
+        # The triplets are in PostgreSQL, keyed by a hash: no address in the table.
+        pg = engines[0]
+        wait(lambda: int(pg.psql("SELECT count(*) FROM greylist WHERE passed", db=c.db) or 0) >= 1, timeout=10)
+        rows = pg.psql("SELECT key || ' ' || node FROM greylist", db=c.db)
+        assert "remote.test" not in rows and "example.test" not in rows and "127.0." not in rows, rows
+        assert all(len(r.split()[0]) == 32 for r in rows.split("\n") if r.strip()), rows
+        # Without Redis, a node started later still knows the pass and the pending attempt
+        # (it reads them from PostgreSQL at start), and a first attempt through it reaches
+        # the others through PostgreSQL at their next heartbeat.
+        wait(lambda: int(pg.psql("SELECT count(*) FROM greylist WHERE NOT passed", db=c.db) or 0) >= 1, timeout=10)
+        engines[1].stop()
+        try:
+            n3.stop()
+            n3.start()
+            assert rcpt_from(n3, "127.0.0.51") == 250   # passed before it started
+            time.sleep(2.5)
+            assert rcpt_from(n3, "127.0.1.61") == 250   # retried after the delay: first seen on node 2
+            assert rcpt_from(n3, "127.0.2.71") == 451   # a first attempt through node 3 ...
+            wait(lambda: int(pg.psql("SELECT count(*) FROM greylist WHERE NOT passed AND node = 'n3'", db=c.db)) > 0,
+                 timeout=10)
+            time.sleep(4)  # ... is read by node 1 at its next heartbeat (every 3 s): node 1's first try passes
+            assert rcpt_from(n1, "127.0.2.71") == 250
+        finally:
+            engines[1].start()
     finally:
         c.close()
 
