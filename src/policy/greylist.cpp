@@ -48,13 +48,9 @@ std::string Greylist::hash_key(const std::string& plain, const crypt::DataKey* k
   unsigned char h[16];
   crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(plain.data()), plain.size(),
                      key ? key->bytes() : nullptr, key ? crypt::DataKey::size : 0);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : h) {
-    out += hex[c >> 4];
-    out += hex[c & 15];
-  }
-  return out;
+  char hex[2 * sizeof h + 1];
+  sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+  return hex;
 }
 
 std::string Greylist::key_of(const IpAddress& ip, const std::string& sender, const std::string& rcpt, bool hashed,

@@ -2,6 +2,7 @@
 // bounded tables.
 #include <gtest/gtest.h>
 
+#include "crypt/crypt.hpp"
 #include "policy/greylist.hpp"
 #include "temp_dir.hpp"
 
@@ -67,4 +68,51 @@ TEST(Greylist, AFirstAttemptRetriedTooLateStartsAgainAndTablesAreBounded) {
   now += 60;
   for (int i = 900; i < 1000; ++i) g.check(ip("203.0.113.1"), "s" + std::to_string(i) + "@x.test", "u@e.test");
   EXPECT_EQ(g.passed(), 10u);
+}
+
+// Cluster mode: no file, keys are keyed hashes (no address), and the journal hears of
+// first attempts, passes and the daily refresh; another node's pass learned by key.
+TEST(Greylist, HashedKeysAndTheJournalForClusterMode) {
+  auto k1 = crypt::DataKey::random(), k2 = crypt::DataKey::random();
+  std::string plain = Greylist::key_of(ip("192.0.2.10"), "A@x.test", "u@example.test", false, nullptr);
+  EXPECT_EQ(plain, "192.0.2.0/a@x.test/u@example.test");
+  std::string h1 = Greylist::key_of(ip("192.0.2.10"), "A@x.test", "u@example.test", true, &k1);
+  EXPECT_EQ(h1.size(), 32u);
+  EXPECT_EQ(h1.find("x.test"), std::string::npos);
+  EXPECT_EQ(h1, Greylist::hash_key(plain, &k1));  // what `cluster import` computes from a file
+  EXPECT_NE(h1, Greylist::key_of(ip("192.0.2.10"), "A@x.test", "u@example.test", true, &k2));
+  EXPECT_NE(h1, Greylist::key_of(ip("192.0.2.10"), "A@x.test", "u@example.test", true, nullptr));
+
+  int64_t now = 1000000;
+  GreylistSettings s;
+  s.delay = std::chrono::seconds(300);
+  s.hashed = true;
+  s.hash_key = &k1;
+  Greylist g("", s, [&] { return now; });
+  struct Event {
+    std::string key;
+    int64_t first, last;
+    bool passed;
+  };
+  std::vector<Event> heard;
+  g.journal_to([&](const std::string& key, int64_t first, int64_t last, bool passed) {
+    heard.push_back({key, first, last, passed});
+  });
+  EXPECT_EQ(g.check(ip("192.0.2.10"), "a@x.test", "u@example.test"), Greylist::Verdict::defer);
+  now += 300;
+  EXPECT_EQ(g.check(ip("192.0.2.10"), "a@x.test", "u@example.test"), Greylist::Verdict::pass);
+  now += 86400;
+  EXPECT_EQ(g.check(ip("192.0.2.10"), "a@x.test", "u@example.test"), Greylist::Verdict::pass);
+  ASSERT_EQ(heard.size(), 3u);
+  EXPECT_EQ(heard[0].key, h1);
+  EXPECT_FALSE(heard[0].passed);
+  EXPECT_EQ(heard[0].first, 1000000);
+  EXPECT_TRUE(heard[1].passed);
+  EXPECT_EQ(heard[1].first, 1000000);
+  EXPECT_TRUE(heard[2].passed);  // the daily refresh: first 0 (kept as stored)
+  EXPECT_EQ(heard[2].first, 0);
+  EXPECT_EQ(heard[2].last, now);
+  // Another node's pass, learned by its key: a first attempt here passes at once.
+  g.learn(Greylist::key_of(ip("203.0.113.5"), "b@y.test", "u@example.test", true, &k1), now - 10, true);
+  EXPECT_EQ(g.check(ip("203.0.113.9"), "b@y.test", "u@example.test"), Greylist::Verdict::pass);
 }
