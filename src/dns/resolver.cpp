@@ -136,14 +136,18 @@ struct Resolver::Impl {
 
   void run() {
     for (;;) {
+      decltype(incoming) batch;
       {
         std::lock_guard lk(mu);
         if (stopping) break;
-        while (!incoming.empty()) {
-          auto* q = new Pending(std::move(incoming.front()));
-          incoming.pop_front();
-          ares_query(channel, q->name.c_str(), 1 /* IN */, int(q->type), &Impl::on_answer, q);
-        }
+        batch.swap(incoming);
+      }
+      // Outside the lock: c-ares may answer inside ares_query() (a send that fails at
+      // once -- a server refusing, ICMP unreachable already on the socket), and that
+      // callback may query again (SPF include:, DMARC after SPF).
+      for (auto& in : batch) {
+        auto* q = new Pending(std::move(in));
+        ares_query(channel, q->name.c_str(), 1 /* IN */, int(q->type), &Impl::on_answer, q);
       }
       ares_socket_t socks[ARES_GETSOCK_MAXNUM];
       int bits = ares_getsock(channel, socks, ARES_GETSOCK_MAXNUM);
