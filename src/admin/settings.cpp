@@ -18,6 +18,7 @@
 #include <toml++/toml.h>
 
 #include "admin/api.hpp"
+#include "config/schema.hpp"
 #include "core/body.hpp"
 
 namespace bulwark::admin {
@@ -153,13 +154,21 @@ std::string apply_settings(const Config& running, const nlohmann::json& patch, c
     Config next = load_config(tmp);
     // What cannot change while the server runs is refused, not saved for a restart
     // that would then surprise.
-    auto fixed = [&](const char* key, const std::string& now, const std::string& wanted) {
-      if (now != wanted)
-        throw Bad{std::string(key) + ": cannot change while the server runs; edit " + file + " and restart"};
+    // The keys the schema marks fixed (config/schema.hpp): their values as loaded.
+    auto value_of = [](const Config& c, std::string_view section, std::string_view key) -> std::optional<std::string> {
+      if (section == "server" && key == "data_dir") return c.server.data_dir;
+      if (section == "server" && key == "log_dir") return c.server.log_dir;
+      if (section == "server" && key == "user") return c.server.user;
+      return std::nullopt;
     };
-    fixed("server.data_dir", running.server.data_dir, next.server.data_dir);
-    fixed("server.log_dir", running.server.log_dir, next.server.log_dir);
-    fixed("server.user", running.server.user, next.server.user);
+    for (auto& k : config_schema()) {
+      if (!k.fixed) continue;
+      auto now = value_of(running, k.section, k.key), wanted = value_of(next, k.section, k.key);
+      if (!now) throw std::logic_error("config schema: fixed key without a value: " + std::string(k.key));
+      if (now != wanted)
+        throw Bad{std::string(k.section) + "." + std::string(k.key) + ": cannot change while the server runs; edit " +
+                  file + " and restart"};
+    }
     if (preflight) preflight(next);  // the certificate loads, the relay password file reads, ...
   } catch (const ConfigError& e) {
     ::unlink(tmp.c_str());

@@ -1,18 +1,16 @@
 // cluster/shared_settings.cpp: see shared_settings.hpp.
 #include "cluster/shared_settings.hpp"
 
-#include <set>
+#include "config/schema.hpp"
 
 namespace bulwark::cluster {
 
 using nlohmann::json;
 
 bool per_node_key(const std::string& section, const std::string& key) {
-  static const std::set<std::pair<std::string, std::string>> kOwn = {
-      {"server", "hostname"},      {"server", "data_dir"},   {"server", "log_dir"},
-      {"server", "user"},          {"tls", "certificate"},   {"tls", "private_key"},
-      {"tls", "self_signed"},      {"encryption", "password_file"}};
-  return section == "cluster" || section == "listener" || kOwn.count({section, key}) > 0;
+  if (section == "cluster" || section == "listener") return true;
+  const ConfigKey* k = config_key(section, key);
+  return k && k->scope == KeyScope::node;  // an unknown key: the file's check refuses it
 }
 
 std::pair<json, json> split_patch(const json& patch) {

@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "config/schema.hpp"
+
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
@@ -79,7 +81,10 @@ class Reader {
     for (auto&& [k, v] : *t) {
       std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
       auto it = handlers.find(std::string(k.str()));
-      if (it == handlers.end()) fail(&v, key, "unknown key (check the spelling; see docs/configuration.md)");
+      // A section's keys are those the schema declares (config/schema.hpp): one the
+      // parser would handle but the schema does not know is unknown all the same.
+      if (it == handlers.end() || (!prefix.empty() && !config_key(prefix, k.str())))
+        fail(&v, key, "unknown key (check the spelling; see docs/configuration.md)");
       it->second(v, key);
     }
   }
