@@ -12,7 +12,7 @@ import pytest
 
 from conftest import free_port, wait
 from remote_mx import RemoteMx
-from test_cluster import Cluster, engines  # noqa: F401 (engines: the fixture)
+from test_cluster import Cluster, engines, imap  # noqa: F401 (engines: the fixture)
 
 SINK = "127.0.0.71"
 LATER = "451 4.3.0 not now"
@@ -37,8 +37,9 @@ def relayed(engines):  # noqa: F811
 
 
 def send(node, subject, rcpt="far@remote.test"):
+    rcpts = rcpt if isinstance(rcpt, list) else [rcpt]
     with smtplib.SMTP(node.address, node.ports["smtp"], timeout=10) as s:
-        s.sendmail("alice@example.test", [rcpt], f"Subject: {subject}\r\n\r\nbody of {subject}\r\n".encode())
+        s.sendmail("alice@example.test", rcpts, f"Subject: {subject}\r\n\r\nbody of {subject}\r\n".encode())
 
 
 def queue_ids(node):
@@ -51,10 +52,10 @@ def at_sink(sink, subject):
     return [m for m in sink.messages if f"Subject: {subject}".encode() in m["data"]]
 
 
-def deferred_on(node, subject):
+def deferred_on(node, subject, rcpt="far@remote.test"):
     """Sends through `node` and waits until its first attempt was deferred."""
     before = node.log("mail.log").count("deferred id=")
-    send(node, subject)
+    send(node, subject, rcpt)
     wait(lambda: node.log("mail.log").count("deferred id=") > before, timeout=10)
     ids = queue_ids(node)
     assert len(ids) == 1, ids
@@ -125,3 +126,26 @@ def test_a_lease_holder_back_late_records_nothing_and_drops_its_copy(relayed):
     # The node is well: new mail through it goes out as ever.
     send(n1, "after")
     wait(lambda: at_sink(sink, "after"), timeout=15)
+
+
+def test_a_taken_over_message_is_not_delivered_twice_to_a_local_mailbox(relayed, engines):  # noqa: F811
+    """Local copies carry the queue id as their origin: a node that takes a message over
+    and delivers it again locally finds the first node's copy and makes none."""
+    c, sink = relayed
+    n1, n2, n3 = c.nodes
+    qid = deferred_on(n1, "mixed", ["demo@example.test", "far@remote.test"])
+    n1.wait_log("mail.log", f"delivered id={qid} to=<demo@example.test>")
+    # As if node 1 had died between the local copy's commit and its record: the cluster's
+    # queue forgets the local delivery; then node 1 dies.
+    pg = engines[0]
+    pg.psql(f"UPDATE queue SET state = '{{}}' WHERE id = '{qid}'", db=c.db)
+    n1.kill9()
+    sink.handler.rcpt_replies.clear()
+    wait(lambda: at_sink(sink, "mixed"), timeout=30)
+    taker = next(n for n in (n2, n3) if f"took over message {qid}" in n.log("bulwark.log"))
+    taker.wait_log("mail.log", f"delivered id={qid} to=<demo@example.test>")  # delivered again: found there
+    m = imap(n2)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", '"mixed"')
+    assert len(data[0].split()) == 1, data
+    m.logout()
