@@ -230,11 +230,11 @@ int serve(const Config& given) {
     if (follow_shared_settings(*c, cfg, applied, {})) cfg = load_config(cfg.file);
     *shared_applied = applied;
   }
-  // Cluster mode: the heartbeat's part in the queue (renewing leases, taking over), set
+  // Cluster mode: the heartbeat's part in the queue (what this node lost, taking over), set
   // once delivery runs and cleared before it stops.
   auto queue_chore = std::make_shared<std::function<void(pg::Conn&)>>();
   std::mutex queue_chore_mu;
-  // A lease is renewed at least three times before it can pass.
+  // A node's heartbeat (its lease on its queue and its counts) beats at least three times a lease.
   const auto beat_every = std::clamp<std::chrono::seconds>(cfg.cluster.lease / 3, std::chrono::seconds(1),
                                                            std::chrono::seconds(5));
   std::unique_ptr<cluster::Heartbeat> heartbeat;

@@ -78,9 +78,9 @@ bool PgQueue::commit(Spool& spool, const std::vector<std::string>& ids) {
       for (auto& r : rows) {
         std::string blob = blobs_.put(*c, r.content);
         c->exec(
-            "INSERT INTO queue(id, holder, lease_until, envelope, sealed, blob, arrival, size) "
-            "VALUES($1, $2, now() + $3::bigint * interval '1 second', $4::bytea, $5, $6::bytea, $7, $8)",
-            {r.id, node_, lease_seconds(lease_), pg::bytea(seal_text(key_, r.header)), key_ ? "t" : "f",
+            "INSERT INTO queue(id, holder, envelope, sealed, blob, arrival, size) "
+            "VALUES($1, $2, $3::bytea, $4, $5::bytea, $6, $7)",
+            {r.id, node_, pg::bytea(seal_text(key_, r.header)), key_ ? "t" : "f",
              pg::bytea(blob), std::to_string(r.arrival), std::to_string(r.size)});
       }
       return true;
@@ -149,8 +149,7 @@ bool PgQueue::write_back(pg::Conn& c, Spool& spool, const std::string& id, Queue
 }
 
 std::vector<QueueEntry> PgQueue::reconcile(pg::Conn& c, Spool& spool, const std::vector<QueueEntry>& queued) {
-  auto r = c.exec("UPDATE queue SET lease_until = now() + $2::bigint * interval '1 second' WHERE holder = $1 RETURNING id",
-                  {node_, lease_seconds(lease_)});
+  auto r = c.exec("SELECT id FROM queue WHERE holder = $1", {node_});
   std::set<std::string> mine;
   for (int i = 0; i < r.rows(); ++i) mine.insert(r.text(i, 0));
   std::vector<QueueEntry> out;
@@ -194,18 +193,37 @@ std::vector<QueueEntry> PgQueue::reconcile(pg::Conn& c, Spool& spool, const std:
 
 PgQueue::Beat PgQueue::beat(pg::Conn& c, Spool& spool) {
   Beat out;
+  // The lease is this node's heartbeat (the caller has just written it): nothing to
+  // renew per message. What this node holds is compared with the table when the last
+  // look is older than half a lease (a pause -- SIGSTOP, a cut link -- long enough for
+  // another node to take its messages over) and every minute regardless (`queue
+  // delete`); records and finishes find a lost message on their own meanwhile.
+  auto now = std::chrono::steady_clock::now();
+  bool full = last_beat_ == std::chrono::steady_clock::time_point{} || now - last_beat_ > lease_ / 2 ||
+              now >= next_full_;
+  last_beat_ = now;
+  if (full) {
+    next_full_ = now + std::chrono::minutes(1);
+    reconcile_held(c, spool, out);
+  }
+  take_over(c, spool, out);
+  auto retry = c.exec("UPDATE queue SET retry = false WHERE holder = $1 AND retry RETURNING id", {node_});
+  for (int i = 0; i < retry.rows(); ++i) out.retry.push_back(retry.text(i, 0));
+  return out;
+}
+
+void PgQueue::reconcile_held(pg::Conn& c, Spool& spool, Beat& out) {
   std::set<std::string> before;
   {
     std::lock_guard lk(mu_);
     before = held_;
   }
-  auto r = c.exec("UPDATE queue SET lease_until = now() + $2::bigint * interval '1 second' WHERE holder = $1 RETURNING id",
-                  {node_, lease_seconds(lease_)});
-  std::set<std::string> renewed;
-  for (int i = 0; i < r.rows(); ++i) renewed.insert(r.text(i, 0));
-  // Held before the renewal and not renewed: another node has it, or it was deleted.
+  auto r = c.exec("SELECT id FROM queue WHERE holder = $1", {node_});
+  std::set<std::string> mine;
+  for (int i = 0; i < r.rows(); ++i) mine.insert(r.text(i, 0));
+  // Held before the look and not this node's now: another node has it, or it was deleted.
   for (auto& id : before) {
-    if (renewed.count(id)) continue;
+    if (mine.count(id)) continue;
     {
       std::lock_guard lk(mu_);
       if (!held_.erase(id)) continue;  // finished meanwhile
@@ -215,10 +233,10 @@ PgQueue::Beat PgQueue::beat(pg::Conn& c, Spool& spool) {
                       id);
     spool.remove_later(id, false);
   }
-  // Renewed but not known as held: written back when this spool has no file for it (a
+  // This node's but not known as held: written back when this spool has no file for it (a
   // crash between the commit and the file, a failed write-back, a finish not recorded).
   std::vector<std::string> orphans;
-  for (auto& id : renewed) {
+  for (auto& id : mine) {
     std::lock_guard lk(mu_);
     if (held_.count(id)) continue;
     if (spool.load(id).status != Loaded::missing) {
@@ -227,35 +245,37 @@ PgQueue::Beat PgQueue::beat(pg::Conn& c, Spool& spool) {
     }
     orphans.push_back(id);
   }
-  auto take = [&](const std::string& id) {
-    QueueEntry e;
-    if (!write_back(c, spool, id, e)) return;
-    if (!e.local_pending && !e.remote_pending) {  // finished, but its end was not recorded
-      c.exec("DELETE FROM queue WHERE id = $1 AND holder = $2", {id, node_});
-      spool.remove(id);
-      return;
-    }
-    std::lock_guard lk(mu_);
-    held_.insert(id);
-    out.adopted.push_back(e);
-  };
-  for (auto& id : orphans) take(id);
-  auto retry = c.exec("UPDATE queue SET retry = false WHERE holder = $1 AND retry RETURNING id", {node_});
-  for (int i = 0; i < retry.rows(); ++i) out.retry.push_back(retry.text(i, 0));
-  // Messages whose lease has passed: this node's now, each taken by one node only.
+  for (auto& id : orphans) take(c, spool, id, out);
+}
+
+void PgQueue::take(pg::Conn& c, Spool& spool, const std::string& id, Beat& out) {
+  QueueEntry e;
+  if (!write_back(c, spool, id, e)) return;
+  if (!e.local_pending && !e.remote_pending) {  // finished, but its end was not recorded
+    c.exec("DELETE FROM queue WHERE id = $1 AND holder = $2", {id, node_});
+    spool.remove(id);
+    return;
+  }
+  std::lock_guard lk(mu_);
+  held_.insert(id);
+  out.adopted.push_back(e);
+}
+
+void PgQueue::take_over(pg::Conn& c, Spool& spool, Beat& out) {
+  // Messages of nodes whose heartbeat is older than the lease (and imported ones, held by
+  // nobody): this node's now, each taken by one node only (SKIP LOCKED), 100 a beat.
   auto claimed = c.exec(
-      "WITH due AS (SELECT id, holder FROM queue WHERE lease_until < now() ORDER BY lease_until LIMIT 100 "
-      "  FOR UPDATE SKIP LOCKED) "
-      "UPDATE queue q SET holder = $1, lease_until = now() + $2::bigint * interval '1 second', retry = false "
-      "FROM due WHERE q.id = due.id RETURNING q.id, coalesce(due.holder, '')",
+      "WITH dead AS (SELECT name FROM nodes WHERE heartbeat < now() - $2::bigint * interval '1 second' AND name <> $1), "
+      "due AS (SELECT id, holder FROM queue WHERE holder IS NULL OR holder IN (SELECT name FROM dead) "
+      "  ORDER BY arrival LIMIT 100 FOR UPDATE SKIP LOCKED) "
+      "UPDATE queue q SET holder = $1, retry = false FROM due WHERE q.id = due.id RETURNING q.id, coalesce(due.holder, '')",
       {node_, lease_seconds(lease_)});
   for (int i = 0; i < claimed.rows(); ++i) {
     std::string id = claimed.text(i, 0), from = claimed.text(i, 1);
     logs::main().info("queue: took over message {} from {} (its lease had passed); delivering it now", id,
                       from.empty() ? std::string("an imported queue") : "node " + from);
-    take(id);
+    take(c, spool, id, out);
   }
-  return out;
 }
 
 // ---- the admin side ----
@@ -265,7 +285,6 @@ std::optional<ClusterQueued> parse_row(pg::Conn& c, const crypt::DataKey* key, c
   ClusterQueued q;
   q.msg.envelope.id = r.text(i, 0);
   q.holder = r.text(i, 1);
-  q.lease_live = r.text(i, 2) == "t";
   auto header = open_text(key, r.bytes(i, 3));
   auto state = state_of(c, key, q.msg.envelope.id);
   std::string why;
@@ -275,7 +294,7 @@ std::optional<ClusterQueued> parse_row(pg::Conn& c, const crypt::DataKey* key, c
   return q;
 }
 constexpr const char* kSelect =
-    "SELECT id, coalesce(holder, ''), lease_until > now(), envelope FROM queue ";
+    "SELECT id, coalesce(holder, ''), NULL, envelope FROM queue ";
 }  // namespace
 
 std::vector<ClusterQueued> queue_list(pg::Conn& c, const crypt::DataKey* key) {
@@ -325,8 +344,8 @@ bool queue_import(pg::Conn& c, const crypt::DataKey* key, Spool& spool, const st
   std::string blob = blobs.put(c, *content);
   std::string header = serialize_envelope_header(l.msg.envelope, l.msg.arrival, l.msg.content_size, l.msg.eight_bit);
   auto r = c.exec(
-      "INSERT INTO queue(id, holder, lease_until, envelope, sealed, blob, arrival, size, state) "
-      "VALUES($1, NULL, '-infinity', $2::bytea, $3, $4::bytea, $5, $6, "
+      "INSERT INTO queue(id, holder, envelope, sealed, blob, arrival, size, state) "
+      "VALUES($1, NULL, $2::bytea, $3, $4::bytea, $5, $6, "
       "  CASE WHEN $7::boolean THEN ARRAY[$8::bytea] ELSE '{}'::bytea[] END) ON CONFLICT (id) DO NOTHING",
       {id, pg::bytea(seal_text(key, header)), key ? "t" : "f", pg::bytea(blob), std::to_string(l.msg.arrival),
        std::to_string(l.msg.content_size), state.empty() ? "f" : "t", pg::bytea(seal_text(key, state))});

@@ -3,13 +3,14 @@
 // the blob store, and its delivery state as the lines of the spool's <id>.done (each
 // piece sealed), under a lease held by one node.
 //
-// The node that accepted a message holds it and renews the lease of everything it
-// holds at each heartbeat (every lease/3 at most); its spool on disk is the working
-// copy its deliveries read. A result is recorded only by the holder (`holder = node`
-// in the same UPDATE), so a node that lost a lease -- stopped, cut off, back late --
-// records nothing and drops its copy. When a lease has passed, any node takes the
-// message (FOR UPDATE SKIP LOCKED: each one once), writes it into its own spool and
-// delivers it at once: at least once, never lost.
+// The node that accepted a message holds it; its lease is the node's heartbeat (the
+// `nodes` row, written every lease/3 at most): renewing costs one row whatever the
+// queue's size. Its spool on disk is the working copy its deliveries read. A result is
+// recorded only by the holder (`holder = node` in the same UPDATE), so a node that lost
+// its messages -- stopped, cut off, back late -- records nothing and drops its copies.
+// When a node's heartbeat is older than the lease, any node takes its messages (FOR
+// UPDATE SKIP LOCKED: each one once), writes them into its own spool and delivers them
+// at once: at least once, never lost.
 //
 // The admin side (`queue list/show/retry/delete` and the API on any node) reads and
 // changes these rows; a retry is a flag the holder picks up at its next heartbeat.
@@ -45,8 +46,9 @@ class PgQueue : public QueueLedger {
   // without a node) that the cluster does not know is added. Returns what to deliver.
   std::vector<QueueEntry> reconcile(pg::Conn& c, Spool& spool, const std::vector<QueueEntry>& queued);
 
-  // One heartbeat: renew this node's leases, drop what it lost, write back what it holds
-  // without a file, take over messages whose lease has passed, and pick up retries.
+  // One heartbeat (after the node's own row was written): drop what this node lost,
+  // write back what it holds without a file, take over the messages of nodes whose
+  // heartbeat is older than the lease, and pick up retries.
   struct Beat {
     std::vector<QueueEntry> adopted;  // written into this spool: deliver them now
     std::vector<std::string> retry;   // `queue retry` for messages this node holds
@@ -56,6 +58,10 @@ class PgQueue : public QueueLedger {
 
  private:
   bool write_back(pg::Conn& c, Spool& spool, const std::string& id, QueueEntry& entry);
+  void reconcile_held(pg::Conn& c, Spool& spool, Beat& out);
+  void take(pg::Conn& c, Spool& spool, const std::string& id, Beat& out);
+  void take_over(pg::Conn& c, Spool& spool, Beat& out);
+  std::chrono::steady_clock::time_point last_beat_{}, next_full_{};  // the heartbeat thread's
   pg::Pool pool_;
   std::string node_;
   std::chrono::seconds lease_;
@@ -69,7 +75,6 @@ class PgQueue : public QueueLedger {
 struct ClusterQueued {
   StoredMessage msg;
   std::string holder;  // the node holding the lease ("" = none yet)
-  bool lease_live = false;
 };
 std::vector<ClusterQueued> queue_list(pg::Conn& c, const crypt::DataKey* key);
 std::optional<ClusterQueued> queue_get(pg::Conn& c, const crypt::DataKey* key, const std::string& id);
