@@ -39,10 +39,13 @@ def make_tls(dirpath, name="localhost"):
 
 
 class Postgres:
-    def __init__(self, port, tls=None, fsync=False):
+    def __init__(self, port, tls=None, fsync=False, listen="127.0.0.1", options="", hba=()):
         """`tls`: (cert, key) to serve TLS with (ssl = on). `fsync`: as in production (the
-        tests run without: they are about behaviour, not the disk)."""
+        tests run without: they are about behaviour, not the disk). `listen`, `options`
+        (more -c settings) and `hba` (networks allowed a password login besides
+        loopback): for the benchmarks."""
         self.port = port
+        self.listen, self.options = listen, options
         self.tls = tls
         self.fsync = fsync
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-pg-"))
@@ -66,12 +69,15 @@ class Postgres:
         r = _as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
                           "--auth-host=scram-sha-256", f"--pwfile={pw}", "-E", "UTF8", "--no-sync"], timeout=120)
         assert r.returncode == 0, r.stderr
+        if hba:
+            with open(self.data / "pg_hba.conf", "a") as f:
+                f.writelines(f"host all all {net} scram-sha-256\n" for net in hba)
         self.start()
         self.psql("CREATE ROLE bulwark LOGIN PASSWORD '%s'" % PG_PASSWORD)
 
     def start(self):
         r = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-t", "60",
-                          "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 "
+                          "-o", f"-p {self.port} -k {self.sock} -c listen_addresses={self.listen} {self.options} "
                                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200" + (f" -c ssl=on -c ssl_cert_file={self.root}/server.pem "
                                                             f"-c ssl_key_file={self.root}/server.key" if self.tls else ""),
                           "start"], timeout=90)
@@ -100,9 +106,10 @@ class Postgres:
 
 
 class Redis:
-    def __init__(self, port, tls=None):
-        """`tls`: (ca, cert, key): TLS only, on `port`."""
+    def __init__(self, port, tls=None, bind="127.0.0.1"):
+        """`tls`: (ca, cert, key): TLS only, on `port`. `bind`: addresses (spaces between)."""
         self.port = port
+        self.bind = bind
         self.tls = tls
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="bulwark-redis-"))
         self.proc = None
@@ -115,7 +122,7 @@ class Redis:
             listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert), "--tls-key-file",
                       str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            ["redis-server", *listen, "--bind", "127.0.0.1", "--dir", str(self.root),
+            ["redis-server", *listen, "--bind", *self.bind.split(), "--dir", str(self.root),
              "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no", "--daemonize", "no"],
             stdout=open(self.root / "redis.log", "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 20
