@@ -80,15 +80,14 @@ ALTER TABLE messages ADD COLUMN origin TEXT;
 CREATE UNIQUE INDEX messages_by_origin ON messages(mailbox, origin) WHERE origin IS NOT NULL;
 )sql",
     // 7: the outbound queue (store/pg_queue.hpp): each message's envelope, body and
-    // delivery state under a lease of one node; its body a candidate for the purge when
-    // it leaves.
+    // delivery state, held by one node (its lease is that node's heartbeat); its body a
+    // candidate for the purge when it leaves.
     R"sql(
-CREATE TABLE queue(id TEXT PRIMARY KEY, holder TEXT, lease_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+CREATE TABLE queue(id TEXT PRIMARY KEY, holder TEXT,
   envelope BYTEA NOT NULL, sealed BOOLEAN NOT NULL, blob BYTEA NOT NULL REFERENCES blobs(id),
   state BYTEA[] NOT NULL DEFAULT '{}', arrival BIGINT NOT NULL, size BIGINT NOT NULL,
   retry BOOLEAN NOT NULL DEFAULT false);
 CREATE INDEX queue_by_holder ON queue(holder);
-CREATE INDEX queue_by_lease ON queue(lease_until);
 CREATE INDEX queue_by_blob ON queue(blob);
 CREATE TRIGGER queue_blob_gc AFTER DELETE ON queue REFERENCING OLD TABLE AS gone
   FOR EACH STATEMENT EXECUTE FUNCTION bulwark_blob_gc();

@@ -49,11 +49,6 @@ std::optional<std::string> state_of(pg::Conn& c, const crypt::DataKey* key, cons
 PgQueue::PgQueue(const pg::Settings& s, std::string node, std::chrono::seconds lease, const crypt::DataKey* key)
     : pool_(s, 4), node_(std::move(node)), lease_(lease), key_(key), blobs_(key) {}
 
-size_t PgQueue::held() const {
-  std::lock_guard lk(mu_);
-  return held_.size();
-}
-
 bool PgQueue::commit(Spool& spool, const std::vector<std::string>& ids) {
   struct Row {
     std::string id, header, content;

@@ -54,7 +54,6 @@ class PgQueue : public QueueLedger {
     std::vector<std::string> retry;   // `queue retry` for messages this node holds
   };
   Beat beat(pg::Conn& c, Spool& spool);
-  size_t held() const;
 
  private:
   bool write_back(pg::Conn& c, Spool& spool, const std::string& id, QueueEntry& entry);
