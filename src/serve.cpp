@@ -305,6 +305,7 @@ int serve(const Config& given) {
   std::unique_ptr<store::PgStore> mail_store;
   if (cfg.cluster.enabled) mail_store = std::make_unique<store::PgStore>(pg_settings(cfg), 8, crypt::data_key());
   Server server(cfg, *dir, spool, mail_store.get());
+  server.use_cluster_queue(cluster_queue.get());
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   server.bind();
   drop_privileges(cfg);

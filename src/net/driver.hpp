@@ -23,6 +23,7 @@ class Logins;
 namespace store {
 class MailboxLocks;
 class PgStore;
+class PgQueue;
 }
 
 // Why a connection is refused before its greeting.
@@ -57,6 +58,7 @@ struct Shared {
   asio::thread_pool& hashing;  // Argon2id and the admin API's directory work
   Greylist* greylist = nullptr;  // made at start when greylisting.enabled
   store::PgStore* mail_store = nullptr;  // cluster mode: mailboxes in PostgreSQL
+  store::PgQueue* cluster_queue = nullptr;  // cluster mode: the queue in PostgreSQL
   // Reads the configuration file again and applies it as SIGHUP does; the error when
   // it is refused (the running configuration stays). Callable from any thread.
   std::function<std::optional<std::string>()> reload;

@@ -69,7 +69,7 @@ struct Server::Impl {
   Logins logins{dir, limits, pop, workers};
   std::unique_ptr<Greylist> greylist;
   std::unique_ptr<RedisLimits> shared_limits;  // cluster mode with Redis
-  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, nullptr, {}};
+  Shared shared{dir, spool, limits, pop, dns, logins, mailbox_locks, disk, workers, nullptr, nullptr, nullptr, {}};
   std::vector<std::unique_ptr<Driver>> drivers;  // parallel to acceptors
   std::function<void(const Config&)> reload_hook;
 
@@ -414,6 +414,8 @@ void Server::on_reload(std::function<void(const Config&)> f) { impl_->reload_hoo
 std::optional<std::string> Server::reload() { return impl_->reload(); }
 
 Greylist* Server::greylist() { return impl_->greylist.get(); }
+
+void Server::use_cluster_queue(store::PgQueue* q) { impl_->shared.cluster_queue = q; }
 
 void Server::bind() {
   for (auto& lc : impl_->cfg->listeners) {

@@ -15,6 +15,7 @@ class Directory;
 class Spool;
 namespace store {
 class PgStore;
+class PgQueue;
 }
 
 class Greylist;
@@ -43,6 +44,9 @@ class Server {
   // The greylisting table (null when greylisting is off): cluster mode wires it to
   // PostgreSQL (serve.cpp).
   Greylist* greylist();
+  // Cluster mode: mail for local and remote recipients is committed with its local
+  // copies and its queue row in one transaction at the end of data (before run()).
+  void use_cluster_queue(store::PgQueue* q);
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <ctime>
 #include <set>
 
 #include "core/strings.hpp"
@@ -15,6 +16,7 @@
 #include "policy/dns_checks.hpp"
 #include "queue/spool.hpp"
 #include "smtp/session.hpp"
+#include "store/pg_queue.hpp"
 #include "store/pg_store.hpp"
 
 namespace bulwark {
@@ -53,36 +55,80 @@ auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& t
       token);
 }
 
-// Cluster mode: mail for local recipients only is committed in PostgreSQL at the end of
-// data -- a copy in every recipient's mailbox, in one transaction, no spool file -- and
-// acknowledged once committed (SPEC 16). `unreachable`: PostgreSQL is lost, the client
-// is told to try later; `spool`: any other failure, the message takes the spool's way
-// (its local delivery retries and bounces as for any message).
+// Cluster mode: mail with local recipients is committed in PostgreSQL at the end of data
+// -- a copy in every local recipient's mailbox, and (with remote recipients too, `queue`
+// given) the message's row in the cluster's queue with those copies recorded, all in one
+// transaction -- and acknowledged once committed (SPEC 16). A message with remote
+// recipients then gets its spool file (the working copy its remote delivery reads)
+// after the 250, on the disk pool; a crash before that file is written is covered by
+// the heartbeat, which writes it back from the row. `unreachable`: PostgreSQL is lost,
+// the client is told to try later; `spool`: any other failure, the message takes the
+// spool's way (its local delivery retries and bounces as for any message).
 enum class Stored { stored, unreachable, spool };
 template <class Token>
-auto async_store_local(asio::thread_pool& pool, store::PgStore& st, std::shared_ptr<smtp::Transaction> tx,
-                       Token&& token) {
+auto async_store_local(asio::thread_pool& pool, store::PgStore& st, store::PgQueue* queue, Spool& spool,
+                       std::shared_ptr<smtp::Transaction> tx, Token&& token) {
   return asio::async_initiate<Token, void(Stored)>(
-      [&pool, &st, tx](auto handler) {
+      [&pool, &st, queue, &spool, tx](auto handler) {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         auto ex = asio::get_associated_executor(*h);
-        asio::post(pool, [&st, tx, h, ex]() {
+        asio::post(pool, [&pool, &st, queue, &spool, tx, h, ex]() {
           const auto& e = tx->envelope;
           std::vector<std::string> owners;
-          for (auto& r : e.recipients) owners.push_back(r.target);
+          bool remote = false;
+          for (auto& r : e.recipients) {
+            if (r.local) owners.push_back(r.target);
+            else remote = true;
+          }
+          std::set<std::string> once(owners.begin(), owners.end());
           std::string body = tx->received;
           body += tx->body.memory();
           std::string error;
           bool unreachable = false;
           Stored r = Stored::stored;
-          if (st.deliver_all(owners, e.junk, e.sender, body, error, unreachable)) {
-            std::set<std::string> once(owners.begin(), owners.end());
+          // With remote recipients: the queue's row, in the same transaction.
+          std::string header, content, state;
+          store::PgStore::Also also;
+          if (remote && queue) {
+            for (auto& t : once) state += delivered_state_line(t);
+            queue->writing(e.id);
+            also = [&](pg::Conn& c, const std::string& blob, const std::string& crlf) {
+              bool eight = std::any_of(crlf.begin(), crlf.end(), [](char ch) { return (unsigned char)ch >= 0x80; });
+              header = serialize_envelope_header(e, int64_t(std::time(nullptr)), crlf.size(), eight);
+              content = crlf;
+              queue->insert_in(c, e.id, header, blob, int64_t(std::time(nullptr)), crlf.size(), state);
+            };
+          }
+          // With a queue row, the copies carry its id as their origin: a node that takes the
+          // message over and delivers it again finds them (delivery/local.cpp).
+          if (st.deliver_all(owners, e.junk, e.sender, body, error, unreachable, also, also ? e.id : std::string())) {
             for (auto& t : once) {
               metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"delivered\"");
               logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} (PostgreSQL, at the end of data) size={}",
                                 e.id, sanitize(t), e.junk ? "Junk" : "INBOX", body.size());
             }
+            if (also) {
+              // After the 250: the spool file, then remote delivery is told (only the
+              // remote recipients: the local ones are done).
+              auto rtx = std::make_shared<smtp::Transaction>();
+              rtx->envelope = e;
+              std::erase_if(rtx->envelope.recipients, [](const smtp::Recipient& x) { return x.local; });
+              asio::post(pool, [&spool, queue, rtx, header = std::move(header), content = std::move(content),
+                                state = std::move(state)]() {
+                const std::string& id = rtx->envelope.id;
+                if (!spool.adopt(id, header, content, state)) {
+                  logs::main().error("queue: message {} is committed but its spool file cannot be written; the "
+                                     "heartbeat writes it back from PostgreSQL",
+                                     id);
+                  queue->written(id, false);
+                  return;
+                }
+                queue->written(id, true);
+                spool.announce(rtx);
+              });
+            }
           } else {
+            if (also) queue->written(e.id, false);
             r = unreachable ? Stored::unreachable : Stored::spool;
             static logs::CauseThrottle throttle;
             if (auto held = throttle.allow(error))
@@ -370,11 +416,15 @@ class SmtpDriver : public Driver {
           tx->received = authentication_results(cfg->server.hostname, what, results) + tx->received;
         }
         c->set_deadline(cfg->timeouts.data);
-        bool ok = false, direct = sh_.mail_store && !tx->body.spilled() &&
-                                  std::all_of(tx->envelope.recipients.begin(), tx->envelope.recipients.end(),
-                                              [](const smtp::Recipient& r) { return r.local; });
+        // Local recipients only, or (with the cluster's queue) local and remote ones.
+        const auto& rc = tx->envelope.recipients;
+        bool any_local = std::any_of(rc.begin(), rc.end(), [](const smtp::Recipient& r) { return r.local; });
+        bool any_remote = std::any_of(rc.begin(), rc.end(), [](const smtp::Recipient& r) { return !r.local; });
+        bool ok = false, direct = sh_.mail_store && !tx->body.spilled() && any_local &&
+                                  (!any_remote || sh_.cluster_queue);
         Stored stored = Stored::spool;
-        if (direct) stored = co_await async_store_local(sh_.disk, *sh_.mail_store, tx, use_awaitable);
+        if (direct)
+          stored = co_await async_store_local(sh_.disk, *sh_.mail_store, sh_.cluster_queue, sh_.spool, tx, use_awaitable);
         if (stored == Stored::spool) ok = co_await async_commit(sh_.spool, tx, use_awaitable);
         else ok = stored == Stored::stored;
         metrics::observe("bulwark_smtp_accept_seconds", "",

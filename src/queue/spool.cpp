@@ -373,6 +373,8 @@ std::vector<std::string> Spool::list() {
   return ids;
 }
 
+std::string delivered_state_line(const std::string& target) { return enc(target) + "\n"; }
+
 bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string& why) {
   if (head.rfind("bulwark-spool 1\n", 0) != 0) {
     why = "not a bulwark spool file";

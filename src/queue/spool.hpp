@@ -105,6 +105,11 @@ class Spool {
   // is handed over so delivery need not read back what was just written.
   using Committed = std::function<void(std::shared_ptr<const smtp::Transaction>)>;
   void on_committed(Committed f) { committed_cb_ = std::move(f); }
+  // A message that reached this spool another way (cluster mode: committed in PostgreSQL
+  // at the end of data, then adopt()ed): told to the same listener.
+  void announce(std::shared_ptr<const smtp::Transaction> tx) {
+    if (committed_cb_) committed_cb_(std::move(tx));
+  }
 
   std::vector<std::string> list();  // ids in arrival order
   // Envelope and delivery state, no content. Reads the file: not on an I/O thread.
@@ -211,6 +216,8 @@ class Spool {
 // The envelope as header lines ("key value\n", no closing empty line).
 std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size,
                                       bool eight_bit);
+// The state line that records `target` as delivered (the <id>.done format).
+std::string delivered_state_line(const std::string& target);
 // The reverse: the envelope's fields into `m` (its id is not read: the caller sets
 // it). False, with why, when a line is bad or a field missing.
 bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string& why);

@@ -49,6 +49,26 @@ std::optional<std::string> state_of(pg::Conn& c, const crypt::DataKey* key, cons
 PgQueue::PgQueue(const pg::Settings& s, std::string node, std::chrono::seconds lease, const crypt::DataKey* key)
     : pool_(s, 4), node_(std::move(node)), lease_(lease), key_(key), blobs_(key) {}
 
+void PgQueue::insert_in(pg::Conn& c, const std::string& id, const std::string& header, const std::string& blob,
+                        int64_t arrival, uint64_t size, const std::string& state) {
+  c.exec(
+      "INSERT INTO queue(id, holder, envelope, sealed, blob, arrival, size, state) "
+      "VALUES($1, $2, $3::bytea, $4, $5::bytea, $6, $7, ARRAY[$8::bytea])",
+      {id, node_, pg::bytea(seal_text(key_, header)), key_ ? "t" : "f", pg::bytea(blob), std::to_string(arrival),
+       std::to_string(size), pg::bytea(seal_text(key_, state))});
+}
+
+void PgQueue::writing(const std::string& id) {
+  std::lock_guard lk(mu_);
+  writing_.insert(id);
+}
+
+void PgQueue::written(const std::string& id, bool ok) {
+  std::lock_guard lk(mu_);
+  writing_.erase(id);
+  if (ok) held_.insert(id);
+}
+
 bool PgQueue::commit(Spool& spool, const std::vector<std::string>& ids) {
   struct Row {
     std::string id, header, content;
@@ -233,7 +253,7 @@ void PgQueue::reconcile_held(pg::Conn& c, Spool& spool, Beat& out) {
   std::vector<std::string> orphans;
   for (auto& id : mine) {
     std::lock_guard lk(mu_);
-    if (held_.count(id)) continue;
+    if (held_.count(id) || writing_.count(id)) continue;  // writing_: its file is being written
     if (spool.load(id).status != Loaded::missing) {
       held_.insert(id);  // committed just now, between the two looks
       continue;

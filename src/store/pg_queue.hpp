@@ -55,6 +55,17 @@ class PgQueue : public QueueLedger {
   };
   Beat beat(pg::Conn& c, Spool& spool);
 
+  // The end of data (mixed local and remote recipients): the message's row, in the
+  // caller's transaction that also makes its local copies; `state` records those as
+  // delivered. Call writing(id) first (a heartbeat must not take the committed row for
+  // one without a file while the node writes its spool file) and written(id, ok) after
+  // the file (ok: held from now on) or a failed transaction (not ok; a committed row
+  // then gets its file back from the next full look).
+  void insert_in(pg::Conn& c, const std::string& id, const std::string& header, const std::string& blob,
+                 int64_t arrival, uint64_t size, const std::string& state);
+  void writing(const std::string& id);
+  void written(const std::string& id, bool ok);
+
  private:
   bool write_back(pg::Conn& c, Spool& spool, const std::string& id, QueueEntry& entry);
   void reconcile_held(pg::Conn& c, Spool& spool, Beat& out);
@@ -68,6 +79,7 @@ class PgQueue : public QueueLedger {
   PgBlobs blobs_;
   mutable std::mutex mu_;
   std::set<std::string> held_;  // committed or adopted by this node, lease not lost
+  std::set<std::string> writing_;  // committed at the end of data, spool file not yet written
 };
 
 // The cluster's queue as the admin commands and the API see it, from any node.

@@ -438,7 +438,8 @@ bool PgStore::deliver(const std::string& owner, bool junk, const std::string& he
 }
 
 bool PgStore::deliver_all(const std::vector<std::string>& owners, bool junk, const std::string& sender,
-                          std::string_view body, std::string& error, bool& unreachable) {
+                          std::string_view body, std::string& error, bool& unreachable, const Also& also,
+                          const std::string& origin) {
   unreachable = false;
   try {
     auto c = pool_.get();
@@ -454,8 +455,9 @@ bool PgStore::deliver_all(const std::vector<std::string>& owners, bool junk, con
       std::string id = blobs_->put(*c, crlf);
       for (auto& owner : order) {
         std::string h = "Return-Path: <" + sender + ">\r\nDelivered-To: " + owner + "\r\n";
-        into.push_back(deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id));
+        into.push_back(deliver_in(*c, owner, junk, seal_head(key_, h), h.size() + crlf.size(), id, origin));
       }
+      if (also) also(*c, id, crlf);
       return true;
     });
     for (int64_t f : into) wakeups_.changed(f);

@@ -142,8 +142,13 @@ class PgStore {
   // Return-Path (`sender`) and Delivered-To (its owner). Owners are locked in one
   // order, so concurrent deliveries do not deadlock. `unreachable` tells a lost
   // PostgreSQL (try later) from any other failure.
+  // `also`, when given, runs in the same transaction after the copies, with the body's
+  // blob id and the body as stored (CRLF): cluster mode's queue row for the message's
+  // remote recipients (store/pg_queue.hpp).
+  using Also = std::function<void(pg::Conn&, const std::string& blob, const std::string& crlf)>;
+  // `origin` (when not empty) marks each copy as local delivery from a spool does (messages.origin).
   bool deliver_all(const std::vector<std::string>& owners, bool junk, const std::string& sender, std::string_view body,
-                   std::string& error, bool& unreachable);
+                   std::string& error, bool& unreachable, const Also& also = {}, const std::string& origin = "");
 
   // `cluster import`: the folder `want` describes (name, special, UIDVALIDITY, next UID,
   // modseq, \Recent marker) with `keywords` -- made when missing, its counters raised to

@@ -149,3 +149,30 @@ def test_a_taken_over_message_is_not_delivered_twice_to_a_local_mailbox(relayed,
     typ, data = m.search(None, "SUBJECT", '"mixed"')
     assert len(data[0].split()) == 1, data
     m.logout()
+
+
+def test_mixed_mail_is_committed_with_its_local_copies_before_the_250(relayed):
+    """Local and remote recipients: the local copies and the queue's row are one
+    transaction before the 250, so the copy is readable on another node the moment the
+    sender is told, and the queue already records it as delivered."""
+    c, sink = relayed
+    n1, n2, n3 = c.nodes
+    send(n2, "both at once", ["demo@example.test", "far@remote.test"])
+    m = imap(n3)  # no waiting: committed before the 250
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", '"both at once"')
+    assert len(data[0].split()) == 1, data
+    m.logout()
+    ids = queue_ids(n1)
+    assert len(ids) == 1 and next(iter(ids.values())) == "n2", ids
+    shown = n1.cli("queue", "show", next(iter(ids))).stdout
+    assert "local  <demo@example.test>  delivered" in shown and "remote <far@remote.test>" in shown, shown
+    # The local copy was made by the end of data's transaction, not by local delivery later.
+    qid = next(iter(ids))
+    assert f"delivered id={qid} to=<demo@example.test> relay=local mailbox=INBOX (PostgreSQL, at the end of data)" \
+        in n2.log("mail.log")
+    # The remote part goes out from node 2's spool once the relay takes it.
+    sink.handler.rcpt_replies.clear()
+    n2.cli("queue", "retry")
+    wait(lambda: at_sink(sink, "both at once"), timeout=20)
+    wait(lambda: queue_ids(n1) == {}, timeout=10)
