@@ -1,5 +1,7 @@
-// config/: the TOML configuration turned into a typed Config. Every key, its type,
-// default and check live in config.cpp and nowhere else. Depends on core/.
+// config/: the TOML configuration turned into a typed Config. Every key -- its section,
+// default, scope and how its value is read and checked -- is declared once in
+// schema.cpp; config.cpp reads the file through it and checks what spans keys.
+// Depends on core/.
 #pragma once
 #include <chrono>
 #include <cstdint>
