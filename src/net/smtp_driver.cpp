@@ -1,6 +1,7 @@
 // net/: the SMTP driver -- connects smtp::ServerSession to a connection: reads and
 // writes, STARTTLS, the DNS checks at MAIL, password checks, the commit to the spool.
 #include <openssl/ssl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -65,6 +66,20 @@ auto async_commit(Spool& spool, std::shared_ptr<smtp::Transaction> tx, Token&& t
 // the client is told to try later; `spool`: any other failure, the message takes the
 // spool's way (its local delivery retries and bounces as for any message).
 enum class Stored { stored, unreachable, spool };
+
+// A body larger than the memory threshold is in its spill file (core/body.hpp): read
+// whole, as the spool's way would for the blob store (PgQueue::commit).
+bool read_spilled(const MessageBody& b, std::string& out) {
+  size_t at = out.size();
+  out.resize(at + b.size());
+  uint64_t done = 0;
+  while (done < b.size()) {
+    ssize_t n = ::pread(b.fd(), out.data() + at + done, b.size() - done, off_t(MessageBody::kHeaderRoom + done));
+    if (n <= 0) return false;
+    done += uint64_t(n);
+  }
+  return true;
+}
 template <class Token>
 auto async_store_local(asio::thread_pool& pool, store::PgStore& st, store::PgQueue* queue, Spool& spool,
                        std::shared_ptr<smtp::Transaction> tx, Token&& token) {
@@ -82,7 +97,12 @@ auto async_store_local(asio::thread_pool& pool, store::PgStore& st, store::PgQue
           }
           std::set<std::string> once(owners.begin(), owners.end());
           std::string body = tx->received;
-          body += tx->body.memory();
+          if (!tx->body.spilled()) {
+            body += tx->body.memory();
+          } else if (!read_spilled(tx->body, body)) {  // the spool's way still has the file
+            asio::post(ex, [h]() mutable { (*h)(Stored::spool); });
+            return;
+          }
           std::string error;
           bool unreachable = false;
           Stored r = Stored::stored;
@@ -420,7 +440,7 @@ class SmtpDriver : public Driver {
         const auto& rc = tx->envelope.recipients;
         bool any_local = std::any_of(rc.begin(), rc.end(), [](const smtp::Recipient& r) { return r.local; });
         bool any_remote = std::any_of(rc.begin(), rc.end(), [](const smtp::Recipient& r) { return !r.local; });
-        bool ok = false, direct = sh_.mail_store && !tx->body.spilled() && any_local &&
+        bool ok = false, direct = sh_.mail_store && !tx->body.failed() && any_local &&
                                   (!any_remote || sh_.cluster_queue);
         Stored stored = Stored::spool;
         if (direct)

@@ -550,6 +550,21 @@ def test_mail_through_one_node_is_read_on_the_others_byte_exact(three):
     p2, reply = pop_login(n1, "demo@example.test")
     assert reply.startswith(b"+OK") and p2.stat()[0] == 0
     p2.quit()
+    # A body over the memory threshold (256 KiB, kept in a file while it arrives) takes
+    # the same way: committed in PostgreSQL before the 250, no spool file, the same bytes.
+    big = ("From: alice@remote.test\r\nTo: demo@example.test\r\nSubject: large\r\n\r\n" +
+           "".join(f"line {i:06d} of a large body, padded to a fair length ........\r\n" for i in range(9000)))
+    assert len(big) > 512 * 1024
+    s = smtplib.SMTP(n3.address, n3.ports["smtp"], timeout=20)
+    s.sendmail("alice@remote.test", ["demo@example.test"], big.encode())
+    s.quit()
+    assert "relay=local mailbox=INBOX (PostgreSQL, at the end of data)" in n3.log("mail.log")
+    assert not [f for f in (n3.data / "queue").iterdir() if f.is_file()]
+    m = imap(n1)
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert data[0][1].endswith(big.encode())
+    m.logout()
 
 
 def seconds_until_idle_hears(idler, sender):
