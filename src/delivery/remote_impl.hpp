@@ -148,7 +148,9 @@ struct RemoteDelivery::Impl : std::enable_shared_from_this<RemoteDelivery::Impl>
   asio::awaitable<void> addresses_of(const std::string& name, Hosts& out);
   asio::awaitable<Hosts> hosts_for(const std::string& dest);
   std::optional<Job> take_job(const std::string& key);
-  void fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind);
+  // `tried`: the host last connected to, "name[ip]:port" ("": none was, mail.log says relay=none).
+  void fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind,
+                const std::string& tried = "");
   asio::awaitable<void> session(std::string key);
 
   // One TCP connection: deliver queued jobs of `key` until none is left or it fails.

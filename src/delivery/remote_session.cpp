@@ -79,10 +79,11 @@ std::optional<RemoteDelivery::Impl::Job> RemoteDelivery::Impl::take_job(const st
   return j;
 }
 
-void RemoteDelivery::Impl::fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind) {
+void RemoteDelivery::Impl::fail_all(const std::string& key, const smtp::ServerReply& why, Result::Kind kind,
+                                    const std::string& tried) {
   while (auto job = take_job(key)) {
     std::vector<Result> rs;
-    for (auto& t : job->targets) rs.push_back({t, kind, why, ""});
+    for (auto& t : job->targets) rs.push_back({t, kind, why, tried});
     complete_job(*job, std::move(rs));
   }
 }
@@ -99,16 +100,18 @@ awaitable<void> RemoteDelivery::Impl::session(std::string key) {
     smtp::ServerReply last = hosts.temporary;
     size_t permanent_refusals = 0;
     bool clean = false;  // a connection ran out of jobs and said QUIT
+    std::string tried;   // the last host tried, named in mail.log's line
     for (auto& host : hosts.list) {
       if (dests[key].jobs.empty() || clean) break;
       bool permanent = false;
+      tried = host.name + "[" + host.ip + "]:" + std::to_string(port);
       co_await connection(key, host, port, last, permanent, clean);
       permanent_refusals += permanent;
     }
     // Jobs queued while a clean connection said QUIT are not failures: pump() below
     // starts a session for them.
     if (!clean && !dests[key].jobs.empty())
-      fail_all(key, last, permanent_refusals == hosts.list.size() ? Result::failed : Result::deferred);
+      fail_all(key, last, permanent_refusals == hosts.list.size() ? Result::failed : Result::deferred, tried);
   }
   --dests[key].sessions;
   --sessions;

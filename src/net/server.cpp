@@ -431,6 +431,9 @@ void Server::bind() {
       throw std::runtime_error("cannot listen on " + lc.address + " port " + std::to_string(lc.port) + " (" +
                                lc.service + "): " + ec.message());
     impl_->acceptors.emplace_back(lc, std::move(acc));
+    // Listening from here (connections wait in the backlog until run() accepts): said
+    // now, so that serve's "ready" comes after every listener.
+    logs::main().info("listening: {} on {} port {}", lc.service, lc.address, lc.port);
     bool pop = lc.service == "pop3" || lc.service == "pop3s";
     bool imap = lc.service == "imap" || lc.service == "imaps";
     impl_->drivers.push_back(lc.service == "admin" ? make_admin_driver(impl_->shared)
@@ -448,7 +451,6 @@ int Server::run(unsigned threads) {
   for (size_t i = 0; i < m.acceptors.size(); ++i) {
     auto& [lc, acc] = m.acceptors[i];
     asio::co_spawn(m.io, m.accept_loop(*acc, lc, i), asio::detached);
-    logs::main().info("listening: {} on {} port {}", lc.service, lc.address, lc.port);
   }
   // Shutdown: stop accepting, let transactions in flight finish for
   // timeouts.shutdown, then cut what is left and give it 10 s to say 421 and go.

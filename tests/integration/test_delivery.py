@@ -370,7 +370,8 @@ def test_sighup_reloads_delivery_settings(make_server, dns, port, remotes):
     srv = outbound(make_server, dns, port,
                    f'mode = "relay"\nrelay_host = "127.0.0.60"\nrelay_port = {closed}\nretry_interval = "1h"').start()
     send(srv, ["a@good.test"], "after reload")
-    srv.wait_log("mail.log", "deferred id=")
+    # The line names the relay that was tried (nothing listens on its port).
+    assert f"relay=127.0.0.60[127.0.0.60]:{closed} reason=" in srv.wait_log("mail.log", "deferred id=")
     # The administrator fixes the relay port and sends SIGHUP: no restart.
     srv.write_config(srv.extra_config.replace(f"relay_port = {closed}", f"relay_port = {port}"))
     srv.proc.send_signal(signal.SIGHUP)

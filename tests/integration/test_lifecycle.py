@@ -91,6 +91,13 @@ def test_restart_keeps_mailboxes_and_serves_again(server):
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"]) as s:
         s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: two\r\n\r\n2\r\n")
     assert len(server.wait_messages(2)) == 2
+    # At each start, "ready" comes after every listener's "listening:" line.
+    log = server.log("bulwark.log").splitlines()
+    readies = [i for i, line in enumerate(log) if "ready: accepting connections" in line]
+    assert len(readies) == 2
+    for since, ready in zip([0] + readies, readies):
+        listening = [line for line in log[since:ready] if "listening: " in line]
+        assert len(listening) == len(server.ports), log[since:ready + 1]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="binding as root and dropping privileges needs root")
