@@ -326,6 +326,9 @@ int serve(const Config& given) {
   });
   LocalDelivery delivery(spool, reporter, local_settings(cfg));
   delivery.use_store(mail_store.get(), cfg.cluster.node);
+  // Write-once: mail for local recipients only goes into the Maildirs at its commit, no
+  // spool file (queue/direct.hpp). Cluster mode commits it in PostgreSQL instead.
+  if (!cfg.cluster.enabled) spool.set_direct(&delivery);
   Resolver outbound_dns(cfg.dns_server_list(), std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout));
   RemoteDelivery remote(spool, outbound_dns, remote_settings(cfg), reporter);
   spool.on_committed([&delivery, &remote](std::shared_ptr<const smtp::Transaction> tx) {

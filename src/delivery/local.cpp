@@ -3,8 +3,10 @@
 #include "store/folders.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -199,7 +201,10 @@ bool LocalDelivery::prepare(Item& item, Msg& msg) {
 }
 
 bool LocalDelivery::ensure_maildir(const std::string& dir, std::string& error) {
-  if (known_dirs_.count(dir)) return true;
+  {
+    std::lock_guard lk(dirs_mu_);
+    if (known_dirs_.count(dir)) return true;
+  }
   std::error_code ec;
   for (const char* sub : {"tmp", "new", "cur"}) {
     fs::create_directories(fs::path(dir) / sub, ec);
@@ -208,13 +213,19 @@ bool LocalDelivery::ensure_maildir(const std::string& dir, std::string& error) {
       return false;
     }
   }
+  std::lock_guard lk(dirs_mu_);
   known_dirs_.insert(dir);
   return true;
 }
 
 bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error) {
   std::string dir = maildir_path(s_.data_dir, target);
-  if (!known_dirs_.count(dir) && !store::note_mailbox_owner(dir, target, error)) return false;
+  bool known;
+  {
+    std::lock_guard lk(dirs_mu_);
+    known = known_dirs_.count(dir) > 0;
+  }
+  if (!known && !store::note_mailbox_owner(dir, target, error)) return false;
   if (msg.m.envelope.junk) dir = store::folder_dir(dir, "Junk");  // DMARC quarantine
   if (!ensure_maildir(dir, error)) return false;
   auto now = std::chrono::system_clock::now();
@@ -226,7 +237,10 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
   std::string tmp = dir + "/tmp/" + name;
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno == ENOENT) {  // the Maildir was removed since we last saw it
-    known_dirs_.erase(dir);
+    {
+      std::lock_guard lk(dirs_mu_);
+      known_dirs_.erase(dir);
+    }
     if (!ensure_maildir(dir, error)) return false;
     fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   }
@@ -239,7 +253,17 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
   bool read_ok = true;
   if (msg.tx) {
     w.put(msg.tx->received);
-    w.put(msg.tx->body.memory());
+    const MessageBody& b = msg.tx->body;
+    if (!b.spilled()) w.put(b.memory());
+    std::string piece;  // a large body (write-once): from its spill file, in pieces
+    for (uint64_t at = 0; read_ok && b.spilled() && at < b.size();) {
+      piece.resize(size_t(std::min<uint64_t>(b.size() - at, 64 * 1024)));
+      ssize_t n = ::pread(b.fd(), piece.data(), piece.size(), off_t(MessageBody::kHeaderRoom + at));
+      if (n < 0 && errno == EINTR) continue;
+      read_ok = n > 0;
+      if (read_ok) w.put(std::string_view(piece.data(), size_t(n)));
+      at += read_ok ? uint64_t(n) : 0;
+    }
   } else {
     Spool::Reader r(spool_, msg.m);
     while (read_ok && r.left() > 0) {
@@ -253,11 +277,51 @@ bool LocalDelivery::write_copy(const Msg& msg, const std::string& target, Copy& 
   ok = (::close(fd) == 0) && ok;
   if (!ok || !read_ok) {
     ::unlink(tmp.c_str());
-    error = read_ok ? "cannot write " + tmp + ": " + std::strerror(saved) : "the queue file could not be read";
+    error = read_ok ? "cannot write " + tmp + ": " + std::strerror(saved) : "the message could not be read";
     return false;
   }
   copy = {msg.id, target, tmp, dir + "/new/" + name + ",S=" + std::to_string(w.written()) + ",W=" + std::to_string(w.crlf_size()), w.written()};
   return true;
+}
+
+bool LocalDelivery::write(const smtp::Transaction& tx, std::vector<DirectCopy>& out) {
+  if (pg_) return false;
+  Msg msg;
+  msg.id = tx.envelope.id;
+  msg.m.envelope = tx.envelope;
+  // Not owned: the spool's job holds the transaction until the commit is over.
+  msg.tx = std::shared_ptr<const smtp::Transaction>(std::shared_ptr<const smtp::Transaction>(), &tx);
+  std::set<std::string> seen;
+  for (auto& r : tx.envelope.recipients) {
+    if (!r.local) return false;
+    if (seen.insert(r.target).second) msg.targets.push_back(r.target);
+  }
+  out.clear();
+  for (auto& t : msg.targets) {
+    Copy c;
+    std::string why;
+    if (!write_copy(msg, t, c, why)) {  // the spool's way retries it, and says why then
+      for (auto& d : out) ::unlink(d.tmp.c_str());
+      out.clear();
+      return false;
+    }
+    out.push_back({t, std::move(c.tmp), std::move(c.final_path), c.size});
+  }
+  return !out.empty();
+}
+
+int LocalDelivery::sync_mailboxes(int spool_fd) {
+  struct stat a{}, b{};
+  if (::fstat(spool_fd, &a) == 0 && ::fstat(data_fd_, &b) == 0 && a.st_dev == b.st_dev) return 0;
+  return sync_(data_fd_);
+}
+
+void LocalDelivery::delivered(const smtp::Transaction& tx, const std::vector<DirectCopy>& copies) {
+  for (auto& c : copies) {
+    metrics::add("bulwark_deliveries_total", "route=\"local\",result=\"delivered\"");
+    logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} size={} (at the end of data)", tx.envelope.id,
+                      sanitize(c.target), c.final_path, c.size);
+  }
 }
 
 void LocalDelivery::deliver_batch_pg(std::vector<Msg>& msgs) {

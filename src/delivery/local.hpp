@@ -6,6 +6,7 @@
 // never not at all). A mailbox that cannot be written is retried, and after
 // delivery.bounce_after its sender gets a report. Depends on queue/, logging/.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "delivery/reports.hpp"
+#include "queue/direct.hpp"
 #include "queue/spool.hpp"
 #include "store/mailstore.hpp"
 #include "store/pg_store.hpp"
@@ -28,7 +30,7 @@ struct LocalSettings {
   std::chrono::seconds bounce_after{5 * 86400};   // ...and given up (reported) after this
 };
 
-class LocalDelivery {
+class LocalDelivery : public DirectDelivery {
  public:
   // `sync` makes a filesystem's writes durable (syncfs; injected so a test can make it
   // fail). Throws when <data_dir>/mail cannot be opened.
@@ -43,6 +45,12 @@ class LocalDelivery {
   void enqueue(const std::string& id, std::shared_ptr<const smtp::Transaction> tx = nullptr);
   // For tests and shutdown: true when nothing is waiting or in progress.
   bool idle();
+
+  // Write-once (queue/direct.hpp), called on the spool's committer thread: a message for
+  // local recipients only, written into their Maildirs at its commit. Not in cluster mode.
+  bool write(const smtp::Transaction& tx, std::vector<DirectCopy>& out) override;
+  int sync_mailboxes(int spool_fd) override;
+  void delivered(const smtp::Transaction& tx, const std::vector<DirectCopy>& copies) override;
   // Cluster mode: copies go into PostgreSQL's mail store instead of Maildir (before
   // start()). A copy is done when its transaction committed.
   // Cluster mode: mailboxes in PostgreSQL; `node` names this node's spool in each copy's
@@ -77,10 +85,11 @@ class LocalDelivery {
   std::condition_variable cv_;
   std::deque<Item> queue_;
   std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> retry_;
+  std::mutex dirs_mu_;  // known_dirs_: this thread's and the spool committer's (write-once)
   std::set<std::string> known_dirs_;  // Maildirs seen complete; forgotten when one vanishes
   bool stopping_ = false, busy_ = false;
   std::thread thread_;
-  uint64_t counter_ = 0;
+  std::atomic<uint64_t> counter_{0};
   store::PgStore* pg_ = nullptr;
   std::string node_;
 };

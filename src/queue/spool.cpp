@@ -211,7 +211,7 @@ void Spool::set_ledger(QueueLedger* ledger, const std::string& node) {
 void Spool::submit(std::shared_ptr<smtp::Transaction> tx, Done done) {
   {
     std::lock_guard lk(mu_);
-    pending_.push_back({std::move(tx), std::move(done)});
+    pending_.push_back({std::move(tx), std::move(done), false, {}});
   }
   cv_.notify_one();
 }
@@ -232,7 +232,8 @@ void Spool::run() {
     ++batches_;
     for (auto& j : batch) {
       if (j.done) j.done(ok);
-      if (ok && committed_cb_) committed_cb_(std::move(j.tx));
+      if (ok && j.direct) direct_->delivered(*j.tx, j.copies);  // nothing left to deliver
+      else if (ok && committed_cb_) committed_cb_(std::move(j.tx));
     }
   }
 }
@@ -310,6 +311,7 @@ bool Spool::write_sealed(const smtp::Transaction& tx, const std::string& header,
 bool Spool::commit_batch(std::vector<Job>& jobs) {
   int64_t now = unix_now();
   std::vector<std::pair<std::string, Job*>> written;  // path in queue.tmp/, job
+  std::vector<DirectCopy*> copies;                    // written straight into mailboxes
   bool ok = true;
   std::string cause;  // the step that failed, for the log
   auto failed = [&](const char* step) {
@@ -317,6 +319,12 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
     cause = std::string(step) + ": " + std::strerror(errno);
   };
   for (auto& j : jobs) {
+    // Write-once: local recipients only, and their copies could all be written.
+    if (direct_ && !ledger_ && !j.tx->body.failed() && direct_->write(*j.tx, j.copies)) {
+      j.direct = true;
+      for (auto& c : j.copies) copies.push_back(&c);
+      continue;
+    }
     std::string tmp;
     if (!write_job(*j.tx, now, tmp)) {
       failed("writing a message into queue.tmp/");
@@ -324,15 +332,23 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
     }
     written.emplace_back(tmp, &j);
   }
-  // One sync for the whole batch makes every file's data durable; then the renames,
-  // then one more sync makes the renames (the commit points) durable.
+  // One sync for the whole batch makes every file's data durable (the mailboxes' copies
+  // too: the same filesystem, or synced besides); then the renames, then one more sync
+  // makes the renames (the commit points) durable.
   if (ok && ::syncfs(queue_fd_) != 0) failed("syncing the queue");
-  size_t renamed = 0;
+  if (ok && !copies.empty() && direct_->sync_mailboxes(queue_fd_) != 0) failed("syncing the mailboxes");
+  size_t renamed = 0, moved = 0;
   for (; ok && renamed < written.size(); ++renamed) {
     auto& [tmp, job] = written[renamed];
     if (::rename(tmp.c_str(), path_of(job->tx->envelope.id).c_str()) != 0) failed("renaming into queue/");
   }
-  if (ok && ::fsync(queue_fd_) != 0) failed("syncing queue/");
+  for (; ok && moved < copies.size(); ++moved)
+    if (::rename(copies[moved]->tmp.c_str(), copies[moved]->final_path.c_str()) != 0) failed("moving into new/");
+  // The renames into new/ are in other directories: a sync of the filesystem covers
+  // them with queue/ (one journal commit, as the directory's fsync would be).
+  if (ok && copies.empty() && ::fsync(queue_fd_) != 0) failed("syncing queue/");
+  if (ok && !copies.empty() && (::syncfs(queue_fd_) != 0 || direct_->sync_mailboxes(queue_fd_) != 0))
+    failed("syncing queue/ and the mailboxes");
   // Cluster mode: acknowledged only once the cluster's queue has it too (SPEC 16).
   if (ok && ledger_) {
     std::vector<std::string> ids;
@@ -360,6 +376,9 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
     if (i < renamed) ::unlink(path_of(job->tx->envelope.id).c_str());
     else if (!streamed) ::unlink(tmp.c_str());
   }
+  if (!ok)  // nor in the mailboxes
+    for (size_t i = 0; i < copies.size(); ++i) ::unlink((i < moved ? copies[i]->final_path : copies[i]->tmp).c_str());
+  if (ok) direct_commits_ += copies.empty() ? 0 : std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.direct; });
   return ok;
 }
 

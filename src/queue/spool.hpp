@@ -9,6 +9,7 @@
 // Depends on core/, crypt/ (reads either form of a file) and smtp/ (for the
 // Envelope/Transaction vocabulary).
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "core/body.hpp"
+#include "queue/direct.hpp"
 #include "queue/ledger.hpp"
 #include "crypt/file.hpp"
 #include "smtp/session.hpp"
@@ -95,6 +97,12 @@ class Spool {
   // name, which every new id carries ("<time><counter>-<node>": unique across nodes).
   void set_ledger(QueueLedger* ledger, const std::string& node);
   QueueLedger* ledger() const { return ledger_; }
+  // Write-once local delivery (queue/direct.hpp), before start(): a message for local
+  // recipients only goes straight into their mailboxes at its commit. Not with a ledger
+  // (cluster mode commits such mail in PostgreSQL instead).
+  void set_direct(DirectDelivery* d) { direct_ = d; }
+  // Messages committed so far straight into mailboxes / through a spool file.
+  uint64_t direct_commits() const { return direct_commits_; }
 
   std::string new_id();
   const BodySpill* body_spill() const { return &spill_; }
@@ -182,6 +190,8 @@ class Spool {
   struct Job {
     std::shared_ptr<smtp::Transaction> tx;
     Done done;
+    bool direct = false;              // written into its mailboxes: no spool file
+    std::vector<DirectCopy> copies;   // ...these
   };
   void run();
   bool commit_batch(std::vector<Job>& jobs);
@@ -201,6 +211,8 @@ class Spool {
   uint64_t counter_ = 0;
   uint64_t batches_ = 0;
   QueueLedger* ledger_ = nullptr;
+  DirectDelivery* direct_ = nullptr;
+  std::atomic<uint64_t> direct_commits_{0};
   std::string id_suffix_;
   // The ledger's answer to a record: the ids no longer ours lose their local copy.
   void drop_lost(const std::vector<std::string>& lost);
