@@ -2,7 +2,9 @@
 """Two bulwark binaries, A/B, in one run: SMTP acceptance with Postfix's smtp-source
 (20 sessions, 4 KiB messages, one message per connection and with connection reuse),
 alternating which goes first in each round, each run's deliveries settled and synced
-before the next. For "this change must not make the SMTP benchmark worse".
+before the next; with each server's context switches per message (all threads, until
+the messages are in the Maildir). For "this change must not make the SMTP benchmark
+worse". The filesystem is TMPDIR's (bench/journaled_fs.sh for a journaled one).
 
 Usage: /usr/bin/python3 bench/ab_smtp.py OLD_BIN NEW_BIN [rounds] [messages]"""
 import pathlib
@@ -22,11 +24,12 @@ def one(bin_, root, name, n, reuse):
     try:
         args = ["smtp-source", "-s", "20", "-l", "4096", "-m", str(n), "-f", "sender@remote.test",
                 "-t", "u@bench.test"] + (["-d"] if reuse else []) + [f"127.0.0.1:{ports['smtp']}"]
+        cs = benchlib.context_switches(proc.pid)
         t = time.monotonic()
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         r = n / (time.monotonic() - t)
         benchlib.settle(root, name, n)
-        return r
+        return r, (benchlib.context_switches(proc.pid) - cs) / n
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -41,15 +44,19 @@ def main():
     try:
         for reuse in (False, True):
             res = {"old": [], "new": []}
+            switches = {"old": [], "new": []}
             for r in range(rounds):
                 order = [("old", old), ("new", new)] if r % 2 == 0 else [("new", new), ("old", old)]
                 for label, b in order:
-                    res[label].append(one(b, root, f"{label}{r}{int(reuse)}", n, reuse))
+                    rate, cs = one(b, root, f"{label}{r}{int(reuse)}", n, reuse)
+                    res[label].append(rate)
+                    switches[label].append(cs)
             mode = "connection reuse" if reuse else "one message per connection"
             for label in ("old", "new"):
                 v = res[label]
                 print(f"{mode:28s} {label}: best {max(v):7.0f}  mean {statistics.mean(v):7.0f}  "
-                      f"runs {' '.join(f'{x:.0f}' for x in v)} msg/s")
+                      f"runs {' '.join(f'{x:.0f}' for x in v)} msg/s  "
+                      f"context switches {statistics.mean(switches[label]):.1f}/msg")
             print(f"{mode:28s} new/old: best {max(res['new']) / max(res['old']):.2f}  "
                   f"mean {statistics.mean(res['new']) / statistics.mean(res['old']):.2f}")
     finally:

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from benchlib import context_switches  # noqa: E402
+
 N = int(os.environ.get("BENCH_MESSAGES", "5000"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
 SIZE = 4096
@@ -32,18 +35,6 @@ def count(d):
         return len(os.listdir(d))
     except FileNotFoundError:
         return 0
-
-
-def context_switches(pid):
-    total = 0
-    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass  # a thread that ended meanwhile
-    return total
 
 
 def sink_rate(port, reuse):
