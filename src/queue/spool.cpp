@@ -378,7 +378,6 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
   }
   if (!ok)  // nor in the mailboxes
     for (size_t i = 0; i < copies.size(); ++i) ::unlink((i < moved ? copies[i]->final_path : copies[i]->tmp).c_str());
-  if (ok) direct_commits_ += copies.empty() ? 0 : std::count_if(jobs.begin(), jobs.end(), [](const Job& j) { return j.direct; });
   return ok;
 }
 

@@ -9,7 +9,6 @@
 // Depends on core/, crypt/ (reads either form of a file) and smtp/ (for the
 // Envelope/Transaction vocabulary).
 #pragma once
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -101,8 +100,6 @@ class Spool {
   // recipients only goes straight into their mailboxes at its commit. Not with a ledger
   // (cluster mode commits such mail in PostgreSQL instead).
   void set_direct(DirectDelivery* d) { direct_ = d; }
-  // Messages committed so far straight into mailboxes / through a spool file.
-  uint64_t direct_commits() const { return direct_commits_; }
 
   std::string new_id();
   const BodySpill* body_spill() const { return &spill_; }
@@ -212,7 +209,6 @@ class Spool {
   uint64_t batches_ = 0;
   QueueLedger* ledger_ = nullptr;
   DirectDelivery* direct_ = nullptr;
-  std::atomic<uint64_t> direct_commits_{0};
   std::string id_suffix_;
   // The ledger's answer to a record: the ids no longer ours lose their local copy.
   void drop_lost(const std::vector<std::string>& lost);
