@@ -72,6 +72,9 @@ Form form_of(const std::string& relative, bool in_log_dir) {
   if (in_log_dir) return name.ends_with(".log") ? Form::records : Form::left;
   std::string top = p.begin() == p.end() ? "" : p.begin()->string();
   if (top == "queue") return name.ends_with(".done") ? Form::records : Form::whole;
+  // The spool's commit record (queue/commit_record.hpp): names of mailboxes and of
+  // this host. Sealed as it is; the files it lists stay as they were written.
+  if (top == "queue.tmp" && name.starts_with(".commit.")) return Form::records;
   if (top == "quarantine") return name.ends_with(".done") ? Form::records : Form::whole;
   if (top == "dkim") return name.ends_with(".pem") ? Form::whole : Form::left;
   if (top == "greylist" || name == "greylist") return Form::records;
@@ -83,7 +86,7 @@ Form form_of(const std::string& relative, bool in_log_dir) {
     return Form::left;  // maildirfolder, tmp/
   }
   // keyring, the directory (sealed by Directory itself), cert.pem and key.pem,
-  // reports/ (templates), queue.tmp/ (transient), retry requests.
+  // reports/ (templates), the rest of queue.tmp/ (transient), retry requests.
   return Form::left;
 }
 

@@ -16,49 +16,13 @@
 
 #include "core/strings.hpp"
 #include "crypt/records.hpp"
+#include "queue/tokens.hpp"
 #include "logging/logs.hpp"
 
 namespace bulwark {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Envelope fields are written as %-escaped tokens so no byte a client sent can break
-// the line structure of the spool file.
-std::string enc(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (c <= 0x20 || c == '%' || c == 0x7f) {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += char(c);
-    }
-  }
-  return out.empty() ? "%" : out;  // "%" alone = empty string
-}
-
-std::string dec(std::string_view s) {
-  if (s == "%") return {};
-  auto hexval = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      out += char(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 bool has_8bit(std::string_view s) {
   for (unsigned char c : s)
@@ -94,18 +58,18 @@ int64_t unix_now() {
 std::string serialize_envelope_header(const smtp::Envelope& e, int64_t arrival, uint64_t content_size,
                                       bool eight_bit) {
   std::string h = "bulwark-spool 1\n";
-  h += "id " + enc(e.id) + "\n";
+  h += "id " + enc_token(e.id) + "\n";
   h += "arrival " + std::to_string(arrival) + "\n";
-  h += "client " + enc(e.client_ip) + "\n";
-  h += "helo " + enc(e.helo) + "\n";
-  h += "sender " + enc(e.sender) + "\n";
+  h += "client " + enc_token(e.client_ip) + "\n";
+  h += "helo " + enc_token(e.helo) + "\n";
+  h += "sender " + enc_token(e.sender) + "\n";
   h += std::string("smtputf8 ") + (e.smtputf8 ? "1" : "0") + "\n";
   h += std::string("8bit ") + (eight_bit ? "1" : "0") + "\n";
-  h += "tls " + enc(e.tls) + "\n";
+  h += "tls " + enc_token(e.tls) + "\n";
   if (e.ours) h += "ours 1\n";
   if (e.junk) h += "junk 1\n";
   h += "size " + std::to_string(content_size) + "\n";
-  for (auto& r : e.recipients) h += std::string("rcpt ") + (r.local ? "L " : "R ") + enc(r.rcpt) + " " + enc(r.target) + "\n";
+  for (auto& r : e.recipients) h += std::string("rcpt ") + (r.local ? "L " : "R ") + enc_token(r.rcpt) + " " + enc_token(r.target) + "\n";
   return h;
 }
 
@@ -333,10 +297,22 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
     written.emplace_back(tmp, &j);
   }
   // One sync for the whole batch makes every file's data durable (the mailboxes' copies
-  // too: the same filesystem, or synced besides); then the renames, then one more sync
-  // makes the renames (the commit points) durable.
-  if (ok && ::syncfs(queue_fd_) != 0) failed("syncing the queue");
-  if (ok && !copies.empty() && direct_->sync_mailboxes(queue_fd_) != 0) failed("syncing the mailboxes");
+  // too: the same filesystem, or synced besides) with the batch's commit record; the
+  // renames follow, made certain by the record (queue/commit_record.hpp). Cluster mode,
+  // and a spool that has not recovered: a second sync makes the renames durable.
+  bool recorded = record_ && !ledger_;
+  bool record_written = false;
+  if (ok && recorded) {
+    std::vector<CommitEntry> entries;
+    entries.reserve(written.size() + copies.size());
+    for (auto& [tmp, job] : written) entries.push_back({tmp, path_of(job->tx->envelope.id)});
+    for (auto* c : copies) entries.push_back({c->tmp, c->final_path});
+    record_written = true;  // or half: cancel() blanks it if the batch fails
+    if (!record_->write(entries)) failed("writing the commit record");
+  }
+  if (ok && (recorded ? record_->commit() : ::syncfs(queue_fd_)) != 0) failed("syncing the queue");
+  if (ok && (!copies.empty() || mail_unsynced_) && direct_->sync_mailboxes(queue_fd_) != 0)
+    failed("syncing the mailboxes");
   size_t renamed = 0, moved = 0;
   for (; ok && renamed < written.size(); ++renamed) {
     auto& [tmp, job] = written[renamed];
@@ -344,11 +320,15 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
   }
   for (; ok && moved < copies.size(); ++moved)
     if (::rename(copies[moved]->tmp.c_str(), copies[moved]->final_path.c_str()) != 0) failed("moving into new/");
-  // The renames into new/ are in other directories: a sync of the filesystem covers
-  // them with queue/ (one journal commit, as the directory's fsync would be).
-  if (ok && copies.empty() && ::fsync(queue_fd_) != 0) failed("syncing queue/");
-  if (ok && !copies.empty() && (::syncfs(queue_fd_) != 0 || direct_->sync_mailboxes(queue_fd_) != 0))
-    failed("syncing queue/ and the mailboxes");
+  if (recorded) {
+    if (ok) mail_unsynced_ = !copies.empty();  // the next batch's sync covers them
+  } else {
+    // The renames into new/ are in other directories: a sync of the filesystem covers
+    // them with queue/ (one journal commit, as the directory's fsync would be).
+    if (ok && copies.empty() && ::fsync(queue_fd_) != 0) failed("syncing queue/");
+    if (ok && !copies.empty() && (::syncfs(queue_fd_) != 0 || direct_->sync_mailboxes(queue_fd_) != 0))
+      failed("syncing queue/ and the mailboxes");
+  }
   // Cluster mode: acknowledged only once the cluster's queue has it too (SPEC 16).
   if (ok && ledger_) {
     std::vector<std::string> ids;
@@ -358,6 +338,7 @@ bool Spool::commit_batch(std::vector<Job>& jobs) {
       cause = "recording in the cluster's queue (PostgreSQL)";
     }
   }
+  if (!ok && record_written) record_->cancel();  // before its files go
   if (!ok) {  // the sessions answer 451; one line per cause every 10 s, not one per message
     static logs::CauseThrottle throttle;
     if (auto held = throttle.allow(cause))
@@ -391,7 +372,7 @@ std::vector<std::string> Spool::list() {
   return ids;
 }
 
-std::string delivered_state_line(const std::string& target) { return enc(target) + "\n"; }
+std::string delivered_state_line(const std::string& target) { return enc_token(target) + "\n"; }
 
 bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string& why) {
   if (head.rfind("bulwark-spool 1\n", 0) != 0) {
@@ -417,19 +398,19 @@ bool parse_envelope_header(std::string_view head, StoredMessage& m, std::string&
     std::string_view a = t.size() > 1 ? t[1] : std::string_view();
     if (key == "rcpt") {
       if (t.size() != 4 || (a != "L" && a != "R")) note("bad recipient line");
-      else m.envelope.recipients.push_back({dec(t[2]), dec(t[3]), a == "L"});
+      else m.envelope.recipients.push_back({dec_token(t[2]), dec_token(t[3]), a == "L"});
     } else if (key == "arrival") {
       if (!parse_number(a, m.arrival)) note("bad arrival time");
       has_arrival = true;
     } else if (key == "size") {
       if (!parse_number(a, m.content_size)) note("bad size");
       has_size = true;
-    } else if (key == "client") m.envelope.client_ip = dec(a);
-    else if (key == "helo") m.envelope.helo = dec(a);
-    else if (key == "sender") m.envelope.sender = dec(a);
+    } else if (key == "client") m.envelope.client_ip = dec_token(a);
+    else if (key == "helo") m.envelope.helo = dec_token(a);
+    else if (key == "sender") m.envelope.sender = dec_token(a);
     else if (key == "smtputf8") m.envelope.smtputf8 = a == "1";
     else if (key == "8bit") m.eight_bit = a == "1";
-    else if (key == "tls") m.envelope.tls = dec(a);
+    else if (key == "tls") m.envelope.tls = dec_token(a);
     else if (key == "ours") m.envelope.ours = a == "1";
     else if (key == "junk") m.envelope.junk = a == "1";
     // "id" is the file name; "pad" fills the room before a streamed body; other keys
@@ -454,15 +435,15 @@ void apply_state_lines(std::string_view text, StoredMessage& m) {
     pos = eol + 1;
     if (t.empty()) continue;
     if (t.size() == 1) {
-      m.done.push_back(dec(t[0]));
+      m.done.push_back(dec_token(t[0]));
       continue;
     }
     std::string_view kind = t[0], a = t[1], b = t.size() > 2 ? t[2] : std::string_view("%");
-    if (kind == "F") m.failed.emplace_back(dec(a), dec(b));
+    if (kind == "F") m.failed.emplace_back(dec_token(a), dec_token(b));
     else if (kind == "D") {
-      std::string target = dec(a);
+      std::string target = dec_token(a);
       std::erase_if(m.last_error, [&](auto& e) { return e.first == target; });
-      m.last_error.emplace_back(target, dec(b));
+      m.last_error.emplace_back(target, dec_token(b));
     } else if (kind == "W") m.warned = true;
     else if (kind == "R") {
       parse_number(a, m.next_attempt);  // a damaged schedule means "now"
@@ -658,7 +639,7 @@ void Spool::drop_lost(const std::vector<std::string>& lost) {
 
 void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets) {
   std::string lines;
-  for (auto& t : targets) lines += enc(t) + "\n";
+  for (auto& t : targets) lines += enc_token(t) + "\n";
   auto lost = ledger_append(ledger_, {{id, lines}});
   if (!lost.empty()) return drop_lost(lost);
   std::lock_guard lk(state_mu_);
@@ -670,8 +651,8 @@ void Spool::record_many(const std::vector<StateRecord>& records) {
   for (auto& r : records) {
     std::string lines;
     for (auto& o : r.outcomes) {
-      if (o.kind == TargetOutcome::delivered) lines += enc(o.target) + "\n";
-      else lines += (o.kind == TargetOutcome::failed ? "F " : "D ") + enc(o.target) + " " + enc(o.reason) + "\n";
+      if (o.kind == TargetOutcome::delivered) lines += enc_token(o.target) + "\n";
+      else lines += (o.kind == TargetOutcome::failed ? "F " : "D ") + enc_token(o.target) + " " + enc_token(o.reason) + "\n";
     }
     if (r.warned) lines += "W 1\n";
     if (r.next_attempt >= 0) lines += "R " + std::to_string(r.next_attempt) + " " + std::to_string(r.attempts) + "\n";
@@ -756,9 +737,17 @@ bool Spool::adopt(const std::string& id, const std::string& header, std::string_
 }
 
 void Spool::recover() {
+  // The last batches' renames first: their files may be acknowledged.
+  record_ = std::make_unique<CommitRecord>(tmp_dir_);
+  auto replayed = record_->replay();
+  logs::main().info("spool: one journal commit per batch ({})", record_->how());
+  if (replayed.renamed || replayed.torn)
+    logs::main().warn("spool: commit record: {} committed file(s) moved into place, {} torn one(s) removed",
+                      replayed.renamed, replayed.torn);
   // queue.tmp/: files of commits that never finished and bodies streamed by sessions
   // that never committed -- none of them was acknowledged.
-  for (auto& e : fs::directory_iterator(tmp_dir_)) fs::remove(e.path());
+  for (auto& e : fs::directory_iterator(tmp_dir_))
+    if (!e.path().filename().string().starts_with(CommitRecord::kPrefix)) fs::remove(e.path());
   for (auto& e : fs::directory_iterator(queue_dir_)) {
     std::string name = e.path().filename().string();
     if (name.size() > 5 && name.ends_with(".done") && !fs::exists(queue_dir_ + "/" + name.substr(0, name.size() - 5)))

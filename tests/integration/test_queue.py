@@ -18,6 +18,11 @@ def queue_files(srv):
     return sorted(p.name for p in q.iterdir()) if q.exists() else []
 
 
+def work_files(srv):
+    """What queue.tmp/ holds besides the spool's commit record (.commit.0, .commit.1)."""
+    return [p for p in (srv.data / "queue.tmp").iterdir() if not p.name.startswith(".commit.")]
+
+
 def spool_file(msg_id, sender, rcpts, content, arrival=None, extra=""):
     """A queue file as bulwark writes it (docs/architecture.md, spool file format)."""
     arrival = int(time.time()) if arrival is None else arrival
@@ -74,7 +79,7 @@ def test_a_large_message_streams_through_disk_byte_exact(make_server):
         s.sendmail("a@remote.test", ["demo@example.test"], body)
     [got] = srv.wait_messages(1)
     assert got.endswith(body.replace(b"\r\n", b"\n"))
-    assert list((srv.data / "queue.tmp").iterdir()) == []
+    assert work_files(srv) == []
 
 
 def test_an_abandoned_large_data_phase_leaves_no_file(make_server):
@@ -84,14 +89,14 @@ def test_an_abandoned_large_data_phase_leaves_no_file(make_server):
     c.begin_data()
     c.send(b"Subject: never ends\r\n\r\n" + (b"y" * 998 + b"\r\n") * 1500)  # ~1.5 MB: on disk by now
     deadline = time.time() + 10
-    while not any((srv.data / "queue.tmp").iterdir()) and time.time() < deadline:
+    while not work_files(srv) and time.time() < deadline:
         time.sleep(0.05)
-    assert any(p.name.startswith("spill.") for p in (srv.data / "queue.tmp").iterdir())
+    assert any(p.name.startswith("spill.") for p in work_files(srv))
     c.close()
     deadline = time.time() + 10
-    while any((srv.data / "queue.tmp").iterdir()) and time.time() < deadline:
+    while work_files(srv) and time.time() < deadline:
         time.sleep(0.05)
-    assert list((srv.data / "queue.tmp").iterdir()) == []
+    assert work_files(srv) == []
     assert srv.messages() == []
 
 
