@@ -27,18 +27,23 @@ namespace {
 class MaildirWriter {
  public:
   explicit MaildirWriter(int fd) : file_(fd) {}
+  // CRLF -> LF: runs without CR are copied whole; a CR is dropped when LF follows (a
+  // CR at the end of `bytes` waits for the next piece).
   void put(std::string_view bytes) {
-    for (char c : bytes) {
-      if (cr_) {
-        cr_ = false;
-        if (c != '\n') out_ += '\r';
-      }
-      if (c == '\r') {
-        cr_ = true;
-        continue;
-      }
-      out_ += c;
-      lines_ += c == '\n';
+    if (cr_ && !bytes.empty()) {
+      cr_ = false;
+      if (bytes[0] != '\n') out_ += '\r';
+    }
+    for (size_t i = 0; i < bytes.size();) {
+      const char* cr = static_cast<const char*>(std::memchr(bytes.data() + i, '\r', bytes.size() - i));
+      size_t end = cr ? size_t(cr - bytes.data()) : bytes.size();
+      std::string_view run = bytes.substr(i, end - i);
+      out_.append(run);
+      lines_ += uint64_t(std::count(run.begin(), run.end(), '\n'));
+      if (!cr) break;
+      i = end + 1;
+      if (i == bytes.size()) cr_ = true;
+      else if (bytes[i] != '\n') out_ += '\r';
     }
     if (out_.size() >= 64 * 1024) flush();
   }
