@@ -90,6 +90,23 @@ def wait(pred, timeout=20, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tmpfs_over(path, size):
+    """A preexec_fn: the server gets a private mount namespace with a tmpfs of `size`
+    over `path` (root only), so its disk fills up where the test wants."""
+    import ctypes
+    import ctypes.util
+
+    def run():
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+            raise OSError(ctypes.get_errno(), "unshare")
+        if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
+            raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+        if libc.mount(b"tmpfs", str(path).encode(), b"tmpfs", 0, f"size={size},mode=0700".encode()) != 0:
+            raise OSError(ctypes.get_errno(), "mount tmpfs")
+    return run
+
+
 def free_port():
     return free_ports(1)[0]
 

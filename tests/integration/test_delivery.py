@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PASSWORD, free_port, wait
+from conftest import PASSWORD, free_port, tmpfs_over, wait
 from dns_server import AAAA, MX, A, DnsTestServer, mx
 from remote_mx import RemoteMx, CertAuthority
 
@@ -521,3 +521,47 @@ def test_quoted_local_parts_of_alias_and_group_targets_stay_quoted_and_inject_no
     # A target no SMTP path can carry (a local part over 64 octets) is refused when added.
     r = srv.cli("alias", "add", "long@example.test", '"' + "x" * 70 + '"@good.test', check=False)
     assert r.returncode != 0 and "long@" not in srv.cli("alias", "list").stdout
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a tmpfs over mail/ needs root (mount namespace)")
+def test_write_once_with_mail_on_another_filesystem(make_server):
+    """mail/ on its own filesystem (a tmpfs here): the copies written at the end of data
+    are synced there besides the spool's commit, and the message is read over POP3."""
+    import poplib
+    import ssl
+    srv = make_server()
+    (srv.data / "mail").mkdir(parents=True, exist_ok=True)
+    srv.start(preexec_fn=tmpfs_over(srv.data / "mail", 64 * 1024 * 1024))
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        s.sendmail("a@remote.test", ["demo@example.test"], b"Subject: elsewhere\r\n\r\non a tmpfs\r\n")
+    assert "(at the end of data)" in srv.log("mail.log")
+    p = poplib.POP3("127.0.0.1", srv.ports["pop3"], timeout=10)
+    ctx = ssl.create_default_context(cafile=srv.cert)
+    ctx.check_hostname = False
+    p.stls(context=ctx)
+    p.user("demo@example.test")
+    p.pass_(PASSWORD)
+    assert b"on a tmpfs" in b"\n".join(p.retr(1)[1])
+    p.quit()
+    # what the test sees is the directory under the tmpfs: no message there
+    assert not [f for f in (srv.data / "mail").rglob("*") if f.parent.name in ("new", "cur", "tmp")]
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a tmpfs of a set size needs root (mount namespace)")
+def test_write_once_on_a_full_mail_filesystem_falls_back_to_the_spool(make_server):
+    """No room in mail/ at the end of data: the message is still accepted -- the spool
+    (another filesystem) keeps it, nothing is left half-written in the mailbox, and
+    local delivery defers it, to retry, as for any mailbox it cannot write."""
+    srv = make_server()
+    (srv.data / "mail").mkdir(parents=True, exist_ok=True)
+    srv.start(preexec_fn=tmpfs_over(srv.data / "mail", 64 * 1024))
+    body = b"Subject: no room\r\n\r\n" + (b"z" * 76 + b"\r\n") * 2000  # ~156 KB > 64 KiB
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
+        s.sendmail("a@remote.test", ["demo@example.test"], body)  # 250, or this raises
+    wait(lambda: "deferred" in srv.log("mail.log"), what="the deferral")
+    log = srv.log("mail.log")
+    assert "(at the end of data)" not in log
+    assert "relay=local" in log and "No space left on device" in log, log
+    queued = [p for p in (srv.data / "queue").iterdir() if "." not in p.name]
+    assert len(queued) == 1, queued
+    assert queued[0].name in srv.cli("queue", "list").stdout

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import PASSWORD, free_port
+from conftest import PASSWORD, free_port, tmpfs_over
 from imap_raw import ImapRaw
 from test_admin import ADMIN_PW, call
 
@@ -259,29 +259,12 @@ def test_a_huge_literal_before_login_ends_the_connection(server):
     s.close()
 
 
-def _tmpfs_over(path, size):
-    """A preexec_fn: the server gets a private mount namespace with a tmpfs of `size`
-    over `path` (root only), so its disk fills up where the test wants."""
-    import ctypes
-    import ctypes.util
-
-    def run():
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-            raise OSError(ctypes.get_errno(), "unshare")
-        if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0:  # MS_REC | MS_PRIVATE
-            raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-        if libc.mount(b"tmpfs", str(path).encode(), b"tmpfs", 0, f"size={size},mode=0700".encode()) != 0:
-            raise OSError(ctypes.get_errno(), "mount tmpfs")
-    return run
-
-
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="a tmpfs of a set size needs root (mount namespace)")
 def test_a_full_disk_is_told_with_an_rfc5530_code_and_no_path(make_server):
     srv = make_server()
     full = srv.data / "mail" / "example.test" / "demo" / ".Full"
     full.mkdir(parents=True)
-    srv.start(preexec_fn=_tmpfs_over(full, 64 * 1024))
+    srv.start(preexec_fn=tmpfs_over(full, 64 * 1024))
     s = ImapRaw(srv)
     big = b"Subject: too big for the disk\r\n\r\n" + (b"y" * 76 + b"\r\n") * 3000
     for _ in range(5):
