@@ -127,13 +127,16 @@ bool CommitRecord::write(const std::vector<CommitEntry>& entries) {
   std::string text(kMagic);
   // Each file's write-back is started, its digest read (from the page cache), and then
   // waited for, a window of files at a time: its blocks are allocated and its data on
-  // the disk before the record changes below.
+  // the disk before the record changes below -- what the fsync of the record relies on.
+  // (syncfs writes everything back itself, in no order: a file torn by a crash during
+  // it fails its digest, and was not acknowledged.)
+  bool write_back = by_fsync_;
   std::vector<int> started;
-  auto wait_started = [&started] {
+  auto wait_started = [&started, write_back] {
     bool ok = true;
     for (int f : started) {
-      ok = ok && ::sync_file_range(f, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                                SYNC_FILE_RANGE_WAIT_AFTER) == 0;
+      ok = ok && (!write_back || ::sync_file_range(f, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                                                  SYNC_FILE_RANGE_WAIT_AFTER) == 0);
       ::close(f);
     }
     started.clear();
@@ -148,7 +151,7 @@ bool CommitRecord::write(const std::vector<CommitEntry>& entries) {
     started.push_back(f);
     uint64_t size = 0;
     std::string digest;
-    if (::sync_file_range(f, 0, 0, SYNC_FILE_RANGE_WRITE) != 0 || !fd_digest(f, size, digest)) {
+    if ((write_back && ::sync_file_range(f, 0, 0, SYNC_FILE_RANGE_WRITE) != 0) || !fd_digest(f, size, digest)) {
       wait_started();
       return false;
     }
