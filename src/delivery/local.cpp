@@ -423,21 +423,30 @@ void LocalDelivery::deliver_batch(std::vector<Item>& items) {
       logs::mail().info("delivered id={} to=<{}> relay=local mailbox={} size={}", c.id, sanitize(c.target),
                         c.final_path, c.size);
     }
+  // The copies are durable: record them all at once, then one sync -- a kill between a
+  // copy and its record repeats that copy at the restart, so the records follow at once.
+  bool unsynced = false;
   for (auto& m : msgs) {
     std::set<std::string> ok;
     for (auto& t : m.targets)
       if (renamed.count(m.id + "\n" + t)) ok.insert(t);
-    settle(m, ok);
+    settle(m, ok, &unsynced);
   }
+  if (unsynced && spool_.sync_state() != 0)
+    logs::main().error("local delivery: cannot sync the queue's delivery state: {} (after a power cut a message "
+                       "may be delivered again)", std::strerror(errno));
 }
 
-void LocalDelivery::settle(Msg& m, const std::set<std::string>& ok) {
+void LocalDelivery::settle(Msg& m, const std::set<std::string>& ok, bool* unsynced) {
   bool all_done = m.errors.empty();
   if (all_done && !m.remote_left) {
     spool_.remove_later(m.id);
     return;
   }
-  if (!ok.empty()) spool_.record_delivered(m.id, std::vector<std::string>(ok.begin(), ok.end()));
+  if (!ok.empty()) {
+    spool_.record_delivered(m.id, std::vector<std::string>(ok.begin(), ok.end()), unsynced == nullptr);
+    if (unsynced) *unsynced = true;
+  }
   // Remote delivery may have finished its part already.
   if (all_done) {
     spool_.finish_if_complete(m.id);

@@ -73,7 +73,9 @@ class LocalDelivery : public DirectDelivery {
   bool prepare(Item& item, Msg& msg);
   bool write_copy(const Msg& msg, const std::string& target, Copy& copy, std::string& error);
   bool ensure_maildir(const std::string& dir, std::string& error);
-  void settle(Msg& msg, const std::set<std::string>& ok);
+  // `unsynced`: when given, delivered targets are recorded without a sync and it is set
+  // (the caller syncs the state once for the batch).
+  void settle(Msg& msg, const std::set<std::string>& ok, bool* unsynced = nullptr);
   void bounce(const Msg& msg, const std::vector<std::pair<std::string, std::string>>& targets);
 
   Spool& spool_;

@@ -637,13 +637,15 @@ void Spool::drop_lost(const std::vector<std::string>& lost) {
   }
 }
 
-void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets) {
+int Spool::sync_state() { return ::syncfs(queue_fd_); }
+
+void Spool::record_delivered(const std::string& id, const std::vector<std::string>& targets, bool sync) {
   std::string lines;
   for (auto& t : targets) lines += enc_token(t) + "\n";
   auto lost = ledger_append(ledger_, {{id, lines}});
   if (!lost.empty()) return drop_lost(lost);
   std::lock_guard lk(state_mu_);
-  append_state(queue_dir_ + "/" + id + ".done", lines, true);
+  append_state(queue_dir_ + "/" + id + ".done", lines, sync);
 }
 
 void Spool::record_many(const std::vector<StateRecord>& records) {

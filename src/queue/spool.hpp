@@ -152,8 +152,11 @@ class Spool {
   // report attaches.
   std::string read_headers(const StoredMessage& m);
 
-  // Records delivered targets (appended to <id>.done and synced).
-  void record_delivered(const std::string& id, const std::vector<std::string>& targets);
+  // Records delivered targets (appended to <id>.done and synced; `sync` false: not yet,
+  // the caller calls sync_state() once for a batch of them).
+  void record_delivered(const std::string& id, const std::vector<std::string>& targets, bool sync = true);
+  // Makes the state appended without a sync durable (syncfs of the queue): 0 or -1.
+  int sync_state();
   // Remote delivery state: outcomes, the delay notice, the next attempt.
   struct StateRecord {
     std::string id;
